@@ -1,0 +1,323 @@
+/*
+ * sardfq.h - public API of libsardfq, data-free quantization of Vision
+ * Transformers (SARDFQ, Zhong et al., ICCV 2025).
+ *
+ * This header is the contract: anything not declared here is not part of the
+ * API. It includes only <stddef.h> and <stdint.h>, uses no struct passed or
+ * returned by value, and is usable from C99, C++ and FFIs (ctypes, cffi, Rust,
+ * Go).
+ *
+ * Usage (error checks elided):
+ *
+ *     sardfq_model *m = NULL;
+ *     sardfq_model_load("model.safetensors", NULL, &m);
+ *     sardfq_model_info info;
+ *     info.struct_size = sizeof info;
+ *     sardfq_model_get_info(m, &info);
+ *     float *logits = malloc(sizeof(float) * n * info.num_classes);
+ *     sardfq_model_forward(m, images, n, logits);   // images: n x C x H x W
+ *     sardfq_model_free(m);
+ *
+ * Threads. A loaded sardfq_model is immutable: its weights may be shared by
+ * any number of threads, and sardfq_model_forward() may run on one model from
+ * several threads at once (each call owns its scratch). A sardfq_state (the
+ * activations kept for a backward pass and the attention read-back) and a
+ * sardfq_dataset are used by one thread at a time. OpenBLAS threading is
+ * process-global: when sardfq_model_params.n_threads > 0 the library calls
+ * openblas_set_num_threads(n_threads) at the start of every compute call on
+ * that model (forward, backward, evaluate); with n_threads == 0 it never
+ * changes OpenBLAS settings and uses OpenBLAS's current thread count for its
+ * own loops too.
+ *
+ * Errors. Every function that can fail returns a sardfq_status; SARDFQ_OK is
+ * 0 and every error is negative. On failure the outputs and handles are left
+ * unchanged and sardfq_last_error() returns a message naming the problem. The
+ * library never aborts, exits, longjmps or prints.
+ *
+ * Images are float32, NCHW (n x C x H x W, row-major), already normalised with
+ * the model's mean/std: (pixel/255 - mean[c]) / std[c].
+ */
+#ifndef SARDFQ_H
+#define SARDFQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifndef SARDFQ_API
+#if defined(_WIN32) && !defined(SARDFQ_STATIC)
+#ifdef SARDFQ_BUILD
+#define SARDFQ_API __declspec(dllexport)
+#else
+#define SARDFQ_API __declspec(dllimport)
+#endif
+#elif defined(__GNUC__)
+#define SARDFQ_API __attribute__((visibility("default")))
+#else
+#define SARDFQ_API
+#endif
+#endif
+
+#ifndef SARDFQ_NODISCARD
+#if defined(__GNUC__)
+#define SARDFQ_NODISCARD __attribute__((warn_unused_result))
+#else
+#define SARDFQ_NODISCARD
+#endif
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Version                                                                  */
+/* ------------------------------------------------------------------------ */
+
+#define SARDFQ_VERSION_MAJOR 0
+#define SARDFQ_VERSION_MINOR 1
+#define SARDFQ_VERSION_PATCH 0
+#define SARDFQ_VERSION_NUMBER \
+    (SARDFQ_VERSION_MAJOR * 10000 + SARDFQ_VERSION_MINOR * 100 + SARDFQ_VERSION_PATCH)
+#define SARDFQ_VERSION_STRING "0.1.0"
+
+/* Runtime version of the library actually linked; compare with the macros. */
+SARDFQ_API const char *sardfq_version_string(void);
+SARDFQ_API uint32_t sardfq_version_number(void);
+
+/* ------------------------------------------------------------------------ */
+/* Status codes (stable, append-only)                                       */
+/* ------------------------------------------------------------------------ */
+
+typedef int32_t sardfq_status;
+
+#define SARDFQ_OK 0
+#define SARDFQ_E_INVALID_ARG (-1) /* NULL pointer, count <= 0, bad value   */
+#define SARDFQ_E_NOMEM (-2)       /* an allocation failed                  */
+#define SARDFQ_E_IO (-3)          /* open/read/write/rename failed         */
+#define SARDFQ_E_FORMAT (-4)      /* malformed file or buffer              */
+#define SARDFQ_E_UNSUPPORTED (-5) /* valid but not supported (dtype, arch) */
+#define SARDFQ_E_CANCELLED (-6)   /* a callback returned nonzero           */
+#define SARDFQ_E_SHAPE (-7)       /* sizes do not match the model/state    */
+#define SARDFQ_E_STATE (-8)       /* call out of order (e.g. backward
+                                     without a forward that kept activations) */
+#define SARDFQ_E_INTERNAL (-9)    /* a bug in the library; please report   */
+
+/* A static, one-sentence description of s ("unknown status" otherwise). */
+SARDFQ_API const char *sardfq_status_string(sardfq_status s);
+
+/* Detail message of the last failed call on this thread ("" if none). The
+ * string is owned by the library and valid until the next failing call on
+ * the same thread. Thread: any (thread-local). */
+SARDFQ_API const char *sardfq_last_error(void);
+
+/* Progress callback used by long calls: done out of total units of the named
+ * stage. Return nonzero to cancel; the call then returns SARDFQ_E_CANCELLED.
+ * Called on the thread that made the call. */
+typedef int (*sardfq_progress_fn)(void *user_data, int64_t done, int64_t total,
+                                  const char *stage);
+
+/* ------------------------------------------------------------------------ */
+/* Model: a ViT graph with its weights                                      */
+/* ------------------------------------------------------------------------ */
+
+typedef struct sardfq_model sardfq_model;
+typedef struct sardfq_state sardfq_state;
+
+typedef struct sardfq_model_params {
+    uint32_t struct_size; /* sizeof(sardfq_model_params), set by default_params */
+    int32_t num_heads;    /* > 0 overrides the number of attention heads; 0 =
+                             metadata, else embed_dim / 64 */
+    int32_t n_threads;    /* > 0: thread count for compute calls (sets
+                             OpenBLAS's process-global count, see above);
+                             0 = leave OpenBLAS as configured */
+} sardfq_model_params;
+
+/* Fill *p with the defaults and set p->struct_size. p may not be NULL. */
+SARDFQ_API void sardfq_model_default_params(sardfq_model_params *p);
+
+/* Architectures (sardfq_model_info.arch). */
+#define SARDFQ_ARCH_VIT 0            /* timm ViT / DeiT, class token */
+#define SARDFQ_ARCH_DEIT_DISTILLED 1 /* class + distillation token, two heads */
+
+/* Weight naming found in the file (sardfq_model_info.naming). */
+#define SARDFQ_NAMING_TIMM 0
+#define SARDFQ_NAMING_TORCHVISION 1
+#define SARDFQ_NAMING_RANDOM 2 /* created by sardfq_model_create_random */
+
+/* Where a configuration field came from (sardfq_model_info.source[]). */
+#define SARDFQ_SOURCE_METADATA 0 /* the file's __metadata__ */
+#define SARDFQ_SOURCE_SHAPES 1   /* inferred from tensor shapes */
+#define SARDFQ_SOURCE_PARAMS 2   /* sardfq_model_params override */
+#define SARDFQ_SOURCE_DEFAULT 3  /* the family's default */
+
+/* Indices into sardfq_model_info.source[]. */
+#define SARDFQ_FIELD_ARCH 0
+#define SARDFQ_FIELD_IMG_SIZE 1
+#define SARDFQ_FIELD_PATCH_SIZE 2
+#define SARDFQ_FIELD_IN_CHANS 3
+#define SARDFQ_FIELD_EMBED_DIM 4
+#define SARDFQ_FIELD_DEPTH 5
+#define SARDFQ_FIELD_NUM_HEADS 6
+#define SARDFQ_FIELD_MLP_HIDDEN 7
+#define SARDFQ_FIELD_NUM_CLASSES 8
+#define SARDFQ_FIELD_MEAN 9
+#define SARDFQ_FIELD_STD 10
+#define SARDFQ_FIELD_CROP_PCT 11
+#define SARDFQ_FIELD_LN_EPS 12
+#define SARDFQ_FIELD_COUNT 13
+
+typedef struct sardfq_model_info {
+    uint32_t struct_size; /* caller sets sizeof(sardfq_model_info) */
+    int32_t arch;         /* SARDFQ_ARCH_* */
+    int32_t naming;       /* SARDFQ_NAMING_* */
+    int32_t img_h, img_w; /* input size */
+    int32_t patch_size;
+    int32_t in_chans; /* 1 or 3 */
+    int32_t embed_dim;
+    int32_t depth;
+    int32_t num_heads;
+    int32_t head_dim;
+    int32_t mlp_hidden;
+    int32_t num_classes;
+    int32_t grid_h, grid_w;    /* patch grid */
+    int32_t num_prefix_tokens; /* 1 (class) or 2 (class + distillation) */
+    int32_t num_tokens;        /* num_prefix_tokens + grid_h * grid_w */
+    float mean[3], std[3];     /* per channel (only in_chans used) */
+    float crop_pct;            /* evaluation crop fraction (timm) */
+    float ln_eps;              /* LayerNorm epsilon */
+    int64_t num_params;        /* parameter count */
+    double flops_per_image;    /* forward FLOPs (2 per multiply-add) */
+    int32_t source[SARDFQ_FIELD_COUNT]; /* SARDFQ_SOURCE_* per SARDFQ_FIELD_* */
+} sardfq_model_info;
+
+/* Load a safetensors file (F32, F16 or BF16 tensors; timm or torchvision ViT
+ * names). p may be NULL for the defaults. On success *out owns the model;
+ * on failure *out is left unchanged. Thread: any. */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_load(const char *path,
+                                                            const sardfq_model_params *p,
+                                                            sardfq_model **out);
+/* Same from a buffer; the bytes are copied, buf may be freed afterwards. */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_load_memory(const void *buf, size_t len,
+                                                                   const sardfq_model_params *p,
+                                                                   sardfq_model **out);
+/* A model of a named architecture with random weights (timm's init:
+ * truncated normal, std 0.02, LayerNorm 1/0), for benchmarks and tests.
+ * arch: "vit_tiny", "vit_small", "vit_base", "deit_tiny", "deit_small",
+ * "deit_base" (224x224, patch 16, 1000 classes). */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_create_random(const char *arch,
+                                                                     uint64_t seed,
+                                                                     const sardfq_model_params *p,
+                                                                     sardfq_model **out);
+/* Free a model. NULL is a no-op. Free every sardfq_state of the model first. */
+SARDFQ_API void sardfq_model_free(sardfq_model *m);
+
+/* Fill *out (out->struct_size must be set; fields beyond it are not
+ * written). */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_get_info(const sardfq_model *m,
+                                                                sardfq_model_info *out);
+
+/* Value of a __metadata__ key of the loaded file, or NULL. Owned by the
+ * model. */
+SARDFQ_API const char *sardfq_model_get_metadata(const sardfq_model *m, const char *key);
+
+/* Inference: logits (n x num_classes) for n images. Keeps no activation;
+ * thread-safe on a shared model. For a distilled DeiT the logits are the mean
+ * of the two heads. */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_forward(sardfq_model *m, const float *images,
+                                                               int n, float *logits);
+
+/* ------------------------------------------------------------------------ */
+/* State: forward that keeps what backward and attention read-back need     */
+/* ------------------------------------------------------------------------ */
+
+/* Keep the class-token attention rows of every block and head. */
+#define SARDFQ_FORWARD_ATTENTION 1u
+/* Keep the activations sardfq_model_backward needs. */
+#define SARDFQ_FORWARD_BACKWARD 2u
+
+/* A per-thread run state bound to model m (which must outlive it). */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_state_create(const sardfq_model *m,
+                                                              sardfq_state **out);
+SARDFQ_API void sardfq_state_free(sardfq_state *s);
+
+/* Forward n images with state s; flags is a set of SARDFQ_FORWARD_*.
+ * logits may be NULL. Activations of the previous call are discarded. */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_forward_ex(sardfq_model *m, sardfq_state *s,
+                                                                  const float *images, int n,
+                                                                  uint32_t flags, float *logits);
+
+/* Class-token attention rows of the last forward_ex with
+ * SARDFQ_FORWARD_ATTENTION: out[((i * depth + block) * num_heads + head) *
+ * num_tokens + t] is the softmax weight the class token (query 0) gives token
+ * t (0 = class token, then the distillation token if any, then the patches
+ * in raster order) in image i. count is the number of floats out can hold and
+ * must be at least n * depth * num_heads * num_tokens. */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_state_get_attention(const sardfq_state *s,
+                                                                     float *out, size_t count);
+
+/* Backward to the input of the last forward_ex (which needs
+ * SARDFQ_FORWARD_BACKWARD): given dlogits = dL/dlogits (n x num_classes, may
+ * be NULL for zero) and dattn = dL/d(class-token attention rows) laid out as
+ * in sardfq_state_get_attention (may be NULL for zero), writes
+ * dimages = dL/dimages (n x C x H x W). The kept activations stay valid, so
+ * backward may be called again with other gradients. */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_backward(sardfq_model *m, sardfq_state *s,
+                                                                const float *dlogits,
+                                                                const float *dattn,
+                                                                float *dimages);
+
+/* ------------------------------------------------------------------------ */
+/* Datasets and evaluation                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct sardfq_dataset sardfq_dataset;
+
+/* Open a labelled image set, preprocessed for model m (its input size,
+ * channels, mean/std and crop_pct are copied; m may be freed afterwards):
+ * - a folder with MNIST-format IDX files (gzip or not): t10k-images-idx3-ubyte
+ *   and t10k-labels-idx1-ubyte preferred, else train-*; the images must have
+ *   the model's input size;
+ * - a folder of class sub-folders of PNG images (sorted names = class
+ *   indices, as torchvision's ImageFolder): bicubic resize of the short side
+ *   to size / crop_pct, centre crop, the model's mean/std (timm's eval
+ *   transform).
+ * Thread: the dataset is used by one thread at a time. */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_dataset_open(const char *path,
+                                                              const sardfq_model *m,
+                                                              sardfq_dataset **out);
+SARDFQ_API void sardfq_dataset_free(sardfq_dataset *d);
+/* Number of images. */
+SARDFQ_API int64_t sardfq_dataset_count(const sardfq_dataset *d);
+/* Read images [start, start + n) into images (n x C x H x W, normalised) and
+ * their labels into labels (may be NULL). */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_dataset_read(sardfq_dataset *d, int64_t start,
+                                                              int n, float *images,
+                                                              int32_t *labels);
+
+typedef struct sardfq_eval_params {
+    uint32_t struct_size;
+    int64_t limit;               /* evaluate the first limit images; 0 = all */
+    int32_t batch;               /* images per forward; 0 = 64 */
+    sardfq_progress_fn progress; /* may be NULL; stage "eval" */
+    void *user_data;
+} sardfq_eval_params;
+
+SARDFQ_API void sardfq_eval_default_params(sardfq_eval_params *p);
+
+typedef struct sardfq_eval_result {
+    uint32_t struct_size;
+    int64_t n;            /* images evaluated */
+    int64_t top1_correct; /* label is the arg-max (ties: lowest index) */
+    int64_t top5_correct; /* label among the 5 largest logits */
+} sardfq_eval_result;
+
+/* Top-1/top-5 of m on d. p may be NULL for the defaults. */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_evaluate(sardfq_model *m, sardfq_dataset *d,
+                                                          const sardfq_eval_params *p,
+                                                          sardfq_eval_result *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SARDFQ_H */

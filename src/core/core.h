@@ -1,0 +1,39 @@
+/* core.h - internal helpers shared by every stage: error reporting,
+ * allocation (one place, so out-of-memory injection can hook it), threads. */
+#ifndef SFQ_CORE_H
+#define SFQ_CORE_H
+
+#include "sardfq.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__)
+#define SFQ_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define SFQ_PRINTF(a, b)
+#endif
+
+/* Record a formatted detail message for sardfq_last_error() and return s. */
+sardfq_status sfq_fail(sardfq_status s, const char *fmt, ...) SFQ_PRINTF(2, 3);
+/* Clear the thread's message (called by successful public entry points is
+ * not required; messages describe the last failure). */
+void sfq_clear_error(void);
+
+/* Allocation. All library memory goes through these. sfq_alloc returns
+ * 64-byte aligned memory; size 0 returns a valid unique pointer. They return
+ * NULL on failure (and on size overflow in sfq_alloc_array). */
+void *sfq_alloc(size_t size);
+void *sfq_alloc_zero(size_t size);
+void *sfq_alloc_array(size_t count, size_t elem); /* overflow-checked */
+void sfq_free(void *p);
+char *sfq_strdup(const char *s);
+
+/* Overflow-checked a*b (returns 0 and leaves *out on overflow). */
+int sfq_mul_size(size_t a, size_t b, size_t *out);
+
+/* Failure-injection hook for tests: when > 0, the n-th following allocation
+ * fails (counting down). Not exported; tests link the static library. */
+extern long sfq_alloc_fail_countdown;
+
+#endif
