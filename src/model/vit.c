@@ -1,0 +1,535 @@
+/* vit.c - ViT forward and backward-to-input.
+ *
+ * B images, N tokens (P prefix + G patches), D dim, H heads of hd, M mlp
+ * hidden, K classes. The linears run as one (B*N) x D GEMM each; attention
+ * runs one small GEMM pair per (image, head); the element-wise ops run on
+ * the library's threads (vmath.c).
+ *
+ * Forward of block l (pre-norm):
+ *   h = LN1(x); qkv = h Wqkv^T + bqkv; S = scale Q K^T; Pr = softmax(S)
+ *   O = Pr V; x += O Wproj^T + bproj
+ *   h = LN2(x); pre = h W1^T + b1; x += GELU(pre) W2^T + b2
+ * Backward to the input needs, per block, only LN1/LN2's normalised inputs
+ * and 1/std, qkv, the softmax probabilities and the GELU input: no weight
+ * gradient is formed, so no GEMM input other than those is kept.
+ * Then: final LN on the prefix tokens, logits = head(class token), or for a
+ * distilled DeiT (head(class) + head_dist(dist)) / 2. */
+#include "vit.h"
+
+#include "threads.h"
+#include "vmath.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+/* OpenBLAS's thread controls (declared in its cblas.h on Debian, repeated
+ * here so other cblas headers work too). */
+extern void openblas_set_num_threads(int);
+extern int openblas_get_num_threads(void);
+
+#define MAX_IMAGES (1 << 20)
+
+int sfq_model_threads(const sardfq_model *m)
+{
+    if (m->n_threads > 0)
+        return m->n_threads;
+    int t = openblas_get_num_threads();
+    return t > 0 ? t : 1;
+}
+
+static int begin_compute(const sardfq_model *m)
+{
+    if (m->n_threads > 0)
+        openblas_set_num_threads(m->n_threads);
+    return sfq_model_threads(m);
+}
+
+static void gemm(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
+                 const float *B, int ldb, float beta, float *C, int ldc)
+{
+    cblas_sgemm(CblasRowMajor, transa ? CblasTrans : CblasNoTrans, transb ? CblasTrans : CblasNoTrans,
+                M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* y (rows x out) = x (rows x in) W^T + b, W [out][in]; accumulate adds to y. */
+static void linear(const float *x, const float *W, const float *b, float *y, int rows, int in,
+                   int out, int accumulate, int nt)
+{
+    if (!accumulate)
+        sfq_fill_rows(y, b, rows, out, nt);
+    gemm(0, 1, rows, out, in, 1.0f, x, in, W, in, 1.0f, y, out);
+    if (accumulate)
+        sfq_add_bias(y, b, rows, out, nt);
+}
+
+/* ---- buffers ---------------------------------------------------------- */
+
+/* Sizes per image, in floats. */
+typedef struct {
+    size_t ND, N3D, NM, HNN, N, GC, PD, P;
+} per_image;
+
+static per_image sizes(const sardfq_model_info *cfg)
+{
+    per_image s;
+    const size_t N = (size_t)cfg->num_tokens, D = (size_t)cfg->embed_dim;
+    s.ND = N * D;
+    s.N3D = 3 * N * D;
+    s.NM = N * (size_t)cfg->mlp_hidden;
+    s.HNN = (size_t)cfg->num_heads * N * N;
+    s.N = N;
+    s.GC = (size_t)cfg->grid_h * cfg->grid_w * cfg->in_chans * cfg->patch_size * cfg->patch_size;
+    s.PD = (size_t)cfg->num_prefix_tokens * D;
+    s.P = (size_t)cfg->num_prefix_tokens;
+    return s;
+}
+
+/* Working buffers of one forward (and of one backward, which reuses them). */
+typedef struct {
+    float *x, *h, *ao, *hid; /* forward: residual, LN out, attention out, MLP */
+    float *qkv, *probs;      /* forward scratch when nothing is kept */
+    float *patches;          /* im2col / its gradient */
+    float *xf, *hf;          /* prefix rows before / after the final LN */
+    float *dqkv, *dS;        /* backward */
+} work;
+
+/* with_bwd: include the backward-only buffers (dqkv, dS) at the end. */
+static size_t work_floats(const per_image *s, int n, int with_bwd)
+{
+    size_t per = 3 * s->ND + s->NM + s->N3D + s->HNN + s->GC + 2 * s->PD;
+    if (with_bwd)
+        per += s->N3D + s->HNN;
+    return (size_t)n * per;
+}
+
+static void work_carve(work *w, float *base, const per_image *s, int n)
+{
+    float *p = base;
+#define TAKE(k) (p += (size_t)n * (k), p - (size_t)n * (k))
+    w->x = TAKE(s->ND);
+    w->h = TAKE(s->ND);
+    w->ao = TAKE(s->ND);
+    w->hid = TAKE(s->NM);
+    w->qkv = TAKE(s->N3D);
+    w->probs = TAKE(s->HNN);
+    w->patches = TAKE(s->GC);
+    w->xf = TAKE(s->PD);
+    w->hf = TAKE(s->PD);
+    w->dqkv = TAKE(s->N3D); /* only valid when sized with_bwd */
+    w->dS = TAKE(s->HNN);
+#undef TAKE
+}
+
+/* Kept per block (state buffers): xhat1 ND, rstd1 N, qkv N3D, probs HNN,
+ * xhat2 ND, rstd2 N, pre NM; plus attn depth*H*N and xhatf PD, rstdf P. */
+static size_t kept_floats(const sardfq_model_info *cfg, const per_image *s, int n, int backward)
+{
+    size_t per = (size_t)cfg->depth * cfg->num_heads * s->N + s->PD + s->P;
+    if (backward)
+        per += (size_t)cfg->depth * (2 * s->ND + 2 * s->N + s->N3D + s->HNN + s->NM);
+    return (size_t)n * per;
+}
+
+/* ---- forward ---------------------------------------------------------- */
+
+typedef struct {
+    const sardfq_model *m;
+    const float *images;
+    float *patches;
+    int n;
+} im2col_ctx;
+
+/* patches[(b*G + gy*gw + gx)][(c*p + ky)*p + kx] = image[b][c][gy*p+ky][gx*p+kx] */
+static void im2col_range(void *vc, int64_t r0, int64_t r1)
+{
+    const im2col_ctx *c = vc;
+    const sardfq_model_info *cfg = &c->m->info;
+    const int p = cfg->patch_size, C = cfg->in_chans, H = cfg->img_h, W = cfg->img_w, gw = cfg->grid_w;
+    const int G = cfg->grid_h * gw, cpp = C * p * p;
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t b = r / G;
+        const int g = (int)(r % G), gy = g / gw, gx = g % gw;
+        float *dst = c->patches + r * cpp;
+        for (int ch = 0; ch < C; ch++)
+            for (int ky = 0; ky < p; ky++)
+                memcpy(dst + (ch * p + ky) * p,
+                       c->images + ((b * C + ch) * H + (int64_t)gy * p + ky) * W + (int64_t)gx * p,
+                       sizeof(float) * (size_t)p);
+    }
+}
+
+/* The inverse scatter (patches are disjoint, so it is a permutation). */
+static void col2im_range(void *vc, int64_t r0, int64_t r1)
+{
+    const im2col_ctx *c = vc;
+    const sardfq_model_info *cfg = &c->m->info;
+    const int p = cfg->patch_size, C = cfg->in_chans, H = cfg->img_h, W = cfg->img_w, gw = cfg->grid_w;
+    const int G = cfg->grid_h * gw, cpp = C * p * p;
+    float *img = (float *)c->images;
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t b = r / G;
+        const int g = (int)(r % G), gy = g / gw, gx = g % gw;
+        const float *src = c->patches + r * cpp;
+        for (int ch = 0; ch < C; ch++)
+            for (int ky = 0; ky < p; ky++)
+                memcpy(img + ((b * C + ch) * H + (int64_t)gy * p + ky) * W + (int64_t)gx * p,
+                       src + (ch * p + ky) * p, sizeof(float) * (size_t)p);
+    }
+}
+
+/* Where a forward writes what backward keeps; NULL members = not kept. */
+typedef struct {
+    sfq_saved_block *saved; /* depth entries or NULL */
+    float *attn;            /* [B][depth][H][N] or NULL */
+    float *xhatf, *rstdf;   /* or NULL */
+} keep;
+
+static void embed(const sardfq_model *m, const float *images, int n, work *w, int nt)
+{
+    const sardfq_model_info *cfg = &m->info;
+    const int D = cfg->embed_dim, N = cfg->num_tokens, P = cfg->num_prefix_tokens;
+    const int G = cfg->grid_h * cfg->grid_w, cpp = cfg->in_chans * cfg->patch_size * cfg->patch_size;
+    im2col_ctx ic = {m, images, w->patches, n};
+    sfq_parallel_for(nt, (int64_t)n * G, im2col_range, &ic);
+    /* patch tokens into h (B*G rows), then assemble x with the prefix */
+    linear(w->patches, m->patch_w, m->patch_b, w->h, n * G, cpp, D, 0, nt);
+    for (int b = 0; b < n; b++) {
+        float *x = w->x + (size_t)b * N * D;
+        for (int i = 0; i < D; i++) {
+            x[i] = m->cls[i] + m->pos[i];
+            if (P == 2)
+                x[D + i] = m->dist[i] + m->pos[D + i];
+        }
+        const float *t = w->h + (size_t)b * G * D;
+        const float *pos = m->pos + (size_t)P * D;
+        float *xp = x + (size_t)P * D;
+        for (size_t i = 0; i < (size_t)G * D; i++)
+            xp[i] = t[i] + pos[i];
+    }
+}
+
+static void attention_fwd(const sardfq_model *m, int l, int n, const float *qkv, float *probs,
+                          float *ao, float *attn, int nt)
+{
+    const sardfq_model_info *cfg = &m->info;
+    const int D = cfg->embed_dim, N = cfg->num_tokens, H = cfg->num_heads, hd = cfg->head_dim;
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (int b = 0; b < n; b++)
+        for (int hh = 0; hh < H; hh++) {
+            const float *q = qkv + (size_t)b * N * 3 * D + (size_t)hh * hd;
+            float *S = probs + ((size_t)b * H + hh) * N * N;
+            gemm(0, 1, N, N, hd, scale, q, 3 * D, q + D, 3 * D, 0.0f, S, N);
+        }
+    sfq_softmax_fwd(probs, (int64_t)n * H * N, N, nt);
+    for (int b = 0; b < n; b++)
+        for (int hh = 0; hh < H; hh++) {
+            const float *v = qkv + (size_t)b * N * 3 * D + 2 * (size_t)D + (size_t)hh * hd;
+            const float *Pr = probs + ((size_t)b * H + hh) * N * N;
+            gemm(0, 0, N, hd, N, 1.0f, Pr, N, v, 3 * D, 0.0f, ao + (size_t)b * N * D + (size_t)hh * hd, D);
+            if (attn)
+                memcpy(attn + (((size_t)b * cfg->depth + l) * H + hh) * N, Pr, sizeof(float) * (size_t)N);
+        }
+}
+
+/* The whole forward. images validated by the caller. */
+static void forward(const sardfq_model *m, const float *images, int n, work *w, const keep *k,
+                    float *logits, int nt)
+{
+    const sardfq_model_info *cfg = &m->info;
+    const int D = cfg->embed_dim, N = cfg->num_tokens, M = cfg->mlp_hidden, K = cfg->num_classes;
+    const int P = cfg->num_prefix_tokens, BN = n * N;
+    const float eps = cfg->ln_eps;
+    embed(m, images, n, w, nt);
+    for (int l = 0; l < cfg->depth; l++) {
+        const sfq_block *blk = &m->blocks[l];
+        sfq_saved_block *sv = k->saved ? &k->saved[l] : NULL;
+        float *qkv = sv ? sv->qkv : w->qkv;
+        float *probs = sv ? sv->probs : w->probs;
+        float *pre = sv ? sv->pre : w->hid;
+        sfq_layernorm_fwd(w->x, blk->ln1_w, blk->ln1_b, w->h, sv ? sv->xhat1 : NULL,
+                          sv ? sv->rstd1 : NULL, BN, D, eps, nt);
+        linear(w->h, blk->qkv_w, blk->qkv_b, qkv, BN, D, 3 * D, 0, nt);
+        attention_fwd(m, l, n, qkv, probs, w->ao, k->attn, nt);
+        linear(w->ao, blk->proj_w, blk->proj_b, w->x, BN, D, D, 1, nt);
+        sfq_layernorm_fwd(w->x, blk->ln2_w, blk->ln2_b, w->h, sv ? sv->xhat2 : NULL,
+                          sv ? sv->rstd2 : NULL, BN, D, eps, nt);
+        linear(w->h, blk->fc1_w, blk->fc1_b, pre, BN, D, M, 0, nt);
+        sfq_gelu_fwd(pre, w->hid, (int64_t)BN * M, nt);
+        linear(w->hid, blk->fc2_w, blk->fc2_b, w->x, BN, M, D, 1, nt);
+    }
+    /* final LN on the prefix rows only */
+    for (int b = 0; b < n; b++)
+        memcpy(w->xf + (size_t)b * P * D, w->x + (size_t)b * N * D, sizeof(float) * (size_t)P * D);
+    sfq_layernorm_fwd(w->xf, m->norm_w, m->norm_b, w->hf, k->xhatf, k->rstdf, (int64_t)n * P, D,
+                      eps, nt);
+    if (!logits)
+        return;
+    if (P == 1) {
+        linear(w->hf, m->head_w, m->head_b, logits, n, D, K, 0, nt);
+    } else {
+        /* (head(cls) + head_dist(dist)) / 2 */
+        for (int b = 0; b < n; b++)
+            for (int c = 0; c < K; c++)
+                logits[(size_t)b * K + c] = 0.5f * (m->head_b[c] + m->head_dist_b[c]);
+        gemm(0, 1, n, K, D, 0.5f, w->hf, P * D, m->head_w, D, 1.0f, logits, K);
+        gemm(0, 1, n, K, D, 0.5f, w->hf + D, P * D, m->head_dist_w, D, 1.0f, logits, K);
+    }
+}
+
+static sardfq_status check_images(const sardfq_model *m, const float *images, int n, const char *fn)
+{
+    if (!m)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "%s: model is NULL", fn);
+    if (!images)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "%s: images is NULL", fn);
+    if (n <= 0 || n > MAX_IMAGES)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "%s: n must be in 1..%d (got %d)", fn, MAX_IMAGES, n);
+    return SARDFQ_OK;
+}
+
+SARDFQ_API sardfq_status sardfq_model_forward(sardfq_model *m, const float *images, int n,
+                                              float *logits)
+{
+    sardfq_status s = check_images(m, images, n, "sardfq_model_forward");
+    if (s)
+        return s;
+    if (!logits)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_model_forward: logits is NULL");
+    const int nt = begin_compute(m);
+    per_image sz = sizes(&m->info);
+    size_t floats = work_floats(&sz, n, 0);
+    float *base = sfq_alloc_array(floats, sizeof(float));
+    if (!base)
+        return sfq_fail(SARDFQ_E_NOMEM, "sardfq_model_forward: cannot allocate %zu MB of scratch for %d images",
+                        floats * sizeof(float) >> 20, n);
+    work w;
+    work_carve(&w, base, &sz, n);
+    keep k = {0};
+    forward(m, images, n, &w, &k, logits, nt);
+    sfq_free(base);
+    return SARDFQ_OK;
+}
+
+/* ---- state ------------------------------------------------------------ */
+
+SARDFQ_API sardfq_status sardfq_state_create(const sardfq_model *m, sardfq_state **out)
+{
+    if (!m || !out)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_state_create: %s is NULL", !m ? "model" : "out");
+    sardfq_state *s = sfq_alloc_zero(sizeof *s);
+    if (!s)
+        return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    s->model = m;
+    *out = s;
+    return SARDFQ_OK;
+}
+
+static void state_release_buffers(sardfq_state *s)
+{
+    sfq_free(s->buffers);
+    sfq_free(s->saved);
+    s->buffers = NULL;
+    s->saved = NULL;
+    s->capacity = 0;
+    s->n = 0;
+}
+
+SARDFQ_API void sardfq_state_free(sardfq_state *s)
+{
+    if (!s)
+        return;
+    state_release_buffers(s);
+    sfq_free(s->work);
+    sfq_free(s);
+}
+
+/* Make the state's buffers fit n images with the given flags. On failure
+ * the state is left as it was. */
+static sardfq_status state_reserve(sardfq_state *s, int n, uint32_t flags)
+{
+    const sardfq_model_info *cfg = &s->model->info;
+    const per_image sz = sizes(cfg);
+    const int backward = (flags & SARDFQ_FORWARD_BACKWARD) != 0;
+    const size_t kept = kept_floats(cfg, &sz, n, backward), wf = work_floats(&sz, n, backward);
+    if (n <= s->capacity && (!backward || s->saved) && s->work_floats >= wf)
+        return SARDFQ_OK;
+    float *buf = sfq_alloc_array(kept, sizeof(float));
+    sfq_saved_block *saved = backward ? sfq_alloc_zero(sizeof(sfq_saved_block) * (size_t)cfg->depth) : NULL;
+    float *workbuf = s->work_floats >= wf ? NULL : sfq_alloc_array(wf, sizeof(float));
+    if (!buf || (backward && !saved) || (s->work_floats < wf && !workbuf)) {
+        sfq_free(buf);
+        sfq_free(saved);
+        sfq_free(workbuf);
+        return sfq_fail(SARDFQ_E_NOMEM, "cannot allocate %zu MB of activations for %d images",
+                        (kept + wf) * sizeof(float) >> 20, n);
+    }
+    state_release_buffers(s);
+    if (workbuf) {
+        sfq_free(s->work);
+        s->work = workbuf;
+        s->work_floats = wf;
+    }
+    s->buffers = buf;
+    s->saved = saved;
+    s->capacity = n;
+    float *p = buf;
+#define TAKE(k) (p += (size_t)n * (k), p - (size_t)n * (k))
+    s->attn = TAKE((size_t)cfg->depth * cfg->num_heads * sz.N);
+    s->xhatf = TAKE(sz.PD);
+    s->rstdf = TAKE(sz.P);
+    for (int l = 0; backward && l < cfg->depth; l++) {
+        sfq_saved_block *b = &saved[l];
+        b->xhat1 = TAKE(sz.ND);
+        b->rstd1 = TAKE(sz.N);
+        b->qkv = TAKE(sz.N3D);
+        b->probs = TAKE(sz.HNN);
+        b->xhat2 = TAKE(sz.ND);
+        b->rstd2 = TAKE(sz.N);
+        b->pre = TAKE(sz.NM);
+    }
+#undef TAKE
+    return SARDFQ_OK;
+}
+
+SARDFQ_API sardfq_status sardfq_model_forward_ex(sardfq_model *m, sardfq_state *s,
+                                                 const float *images, int n, uint32_t flags,
+                                                 float *logits)
+{
+    sardfq_status st = check_images(m, images, n, "sardfq_model_forward_ex");
+    if (st)
+        return st;
+    if (!s)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_model_forward_ex: state is NULL");
+    if (s->model != m)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_model_forward_ex: the state belongs to another model");
+    if (flags & ~(SARDFQ_FORWARD_ATTENTION | SARDFQ_FORWARD_BACKWARD))
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_model_forward_ex: unknown flags 0x%x", flags);
+    st = state_reserve(s, n, flags);
+    if (st)
+        return st;
+    const int nt = begin_compute(m);
+    const per_image sz = sizes(&m->info);
+    work w;
+    work_carve(&w, s->work, &sz, n);
+    keep k = {0};
+    if (flags & SARDFQ_FORWARD_BACKWARD) {
+        k.saved = s->saved;
+        k.xhatf = s->xhatf;
+        k.rstdf = s->rstdf;
+    }
+    if (flags & SARDFQ_FORWARD_ATTENTION)
+        k.attn = s->attn;
+    forward(m, images, n, &w, &k, logits, nt);
+    s->n = n;
+    s->flags = flags;
+    return SARDFQ_OK;
+}
+
+SARDFQ_API sardfq_status sardfq_state_get_attention(const sardfq_state *s, float *out, size_t count)
+{
+    if (!s || !out)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_state_get_attention: %s is NULL", !s ? "state" : "out");
+    if (!s->n || !(s->flags & SARDFQ_FORWARD_ATTENTION))
+        return sfq_fail(SARDFQ_E_STATE,
+                        "sardfq_state_get_attention: the last forward_ex did not keep attention "
+                        "(flag SARDFQ_FORWARD_ATTENTION)");
+    const sardfq_model_info *cfg = &s->model->info;
+    size_t need = (size_t)s->n * cfg->depth * cfg->num_heads * cfg->num_tokens;
+    if (count < need)
+        return sfq_fail(SARDFQ_E_SHAPE, "sardfq_state_get_attention: out holds %zu floats, %zu needed",
+                        count, need);
+    memcpy(out, s->attn, need * sizeof(float));
+    return SARDFQ_OK;
+}
+
+/* ---- backward --------------------------------------------------------- */
+
+static void attention_bwd(const sardfq_model *m, int l, int n, const sfq_saved_block *sv,
+                          const float *dao, const float *dattn, work *w, int nt)
+{
+    const sardfq_model_info *cfg = &m->info;
+    const int D = cfg->embed_dim, N = cfg->num_tokens, H = cfg->num_heads, hd = cfg->head_dim;
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (int b = 0; b < n; b++)
+        for (int hh = 0; hh < H; hh++) {
+            const size_t qo = (size_t)b * N * 3 * D + (size_t)hh * hd;
+            const float *dO = dao + (size_t)b * N * D + (size_t)hh * hd;
+            const float *Pr = sv->probs + ((size_t)b * H + hh) * N * N;
+            float *dS = w->dS + ((size_t)b * H + hh) * N * N;
+            /* dPr = dO V^T ; dV = Pr^T dO */
+            gemm(0, 1, N, N, hd, 1.0f, dO, D, sv->qkv + qo + 2 * D, 3 * D, 0.0f, dS, N);
+            gemm(1, 0, N, hd, N, 1.0f, Pr, N, dO, D, 0.0f, w->dqkv + qo + 2 * D, 3 * D);
+            if (dattn) {
+                const float *g = dattn + (((size_t)b * cfg->depth + l) * H + hh) * N;
+                for (int t = 0; t < N; t++)
+                    dS[t] += g[t];
+            }
+        }
+    sfq_softmax_bwd(sv->probs, w->dS, (int64_t)n * H * N, N, nt);
+    for (int b = 0; b < n; b++)
+        for (int hh = 0; hh < H; hh++) {
+            const size_t qo = (size_t)b * N * 3 * D + (size_t)hh * hd;
+            const float *dS = w->dS + ((size_t)b * H + hh) * N * N;
+            /* S = scale Q K^T: dQ = scale dS K ; dK = scale dS^T Q */
+            gemm(0, 0, N, hd, N, scale, dS, N, sv->qkv + qo + D, 3 * D, 0.0f, w->dqkv + qo, 3 * D);
+            gemm(1, 0, N, hd, N, scale, dS, N, sv->qkv + qo, 3 * D, 0.0f, w->dqkv + qo + D, 3 * D);
+        }
+}
+
+SARDFQ_API sardfq_status sardfq_model_backward(sardfq_model *m, sardfq_state *s, const float *dlogits,
+                                               const float *dattn, float *dimages)
+{
+    if (!m || !s || !dimages)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_model_backward: %s is NULL",
+                        !m ? "model" : !s ? "state" : "dimages");
+    if (s->model != m)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_model_backward: the state belongs to another model");
+    if (!s->n || !(s->flags & SARDFQ_FORWARD_BACKWARD))
+        return sfq_fail(SARDFQ_E_STATE, "sardfq_model_backward: the last forward_ex did not keep "
+                                        "activations (flag SARDFQ_FORWARD_BACKWARD)");
+    const sardfq_model_info *cfg = &m->info;
+    const int n = s->n, D = cfg->embed_dim, N = cfg->num_tokens, M = cfg->mlp_hidden, K = cfg->num_classes;
+    const int P = cfg->num_prefix_tokens, BN = n * N, G = cfg->grid_h * cfg->grid_w;
+    const int cpp = cfg->in_chans * cfg->patch_size * cfg->patch_size;
+    const int nt = begin_compute(m);
+    const per_image sz = sizes(cfg);
+    work w;
+    work_carve(&w, s->work, &sz, n);
+    /* reuse forward buffers: x -> dx, h -> dh, ao -> dao, hid -> dhid,
+     * xf -> dxf, hf -> dhf */
+    float *dx = w.x, *dh = w.h, *dao = w.ao, *dhid = w.hid;
+    memset(w.hf, 0, sizeof(float) * (size_t)n * P * D);
+    memset(w.xf, 0, sizeof(float) * (size_t)n * P * D);
+    if (dlogits) {
+        const float a = P == 2 ? 0.5f : 1.0f;
+        gemm(0, 0, n, D, K, a, dlogits, K, m->head_w, D, 0.0f, w.hf, P * D);
+        if (P == 2)
+            gemm(0, 0, n, D, K, a, dlogits, K, m->head_dist_w, D, 0.0f, w.hf + D, P * D);
+    }
+    sfq_layernorm_bwd(w.hf, s->xhatf, s->rstdf, m->norm_w, w.xf, (int64_t)n * P, D, nt);
+    memset(dx, 0, sizeof(float) * (size_t)BN * D);
+    for (int b = 0; b < n; b++)
+        memcpy(dx + (size_t)b * N * D, w.xf + (size_t)b * P * D, sizeof(float) * (size_t)P * D);
+    for (int l = cfg->depth - 1; l >= 0; l--) {
+        const sfq_block *blk = &m->blocks[l];
+        const sfq_saved_block *sv = &s->saved[l];
+        /* MLP branch */
+        gemm(0, 0, BN, M, D, 1.0f, dx, D, blk->fc2_w, M, 0.0f, dhid, M);
+        sfq_gelu_bwd(sv->pre, dhid, (int64_t)BN * M, nt);
+        gemm(0, 0, BN, D, M, 1.0f, dhid, M, blk->fc1_w, D, 0.0f, dh, D);
+        sfq_layernorm_bwd(dh, sv->xhat2, sv->rstd2, blk->ln2_w, dx, BN, D, nt);
+        /* attention branch */
+        gemm(0, 0, BN, D, D, 1.0f, dx, D, blk->proj_w, D, 0.0f, dao, D);
+        attention_bwd(m, l, n, sv, dao, dattn, &w, nt);
+        gemm(0, 0, BN, D, 3 * D, 1.0f, w.dqkv, 3 * D, blk->qkv_w, D, 0.0f, dh, D);
+        sfq_layernorm_bwd(dh, sv->xhat1, sv->rstd1, blk->ln1_w, dx, BN, D, nt);
+    }
+    /* patch embedding: d(patches) = d(tokens) Wpatch, then scatter */
+    for (int b = 0; b < n; b++)
+        gemm(0, 0, G, cpp, D, 1.0f, dx + ((size_t)b * N + P) * D, D, m->patch_w, cpp, 0.0f,
+             w.patches + (size_t)b * G * cpp, cpp);
+    im2col_ctx ic = {m, dimages, w.patches, n};
+    sfq_parallel_for(nt, (int64_t)n * G, col2im_range, &ic);
+    return SARDFQ_OK;
+}

@@ -1,0 +1,67 @@
+/* vit.h - the Vision Transformer graph: weights, configuration, run state.
+ *
+ * Shapes (B images, N tokens = P prefix + G patches, D embed dim, H heads,
+ * hd = D / H, M mlp hidden, K classes, C channels, p patch):
+ *   patch_w [D][C*p*p]   patch_b [D]   cls [D]   dist [D] (distilled only)
+ *   pos [N][D]
+ *   per block: ln1_w/b [D], qkv_w [3D][D] (rows Q;K;V, heads contiguous),
+ *   qkv_b [3D], proj_w [D][D], proj_b [D], ln2_w/b [D], fc1_w [M][D],
+ *   fc1_b [M], fc2_w [D][M], fc2_b [D]
+ *   norm_w/b [D]   head_w [K][D]   head_b [K]   head_dist_w/b (distilled)
+ * All parameters live in one contiguous buffer; the pointers are views. */
+#ifndef SFQ_VIT_H
+#define SFQ_VIT_H
+
+#include "core.h"
+
+typedef struct {
+    const float *ln1_w, *ln1_b, *qkv_w, *qkv_b, *proj_w, *proj_b;
+    const float *ln2_w, *ln2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+} sfq_block;
+
+struct sardfq_model {
+    sardfq_model_info info;
+    float *params; /* one buffer with every parameter */
+    size_t n_params;
+    const float *patch_w, *patch_b, *cls, *dist, *pos;
+    const float *norm_w, *norm_b, *head_w, *head_b, *head_dist_w, *head_dist_b;
+    sfq_block *blocks; /* depth entries */
+    char **meta_keys, **meta_vals;
+    int n_meta;
+    int n_threads; /* params.n_threads (0 = OpenBLAS's count) */
+};
+
+/* Activations kept by a forward for the backward pass, per block. */
+typedef struct {
+    float *xhat1, *rstd1; /* LN1 normalised input [B*N][D], 1/std [B*N] */
+    float *qkv;           /* [B*N][3D] */
+    float *probs;         /* softmax [B][H][N][N] */
+    float *xhat2, *rstd2; /* LN2 */
+    float *pre;           /* fc1 output before GELU [B*N][M] */
+} sfq_saved_block;
+
+struct sardfq_state {
+    const sardfq_model *model;
+    int n;          /* images of the last forward_ex (0 = none) */
+    uint32_t flags; /* its flags */
+    int capacity;   /* images the buffers below are sized for */
+    float *attn;    /* [B][depth][H][N] class-token rows */
+    sfq_saved_block *saved; /* depth entries (if SARDFQ_FORWARD_BACKWARD) */
+    float *xhatf, *rstdf;   /* final norm of the prefix rows [B*P][D], [B*P] */
+    float *buffers;         /* one allocation holding all of the above */
+    float *work;            /* forward/backward working buffers */
+    size_t work_floats;
+};
+
+/* Thread count for library loops on model m, and the OpenBLAS setting it
+ * implies (applied at the start of each compute call). */
+int sfq_model_threads(const sardfq_model *m);
+
+/* Compute parameter count and FLOPs into m->info. */
+void sfq_model_fill_derived(sardfq_model *m);
+
+/* Allocate m->params for the current info (depth, dims) and set the views;
+ * dist/head_dist views only if distilled. Returns SARDFQ_E_NOMEM. */
+sardfq_status sfq_model_alloc_params(sardfq_model *m);
+
+#endif

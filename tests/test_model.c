@@ -1,0 +1,434 @@
+/* test_model.c - the ViT graph against PyTorch goldens (tests/reference/
+ * make_fixtures.py), finite differences, threads and determinism.
+ *
+ * Each golden holds images, logits, attn (class-token rows), glogits, gattn
+ * and dimages = d/dimages [sum(glogits * logits) + sum(gattn * attn)],
+ * computed in float64 by an independent PyTorch implementation. */
+#include "safetensors.h"
+#include "testutil.h"
+
+#include <check.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    uint8_t *buf;
+    sfq_st_file st;
+} golden;
+
+static void golden_open(golden *g, const char *name)
+{
+    size_t len;
+    g->buf = tu_read_file(tu_data(name), &len);
+    ck_assert_msg(g->buf != NULL, "cannot read fixture %s", name);
+    ck_assert_int_eq(sfq_st_parse(g->buf, len, &g->st), SARDFQ_OK);
+}
+
+static float *golden_get(golden *g, const char *name, size_t *numel)
+{
+    const sfq_st_tensor *t = sfq_st_find(&g->st, name);
+    ck_assert_msg(t != NULL, "golden tensor %s missing", name);
+    float *x = malloc(sizeof(float) * (size_t)(t->numel ? t->numel : 1));
+    ck_assert_int_eq(sfq_st_read_f32(&g->st, t, x), SARDFQ_OK);
+    if (numel)
+        *numel = (size_t)t->numel;
+    return x;
+}
+
+static void golden_close(golden *g)
+{
+    sfq_st_release(&g->st);
+    free(g->buf);
+}
+
+static sardfq_model *load(const char *file, int heads)
+{
+    sardfq_model_params p;
+    sardfq_model_default_params(&p);
+    p.num_heads = heads;
+    sardfq_model *m = NULL;
+    sardfq_status s = sardfq_model_load(tu_data(file), &p, &m);
+    ck_assert_msg(s == SARDFQ_OK, "load %s: %s", file, sardfq_last_error());
+    return m;
+}
+
+static sardfq_model_info info_of(const sardfq_model *m)
+{
+    sardfq_model_info info;
+    info.struct_size = sizeof info;
+    ck_assert_int_eq(sardfq_model_get_info(m, &info), SARDFQ_OK);
+    return info;
+}
+
+/* Compare logits, attention and input gradient with a golden. */
+static void check_parity(const char *model_file, const char *golden_file, int heads)
+{
+    sardfq_model *m = load(model_file, heads);
+    sardfq_model_info info = info_of(m);
+    golden g;
+    golden_open(&g, golden_file);
+    size_t n_img, n_log, n_att, n_gl, n_ga, n_di;
+    float *images = golden_get(&g, "images", &n_img);
+    float *ref_logits = golden_get(&g, "logits", &n_log);
+    float *ref_attn = golden_get(&g, "attn", &n_att);
+    float *glogits = golden_get(&g, "glogits", &n_gl);
+    float *gattn = golden_get(&g, "gattn", &n_ga);
+    float *ref_dimages = golden_get(&g, "dimages", &n_di);
+    const size_t per_img = (size_t)info.in_chans * info.img_h * info.img_w;
+    const int n = (int)(n_img / per_img);
+    ck_assert_uint_eq(n_log, (size_t)n * info.num_classes);
+    ck_assert_uint_eq(n_att, (size_t)n * info.depth * info.num_heads * info.num_tokens);
+
+    float *logits = calloc(n_log, sizeof(float)), *logits2 = calloc(n_log, sizeof(float));
+    float *attn = calloc(n_att, sizeof(float)), *dimages = calloc(n_di, sizeof(float));
+    sardfq_state *s = NULL;
+    ck_assert_int_eq(sardfq_state_create(m, &s), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_model_forward_ex(m, s, images, n,
+                                             SARDFQ_FORWARD_ATTENTION | SARDFQ_FORWARD_BACKWARD, logits),
+                     SARDFQ_OK);
+    ck_assert_int_eq(sardfq_state_get_attention(s, attn, n_att), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_model_backward(m, s, glogits, gattn, dimages), SARDFQ_OK);
+
+    double e_log = tu_max_abs_diff(logits, ref_logits, n_log) / tu_max_abs(ref_logits, n_log);
+    double e_att = tu_max_abs_diff(attn, ref_attn, n_att);
+    double e_grad = tu_max_abs_diff(dimages, ref_dimages, n_di) / tu_max_abs(ref_dimages, n_di);
+    printf("parity %-28s logits %.2e (rel. max|logit|)  attn %.2e (abs)  dimages %.2e (rel. max|grad|)\n",
+           model_file, e_log, e_att, e_grad);
+    ck_assert_msg(e_log <= 1e-4, "%s: logits error %g", model_file, e_log);
+    ck_assert_msg(e_att <= 1e-5, "%s: attention error %g", model_file, e_att);
+    ck_assert_msg(e_grad <= 1e-3, "%s: input gradient error %g", model_file, e_grad);
+
+    /* the inference path computes the same logits, bit for bit */
+    ck_assert_int_eq(sardfq_model_forward(m, images, n, logits2), SARDFQ_OK);
+    ck_assert_int_eq(memcmp(logits, logits2, n_log * sizeof(float)), 0);
+
+    /* backward is repeatable on the same kept activations */
+    float *dimages2 = calloc(n_di, sizeof(float));
+    ck_assert_int_eq(sardfq_model_backward(m, s, glogits, gattn, dimages2), SARDFQ_OK);
+    ck_assert_int_eq(memcmp(dimages, dimages2, n_di * sizeof(float)), 0);
+
+    sardfq_state_free(s);
+    sardfq_model_free(m);
+    golden_close(&g);
+    free(images), free(ref_logits), free(ref_attn), free(glogits), free(gattn), free(ref_dimages);
+    free(logits), free(logits2), free(attn), free(dimages), free(dimages2);
+}
+
+START_TEST(parity_timm_rgb_p16_nonsquare) { check_parity("vit_p16_rgb.model.safetensors", "vit_p16_rgb.golden.safetensors", 0); }
+END_TEST
+START_TEST(parity_timm_gray_p4_no_metadata) { check_parity("vit_p4_gray_nometa.model.safetensors", "vit_p4_gray_nometa.golden.safetensors", 3); }
+END_TEST
+START_TEST(parity_deit_distilled) { check_parity("deit_distilled.model.safetensors", "deit_distilled.golden.safetensors", 0); }
+END_TEST
+START_TEST(parity_torchvision) { check_parity("tv_vit.model.safetensors", "tv_vit.golden.safetensors", 0); }
+END_TEST
+START_TEST(parity_torchvision_legacy_mlp) { check_parity("tv_vit_legacy.model.safetensors", "tv_vit.golden.safetensors", 0); }
+END_TEST
+START_TEST(parity_f16_weights) { check_parity("vit_f16.model.safetensors", "vit_f16.golden.safetensors", 0); }
+END_TEST
+START_TEST(parity_bf16_weights) { check_parity("vit_bf16.model.safetensors", "vit_bf16.golden.safetensors", 0); }
+END_TEST
+
+/* ---- finite differences ------------------------------------------------ */
+
+/* L = sum(gl * logits) + sum(ga * attn), accumulated in double. */
+static double loss_at(sardfq_model *m, sardfq_state *s, const float *x, int n, const float *gl,
+                      const float *ga, size_t n_log, size_t n_att)
+{
+    float *logits = malloc(n_log * sizeof(float)), *attn = malloc(n_att * sizeof(float));
+    ck_assert_int_eq(sardfq_model_forward_ex(m, s, x, n, SARDFQ_FORWARD_ATTENTION, logits), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_state_get_attention(s, attn, n_att), SARDFQ_OK);
+    double L = 0;
+    for (size_t i = 0; i < n_log; i++)
+        L += (double)gl[i] * logits[i];
+    for (size_t i = 0; i < n_att; i++)
+        L += (double)ga[i] * attn[i];
+    free(logits);
+    free(attn);
+    return L;
+}
+
+static void check_fd(const char *model_file, const char *golden_file, int heads, int use_attn)
+{
+    sardfq_model *m = load(model_file, heads);
+    golden g;
+    golden_open(&g, golden_file);
+    size_t n_img, n_log, n_att;
+    float *x = golden_get(&g, "images", &n_img);
+    float *gl = golden_get(&g, "glogits", &n_log);
+    float *ga = golden_get(&g, "gattn", &n_att);
+    if (!use_attn)
+        memset(ga, 0, n_att * sizeof(float));
+    sardfq_model_info info = info_of(m);
+    const int n = (int)(n_img / ((size_t)info.in_chans * info.img_h * info.img_w));
+    sardfq_state *s = NULL;
+    ck_assert_int_eq(sardfq_state_create(m, &s), SARDFQ_OK);
+    float *grad = malloc(n_img * sizeof(float));
+    ck_assert_int_eq(sardfq_model_forward_ex(m, s, x, n, SARDFQ_FORWARD_BACKWARD, NULL), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_model_backward(m, s, gl, use_attn ? ga : NULL, grad), SARDFQ_OK);
+    /* central differences on 60 pixels spread over the batch */
+    const float h = 1e-2f;
+    double num = 0, den = 0, max_g = tu_max_abs(grad, n_img);
+    for (int k = 0; k < 60; k++) {
+        size_t i = (size_t)((k * 7919u) % n_img);
+        float keep = x[i];
+        x[i] = keep + h;
+        double Lp = loss_at(m, s, x, n, gl, ga, n_log, n_att);
+        x[i] = keep - h;
+        double Lm = loss_at(m, s, x, n, gl, ga, n_log, n_att);
+        x[i] = keep;
+        double fd = (Lp - Lm) / (2.0 * h);
+        num += (fd - grad[i]) * (fd - grad[i]);
+        den += fd * fd;
+        ck_assert_msg(fabs(fd - grad[i]) <= 2e-2 * max_g + 1e-4,
+                      "%s pixel %zu: finite difference %g vs backward %g", model_file, i, fd, grad[i]);
+    }
+    double rel = sqrt(num / (den > 0 ? den : 1));
+    printf("finite differences %-24s (%s): relative L2 error %.2e\n", model_file,
+           use_attn ? "logits+attention" : "logits", rel);
+    ck_assert_msg(rel < 1e-2, "%s: finite-difference relative error %g", model_file, rel);
+    sardfq_state_free(s);
+    sardfq_model_free(m);
+    golden_close(&g);
+    free(x), free(gl), free(ga), free(grad);
+}
+
+START_TEST(fd_logits_and_attention) { check_fd("vit_p4_gray_nometa.model.safetensors", "vit_p4_gray_nometa.golden.safetensors", 3, 1); }
+END_TEST
+START_TEST(fd_logits_only_distilled) { check_fd("deit_distilled.model.safetensors", "deit_distilled.golden.safetensors", 0, 0); }
+END_TEST
+START_TEST(fd_attention_rgb) { check_fd("vit_p16_rgb.model.safetensors", "vit_p16_rgb.golden.safetensors", 0, 1); }
+END_TEST
+
+/* ---- threads and determinism ------------------------------------------- */
+
+typedef struct {
+    sardfq_model *m;
+    const float *x;
+    int n;
+    float *out;
+    int reps;
+    int ok;
+} thr_arg;
+
+static void *thr_main(void *p)
+{
+    thr_arg *a = p;
+    a->ok = 1;
+    for (int r = 0; r < a->reps && a->ok; r++)
+        a->ok = sardfq_model_forward(a->m, a->x, a->n, a->out) == SARDFQ_OK;
+    return NULL;
+}
+
+START_TEST(shared_model_two_threads)
+{
+    sardfq_model_params p;
+    sardfq_model_default_params(&p);
+    p.n_threads = 1;
+    sardfq_model *m = NULL;
+    ck_assert_int_eq(sardfq_model_load(tu_data("vit_p16_rgb.model.safetensors"), &p, &m), SARDFQ_OK);
+    sardfq_model_info info = info_of(m);
+    const int n = 4;
+    const size_t per = (size_t)info.in_chans * info.img_h * info.img_w;
+    float *x = malloc(sizeof(float) * per * n);
+    for (size_t i = 0; i < per * n; i++)
+        x[i] = sinf((float)i * 0.37f);
+    float *ref = malloc(sizeof(float) * n * info.num_classes);
+    ck_assert_int_eq(sardfq_model_forward(m, x, n, ref), SARDFQ_OK);
+    thr_arg a[2];
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) {
+        a[i] = (thr_arg){m, x, n, malloc(sizeof(float) * n * info.num_classes), 20, 0};
+        ck_assert_int_eq(pthread_create(&t[i], NULL, thr_main, &a[i]), 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        pthread_join(t[i], NULL);
+        ck_assert(a[i].ok);
+        ck_assert_int_eq(memcmp(a[i].out, ref, sizeof(float) * n * info.num_classes), 0);
+        free(a[i].out);
+    }
+    free(x), free(ref);
+    sardfq_model_free(m);
+}
+END_TEST
+
+START_TEST(batch_independent_and_deterministic)
+{
+    sardfq_model *m = load("deit_distilled.model.safetensors", 0);
+    sardfq_model_info info = info_of(m);
+    const int n = 5;
+    const size_t per = (size_t)info.in_chans * info.img_h * info.img_w;
+    float *x = malloc(sizeof(float) * per * n);
+    for (size_t i = 0; i < per * n; i++)
+        x[i] = cosf((float)i * 0.11f);
+    float *a = malloc(sizeof(float) * n * info.num_classes), *b = malloc(sizeof(float) * n * info.num_classes);
+    ck_assert_int_eq(sardfq_model_forward(m, x, n, a), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_model_forward(m, x, n, b), SARDFQ_OK);
+    ck_assert_int_eq(memcmp(a, b, sizeof(float) * n * info.num_classes), 0);
+    /* each image alone gives the same logits as in the batch (to rounding) */
+    for (int i = 0; i < n; i++) {
+        ck_assert_int_eq(sardfq_model_forward(m, x + per * i, 1, b), SARDFQ_OK);
+        ck_assert(tu_max_abs_diff(a + (size_t)i * info.num_classes, b, (size_t)info.num_classes) <
+                  1e-5 * (1 + tu_max_abs(b, (size_t)info.num_classes)));
+    }
+    free(x), free(a), free(b);
+    sardfq_model_free(m);
+}
+END_TEST
+
+/* ---- info and misuse ---------------------------------------------------- */
+
+START_TEST(info_sources)
+{
+    sardfq_model *m = load("vit_p4_gray_nometa.model.safetensors", 3);
+    sardfq_model_info info = info_of(m);
+    ck_assert_int_eq(info.img_h, 28);
+    ck_assert_int_eq(info.img_w, 28);
+    ck_assert_int_eq(info.patch_size, 4);
+    ck_assert_int_eq(info.num_heads, 3);
+    ck_assert_int_eq(info.source[SARDFQ_FIELD_NUM_HEADS], SARDFQ_SOURCE_PARAMS);
+    ck_assert_int_eq(info.source[SARDFQ_FIELD_IMG_SIZE], SARDFQ_SOURCE_SHAPES);
+    ck_assert_int_eq(info.source[SARDFQ_FIELD_MEAN], SARDFQ_SOURCE_DEFAULT);
+    ck_assert_int_eq(info.num_tokens, 50);
+    sardfq_model_free(m);
+    m = load("vit_p16_rgb.model.safetensors", 0);
+    info = info_of(m);
+    ck_assert_int_eq(info.img_h, 32);
+    ck_assert_int_eq(info.img_w, 48);
+    ck_assert_int_eq(info.source[SARDFQ_FIELD_IMG_SIZE], SARDFQ_SOURCE_METADATA);
+    ck_assert_int_eq(info.source[SARDFQ_FIELD_NUM_HEADS], SARDFQ_SOURCE_METADATA);
+    ck_assert(fabsf(info.mean[1] - 0.456f) < 1e-7f);
+    ck_assert_str_eq(sardfq_model_get_metadata(m, "arch"), "vit");
+    ck_assert_ptr_null(sardfq_model_get_metadata(m, "no such key"));
+    sardfq_model_free(m);
+    /* a contradicting head count is refused with a message naming both */
+    sardfq_model_params p;
+    sardfq_model_default_params(&p);
+    p.num_heads = 2;
+    m = NULL;
+    ck_assert_int_eq(sardfq_model_load(tu_data("vit_p16_rgb.model.safetensors"), &p, &m), SARDFQ_E_SHAPE);
+    ck_assert_ptr_null(m);
+    ck_assert_ptr_nonnull(strstr(sardfq_last_error(), "num_heads"));
+    /* heads not inferable: 48 is not a multiple of 64 and there is no metadata */
+    ck_assert_int_eq(sardfq_model_load(tu_data("vit_p4_gray_nometa.model.safetensors"), NULL, &m), SARDFQ_E_FORMAT);
+    ck_assert_ptr_nonnull(strstr(sardfq_last_error(), "heads"));
+}
+END_TEST
+
+START_TEST(misuse_returns_status)
+{
+    sardfq_model *m = load("vit_p16_rgb.model.safetensors", 0);
+    sardfq_model_info info = info_of(m);
+    float x[3 * 32 * 48] = {0}, logits[10], *dimg = calloc(3 * 32 * 48, sizeof(float));
+    ck_assert_int_eq(sardfq_model_forward(NULL, x, 1, logits), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sardfq_model_forward(m, NULL, 1, logits), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sardfq_model_forward(m, x, 0, logits), SARDFQ_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(sardfq_last_error(), "n must be"));
+    ck_assert_int_eq(sardfq_model_forward(m, x, -3, logits), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sardfq_model_forward(m, x, 1, NULL), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sardfq_model_get_info(m, NULL), SARDFQ_E_INVALID_ARG);
+    sardfq_model_info small = {0};
+    ck_assert_int_eq(sardfq_model_get_info(m, &small), SARDFQ_E_INVALID_ARG);
+    sardfq_state *s = NULL;
+    ck_assert_int_eq(sardfq_state_create(NULL, &s), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sardfq_state_create(m, &s), SARDFQ_OK);
+    /* backward or attention before a forward that kept them */
+    ck_assert_int_eq(sardfq_model_backward(m, s, logits, NULL, dimg), SARDFQ_E_STATE);
+    ck_assert_int_eq(sardfq_model_forward_ex(m, s, x, 1, 0, logits), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_model_backward(m, s, logits, NULL, dimg), SARDFQ_E_STATE);
+    float attn[1];
+    ck_assert_int_eq(sardfq_state_get_attention(s, attn, 1), SARDFQ_E_STATE);
+    ck_assert_int_eq(sardfq_model_forward_ex(m, s, x, 1, SARDFQ_FORWARD_ATTENTION, logits), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_state_get_attention(s, attn, 1), SARDFQ_E_SHAPE);
+    ck_assert_int_eq(sardfq_model_forward_ex(m, s, x, 1, 0x80, logits), SARDFQ_E_INVALID_ARG);
+    /* a state is bound to its model */
+    sardfq_model *m2 = load("tv_vit.model.safetensors", 0);
+    ck_assert_int_eq(sardfq_model_forward_ex(m2, s, x, 1, 0, NULL), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sardfq_model_backward(m2, s, logits, NULL, dimg), SARDFQ_E_INVALID_ARG);
+    /* params struct validation */
+    sardfq_model_params p;
+    sardfq_model_default_params(&p);
+    p.struct_size = 4;
+    sardfq_model *m3 = NULL;
+    ck_assert_int_eq(sardfq_model_load(tu_data("tv_vit.model.safetensors"), &p, &m3), SARDFQ_E_INVALID_ARG);
+    sardfq_model_default_params(&p);
+    p.n_threads = -1;
+    ck_assert_int_eq(sardfq_model_load(tu_data("tv_vit.model.safetensors"), &p, &m3), SARDFQ_E_INVALID_ARG);
+    ck_assert_ptr_null(m3);
+    ck_assert_int_eq(sardfq_model_load(NULL, NULL, &m3), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sardfq_model_load(tu_data("no-such-file"), NULL, &m3), SARDFQ_E_IO);
+    ck_assert_ptr_nonnull(strstr(sardfq_last_error(), "no-such-file"));
+    ck_assert_int_eq(sardfq_model_create_random("resnet50", 0, NULL, &m3), SARDFQ_E_INVALID_ARG);
+    ck_assert_ptr_null(m3);
+    sardfq_state_free(NULL);
+    sardfq_model_free(NULL);
+    (void)info;
+    sardfq_state_free(s);
+    sardfq_model_free(m2);
+    sardfq_model_free(m);
+    free(dimg);
+}
+END_TEST
+
+START_TEST(random_architectures)
+{
+    static const struct {
+        const char *name;
+        int dim, heads;
+        double gflops;
+    } archs[] = {{"deit_tiny", 192, 3, 2.5}, {"vit_small", 384, 6, 9.2}, {"vit_base", 768, 12, 35.2}};
+    for (int i = 0; i < 3; i++) {
+        sardfq_model *m = NULL;
+        ck_assert_int_eq(sardfq_model_create_random(archs[i].name, 1, NULL, &m), SARDFQ_OK);
+        sardfq_model_info info = info_of(m);
+        ck_assert_int_eq(info.embed_dim, archs[i].dim);
+        ck_assert_int_eq(info.num_heads, archs[i].heads);
+        ck_assert_int_eq(info.num_tokens, 197);
+        /* FLOPs per image within 3% of the design's performance model */
+        ck_assert_msg(fabs(info.flops_per_image / 1e9 - archs[i].gflops) < 0.03 * archs[i].gflops,
+                      "%s: %.2f GFLOP", archs[i].name, info.flops_per_image / 1e9);
+        if (i == 0) {
+            float *x = calloc((size_t)3 * 224 * 224, sizeof(float)), logits[1000];
+            ck_assert_int_eq(sardfq_model_forward(m, x, 1, logits), SARDFQ_OK);
+            for (int c = 0; c < 1000; c++)
+                ck_assert(isfinite(logits[c]));
+            free(x);
+        }
+        sardfq_model_free(m);
+    }
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("model");
+    TCase *tc = tcase_create("parity");
+    tcase_add_test(tc, parity_timm_rgb_p16_nonsquare);
+    tcase_add_test(tc, parity_timm_gray_p4_no_metadata);
+    tcase_add_test(tc, parity_deit_distilled);
+    tcase_add_test(tc, parity_torchvision);
+    tcase_add_test(tc, parity_torchvision_legacy_mlp);
+    tcase_add_test(tc, parity_f16_weights);
+    tcase_add_test(tc, parity_bf16_weights);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("finite_differences");
+    tcase_add_test(tc, fd_logits_and_attention);
+    tcase_add_test(tc, fd_logits_only_distilled);
+    tcase_add_test(tc, fd_attention_rgb);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("behaviour");
+    tcase_add_test(tc, shared_model_two_threads);
+    tcase_add_test(tc, batch_independent_and_deterministic);
+    tcase_add_test(tc, info_sources);
+    tcase_add_test(tc, misuse_returns_status);
+    tcase_add_test(tc, random_architectures);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
