@@ -32,4 +32,18 @@ sardfq_status sfq_png_write(const char *path, const uint8_t *pixels, int h, int 
 sardfq_status sfq_eval_transform(const uint8_t *src, int h, int w, int c, int out_h, int out_w,
                                  float crop_pct, const float *mean, const float *std, float *out);
 
+/* Datasets (dataset.c). The public sardfq_dataset_open (in model/evaluate.c)
+ * takes this configuration from the model; tests and other internal callers
+ * can open a dataset without a model. */
+typedef struct {
+    int c, h, w;           /* channels (1 or 3) and input size */
+    float mean[3], std[3]; /* per channel */
+    float crop_pct;        /* eval-transform crop fraction (PNG folders) */
+} sfq_dataset_cfg;
+
+sardfq_status sfq_dataset_open_cfg(const char *path, const sfq_dataset_cfg *cfg,
+                                   sardfq_dataset **out);
+/* Channels and input size of the images d produces. */
+void sfq_dataset_geometry(const sardfq_dataset *d, int *c, int *h, int *w);
+
 #endif

@@ -70,6 +70,11 @@ const char *sfq_dtype_name(sfq_dtype dt);
  * source may be unaligned. Other dtypes -> SARDFQ_E_UNSUPPORTED. */
 sardfq_status sfq_st_read_f32(const sfq_st_file *f, const sfq_st_tensor *t, float *dst);
 
+/* Exact conversions of one IEEE half / bfloat16 value to float32
+ * (subnormals, infinities and NaN payloads preserved). */
+float sfq_half_to_float(uint16_t h);
+float sfq_bf16_to_float(uint16_t h);
+
 /* Read a whole file into memory (sfq_alloc'ed; free with sfq_free). Refuses
  * files larger than max_len with SARDFQ_E_FORMAT. */
 sardfq_status sfq_read_file(const char *path, size_t max_len, uint8_t **out, size_t *out_len);
