@@ -220,6 +220,11 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_get_info(const sardfq_mod
  * model. */
 SARDFQ_API const char *sardfq_model_get_metadata(const sardfq_model *m, const char *key);
 
+/* Number of __metadata__ entries, and the key of entry i (0 <= i < count;
+ * NULL otherwise), in file order. Owned by the model. */
+SARDFQ_API int32_t sardfq_model_metadata_count(const sardfq_model *m);
+SARDFQ_API const char *sardfq_model_metadata_key(const sardfq_model *m, int32_t i);
+
 /* Inference: logits (n x num_classes) for n images. Keeps no activation;
  * thread-safe on a shared model. For a distilled DeiT the logits are the mean
  * of the two heads. */

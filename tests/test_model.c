@@ -303,6 +303,12 @@ START_TEST(info_sources)
     ck_assert(fabsf(info.mean[1] - 0.456f) < 1e-7f);
     ck_assert_str_eq(sardfq_model_get_metadata(m, "arch"), "vit");
     ck_assert_ptr_null(sardfq_model_get_metadata(m, "no such key"));
+    /* listing: every key is found again by name */
+    ck_assert_int_ge(sardfq_model_metadata_count(m), 10);
+    for (int32_t i = 0; i < sardfq_model_metadata_count(m); i++)
+        ck_assert_ptr_nonnull(sardfq_model_get_metadata(m, sardfq_model_metadata_key(m, i)));
+    ck_assert_ptr_null(sardfq_model_metadata_key(m, -1));
+    ck_assert_ptr_null(sardfq_model_metadata_key(m, sardfq_model_metadata_count(m)));
     sardfq_model_free(m);
     /* a contradicting head count is refused with a message naming both */
     sardfq_model_params p;

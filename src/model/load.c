@@ -809,3 +809,10 @@ SARDFQ_API const char *sardfq_model_get_metadata(const sardfq_model *m, const ch
             return m->meta_vals[i];
     return NULL;
 }
+
+SARDFQ_API int32_t sardfq_model_metadata_count(const sardfq_model *m) { return m ? m->n_meta : 0; }
+
+SARDFQ_API const char *sardfq_model_metadata_key(const sardfq_model *m, int32_t i)
+{
+    return m && i >= 0 && i < m->n_meta ? m->meta_keys[i] : NULL;
+}

@@ -1,0 +1,69 @@
+/* cli.h - shared helpers of the sardfq command-line tool (examples/cli_*.c).
+ * The tool uses only the public API (sardfq.h), plus cblas for the bench's
+ * reference sgemm. */
+#ifndef SARDFQ_CLI_H
+#define SARDFQ_CLI_H
+
+#include "sardfq.h"
+
+#include <stdint.h>
+#include <stdio.h>
+
+#if defined(__GNUC__)
+#define CLI_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define CLI_PRINTF(a, b)
+#endif
+
+/* Exit codes. */
+#define CLI_EXIT_OK 0
+#define CLI_EXIT_FAIL 1  /* a runtime failure: file, library call, memory */
+#define CLI_EXIT_USAGE 2 /* bad command line */
+
+/* One line on stderr, "sardfq: <message>". Each returns its exit code. */
+int cli_usage_error(const char *fmt, ...) CLI_PRINTF(1, 2); /* + a hint, 2 */
+int cli_fail(const char *fmt, ...) CLI_PRINTF(1, 2);        /* 1 */
+/* "sardfq: <message>: <status string>[: <sardfq_last_error()>]", 1. */
+int cli_lib_fail(sardfq_status s, const char *fmt, ...) CLI_PRINTF(2, 3);
+
+/* If argv[*i] is the option --name, as "--name VALUE" or "--name=VALUE":
+ * stores VALUE, advances *i past it and returns 1. Returns 0 if argv[*i] is
+ * another argument, -1 (after a usage message) if the value is missing. */
+int cli_option(const char *cmd, int argc, char **argv, int *i, const char *name,
+               const char **value);
+/* Parses a decimal integer in [min, max] for option opt of cmd; on error
+ * prints a usage message and returns -1. */
+int cli_parse_long(const char *cmd, const char *opt, const char *s, long min, long max,
+                   long *out);
+/* 1 if arg is -h or --help. */
+int cli_is_help(const char *arg);
+
+/* Number of online CPUs (at least 1). */
+int cli_online_cpus(void);
+/* Monotonic clock in seconds. */
+double cli_now(void);
+/* Peak resident set size of this process so far, in MiB. */
+double cli_peak_rss_mib(void);
+/* Median of n values (sorts v). */
+double cli_median(double *v, int n);
+/* Fills v with N(0, sd^2) samples from the generator state *rng. */
+void cli_fill_normal(float *v, size_t n, float sd, uint64_t *rng);
+
+/* Where the model came from when --model is not given (may be NULL). */
+const char *cli_default_model(void);
+/* Loads path with n_threads and the optional num_heads override (0 = none);
+ * on failure prints the error and returns NULL. */
+sardfq_model *cli_load_model(const char *path, int n_threads, int num_heads);
+/* get_info with struct_size set; prints on failure and returns nonzero. */
+int cli_model_info(const sardfq_model *m, sardfq_model_info *info);
+
+/* The commands: argv[0] is the command name. Each returns an exit code. */
+int cli_info(int argc, char **argv);
+int cli_eval(int argc, char **argv);
+int cli_bench(int argc, char **argv);
+
+void cli_usage_info(FILE *f);
+void cli_usage_eval(FILE *f);
+void cli_usage_bench(FILE *f);
+
+#endif

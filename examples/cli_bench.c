@@ -1,0 +1,248 @@
+/* cli_bench.c - `sardfq bench`: forward and forward+backward throughput of a
+ * model, next to what OpenBLAS sgemm reaches on this machine in the same run.
+ *
+ * Procedure, in this order:
+ *   (a) cblas_sgemm 1024x1024x1024, one warm-up then the median of R runs;
+ *   (b) sardfq_model_forward on a random batch, one warm-up then median of R;
+ *   (c) the peak RSS at that point (the forward peak);
+ *   (d) sardfq_model_forward_ex(BACKWARD | ATTENTION) + sardfq_model_backward
+ *       timed as one unit, one warm-up then median of R; then the peak RSS.
+ * The last line of stdout is
+ *   fwd_gflops=X sgemm_gflops=Y ratio=X/Y bwd_over_fwd=R peak_rss_mb=M
+ * where bwd_over_fwd = t(forward_ex + backward) / t(forward) and M is the
+ * forward peak RSS in MiB. */
+#include "cli.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cli_usage_bench(FILE *f)
+{
+    fputs("usage: sardfq bench (--model M | --arch A) [--batch B] [--threads T]\n"
+          "                    [--repeat R] [--heads N]\n"
+          "\n"
+          "Times a 1024^3 OpenBLAS sgemm, the forward pass and the forward+backward\n"
+          "pass (to the input, with attention kept) on a random batch; each is the\n"
+          "median of R runs after one warm-up. The last line of standard output is\n"
+          "  fwd_gflops=X sgemm_gflops=Y ratio=X/Y bwd_over_fwd=R peak_rss_mb=M\n"
+          "\n"
+          "  --model M    a safetensors model\n"
+          "  --arch A     random weights (seed 0) of deit_tiny, deit_small, deit_base,\n"
+          "               vit_tiny, vit_small or vit_base (224x224, 1000 classes)\n"
+          "  --batch B    images per call (default 8)\n"
+          "  --threads T  threads for the model and for the sgemm (default: the number\n"
+          "               of online CPUs)\n"
+          "  --repeat R   timed runs per measurement (default 5)\n"
+          "  --heads N    number of attention heads, when the file does not say\n",
+          f);
+}
+
+static const char *const archs[] = {"deit_tiny", "deit_small", "deit_base",
+                                    "vit_tiny",  "vit_small",  "vit_base"};
+
+/* (a): GFLOP/s of a square sgemm of size n, median of repeat runs. */
+static int bench_sgemm(int n, int repeat, double *gflops, double *median_s)
+{
+    size_t nn = (size_t)n * (size_t)n;
+    float *a = malloc(nn * sizeof *a), *b = malloc(nn * sizeof *b), *c = malloc(nn * sizeof *c);
+    double *t = malloc((size_t)repeat * sizeof *t);
+    uint64_t rng = 1;
+    if (!a || !b || !c || !t) {
+        free(a), free(b), free(c), free(t);
+        return cli_fail("bench: out of memory for the %dx%d sgemm", n, n);
+    }
+    cli_fill_normal(a, nn, 1.0f, &rng);
+    cli_fill_normal(b, nn, 1.0f, &rng);
+    for (int r = -1; r < repeat; r++) {
+        double t0 = cli_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f,
+                    c, n);
+        if (r >= 0)
+            t[r] = cli_now() - t0;
+    }
+    *median_s = cli_median(t, repeat);
+    *gflops = 2.0 * (double)n * n * n / *median_s * 1e-9;
+    free(a), free(b), free(c), free(t);
+    return 0;
+}
+
+typedef struct bench_buffers {
+    float *images, *logits, *dlogits, *dimages;
+    double *t;
+} bench_buffers;
+
+static void free_buffers(bench_buffers *b)
+{
+    free(b->images), free(b->logits), free(b->dlogits), free(b->dimages), free(b->t);
+}
+
+int cli_bench(int argc, char **argv)
+{
+    const char *model_path = NULL, *arch = NULL, *v;
+    long batch = 8, threads = cli_online_cpus(), repeat = 5, heads = 0;
+    double sgemm_gflops = 0, sgemm_s = 0, t_fwd, t_fb, rss_fwd, rss_fb;
+    sardfq_model *m = NULL;
+    sardfq_state *st = NULL;
+    sardfq_model_info info;
+    sardfq_status s = SARDFQ_OK;
+    bench_buffers buf;
+    size_t image_floats;
+    uint64_t rng = 42;
+    int r, n;
+
+    for (int i = 1; i < argc; i++) {
+        if (cli_is_help(argv[i])) {
+            cli_usage_bench(stdout);
+            return CLI_EXIT_OK;
+        }
+        if ((r = cli_option("bench", argc, argv, &i, "model", &v)) != 0) {
+            if (r < 0)
+                return CLI_EXIT_USAGE;
+            model_path = v;
+        } else if ((r = cli_option("bench", argc, argv, &i, "arch", &v)) != 0) {
+            size_t k, nk = sizeof archs / sizeof archs[0];
+            if (r < 0)
+                return CLI_EXIT_USAGE;
+            for (k = 0; k < nk && strcmp(v, archs[k]) != 0; k++)
+                ;
+            if (k == nk)
+                return cli_usage_error("bench: unknown --arch '%s' (deit_tiny, deit_small, "
+                                       "deit_base, vit_tiny, vit_small, vit_base)",
+                                       v);
+            arch = v;
+        } else if ((r = cli_option("bench", argc, argv, &i, "batch", &v)) != 0) {
+            if (r < 0 || cli_parse_long("bench", "batch", v, 1, 4096, &batch) != 0)
+                return CLI_EXIT_USAGE;
+        } else if ((r = cli_option("bench", argc, argv, &i, "threads", &v)) != 0) {
+            if (r < 0 || cli_parse_long("bench", "threads", v, 1, 4096, &threads) != 0)
+                return CLI_EXIT_USAGE;
+        } else if ((r = cli_option("bench", argc, argv, &i, "repeat", &v)) != 0) {
+            if (r < 0 || cli_parse_long("bench", "repeat", v, 1, 100000, &repeat) != 0)
+                return CLI_EXIT_USAGE;
+        } else if ((r = cli_option("bench", argc, argv, &i, "heads", &v)) != 0) {
+            if (r < 0 || cli_parse_long("bench", "heads", v, 1, 4096, &heads) != 0)
+                return CLI_EXIT_USAGE;
+        } else if (argv[i][0] == '-') {
+            return cli_usage_error("bench: unknown option '%s'", argv[i]);
+        } else {
+            return cli_usage_error("bench: unexpected argument '%s'", argv[i]);
+        }
+    }
+    if ((model_path == NULL) == (arch == NULL))
+        return cli_usage_error("bench: give exactly one of --model M and --arch A");
+    n = (int)batch;
+
+    /* (a) The machine's ceiling, before the model exists, so that its
+     * buffers are gone before the forward's peak RSS is read. */
+    openblas_set_num_threads((int)threads);
+    if (bench_sgemm(1024, (int)repeat, &sgemm_gflops, &sgemm_s) != 0)
+        return CLI_EXIT_FAIL;
+
+    if (model_path) {
+        if ((m = cli_load_model(model_path, (int)threads, (int)heads)) == NULL)
+            return CLI_EXIT_FAIL;
+    } else {
+        sardfq_model_params p;
+        sardfq_model_default_params(&p);
+        p.n_threads = (int32_t)threads;
+        p.num_heads = (int32_t)heads;
+        s = sardfq_model_create_random(arch, 0, &p, &m);
+        if (s != SARDFQ_OK)
+            return cli_lib_fail(s, "cannot create a random %s", arch);
+    }
+    if (cli_model_info(m, &info) != 0) {
+        sardfq_model_free(m);
+        return CLI_EXIT_FAIL;
+    }
+
+    image_floats = (size_t)info.in_chans * (size_t)info.img_h * (size_t)info.img_w;
+    memset(&buf, 0, sizeof buf);
+    buf.images = malloc((size_t)n * image_floats * sizeof(float));
+    buf.dimages = malloc((size_t)n * image_floats * sizeof(float));
+    buf.logits = malloc((size_t)n * (size_t)info.num_classes * sizeof(float));
+    buf.dlogits = malloc((size_t)n * (size_t)info.num_classes * sizeof(float));
+    buf.t = malloc((size_t)repeat * sizeof(double));
+    if (!buf.images || !buf.dimages || !buf.logits || !buf.dlogits || !buf.t) {
+        free_buffers(&buf);
+        sardfq_model_free(m);
+        return cli_fail("bench: out of memory for a batch of %d", n);
+    }
+    cli_fill_normal(buf.images, (size_t)n * image_floats, 1.0f, &rng);
+    cli_fill_normal(buf.dlogits, (size_t)n * (size_t)info.num_classes,
+                    1.0f / (float)info.num_classes, &rng);
+
+    /* (b) forward */
+    for (int k = -1; k < repeat && s == SARDFQ_OK; k++) {
+        double t0 = cli_now();
+        s = sardfq_model_forward(m, buf.images, n, buf.logits);
+        if (k >= 0)
+            buf.t[k] = cli_now() - t0;
+    }
+    if (s != SARDFQ_OK) {
+        free_buffers(&buf);
+        sardfq_model_free(m);
+        return cli_lib_fail(s, "bench: forward failed");
+    }
+    t_fwd = cli_median(buf.t, (int)repeat);
+    /* (c) */
+    rss_fwd = cli_peak_rss_mib();
+
+    /* (d) forward keeping activations and attention, then backward */
+    s = sardfq_state_create(m, &st);
+    for (int k = -1; k < repeat && s == SARDFQ_OK; k++) {
+        double t0 = cli_now();
+        s = sardfq_model_forward_ex(m, st, buf.images, n,
+                                    SARDFQ_FORWARD_BACKWARD | SARDFQ_FORWARD_ATTENTION,
+                                    buf.logits);
+        if (s == SARDFQ_OK)
+            s = sardfq_model_backward(m, st, buf.dlogits, NULL, buf.dimages);
+        if (k >= 0)
+            buf.t[k] = cli_now() - t0;
+    }
+    if (s != SARDFQ_OK) {
+        free_buffers(&buf);
+        sardfq_state_free(st);
+        sardfq_model_free(m);
+        return cli_lib_fail(s, "bench: forward+backward failed");
+    }
+    t_fb = cli_median(buf.t, (int)repeat);
+    rss_fb = cli_peak_rss_mib();
+    sardfq_state_free(st);
+    sardfq_model_free(m);
+    free_buffers(&buf);
+
+    {
+        double flops = info.flops_per_image * n;
+        double fwd_gflops = flops / t_fwd * 1e-9;
+        double ratio = sgemm_gflops > 0 ? fwd_gflops / sgemm_gflops : 0.0;
+        double bwd_over_fwd = t_fb / t_fwd;
+
+        printf("sardfq bench: %s%s\n", model_path ? model_path : arch,
+               model_path ? "" : " (random weights, seed 0)");
+        printf("  input %dx%dx%d, patch %d, dim %d, depth %d, heads %d, %d classes\n",
+               info.in_chans, info.img_h, info.img_w, info.patch_size, info.embed_dim,
+               info.depth, info.num_heads, info.num_classes);
+        printf("  %lld parameters, weights %.1f MiB (float32), %.3f GFLOP/image forward\n",
+               (long long)info.num_params, (double)info.num_params * 4.0 / (1024.0 * 1024.0),
+               info.flops_per_image * 1e-9);
+        printf("  batch %d, threads %ld, median of %ld runs after 1 warm-up\n\n", n, threads,
+               repeat);
+        printf("  %-28s %10s %10s %10s %10s\n", "measurement", "median ms", "img/s", "ms/img",
+               "GFLOP/s");
+        printf("  %-28s %10.2f %10s %10s %10.2f\n", "sgemm 1024^3 (OpenBLAS)", sgemm_s * 1e3,
+               "-", "-", sgemm_gflops);
+        printf("  %-28s %10.2f %10.2f %10.3f %10.2f\n", "forward", t_fwd * 1e3, n / t_fwd,
+               t_fwd * 1e3 / n, fwd_gflops);
+        printf("  %-28s %10.2f %10.2f %10.3f %10s\n", "forward_ex + backward", t_fb * 1e3,
+               n / t_fb, t_fb * 1e3 / n, "-");
+        printf("\n  %-40s %.3f\n", "forward GFLOP/s / sgemm GFLOP/s", ratio);
+        printf("  %-40s %.3f\n", "time (forward_ex + backward) / forward", bwd_over_fwd);
+        printf("  %-40s %.1f MiB\n", "peak RSS after forward", rss_fwd);
+        printf("  %-40s %.1f MiB\n", "peak RSS after forward + backward", rss_fb);
+        printf("fwd_gflops=%.2f sgemm_gflops=%.2f ratio=%.3f bwd_over_fwd=%.3f "
+               "peak_rss_mb=%.2f\n",
+               fwd_gflops, sgemm_gflops, ratio, bwd_over_fwd, rss_fwd);
+    }
+    return CLI_EXIT_OK;
+}

@@ -1,0 +1,196 @@
+/* cli_common.c - errors, option parsing, clocks and model loading for the
+ * sardfq command-line tool. */
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include "cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+static void vmessage(const char *fmt, va_list ap)
+{
+    fputs("sardfq: ", stderr);
+    vfprintf(stderr, fmt, ap);
+}
+
+int cli_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vmessage(fmt, ap);
+    va_end(ap);
+    fputs(" (see 'sardfq help')\n", stderr);
+    return CLI_EXIT_USAGE;
+}
+
+int cli_fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vmessage(fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return CLI_EXIT_FAIL;
+}
+
+int cli_lib_fail(sardfq_status s, const char *fmt, ...)
+{
+    const char *detail = sardfq_last_error();
+    va_list ap;
+    va_start(ap, fmt);
+    vmessage(fmt, ap);
+    va_end(ap);
+    fprintf(stderr, ": %s", sardfq_status_string(s));
+    if (detail && detail[0])
+        fprintf(stderr, ": %s", detail);
+    fputc('\n', stderr);
+    return CLI_EXIT_FAIL;
+}
+
+int cli_is_help(const char *arg)
+{
+    return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
+}
+
+int cli_option(const char *cmd, int argc, char **argv, int *i, const char *name,
+               const char **value)
+{
+    const char *a = argv[*i];
+    size_t len = strlen(name);
+    if (strncmp(a, "--", 2) != 0 || strncmp(a + 2, name, len) != 0)
+        return 0;
+    if (a[2 + len] == '=') {
+        *value = a + 3 + len;
+        return 1;
+    }
+    if (a[2 + len] != '\0')
+        return 0;
+    if (*i + 1 >= argc) {
+        cli_usage_error("%s: option --%s needs a value", cmd, name);
+        return -1;
+    }
+    *i += 1;
+    *value = argv[*i];
+    return 1;
+}
+
+int cli_parse_long(const char *cmd, const char *opt, const char *s, long min, long max,
+                   long *out)
+{
+    char *end = NULL;
+    long v;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (s[0] == '\0' || *end != '\0' || errno == ERANGE) {
+        cli_usage_error("%s: --%s expects an integer, got '%s'", cmd, opt, s);
+        return -1;
+    }
+    if (v < min || v > max) {
+        cli_usage_error("%s: --%s must be between %ld and %ld, got %ld", cmd, opt, min, max, v);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_online_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : (n > INT_MAX ? INT_MAX : (int)n);
+}
+
+double cli_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+double cli_peak_rss_mib(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0.0;
+    return (double)ru.ru_maxrss / 1024.0; /* Linux: KiB */
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double cli_median(double *v, int n)
+{
+    if (n <= 0)
+        return 0.0;
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
+}
+
+void cli_fill_normal(float *v, size_t n, float sd, uint64_t *rng)
+{
+    const double two_pi = 6.283185307179586;
+    for (size_t i = 0; i < n; i += 2) {
+        /* Box-Muller on two uniforms in (0, 1]. */
+        double u1 = ((double)(splitmix64(rng) >> 11) + 1.0) * 0x1.0p-53;
+        double u2 = (double)(splitmix64(rng) >> 11) * 0x1.0p-53;
+        double r = sqrt(-2.0 * log(u1));
+        v[i] = sd * (float)(r * cos(two_pi * u2));
+        if (i + 1 < n)
+            v[i + 1] = sd * (float)(r * sin(two_pi * u2));
+    }
+}
+
+const char *cli_default_model(void)
+{
+#ifdef SARDFQ_DEFAULT_MODEL
+    return SARDFQ_DEFAULT_MODEL;
+#else
+    return NULL;
+#endif
+}
+
+sardfq_model *cli_load_model(const char *path, int n_threads, int num_heads)
+{
+    sardfq_model_params p;
+    sardfq_model *m = NULL;
+    sardfq_status s;
+    sardfq_model_default_params(&p);
+    p.n_threads = n_threads;
+    p.num_heads = num_heads;
+    s = sardfq_model_load(path, &p, &m);
+    if (s != SARDFQ_OK) {
+        cli_lib_fail(s, "cannot load model '%s'", path);
+        return NULL;
+    }
+    return m;
+}
+
+int cli_model_info(const sardfq_model *m, sardfq_model_info *info)
+{
+    sardfq_status s;
+    memset(info, 0, sizeof *info);
+    info->struct_size = sizeof *info;
+    s = sardfq_model_get_info(m, info);
+    if (s != SARDFQ_OK)
+        return cli_lib_fail(s, "cannot read the model's configuration");
+    return 0;
+}

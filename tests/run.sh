@@ -1,0 +1,35 @@
+#!/bin/sh
+# The whole test suite, as README.md and CI run it:
+#   1. the release build and every registered test (unit, packaging, cli);
+#   2. the unit suites again in a build with AddressSanitizer + UBSan.
+# Ends with one line "N passed, N failed, N skipped" over both runs and exits
+# non-zero if anything failed.
+cd "$(dirname "$0")/.." || exit 1
+status=0
+
+setup() { # dir, options...
+    dir=$1
+    shift
+    meson setup "$dir" --reconfigure "$@" >/dev/null 2>&1 || meson setup "$dir" "$@" || exit 1
+}
+
+setup build
+meson test -C build --print-errorlogs || status=1
+
+setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    meson test -C build-asan --suite unit --print-errorlogs || status=1
+
+python3 - <<'PY'
+import json
+res = []
+for log in ("build/meson-logs/testlog.json", "build-asan/meson-logs/testlog.json"):
+    try:
+        res += [json.loads(line)["result"] for line in open(log)]
+    except OSError:
+        pass
+ok = sum(r in ("OK", "EXPECTEDFAIL") for r in res)
+skipped = sum(r == "SKIP" for r in res)
+print(f"{ok} passed, {len(res) - ok - skipped} failed, {skipped} skipped")
+PY
+exit $status

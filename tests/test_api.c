@@ -1,0 +1,132 @@
+/* test_api.c - the public API end to end on the default model: evaluation
+ * on the Fashion-MNIST test set (Debian package dataset-fashion-mnist) must
+ * count exactly as many correct images as PyTorch did when the model was
+ * trained (metadata test_correct, written by tests/reference/
+ * train_default.py); datasets and evaluate refuse misuse. */
+#include "sardfq.h"
+#include "testutil.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FMNIST "/usr/share/datasets/fashion-mnist"
+#define DEFAULT_MODEL "examples/models/fmnist_vit.safetensors"
+
+static sardfq_model *default_model(void)
+{
+    sardfq_model *m = NULL;
+    sardfq_status s = sardfq_model_load(tu_src(DEFAULT_MODEL), NULL, &m);
+    ck_assert_msg(s == SARDFQ_OK, "%s", sardfq_last_error());
+    return m;
+}
+
+START_TEST(default_model_matches_pytorch_count)
+{
+    sardfq_model *m = default_model();
+    const char *want = sardfq_model_get_metadata(m, "test_correct");
+    const char *want_n = sardfq_model_get_metadata(m, "test_n");
+    ck_assert_ptr_nonnull(want);
+    ck_assert_ptr_nonnull(want_n);
+    sardfq_dataset *d = NULL;
+    sardfq_status s = sardfq_dataset_open(FMNIST, m, &d);
+    ck_assert_msg(s == SARDFQ_OK, "install dataset-fashion-mnist: %s", sardfq_last_error());
+    ck_assert_int_eq(sardfq_dataset_count(d), 10000);
+    sardfq_eval_params p;
+    sardfq_eval_default_params(&p);
+    p.batch = 250;
+    sardfq_eval_result r;
+    r.struct_size = sizeof r;
+    ck_assert_int_eq(sardfq_evaluate(m, d, &p, &r), SARDFQ_OK);
+    printf("default model: %lld/%lld correct (PyTorch: %s/%s), top-5 %lld\n", (long long)r.top1_correct,
+           (long long)r.n, want, want_n, (long long)r.top5_correct);
+    ck_assert_int_eq(r.n, atoll(want_n));
+    ck_assert_int_eq(r.top1_correct, atoll(want));
+    ck_assert_int_ge(r.top5_correct, r.top1_correct);
+    sardfq_dataset_free(d);
+    sardfq_model_free(m);
+}
+END_TEST
+
+static int cancel_after_two(void *ud, int64_t done, int64_t total, const char *stage)
+{
+    int *calls = ud;
+    ck_assert_str_eq(stage, "eval");
+    ck_assert_int_le(done, total);
+    return ++*calls >= 2;
+}
+
+START_TEST(evaluate_limit_cancel_and_misuse)
+{
+    sardfq_model *m = default_model();
+    sardfq_dataset *d = NULL;
+    ck_assert_int_eq(sardfq_dataset_open(FMNIST, m, &d), SARDFQ_OK);
+    sardfq_eval_params p;
+    sardfq_eval_default_params(&p);
+    p.limit = 300;
+    p.batch = 64;
+    sardfq_eval_result r;
+    r.struct_size = sizeof r;
+    ck_assert_int_eq(sardfq_evaluate(m, d, &p, &r), SARDFQ_OK);
+    ck_assert_int_eq(r.n, 300);
+    /* the batch size does not change the count */
+    sardfq_eval_result r2;
+    r2.struct_size = sizeof r2;
+    p.batch = 7;
+    ck_assert_int_eq(sardfq_evaluate(m, d, &p, &r2), SARDFQ_OK);
+    ck_assert_int_eq(r2.top1_correct, r.top1_correct);
+    ck_assert_int_eq(r2.top5_correct, r.top5_correct);
+    /* cancellation */
+    int calls = 0;
+    p.progress = cancel_after_two;
+    p.user_data = &calls;
+    ck_assert_int_eq(sardfq_evaluate(m, d, &p, &r2), SARDFQ_E_CANCELLED);
+    ck_assert_int_eq(calls, 2);
+    /* misuse */
+    p.progress = NULL;
+    ck_assert_int_eq(sardfq_evaluate(NULL, d, &p, &r2), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sardfq_evaluate(m, NULL, &p, &r2), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sardfq_evaluate(m, d, &p, NULL), SARDFQ_E_INVALID_ARG);
+    p.batch = -1;
+    ck_assert_int_eq(sardfq_evaluate(m, d, &p, &r2), SARDFQ_E_INVALID_ARG);
+    /* reading */
+    float img[28 * 28];
+    int32_t label = -1;
+    ck_assert_int_eq(sardfq_dataset_read(d, 0, 1, img, &label), SARDFQ_OK);
+    ck_assert(label >= 0 && label < 10);
+    ck_assert_int_eq(sardfq_dataset_read(d, 9999, 2, img, &label), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sardfq_dataset_read(d, -1, 1, img, &label), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sardfq_dataset_read(d, 0, 1, NULL, &label), SARDFQ_E_INVALID_ARG);
+    sardfq_dataset_free(d);
+    sardfq_dataset_free(NULL);
+    /* opening */
+    sardfq_dataset *d2 = NULL;
+    ck_assert_int_ne(sardfq_dataset_open("/nonexistent/folder", m, &d2), SARDFQ_OK);
+    ck_assert_ptr_nonnull(strstr(sardfq_last_error(), "/nonexistent/folder"));
+    ck_assert_ptr_null(d2);
+    ck_assert_int_eq(sardfq_dataset_open(NULL, m, &d2), SARDFQ_E_INVALID_ARG);
+    /* a model whose input size differs from the IDX images is refused */
+    sardfq_model *other = NULL;
+    ck_assert_int_eq(sardfq_model_load(tu_data("vit_p16_rgb.model.safetensors"), NULL, &other), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_dataset_open(FMNIST, other, &d2), SARDFQ_E_SHAPE);
+    ck_assert_ptr_null(d2);
+    sardfq_model_free(other);
+    sardfq_model_free(m);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("api");
+    TCase *tc = tcase_create("default_model");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, default_model_matches_pytorch_count);
+    tcase_add_test(tc, evaluate_limit_cancel_and_misuse);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
