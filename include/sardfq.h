@@ -321,6 +321,68 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_evaluate(sardfq_model *m, sardf
                                                           const sardfq_eval_params *p,
                                                           sardfq_eval_result *out);
 
+/* ------------------------------------------------------------------------ */
+/* Attention priors                                                         */
+/* ------------------------------------------------------------------------ */
+
+typedef struct sardfq_prior sardfq_prior;
+
+#define SARDFQ_PRIOR_GMM 0     /* mixture of 2-D Gaussian blobs (default) */
+#define SARDFQ_PRIOR_LAPLACE 1 /* mixture of 2-D Laplace kernels */
+
+typedef struct sardfq_prior_params {
+    uint32_t struct_size;
+    int32_t kind;           /* SARDFQ_PRIOR_GMM or SARDFQ_PRIOR_LAPLACE */
+    int32_t max_components; /* K: each prior has k ~ U{1..K} components; default 5 */
+    float scale_min;        /* component spread (std for GMM, b for Laplace) */
+    float scale_max;        /* as a fraction of the grid side: U(min, max);
+                               defaults 0.08 and 0.35 */
+    uint64_t seed;          /* same seed -> same priors */
+} sardfq_prior_params;
+
+SARDFQ_API void sardfq_prior_default_params(sardfq_prior_params *p);
+
+/* A sampler of priors over a grid_h x grid_w patch grid. */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_prior_create(int grid_h, int grid_w,
+                                                              const sardfq_prior_params *p,
+                                                              sardfq_prior **out);
+SARDFQ_API void sardfq_prior_free(sardfq_prior *p);
+
+/* Draw count priors into out (count x grid_h x grid_w floats, raster
+ * order): each non-negative and summing to 1 over the grid. Successive calls
+ * continue the seeded sequence. Thread: one thread per handle. */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_prior_sample(sardfq_prior *p, int count,
+                                                              float *out);
+
+/* ------------------------------------------------------------------------ */
+/* Calibration sets and images                                              */
+/* ------------------------------------------------------------------------ */
+
+/* Write a calibration set: safetensors with `images` [n, C, H, W] F32
+ * (normalised) and `targets` [n, classes] F32 (rows are distributions; may
+ * be NULL, then none is written), through a temporary file and rename. */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_calib_save(const char *path, const float *images,
+                                                            const float *targets, int n, int channels,
+                                                            int height, int width, int classes);
+
+/* Read a calibration set written by sardfq_calib_save (or any safetensors
+ * with an F32/F16/BF16 `images` [n, C, H, W] tensor and optional `targets`).
+ * First call with images == NULL to get the sizes (targets_classes is 0 when
+ * the file has none), then with buffers of n*C*H*W and n*classes floats. */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_calib_load(const char *path, float *images,
+                                                            float *targets, int *n, int *channels,
+                                                            int *height, int *width,
+                                                            int *targets_classes);
+
+/* Write images (n x C x H x W, normalised for model m) as 8-bit PNGs:
+ * de-normalised with m's mean/std, clamped to [0, 255], gray or RGB:
+ * "<dir>/<NNN>.png" (NNN = index, 3 digits or more) and, when sheet is
+ * nonzero, "<dir>/sheet.png", a contact sheet of all images in a grid with a
+ * 2-pixel gap. Each file is written to a temporary name and renamed. */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_images_write_png(const char *dir, const sardfq_model *m,
+                                                                  const float *images, int n,
+                                                                  int sheet);
+
 #ifdef __cplusplus
 }
 #endif
