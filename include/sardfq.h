@@ -240,6 +240,10 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_forward(sardfq_model *m, 
 /* Keep the activations sardfq_model_backward needs. */
 #define SARDFQ_FORWARD_BACKWARD 2u
 
+/* Keep the final class-token feature (after the last LayerNorm, the head's
+ * input). */
+#define SARDFQ_FORWARD_FEATURES 4u
+
 /* A per-thread run state bound to model m (which must outlive it). */
 SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_state_create(const sardfq_model *m,
                                                               sardfq_state **out);
@@ -259,6 +263,11 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_forward_ex(sardfq_model *
  * must be at least n * depth * num_heads * num_tokens. */
 SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_state_get_attention(const sardfq_state *s,
                                                                      float *out, size_t count);
+
+/* Final class-token features of the last forward_ex with
+ * SARDFQ_FORWARD_FEATURES: out[i * embed_dim + d]; count >= n * embed_dim. */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_state_get_features(const sardfq_state *s,
+                                                                    float *out, size_t count);
 
 /* Backward to the input of the last forward_ex (which needs
  * SARDFQ_FORWARD_BACKWARD): given dlogits = dL/dlogits (n x num_classes, may

@@ -6,6 +6,7 @@
  * computed in float64 by an independent PyTorch implementation. */
 #include "safetensors.h"
 #include "testutil.h"
+#include "vit.h"
 
 #include <check.h>
 #include <math.h>
@@ -408,6 +409,93 @@ START_TEST(random_architectures)
 }
 END_TEST
 
+
+/* ---- features and attention outputs ------------------------------------ */
+
+START_TEST(features_feed_the_head)
+{
+    /* logits = head(features) + bias, with the head read from the file */
+    sardfq_model *m = load("vit_p16_rgb.model.safetensors", 0);
+    sardfq_model_info info = info_of(m);
+    golden g, w;
+    golden_open(&g, "vit_p16_rgb.golden.safetensors");
+    golden_open(&w, "vit_p16_rgb.model.safetensors");
+    size_t n_img, n_hw, n_hb;
+    float *x = golden_get(&g, "images", &n_img);
+    float *hw = golden_get(&w, "head.weight", &n_hw), *hb = golden_get(&w, "head.bias", &n_hb);
+    const int n = (int)(n_img / ((size_t)3 * 32 * 48)), K = info.num_classes, D = info.embed_dim;
+    float *logits = malloc(sizeof(float) * n * K), *feat = malloc(sizeof(float) * n * D);
+    sardfq_state *s = NULL;
+    ck_assert_int_eq(sardfq_state_create(m, &s), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_model_forward_ex(m, s, x, n, SARDFQ_FORWARD_FEATURES, logits), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_state_get_features(s, feat, (size_t)n * D - 1), SARDFQ_E_SHAPE);
+    ck_assert_int_eq(sardfq_state_get_features(s, feat, (size_t)n * D), SARDFQ_OK);
+    for (int b = 0; b < n; b++)
+        for (int c = 0; c < K; c++) {
+            double z = hb[c];
+            for (int d = 0; d < D; d++)
+                z += (double)hw[(size_t)c * D + d] * feat[(size_t)b * D + d];
+            ck_assert(fabs(z - logits[(size_t)b * K + c]) < 1e-5 * (1 + fabs(z)));
+        }
+    ck_assert_int_eq(sardfq_model_forward_ex(m, s, x, n, 0, logits), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_state_get_features(s, feat, (size_t)n * D), SARDFQ_E_STATE);
+    sardfq_state_free(s);
+    sardfq_model_free(m);
+    golden_close(&g);
+    golden_close(&w);
+    free(x), free(hw), free(hb), free(logits), free(feat);
+}
+END_TEST
+
+/* L = sum_l <G_l, ao_l> (attention outputs before the projection, as the
+ * PSAQ-ViT loss reads them): backward with dao against central differences. */
+START_TEST(fd_attention_output)
+{
+    sardfq_model *m = load("deit_distilled.model.safetensors", 0);
+    sardfq_model_info info = info_of(m);
+    golden g;
+    golden_open(&g, "deit_distilled.golden.safetensors");
+    size_t n_img;
+    float *x = golden_get(&g, "images", &n_img);
+    const int n = (int)(n_img / ((size_t)info.in_chans * info.img_h * info.img_w));
+    const size_t per_block = (size_t)n * info.num_tokens * info.embed_dim;
+    const size_t total = per_block * info.depth;
+    float *G = malloc(sizeof(float) * total), *grad = malloc(sizeof(float) * n_img);
+    for (size_t i = 0; i < total; i++)
+        G[i] = sinf((float)i * 0.731f);
+    sardfq_state *s = NULL;
+    ck_assert_int_eq(sardfq_state_create(m, &s), SARDFQ_OK);
+    ck_assert_int_eq(sfq_forward_state(m, s, x, n, SARDFQ_FORWARD_BACKWARD | SFQ_FORWARD_KEEP_AO, NULL), SARDFQ_OK);
+    ck_assert_ptr_nonnull(sfq_state_attn_output(s, info.depth - 1));
+    ck_assert_ptr_null(sfq_state_attn_output(s, info.depth));
+    ck_assert_int_eq(sfq_backward_state(m, s, NULL, NULL, G, grad), SARDFQ_OK);
+    double max_g = tu_max_abs(grad, n_img);
+    ck_assert(max_g > 0);
+    for (int k = 0; k < 30; k++) {
+        size_t i = (size_t)((k * 104729u) % n_img);
+        float keep = x[i];
+        double L[2];
+        for (int side = 0; side < 2; side++) {
+            x[i] = keep + (side ? -1e-2f : 1e-2f);
+            ck_assert_int_eq(sfq_forward_state(m, s, x, n, SFQ_FORWARD_KEEP_AO, NULL), SARDFQ_OK);
+            L[side] = 0;
+            for (int l = 0; l < info.depth; l++) {
+                const float *ao = sfq_state_attn_output(s, l);
+                for (size_t j = 0; j < per_block; j++)
+                    L[side] += (double)G[l * per_block + j] * ao[j];
+            }
+        }
+        x[i] = keep;
+        double fd = (L[0] - L[1]) / 2e-2;
+        ck_assert_msg(fabs(fd - grad[i]) <= 2e-2 * max_g, "pixel %zu: fd %g backward %g", i, fd, grad[i]);
+    }
+    sardfq_state_free(s);
+    sardfq_model_free(m);
+    golden_close(&g);
+    free(x), free(G), free(grad);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("model");
@@ -424,6 +512,7 @@ int main(void)
     tcase_add_test(tc, fd_logits_and_attention);
     tcase_add_test(tc, fd_logits_only_distilled);
     tcase_add_test(tc, fd_attention_rgb);
+    tcase_add_test(tc, fd_attention_output);
     suite_add_tcase(s, tc);
     tc = tcase_create("behaviour");
     tcase_add_test(tc, shared_model_two_threads);
@@ -431,6 +520,7 @@ int main(void)
     tcase_add_test(tc, info_sources);
     tcase_add_test(tc, misuse_returns_status);
     tcase_add_test(tc, random_architectures);
+    tcase_add_test(tc, features_feed_the_head);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -122,12 +122,15 @@ static void work_carve(work *w, float *base, const per_image *s, int n)
 }
 
 /* Kept per block (state buffers): xhat1 ND, rstd1 N, qkv N3D, probs HNN,
- * xhat2 ND, rstd2 N, pre NM; plus attn depth*H*N and xhatf PD, rstdf P. */
-static size_t kept_floats(const sardfq_model_info *cfg, const per_image *s, int n, int backward)
+ * xhat2 ND, rstd2 N, pre NM; plus attn depth*H*N, xhatf PD, rstdf P,
+ * feat D and, for SFQ_FORWARD_KEEP_AO, depth*ND. */
+static size_t kept_floats(const sardfq_model_info *cfg, const per_image *s, int n, uint32_t flags)
 {
-    size_t per = (size_t)cfg->depth * cfg->num_heads * s->N + s->PD + s->P;
-    if (backward)
+    size_t per = (size_t)cfg->depth * cfg->num_heads * s->N + s->PD + s->P + (size_t)cfg->embed_dim;
+    if (flags & SARDFQ_FORWARD_BACKWARD)
         per += (size_t)cfg->depth * (2 * s->ND + 2 * s->N + s->N3D + s->HNN + s->NM);
+    if (flags & SFQ_FORWARD_KEEP_AO)
+        per += (size_t)cfg->depth * s->ND;
     return (size_t)n * per;
 }
 
@@ -183,6 +186,8 @@ typedef struct {
     sfq_saved_block *saved; /* depth entries or NULL */
     float *attn;            /* [B][depth][H][N] or NULL */
     float *xhatf, *rstdf;   /* or NULL */
+    float *feat;            /* [B][D] or NULL */
+    float *ao;              /* [depth][B][N][D] or NULL */
 } keep;
 
 static void embed(const sardfq_model *m, const float *images, int n, work *w, int nt)
@@ -250,8 +255,9 @@ static void forward(const sardfq_model *m, const float *images, int n, work *w, 
         sfq_layernorm_fwd(w->x, blk->ln1_w, blk->ln1_b, w->h, sv ? sv->xhat1 : NULL,
                           sv ? sv->rstd1 : NULL, BN, D, eps, nt);
         linear(w->h, blk->qkv_w, blk->qkv_b, qkv, BN, D, 3 * D, 0, nt);
-        attention_fwd(m, l, n, qkv, probs, w->ao, k->attn, nt);
-        linear(w->ao, blk->proj_w, blk->proj_b, w->x, BN, D, D, 1, nt);
+        float *ao = k->ao ? k->ao + (size_t)l * BN * D : w->ao;
+        attention_fwd(m, l, n, qkv, probs, ao, k->attn, nt);
+        linear(ao, blk->proj_w, blk->proj_b, w->x, BN, D, D, 1, nt);
         sfq_layernorm_fwd(w->x, blk->ln2_w, blk->ln2_b, w->h, sv ? sv->xhat2 : NULL,
                           sv ? sv->rstd2 : NULL, BN, D, eps, nt);
         linear(w->h, blk->fc1_w, blk->fc1_b, pre, BN, D, M, 0, nt);
@@ -263,6 +269,9 @@ static void forward(const sardfq_model *m, const float *images, int n, work *w, 
         memcpy(w->xf + (size_t)b * P * D, w->x + (size_t)b * N * D, sizeof(float) * (size_t)P * D);
     sfq_layernorm_fwd(w->xf, m->norm_w, m->norm_b, w->hf, k->xhatf, k->rstdf, (int64_t)n * P, D,
                       eps, nt);
+    if (k->feat)
+        for (int b = 0; b < n; b++)
+            memcpy(k->feat + (size_t)b * D, w->hf + (size_t)b * P * D, sizeof(float) * (size_t)D);
     if (!logits)
         return;
     if (P == 1) {
@@ -329,9 +338,10 @@ static void state_release_buffers(sardfq_state *s)
 {
     sfq_free(s->buffers);
     sfq_free(s->saved);
-    s->buffers = NULL;
+    sfq_free(s->work);
+    s->buffers = s->work = NULL;
     s->saved = NULL;
-    s->capacity = 0;
+    s->buffer_floats = s->work_floats = 0;
     s->n = 0;
 }
 
@@ -340,46 +350,53 @@ SARDFQ_API void sardfq_state_free(sardfq_state *s)
     if (!s)
         return;
     state_release_buffers(s);
-    sfq_free(s->work);
     sfq_free(s);
 }
 
-/* Make the state's buffers fit n images with the given flags. On failure
- * the state is left as it was. */
+/* Make the state's buffers fit n images with the given flags and point the
+ * views at them. Buffers only grow. On failure the state keeps its old
+ * buffers, but the last forward is forgotten (its views may be stale). */
 static sardfq_status state_reserve(sardfq_state *s, int n, uint32_t flags)
 {
     const sardfq_model_info *cfg = &s->model->info;
     const per_image sz = sizes(cfg);
     const int backward = (flags & SARDFQ_FORWARD_BACKWARD) != 0;
-    const size_t kept = kept_floats(cfg, &sz, n, backward), wf = work_floats(&sz, n, backward);
-    if (n <= s->capacity && (!backward || s->saved) && s->work_floats >= wf)
-        return SARDFQ_OK;
-    float *buf = sfq_alloc_array(kept, sizeof(float));
-    sfq_saved_block *saved = backward ? sfq_alloc_zero(sizeof(sfq_saved_block) * (size_t)cfg->depth) : NULL;
-    float *workbuf = s->work_floats >= wf ? NULL : sfq_alloc_array(wf, sizeof(float));
-    if (!buf || (backward && !saved) || (s->work_floats < wf && !workbuf)) {
-        sfq_free(buf);
-        sfq_free(saved);
-        sfq_free(workbuf);
-        return sfq_fail(SARDFQ_E_NOMEM, "cannot allocate %zu MB of activations for %d images",
-                        (kept + wf) * sizeof(float) >> 20, n);
+    const size_t kept = kept_floats(cfg, &sz, n, flags), wf = work_floats(&sz, n, backward);
+    s->n = 0;
+    if (!s->saved) {
+        s->saved = sfq_alloc_zero(sizeof(sfq_saved_block) * (size_t)cfg->depth);
+        if (!s->saved)
+            return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
     }
-    state_release_buffers(s);
-    if (workbuf) {
+    if (s->buffer_floats < kept) {
+        float *buf = sfq_alloc_array(kept, sizeof(float));
+        if (!buf)
+            return sfq_fail(SARDFQ_E_NOMEM, "cannot allocate %zu MB of activations for %d images",
+                            kept * sizeof(float) >> 20, n);
+        sfq_free(s->buffers);
+        s->buffers = buf;
+        s->buffer_floats = kept;
+    }
+    if (s->work_floats < wf) {
+        float *buf = sfq_alloc_array(wf, sizeof(float));
+        if (!buf)
+            return sfq_fail(SARDFQ_E_NOMEM, "cannot allocate %zu MB of scratch for %d images",
+                            wf * sizeof(float) >> 20, n);
         sfq_free(s->work);
-        s->work = workbuf;
+        s->work = buf;
         s->work_floats = wf;
     }
-    s->buffers = buf;
-    s->saved = saved;
-    s->capacity = n;
-    float *p = buf;
+    float *p = s->buffers;
 #define TAKE(k) (p += (size_t)n * (k), p - (size_t)n * (k))
     s->attn = TAKE((size_t)cfg->depth * cfg->num_heads * sz.N);
     s->xhatf = TAKE(sz.PD);
     s->rstdf = TAKE(sz.P);
-    for (int l = 0; backward && l < cfg->depth; l++) {
-        sfq_saved_block *b = &saved[l];
+    s->feat = TAKE((size_t)cfg->embed_dim);
+    for (int l = 0; l < cfg->depth; l++) {
+        sfq_saved_block *b = &s->saved[l];
+        memset(b, 0, sizeof *b);
+        if (!backward)
+            continue;
         b->xhat1 = TAKE(sz.ND);
         b->rstd1 = TAKE(sz.N);
         b->qkv = TAKE(sz.N3D);
@@ -388,24 +405,17 @@ static sardfq_status state_reserve(sardfq_state *s, int n, uint32_t flags)
         b->rstd2 = TAKE(sz.N);
         b->pre = TAKE(sz.NM);
     }
+    s->ao = flags & SFQ_FORWARD_KEEP_AO ? TAKE((size_t)cfg->depth * sz.ND) : NULL;
 #undef TAKE
     return SARDFQ_OK;
 }
 
-SARDFQ_API sardfq_status sardfq_model_forward_ex(sardfq_model *m, sardfq_state *s,
-                                                 const float *images, int n, uint32_t flags,
-                                                 float *logits)
+#define PUBLIC_FLAGS (SARDFQ_FORWARD_ATTENTION | SARDFQ_FORWARD_BACKWARD | SARDFQ_FORWARD_FEATURES)
+
+sardfq_status sfq_forward_state(sardfq_model *m, sardfq_state *s, const float *images, int n,
+                                uint32_t flags, float *logits)
 {
-    sardfq_status st = check_images(m, images, n, "sardfq_model_forward_ex");
-    if (st)
-        return st;
-    if (!s)
-        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_model_forward_ex: state is NULL");
-    if (s->model != m)
-        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_model_forward_ex: the state belongs to another model");
-    if (flags & ~(SARDFQ_FORWARD_ATTENTION | SARDFQ_FORWARD_BACKWARD))
-        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_model_forward_ex: unknown flags 0x%x", flags);
-    st = state_reserve(s, n, flags);
+    sardfq_status st = state_reserve(s, n, flags);
     if (st)
         return st;
     const int nt = begin_compute(m);
@@ -420,27 +430,67 @@ SARDFQ_API sardfq_status sardfq_model_forward_ex(sardfq_model *m, sardfq_state *
     }
     if (flags & SARDFQ_FORWARD_ATTENTION)
         k.attn = s->attn;
+    if (flags & SARDFQ_FORWARD_FEATURES)
+        k.feat = s->feat;
+    k.ao = s->ao;
     forward(m, images, n, &w, &k, logits, nt);
     s->n = n;
     s->flags = flags;
     return SARDFQ_OK;
 }
 
-SARDFQ_API sardfq_status sardfq_state_get_attention(const sardfq_state *s, float *out, size_t count)
+SARDFQ_API sardfq_status sardfq_model_forward_ex(sardfq_model *m, sardfq_state *s,
+                                                 const float *images, int n, uint32_t flags,
+                                                 float *logits)
+{
+    sardfq_status st = check_images(m, images, n, "sardfq_model_forward_ex");
+    if (st)
+        return st;
+    if (!s)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_model_forward_ex: state is NULL");
+    if (s->model != m)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_model_forward_ex: the state belongs to another model");
+    if (flags & ~PUBLIC_FLAGS)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_model_forward_ex: unknown flags 0x%x", flags);
+    return sfq_forward_state(m, s, images, n, flags, logits);
+}
+
+const float *sfq_state_attn_output(const sardfq_state *s, int block)
+{
+    if (!s->n || !(s->flags & SFQ_FORWARD_KEEP_AO) || block < 0 || block >= s->model->info.depth)
+        return NULL;
+    return s->ao + (size_t)block * s->n * s->model->info.num_tokens * s->model->info.embed_dim;
+}
+
+/* Copy a kept per-image array of the last forward (flag) into out. */
+static sardfq_status state_read(const sardfq_state *s, uint32_t flag, const char *flagname,
+                                const float *src, size_t per_image, float *out, size_t count,
+                                const char *fn)
 {
     if (!s || !out)
-        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_state_get_attention: %s is NULL", !s ? "state" : "out");
-    if (!s->n || !(s->flags & SARDFQ_FORWARD_ATTENTION))
-        return sfq_fail(SARDFQ_E_STATE,
-                        "sardfq_state_get_attention: the last forward_ex did not keep attention "
-                        "(flag SARDFQ_FORWARD_ATTENTION)");
-    const sardfq_model_info *cfg = &s->model->info;
-    size_t need = (size_t)s->n * cfg->depth * cfg->num_heads * cfg->num_tokens;
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "%s: %s is NULL", fn, !s ? "state" : "out");
+    if (!s->n || !(s->flags & flag))
+        return sfq_fail(SARDFQ_E_STATE, "%s: the last forward_ex did not keep it (flag %s)", fn, flagname);
+    size_t need = (size_t)s->n * per_image;
     if (count < need)
-        return sfq_fail(SARDFQ_E_SHAPE, "sardfq_state_get_attention: out holds %zu floats, %zu needed",
-                        count, need);
-    memcpy(out, s->attn, need * sizeof(float));
+        return sfq_fail(SARDFQ_E_SHAPE, "%s: out holds %zu floats, %zu needed", fn, count, need);
+    memcpy(out, src, need * sizeof(float));
     return SARDFQ_OK;
+}
+
+SARDFQ_API sardfq_status sardfq_state_get_attention(const sardfq_state *s, float *out, size_t count)
+{
+    const sardfq_model_info *cfg = s ? &s->model->info : NULL;
+    return state_read(s, SARDFQ_FORWARD_ATTENTION, "SARDFQ_FORWARD_ATTENTION", s ? s->attn : NULL,
+                      cfg ? (size_t)cfg->depth * cfg->num_heads * cfg->num_tokens : 0, out, count,
+                      "sardfq_state_get_attention");
+}
+
+SARDFQ_API sardfq_status sardfq_state_get_features(const sardfq_state *s, float *out, size_t count)
+{
+    return state_read(s, SARDFQ_FORWARD_FEATURES, "SARDFQ_FORWARD_FEATURES", s ? s->feat : NULL,
+                      s ? (size_t)s->model->info.embed_dim : 0, out, count,
+                      "sardfq_state_get_features");
 }
 
 /* ---- backward --------------------------------------------------------- */
@@ -479,6 +529,12 @@ static void attention_bwd(const sardfq_model *m, int l, int n, const sfq_saved_b
 
 SARDFQ_API sardfq_status sardfq_model_backward(sardfq_model *m, sardfq_state *s, const float *dlogits,
                                                const float *dattn, float *dimages)
+{
+    return sfq_backward_state(m, s, dlogits, dattn, NULL, dimages);
+}
+
+sardfq_status sfq_backward_state(sardfq_model *m, sardfq_state *s, const float *dlogits,
+                                 const float *dattn, const float *dao_ext, float *dimages)
 {
     if (!m || !s || !dimages)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_model_backward: %s is NULL",
@@ -521,6 +577,11 @@ SARDFQ_API sardfq_status sardfq_model_backward(sardfq_model *m, sardfq_state *s,
         sfq_layernorm_bwd(dh, sv->xhat2, sv->rstd2, blk->ln2_w, dx, BN, D, nt);
         /* attention branch */
         gemm(0, 0, BN, D, D, 1.0f, dx, D, blk->proj_w, D, 0.0f, dao, D);
+        if (dao_ext) {
+            const float *e = dao_ext + (size_t)l * BN * D;
+            for (size_t i = 0; i < (size_t)BN * D; i++)
+                dao[i] += e[i];
+        }
         attention_bwd(m, l, n, sv, dao, dattn, &w, nt);
         gemm(0, 0, BN, D, 3 * D, 1.0f, w.dqkv, 3 * D, blk->qkv_w, D, 0.0f, dh, D);
         sfq_layernorm_bwd(dh, sv->xhat1, sv->rstd1, blk->ln1_w, dx, BN, D, nt);

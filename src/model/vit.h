@@ -40,18 +40,35 @@ typedef struct {
     float *pre;           /* fc1 output before GELU [B*N][M] */
 } sfq_saved_block;
 
+/* Internal forward flag: keep every block's attention output (softmax(QK^T)V
+ * before the projection), read with sfq_state_attn_output. */
+#define SFQ_FORWARD_KEEP_AO 0x100u
+
 struct sardfq_state {
     const sardfq_model *model;
     int n;          /* images of the last forward_ex (0 = none) */
     uint32_t flags; /* its flags */
-    int capacity;   /* images the buffers below are sized for */
+    size_t buffer_floats; /* size of buffers */
     float *attn;    /* [B][depth][H][N] class-token rows */
     sfq_saved_block *saved; /* depth entries (if SARDFQ_FORWARD_BACKWARD) */
     float *xhatf, *rstdf;   /* final norm of the prefix rows [B*P][D], [B*P] */
+    float *feat;            /* [B][D] final class-token features */
+    float *ao;              /* [depth][B][N][D] attention outputs (KEEP_AO) */
     float *buffers;         /* one allocation holding all of the above */
     float *work;            /* forward/backward working buffers */
     size_t work_floats;
 };
+
+/* Forward with internal flags too (SARDFQ_FORWARD_* | SFQ_FORWARD_KEEP_AO). */
+sardfq_status sfq_forward_state(sardfq_model *m, sardfq_state *s, const float *images, int n,
+                                uint32_t flags, float *logits);
+/* Attention output of block l of the last forward with SFQ_FORWARD_KEEP_AO:
+ * [n][N][D]; NULL if not kept. */
+const float *sfq_state_attn_output(const sardfq_state *s, int block);
+/* Backward with an extra gradient dao on every block's attention output,
+ * laid out [depth][n][N][D] (may be NULL). */
+sardfq_status sfq_backward_state(sardfq_model *m, sardfq_state *s, const float *dlogits,
+                                 const float *dattn, const float *dao, float *dimages);
 
 /* Thread count for library loops on model m, and the OpenBLAS setting it
  * implies (applied at the start of each compute call). */

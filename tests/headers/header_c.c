@@ -60,6 +60,7 @@ static size_t prototypes(void)
     n += sizeof(sardfq_state_create(m, &s));
     n += sizeof(sardfq_model_forward_ex(m, s, f, 1, SARDFQ_FORWARD_BACKWARD, f));
     n += sizeof(sardfq_state_get_attention(s, f, (size_t)1));
+    n += sizeof(sardfq_state_get_features(s, f, (size_t)1));
     n += sizeof(sardfq_model_backward(m, s, f, f, f));
     n += sizeof(sardfq_dataset_open("x", m, &d));
     n += sizeof(sardfq_dataset_count(d));

@@ -40,6 +40,7 @@ SIG(sardfq_state_free, void (*)(sardfq_state *));
 SIG(sardfq_model_forward_ex,
     sardfq_status (*)(sardfq_model *, sardfq_state *, const float *, int, uint32_t, float *));
 SIG(sardfq_state_get_attention, sardfq_status (*)(const sardfq_state *, float *, size_t));
+SIG(sardfq_state_get_features, sardfq_status (*)(const sardfq_state *, float *, size_t));
 SIG(sardfq_model_backward, sardfq_status (*)(sardfq_model *, sardfq_state *, const float *,
                                              const float *, float *));
 SIG(sardfq_dataset_open, sardfq_status (*)(const char *, const sardfq_model *, sardfq_dataset **));
