@@ -334,24 +334,40 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_evaluate(sardfq_model *m, sardf
 /* Attention priors                                                         */
 /* ------------------------------------------------------------------------ */
 
+/* A prior is a random distribution over the grid_h x grid_w patch grid (the
+ * target of one class-token attention row, without the prefix tokens). Cell
+ * (i, j) sits at its centre (i + 0.5, j + 0.5). Each prior is a mixture of
+ * k ~ U{1..K} components; each component has a centre uniform over the grid,
+ * axis-aligned spreads drawn independently per axis as U(scale_min,
+ * scale_max) times that axis's grid side, and a weight from a symmetric
+ * Dirichlet(1). A GMM component is exp(-dy^2/2sy^2 - dx^2/2sx^2) (spread =
+ * standard deviation); a LAPLACE component is exp(-|dy|/sy - |dx|/sx) (L1,
+ * spread = Laplace scale b). Each component is normalised to mass 1 over the
+ * grid before weighting (however small its spread: in the limit its mass
+ * falls on the cell nearest its centre), and the mixture is normalised to
+ * sum to 1. Same seed -> the same bits on every platform (no libm
+ * transcendental is used); GMM and LAPLACE priors of one seed share their
+ * centres, spreads and weights. */
 typedef struct sardfq_prior sardfq_prior;
 
 #define SARDFQ_PRIOR_GMM 0     /* mixture of 2-D Gaussian blobs (default) */
 #define SARDFQ_PRIOR_LAPLACE 1 /* mixture of 2-D Laplace kernels */
 
 typedef struct sardfq_prior_params {
-    uint32_t struct_size;
+    uint32_t struct_size;   /* set by sardfq_prior_default_params */
     int32_t kind;           /* SARDFQ_PRIOR_GMM or SARDFQ_PRIOR_LAPLACE */
-    int32_t max_components; /* K: each prior has k ~ U{1..K} components; default 5 */
+    int32_t max_components; /* K in 1..64: k ~ U{1..K} components; default 5 */
     float scale_min;        /* component spread (std for GMM, b for Laplace) */
-    float scale_max;        /* as a fraction of the grid side: U(min, max);
-                               defaults 0.08 and 0.35 */
-    uint64_t seed;          /* same seed -> same priors */
+    float scale_max;        /* as a fraction of the grid side: U(min, max),
+                               0 < min <= max <= 10; defaults 0.08 and 0.35 */
+    uint64_t seed;          /* same seed -> same priors; default 0 */
 } sardfq_prior_params;
 
+/* Fill *p with the defaults and set p->struct_size (NULL is a no-op). */
 SARDFQ_API void sardfq_prior_default_params(sardfq_prior_params *p);
 
-/* A sampler of priors over a grid_h x grid_w patch grid. */
+/* A sampler of priors over a grid_h x grid_w patch grid (each side in
+ * 1..4096, at most 1 << 20 cells). p may be NULL for the defaults. */
 SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_prior_create(int grid_h, int grid_w,
                                                               const sardfq_prior_params *p,
                                                               sardfq_prior **out);
@@ -362,6 +378,101 @@ SARDFQ_API void sardfq_prior_free(sardfq_prior *p);
  * continue the seeded sequence. Thread: one thread per handle. */
 SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_prior_sample(sardfq_prior *p, int count,
                                                               float *out);
+
+/* ------------------------------------------------------------------------ */
+/* Synthetic calibration images                                             */
+/* ------------------------------------------------------------------------ */
+
+typedef struct sardfq_generator sardfq_generator;
+
+#define SARDFQ_SYNTH_NOISE 0  /* N(0, 1) images in normalised space, no steps */
+#define SARDFQ_SYNTH_PSAQ 1   /* PSAQ-ViT: patch-similarity entropy + CE + TV */
+#define SARDFQ_SYNTH_SARDFQ 2 /* SARDFQ: a APA + SL (+ MSR regions) + TV */
+
+typedef struct sardfq_generator_params {
+    uint32_t struct_size;
+    int32_t method;   /* SARDFQ_SYNTH_*; default SARDFQ_SYNTH_SARDFQ */
+    int32_t n_images; /* images to synthesise; default 32 */
+    int32_t iters;    /* total optimisation steps; default 1000 */
+    int32_t rounds;   /* the steps are split in this many rounds, each with
+                         its own warm-up + cosine learning rate; the jitter
+                         range grows with the round; default 2 */
+    int32_t warmup;   /* linear warm-up steps per round; default 100 */
+    float lr;         /* Adam learning rate on the pixels; default 0.2 */
+    float beta1, beta2, adam_eps; /* default 0.5, 0.9, 1e-8 */
+    int32_t use_apa;  /* SARDFQ switches, default 1 each: Attention Priors */
+    int32_t use_msr;  /* Alignment, Multi-Semantic Reinforcement, */
+    int32_t use_sl;   /* Soft-Label learning (else one-hot cross-entropy) */
+    float apa_weight; /* alpha, the APA weight; default 1000 (see README) */
+    float tv_weight;  /* default 0.05 */
+    float tv_min, tv_max; /* TV target tau ~ U(min, max) for 32 images of
+                             3x224x224, scaled by the square root of the
+                             element count; default 2500, 3000 */
+    float sl_min, sl_max; /* soft-label logits ~ U(min, max); default 5, 10 */
+    int32_t msr_regions;  /* K_MSR: up to this many regions per image and
+                             step (1..4); default 4 */
+    int32_t prior_kind;   /* SARDFQ_PRIOR_*; default GMM */
+    int32_t prior_components; /* K_APA; default 5 */
+    float prior_scale_min, prior_scale_max; /* see sardfq_prior_params */
+    int32_t micro_batch;  /* images per forward/backward (bounds memory);
+                             default 32 */
+    uint64_t seed;        /* same seed and thread count -> same images */
+    sardfq_progress_fn progress; /* sardfq_generator_run: stage "synth" */
+    void *user_data;
+} sardfq_generator_params;
+
+SARDFQ_API void sardfq_generator_default_params(sardfq_generator_params *p);
+
+/* What one step did. Loss terms are the unweighted values; loss is the
+ * weighted total that was minimised. Terms a method does not use are 0. */
+typedef struct sardfq_synth_report {
+    uint32_t struct_size;
+    int32_t step;  /* steps done (1-based after the first step) */
+    int32_t total; /* total steps */
+    float lr;
+    float loss;    /* weighted total */
+    float apa;     /* L_APA */
+    float ce;      /* soft (SL) or one-hot cross-entropy on whole images */
+    float msr;     /* cross-entropy on the MSR regions */
+    float tv;      /* |TV - tau| */
+    float pse;     /* PSAQ-ViT: minus the patch-similarity entropy */
+    float target_prob; /* mean softmax probability of each image's
+                          first target class */
+    float seconds; /* wall time of the step */
+    float model_seconds; /* of which inside the model's forward/backward */
+} sardfq_synth_report;
+
+/* A generator on model m (which must outlive it). Draws the initial noise,
+ * the targets and (for APA) one prior per (image, block, head) from
+ * p->seed. p may be NULL for the defaults. */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_generator_create(sardfq_model *m,
+                                                                  const sardfq_generator_params *p,
+                                                                  sardfq_generator **out);
+SARDFQ_API void sardfq_generator_free(sardfq_generator *g);
+
+/* Replace the APA priors: n_images x depth x num_heads x (grid_h * grid_w)
+ * floats (e.g. real attention maps). count is the number of floats. */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_generator_set_priors(sardfq_generator *g,
+                                                                      const float *priors,
+                                                                      size_t count);
+
+/* One optimisation step; report may be NULL. SARDFQ_E_STATE once all steps
+ * are done. */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_generator_step(sardfq_generator *g,
+                                                                sardfq_synth_report *report);
+
+/* Run the remaining steps, calling the progress callback after each;
+ * report (may be NULL) receives the last step's report. A cancelled run can
+ * be resumed by calling run or step again. */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_generator_run(sardfq_generator *g,
+                                                               sardfq_synth_report *report);
+
+/* The current images (n_images x C x H x W, normalised) and per-image target
+ * distributions (n_images x num_classes). count = floats out can hold. */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_generator_get_images(const sardfq_generator *g,
+                                                                      float *out, size_t count);
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_generator_get_targets(const sardfq_generator *g,
+                                                                       float *out, size_t count);
 
 /* ------------------------------------------------------------------------ */
 /* Calibration sets and images                                              */
@@ -377,7 +488,11 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_calib_save(const char *path, co
 /* Read a calibration set written by sardfq_calib_save (or any safetensors
  * with an F32/F16/BF16 `images` [n, C, H, W] tensor and optional `targets`).
  * First call with images == NULL to get the sizes (targets_classes is 0 when
- * the file has none), then with buffers of n*C*H*W and n*classes floats. */
+ * the file has none), then with buffers of n*C*H*W and n*classes floats and
+ * the size variables still holding what the first call returned (a mismatch
+ * is SARDFQ_E_SHAPE: it is how the call knows the buffers fit). targets may
+ * be NULL on the second call. Values must be finite and targets
+ * non-negative (save: SARDFQ_E_INVALID_ARG, load: SARDFQ_E_FORMAT). */
 SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_calib_load(const char *path, float *images,
                                                             float *targets, int *n, int *channels,
                                                             int *height, int *width,
@@ -387,7 +502,10 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_calib_load(const char *path, fl
  * de-normalised with m's mean/std, clamped to [0, 255], gray or RGB:
  * "<dir>/<NNN>.png" (NNN = index, 3 digits or more) and, when sheet is
  * nonzero, "<dir>/sheet.png", a contact sheet of all images in a grid with a
- * 2-pixel gap. Each file is written to a temporary name and renamed. */
+ * 2-pixel gap between images (no outer border; at most 32768 pixels a
+ * side). Everything is validated before the first file is written; each
+ * file is written to a temporary name and renamed, so only an I/O error can
+ * stop the call midway (files already written then stay). */
 SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_images_write_png(const char *dir, const sardfq_model *m,
                                                                   const float *images, int n,
                                                                   int sheet);

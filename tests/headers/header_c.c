@@ -34,6 +34,7 @@ CHECK(sizeof(((sardfq_model_params *)0)->struct_size) == 4, params_struct_size);
 CHECK(sizeof(((sardfq_model_info *)0)->struct_size) == 4, info_struct_size);
 CHECK(sizeof(((sardfq_eval_params *)0)->struct_size) == 4, eval_params_struct_size);
 CHECK(sizeof(((sardfq_eval_result *)0)->struct_size) == 4, eval_result_struct_size);
+CHECK(sizeof(((sardfq_prior_params *)0)->struct_size) == 4, prior_params_struct_size);
 
 /* Type-checks the calls without evaluating them. */
 static size_t prototypes(void)
@@ -45,6 +46,9 @@ static size_t prototypes(void)
     sardfq_model_info info;
     sardfq_eval_params ep;
     sardfq_eval_result er;
+    sardfq_prior *pr = NULL;
+    sardfq_prior_params pp;
+    int dims[5];
     float f[1];
     int32_t labels[1];
     size_t n = 0;
@@ -67,12 +71,19 @@ static size_t prototypes(void)
     n += sizeof(sardfq_dataset_read(d, (int64_t)0, 1, f, labels));
     n += sizeof(sardfq_evaluate(m, d, &ep, &er));
     n += sizeof(sardfq_last_error());
+    n += sizeof(sardfq_prior_create(14, 14, &pp, &pr));
+    n += sizeof(sardfq_prior_sample(pr, 1, f));
+    n += sizeof(sardfq_calib_save("x", f, f, 1, 1, 1, 1, 1));
+    n += sizeof(sardfq_calib_load("x", f, f, &dims[0], &dims[1], &dims[2], &dims[3], &dims[4]));
+    n += sizeof(sardfq_images_write_png("x", m, f, 1, 1));
     /* void functions: the comma operator gives sizeof an int operand */
     n += sizeof((sardfq_model_default_params(&mp), 0));
     n += sizeof((sardfq_model_free(m), 0));
     n += sizeof((sardfq_state_free(s), 0));
     n += sizeof((sardfq_dataset_free(d), 0));
     n += sizeof((sardfq_eval_default_params(&ep), 0));
+    n += sizeof((sardfq_prior_default_params(&pp), 0));
+    n += sizeof((sardfq_prior_free(pr), 0));
     return n;
 }
 

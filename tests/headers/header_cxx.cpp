@@ -50,6 +50,17 @@ SIG(sardfq_dataset_read, sardfq_status (*)(sardfq_dataset *, int64_t, int, float
 SIG(sardfq_eval_default_params, void (*)(sardfq_eval_params *));
 SIG(sardfq_evaluate, sardfq_status (*)(sardfq_model *, sardfq_dataset *,
                                        const sardfq_eval_params *, sardfq_eval_result *));
+SIG(sardfq_prior_default_params, void (*)(sardfq_prior_params *));
+SIG(sardfq_prior_create,
+    sardfq_status (*)(int, int, const sardfq_prior_params *, sardfq_prior **));
+SIG(sardfq_prior_free, void (*)(sardfq_prior *));
+SIG(sardfq_prior_sample, sardfq_status (*)(sardfq_prior *, int, float *));
+SIG(sardfq_calib_save, sardfq_status (*)(const char *, const float *, const float *, int, int,
+                                         int, int, int));
+SIG(sardfq_calib_load, sardfq_status (*)(const char *, float *, float *, int *, int *, int *,
+                                         int *, int *));
+SIG(sardfq_images_write_png,
+    sardfq_status (*)(const char *, const sardfq_model *, const float *, int, int));
 static_assert(std::is_same<sardfq_progress_fn,
                            int (*)(void *, int64_t, int64_t, const char *)>::value,
               "sardfq_progress_fn changed");
@@ -63,6 +74,7 @@ static_assert(offsetof(sardfq_model_params, struct_size) == 0, "struct_size firs
 static_assert(offsetof(sardfq_model_info, struct_size) == 0, "struct_size first");
 static_assert(offsetof(sardfq_eval_params, struct_size) == 0, "struct_size first");
 static_assert(offsetof(sardfq_eval_result, struct_size) == 0, "struct_size first");
+static_assert(offsetof(sardfq_prior_params, struct_size) == 0, "struct_size first");
 
 int main()
 {
