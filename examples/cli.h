@@ -61,9 +61,11 @@ int cli_model_info(const sardfq_model *m, sardfq_model_info *info);
 int cli_info(int argc, char **argv);
 int cli_eval(int argc, char **argv);
 int cli_bench(int argc, char **argv);
+int cli_synth(int argc, char **argv);
 
 void cli_usage_info(FILE *f);
 void cli_usage_eval(FILE *f);
 void cli_usage_bench(FILE *f);
+void cli_usage_synth(FILE *f);
 
 #endif

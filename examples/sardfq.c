@@ -17,6 +17,8 @@ static void usage(FILE *f)
           "  info  [MODEL]                 configuration of a safetensors model and\n"
           "                                where each field came from\n"
           "  eval  --data PATH [--model M] top-1/top-5 accuracy on a labelled image set\n"
+          "  synth --out DIR [--model M]   synthesise calibration images (noise, PSAQ-ViT\n"
+          "                                or SARDFQ) into DIR\n"
           "  bench (--model M | --arch A)  forward and forward+backward speed against\n"
           "                                a 1024^3 OpenBLAS sgemm\n"
           "  help  [COMMAND]               this text, or a command's options\n"
@@ -24,7 +26,7 @@ static void usage(FILE *f)
           "  --help, --version             usage, version\n",
           f);
     if (cli_default_model())
-        fprintf(f, "\nWithout --model, info and eval use %s\n", cli_default_model());
+        fprintf(f, "\nWithout --model, info, eval and synth use %s\n", cli_default_model());
     fputs("\nExit status: 0 success, 1 failure, 2 bad command line.\n", f);
 }
 
@@ -42,6 +44,8 @@ static int help(int argc, char **argv)
         cli_usage_eval(stdout);
     else if (strcmp(argv[1], "bench") == 0)
         cli_usage_bench(stdout);
+    else if (strcmp(argv[1], "synth") == 0)
+        cli_usage_synth(stdout);
     else if (strcmp(argv[1], "help") == 0)
         usage(stdout);
     else
@@ -71,6 +75,8 @@ int main(int argc, char **argv)
         return cli_eval(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0)
         return cli_bench(argc - 1, argv + 1);
+    if (strcmp(cmd, "synth") == 0)
+        return cli_synth(argc - 1, argv + 1);
     if (cmd[0] == '-')
         return cli_usage_error("unknown option '%s'", cmd);
     return cli_usage_error("unknown command '%s'", cmd);

@@ -414,8 +414,8 @@ typedef struct sardfq_generator_params {
     int32_t prior_kind;   /* SARDFQ_PRIOR_*; default GMM */
     int32_t prior_components; /* K_APA; default 5 */
     float prior_scale_min, prior_scale_max; /* see sardfq_prior_params */
-    int32_t micro_batch;  /* images per forward/backward (bounds memory);
-                             default 32 */
+    int32_t micro_batch;  /* images per forward/backward (bounds memory;
+                             PSAQ's KDE grid is per micro-batch); default 32 */
     uint64_t seed;        /* same seed and thread count -> same images */
     sardfq_progress_fn progress; /* sardfq_generator_run: stage "synth" */
     void *user_data;

@@ -17,48 +17,69 @@
  * Blocks l = 1..depth (1-based) with l >= depth/2 (integer division) are
  * used, with weight l/depth:
  *   L = (1/B) sum_b sum_l sum_h (l/depth) mean_t (attn[b,l,h,P+t] - prior[b,l,h,t])^2
- * dattn (same shape as attn) is written: the gradient of L, zero for the
- * prefix tokens and for unused blocks. Returns L. */
+ * (depth 1: the single block.) dattn (same shape as attn, may be NULL) is
+ * written: the gradient of L, zero for the prefix tokens and for unused
+ * blocks. Returns L. */
 double sfq_loss_apa(const float *attn, const float *prior, int B, int depth, int H, int N, int P,
                     float *dattn);
 
 /* ---- soft-label cross-entropy (loss_ce.c) ----------------------------- *
  * L = -(1/B) sum_b sum_k T[b,k] log softmax(z_b)[k]; one-hot targets give
- * the ordinary cross-entropy. dlogits (B x K) is written. Returns L. */
+ * the ordinary cross-entropy (nn.CrossEntropyLoss, mean reduction). Rows of
+ * T need not sum to 1: dL/dz[b,k] = (softmax(z_b)[k] sum_k' T[b,k'] -
+ * T[b,k]) / B. dlogits (B x K, may be NULL) is written. Returns L. */
 double sfq_loss_soft_ce(const float *logits, const float *targets, int B, int K, float *dlogits);
 
 /* Soft target: T = softmax(Z) with Z[c] ~ U(lo, hi) for each of the m
- * classes in `classes` and 0 elsewhere (one row of K floats). */
+ * classes in `classes` and 0 elsewhere (one row of K floats). One uniform
+ * draw per listed class, in list order; a repeated class keeps its last
+ * draw, a class outside [0, K) is ignored (its draw still consumed). */
 void sfq_soft_target(sfq_rng *r, const int32_t *classes, int m, int K, float lo, float hi,
                      float *target);
 
 /* ---- total variation (loss_tv.c) -------------------------------------- *
- * x [B][C][H][W]. TV = sum over the 4 neighbour differences (right, down,
- * down-right, down-left... exactly PSAQ-ViT's four: x[..., :, :-1] -
- * x[..., :, 1:], x[..., :-1, :] - x[..., 1:, :], x[..., 1:, :-1] -
- * x[..., :-1, 1:], x[..., :-1, :-1] - x[..., 1:, 1:]) of the Frobenius norm
- * of each difference map over the whole batch. L = |TV - tau|.
- * dx += weight * dL/dx. Returns L; *tv receives TV. */
+ * x [B][C][H][W]. PSAQ-ViT's get_image_prior_losses (generate_data.py):
+ * TV = ||d1|| + ||d2|| + ||d3|| + ||d4||, each the Frobenius norm over the
+ * whole batch of one difference map (i = row, j = column):
+ *   d1 = x[..., :, :-1]   - x[..., :, 1:]     x[i][j]   - x[i][j+1]
+ *   d2 = x[..., :-1, :]   - x[..., 1:, :]     x[i][j]   - x[i+1][j]
+ *   d3 = x[..., 1:, :-1]  - x[..., :-1, 1:]   x[i+1][j] - x[i][j+1]
+ *   d4 = x[..., :-1, :-1] - x[..., 1:, 1:]    x[i][j]   - x[i+1][j+1]
+ * L = |TV - tau| (PSAQ-ViT: torch.norm(TV - tau), weight 0.05).
+ * dx (may be NULL) += weight * dL/dx, with torch.norm's zero subgradient:
+ * no gradient when TV == tau, and none from a map whose norm is 0.
+ * Returns L; *tv (may be NULL) receives TV. */
 double sfq_loss_tv(const float *x, int B, int C, int H, int W, float tau, float weight, float *dx,
                    double *tv);
 
 /* ---- PSAQ-ViT patch-similarity entropy (loss_pse.c) ------------------- *
- * ao [B][N][H*hd]: one block's attention output softmax(QK^T)V before the
- * projection, heads contiguous. f = mean over heads -> [B][N][hd]; drop the
- * first `skip` tokens; Gamma_b = pairwise cosine similarity of the
- * remaining M = N - skip vectors (M x M, all pairs incl. i == j); the
- * density of Gamma_b's M*M entries is a Gaussian KDE (bandwidth h = 0.01)
- * evaluated at 10 equally spaced points from the min to the max of Gamma
- * over the whole batch (the grid carries no gradient); the entropy is the
- * trapezoid integral of -(p + 1e-4) log(p + 1e-4) over the grid, averaged
- * over the batch. L = -entropy. dao (same shape as ao) is written.
- * Returns L. */
+ * One block's term of PSAQ-ViT's generate_data.py (with utils/kde.py's
+ * GaussianKernel); PSAQ-ViT's total is the sum of this over all blocks.
+ * ao [B][N][H*hd]: the block's attention output softmax(QK^T)V before the
+ * projection (PSAQ-ViT hooks matmul2), heads contiguous.
+ *  - f = mean over heads -> [B][N][hd]; drop the first `skip` tokens
+ *    (PSAQ-ViT: [:, 1:, :]); M = N - skip.
+ *  - Gamma_b[i][j] = torch.cosine_similarity(f_i, f_j) over all M*M pairs
+ *    incl. i == j: <f_i / max(|f_i|, 1e-8), f_j / max(|f_j|, 1e-8)> (the
+ *    eps placement of torch >= 1.12; the clamp gets no gradient).
+ *  - Grid x_0..x_9 = torch.linspace(lo, hi, 10), lo/hi = min/max of Gamma
+ *    over the whole batch (taken with .item(): no gradient).
+ *  - KDE of image b: p_b(x) = (1/M^2) sum_{i,j} exp(-(x - Gamma_b[i][j])^2
+ *    / (2 h^2)) / sqrt(2 pi h^2), h = 0.01.
+ *  - H_b = trapz over the grid of -(p_b + 1e-4) log(p_b + 1e-4) (the 1e-4
+ *    is added to p before both factors); entropy = mean over b of H_b.
+ *  L = -entropy. dao (same shape as ao, may be NULL) is written (zero on the
+ * prefix tokens). Kernel values below 2^-87 are flushed to 0. Returns L, or
+ * NaN (dao zeroed) if scratch memory cannot be allocated. */
 double sfq_loss_pse(const float *ao, int B, int N, int H, int hd, int skip, float *dao);
 
 /* ---- MSR region resize (msr.c) ---------------------------------------- *
- * Bilinear resize (PyTorch F.interpolate, align_corners=False, no
- * antialias) of the region [y0, y0+h) x [x0, x0+w) of src [C][H][W] to
- * dst [C][H][W] (the full input size). */
+ * Bilinear resize (PyTorch F.interpolate(size=(H, W), mode='bilinear',
+ * align_corners=False), no antialias) of the region [y0, y0+h) x [x0, x0+w)
+ * of src [C][H][W] to dst [C][H][W] (the full input size): output index o
+ * reads source s = max(0, (o + 0.5) * in / out - 0.5), taps floor(s) and
+ * min(floor(s) + 1, in - 1) with weights 1 - frac(s), frac(s). A region not
+ * inside the image (or empty) leaves dst untouched. */
 void sfq_crop_resize(const float *src, int C, int H, int W, int y0, int x0, int h, int w,
                      float *dst);
 /* Its exact adjoint: dsrc += R^T ddst (only the region is touched). */

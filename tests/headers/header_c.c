@@ -48,6 +48,9 @@ static size_t prototypes(void)
     sardfq_eval_result er;
     sardfq_prior *pr = NULL;
     sardfq_prior_params pp;
+    sardfq_generator *g = NULL;
+    sardfq_generator_params gp;
+    sardfq_synth_report rep;
     int dims[5];
     float f[1];
     int32_t labels[1];
@@ -76,6 +79,12 @@ static size_t prototypes(void)
     n += sizeof(sardfq_calib_save("x", f, f, 1, 1, 1, 1, 1));
     n += sizeof(sardfq_calib_load("x", f, f, &dims[0], &dims[1], &dims[2], &dims[3], &dims[4]));
     n += sizeof(sardfq_images_write_png("x", m, f, 1, 1));
+    n += sizeof(sardfq_generator_create(m, &gp, &g));
+    n += sizeof(sardfq_generator_set_priors(g, f, (size_t)1));
+    n += sizeof(sardfq_generator_step(g, &rep));
+    n += sizeof(sardfq_generator_run(g, &rep));
+    n += sizeof(sardfq_generator_get_images(g, f, (size_t)1));
+    n += sizeof(sardfq_generator_get_targets(g, f, (size_t)1));
     /* void functions: the comma operator gives sizeof an int operand */
     n += sizeof((sardfq_model_default_params(&mp), 0));
     n += sizeof((sardfq_model_free(m), 0));
@@ -84,6 +93,8 @@ static size_t prototypes(void)
     n += sizeof((sardfq_eval_default_params(&ep), 0));
     n += sizeof((sardfq_prior_default_params(&pp), 0));
     n += sizeof((sardfq_prior_free(pr), 0));
+    n += sizeof((sardfq_generator_default_params(&gp), 0));
+    n += sizeof((sardfq_generator_free(g), 0));
     return n;
 }
 

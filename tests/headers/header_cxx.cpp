@@ -61,6 +61,15 @@ SIG(sardfq_calib_load, sardfq_status (*)(const char *, float *, float *, int *, 
                                          int *, int *));
 SIG(sardfq_images_write_png,
     sardfq_status (*)(const char *, const sardfq_model *, const float *, int, int));
+SIG(sardfq_generator_default_params, void (*)(sardfq_generator_params *));
+SIG(sardfq_generator_create,
+    sardfq_status (*)(sardfq_model *, const sardfq_generator_params *, sardfq_generator **));
+SIG(sardfq_generator_free, void (*)(sardfq_generator *));
+SIG(sardfq_generator_set_priors, sardfq_status (*)(sardfq_generator *, const float *, size_t));
+SIG(sardfq_generator_step, sardfq_status (*)(sardfq_generator *, sardfq_synth_report *));
+SIG(sardfq_generator_run, sardfq_status (*)(sardfq_generator *, sardfq_synth_report *));
+SIG(sardfq_generator_get_images, sardfq_status (*)(const sardfq_generator *, float *, size_t));
+SIG(sardfq_generator_get_targets, sardfq_status (*)(const sardfq_generator *, float *, size_t));
 static_assert(std::is_same<sardfq_progress_fn,
                            int (*)(void *, int64_t, int64_t, const char *)>::value,
               "sardfq_progress_fn changed");
@@ -75,6 +84,8 @@ static_assert(offsetof(sardfq_model_info, struct_size) == 0, "struct_size first"
 static_assert(offsetof(sardfq_eval_params, struct_size) == 0, "struct_size first");
 static_assert(offsetof(sardfq_eval_result, struct_size) == 0, "struct_size first");
 static_assert(offsetof(sardfq_prior_params, struct_size) == 0, "struct_size first");
+static_assert(offsetof(sardfq_generator_params, struct_size) == 0, "struct_size first");
+static_assert(offsetof(sardfq_synth_report, struct_size) == 0, "struct_size first");
 
 int main()
 {

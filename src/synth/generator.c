@@ -1,0 +1,636 @@
+/* generator.c - synthetic calibration images: Gaussian noise, PSAQ-ViT and
+ * SARDFQ, optimised with Adam on the pixels.
+ *
+ * One step (PSAQ-ViT's schedule and jitter, shared by both methods):
+ *   1. jitter: roll the images by (dy, dx) ~ U{-lim..lim}^2 pixels (lim =
+ *      W/15 in round 1, 2W/15 in round 2, ...) and flip them horizontally
+ *      with probability 1/2;
+ *   2. MSR (SARDFQ, use_msr): per image m ~ U{1..K_MSR} regions, one in
+ *      each of m distinct quadrants picked at random; a region's sides are
+ *      U[1/4, 1/2] of the image's and its position within the quadrant is
+ *      uniform, so regions never overlap. Each region is cut from the
+ *      un-jittered image, resized bilinearly to the input size and
+ *      forwarded as an image of its own, with the target of its quadrant's
+ *      class; its gradient returns through the exact adjoint of the resize,
+ *      so it reaches only its region;
+ *   3. forward + backward of all items (whole images, then regions) in
+ *      micro-batches; the losses:
+ *        SARDFQ: alpha L_APA(whole images) + L_CE(whole) + L_CE(regions)
+ *                + tv_weight |TV(x) - tau|
+ *        PSAQ:   L_PSE(every block) + L_CE(whole) + tv_weight |TV(x) - tau|
+ *      L_CE is the soft-label cross-entropy (use_sl) or the one-hot one;
+ *      each CE term is a mean over its items. Two deviations from PSAQ-ViT's
+ *      code, both immaterial at the defaults: TV is taken on the un-jittered
+ *      images (PSAQ-ViT takes it after the roll, whose wrap-around adds a
+ *      seam), and the KDE grid of L_PSE spans the similarities of one
+ *      micro-batch (PSAQ-ViT: the whole batch; the same when micro_batch
+ *      >= n_images, the default);
+ *   4. Adam step, then clamp every channel to the normalised image of
+ *      [0, 1].
+ *
+ * Targets. Image i gets classes c_i0..c_i3 (distinct when the model has 4
+ * or more classes); c_i0, its primary class, runs through a shuffled cycle
+ * of all classes so every class is covered about equally. Quadrant q's
+ * regions take class c_iq. The whole image's soft target is softmax(Z) with
+ * Z ~ U(sl_min, sl_max) at c_i0 (and at c_i1..c_i3 when MSR is on: the
+ * image then carries all its regions' classes), 0 elsewhere; each region
+ * has the soft target of its class. Without SL the targets are one-hot at
+ * c_i0 (whole image) or c_iq (region).
+ *
+ * APA priors are drawn once per (image, block, head) and stay fixed; under
+ * jitter the prior is rolled by the jitter rounded to whole patches and
+ * flipped with the image, so it keeps describing the same content. */
+#include "losses.h"
+#include "synth.h"
+#include "vit.h"
+
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_REGIONS 4
+
+typedef struct {
+    int image;  /* source image */
+    int region; /* -1 = whole image, else quadrant 0..3 */
+    int y0, x0, h, w;
+} item;
+
+struct sardfq_generator {
+    sardfq_model *m;
+    sardfq_model_info info;
+    sardfq_generator_params p;
+    sardfq_state *state;
+    sfq_rng rng;
+    int n, C, H, W, K, G, N, P, D, depth, heads, mb;
+    size_t img; /* floats per image */
+    int classes_per_image;
+    float *x, *am, *av;    /* images and Adam moments */
+    float *targets;        /* [n][K] whole-image targets */
+    float *region_targets; /* [n][4][K] */
+    int32_t *classes;      /* [n][4] */
+    float *priors;         /* [n][depth][heads][G] */
+    float tau;
+    float lo[3], hi[3];
+    int step, total;
+    /* scratch */
+    item *items;           /* n * (1 + MAX_REGIONS) */
+    float *grad;           /* [n][img] */
+    float *batch, *dbatch; /* [mb][img] */
+    float *logits, *dlogits;
+    float *attn, *dattn; /* [mb][depth][heads][N] */
+    float *prior_aug;    /* [depth][heads][G] */
+    float *dao;          /* [depth][mb][N][D] (PSAQ) */
+};
+
+SARDFQ_API void sardfq_generator_default_params(sardfq_generator_params *p)
+{
+    if (!p)
+        return;
+    memset(p, 0, sizeof *p);
+    p->struct_size = sizeof *p;
+    p->method = SARDFQ_SYNTH_SARDFQ;
+    p->n_images = 32;
+    p->iters = 1000;
+    p->rounds = 2;
+    p->warmup = 100;
+    p->lr = 0.2f;
+    p->beta1 = 0.5f;
+    p->beta2 = 0.9f;
+    p->adam_eps = 1e-8f;
+    p->use_apa = p->use_msr = p->use_sl = 1;
+    p->apa_weight = 1000.0f;
+    p->tv_weight = 0.05f;
+    p->tv_min = 2500.0f;
+    p->tv_max = 3000.0f;
+    p->sl_min = 5.0f;
+    p->sl_max = 10.0f;
+    p->msr_regions = 4;
+    p->prior_kind = SARDFQ_PRIOR_GMM;
+    p->prior_components = 5;
+    sardfq_prior_params pp;
+    sardfq_prior_default_params(&pp);
+    p->prior_scale_min = pp.scale_min;
+    p->prior_scale_max = pp.scale_max;
+    p->micro_batch = 32;
+    p->seed = 0;
+}
+
+static sardfq_status read_params(const sardfq_generator_params *in, sardfq_generator_params *out)
+{
+    sardfq_generator_default_params(out);
+    if (!in)
+        return SARDFQ_OK;
+    if (in->struct_size < offsetof(sardfq_generator_params, user_data) + sizeof(void *))
+        return sfq_fail(SARDFQ_E_INVALID_ARG,
+                        "sardfq_generator_params.struct_size %u is too small (call "
+                        "sardfq_generator_default_params first)",
+                        in->struct_size);
+    if (in->struct_size > sizeof *out) {
+        const unsigned char *tail = (const unsigned char *)in + sizeof *out;
+        for (size_t i = 0; i < in->struct_size - sizeof *out; i++)
+            if (tail[i])
+                return sfq_fail(SARDFQ_E_UNSUPPORTED,
+                                "sardfq_generator_params has fields this library version does "
+                                "not know (struct_size %u)",
+                                in->struct_size);
+    }
+    memcpy(out, in, sizeof *out);
+    out->struct_size = sizeof *out;
+    const sardfq_generator_params *q = out;
+#define CHECK(cond, ...)                                          \
+    do {                                                          \
+        if (!(cond))                                              \
+            return sfq_fail(SARDFQ_E_INVALID_ARG, __VA_ARGS__);   \
+    } while (0)
+    CHECK(q->method >= SARDFQ_SYNTH_NOISE && q->method <= SARDFQ_SYNTH_SARDFQ,
+          "unknown synthesis method %d", q->method);
+    CHECK(q->n_images >= 1 && q->n_images <= 65536, "n_images must be in 1..65536 (got %d)", q->n_images);
+    CHECK(q->iters >= 0 && q->iters <= 10000000, "iters must be in 0..1e7 (got %d)", q->iters);
+    CHECK(q->rounds >= 1 && q->rounds <= 64, "rounds must be in 1..64 (got %d)", q->rounds);
+    CHECK(q->warmup >= 0, "warmup must be >= 0 (got %d)", q->warmup);
+    CHECK(q->lr > 0 && q->lr < 1e3f, "lr must be positive (got %g)", q->lr);
+    CHECK(q->beta1 >= 0 && q->beta1 < 1 && q->beta2 >= 0 && q->beta2 < 1,
+          "Adam betas must be in [0, 1) (got %g, %g)", q->beta1, q->beta2);
+    CHECK(q->adam_eps > 0, "adam_eps must be positive (got %g)", q->adam_eps);
+    CHECK(q->apa_weight >= 0 && isfinite(q->apa_weight), "apa_weight must be >= 0");
+    CHECK(q->tv_weight >= 0 && isfinite(q->tv_weight), "tv_weight must be >= 0");
+    CHECK(q->tv_min >= 0 && q->tv_min <= q->tv_max && isfinite(q->tv_max), "need 0 <= tv_min <= tv_max");
+    CHECK(q->sl_min <= q->sl_max && isfinite(q->sl_min) && isfinite(q->sl_max), "need sl_min <= sl_max");
+    CHECK(q->msr_regions >= 1 && q->msr_regions <= MAX_REGIONS, "msr_regions must be in 1..4 (got %d)",
+          q->msr_regions);
+    CHECK(q->micro_batch >= 1 && q->micro_batch <= 4096, "micro_batch must be in 1..4096 (got %d)",
+          q->micro_batch);
+#undef CHECK
+    return SARDFQ_OK;
+}
+
+SARDFQ_API void sardfq_generator_free(sardfq_generator *g)
+{
+    if (!g)
+        return;
+    sardfq_state_free(g->state);
+    void *bufs[] = {g->x, g->am, g->av, g->targets, g->region_targets, g->classes, g->priors,
+                    g->items, g->grad, g->batch, g->dbatch, g->logits, g->dlogits, g->attn,
+                    g->dattn, g->prior_aug, g->dao};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        sfq_free(bufs[i]);
+    sfq_free(g);
+}
+
+/* Uniform integer in [lo, hi]. */
+static int uniform_int(sfq_rng *r, int lo, int hi)
+{
+    return lo + (int)(sfq_rng_next(r) % (uint64_t)(hi - lo + 1));
+}
+
+static void shuffle(sfq_rng *r, int32_t *a, int n)
+{
+    for (int i = n - 1; i > 0; i--) {
+        int j = uniform_int(r, 0, i);
+        int32_t t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+    }
+}
+
+/* Targets: classes per image, whole-image and region targets. */
+static sardfq_status init_targets(sardfq_generator *g)
+{
+    const int n = g->n, K = g->K;
+    const int use_sl = g->p.method == SARDFQ_SYNTH_SARDFQ && g->p.use_sl;
+    const int use_msr = g->p.method == SARDFQ_SYNTH_SARDFQ && g->p.use_msr;
+    int32_t *cycle = sfq_alloc_array((size_t)K, sizeof(int32_t));
+    if (!cycle)
+        return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++) {
+        int32_t *c = g->classes + (size_t)i * MAX_REGIONS;
+        if (i % K == 0) { /* a fresh shuffled cycle of primary classes */
+            for (int k = 0; k < K; k++)
+                cycle[k] = k;
+            shuffle(&g->rng, cycle, K);
+        }
+        c[0] = cycle[i % K];
+        for (int q = 1; q < MAX_REGIONS; q++) {
+            int32_t v;
+            int distinct;
+            do {
+                v = (int32_t)uniform_int(&g->rng, 0, K - 1);
+                distinct = 1;
+                for (int j = 0; j < q; j++)
+                    distinct &= v != c[j];
+            } while (!distinct && K >= MAX_REGIONS);
+            c[q] = v;
+        }
+        float *t = g->targets + (size_t)i * K;
+        if (use_sl) {
+            sfq_soft_target(&g->rng, c, use_msr ? g->classes_per_image : 1, K, g->p.sl_min, g->p.sl_max, t);
+        } else {
+            memset(t, 0, sizeof(float) * (size_t)K);
+            t[c[0]] = 1.0f;
+        }
+        for (int q = 0; q < MAX_REGIONS; q++) {
+            float *rt = g->region_targets + ((size_t)i * MAX_REGIONS + q) * K;
+            if (use_sl) {
+                sfq_soft_target(&g->rng, &c[q], 1, K, g->p.sl_min, g->p.sl_max, rt);
+            } else {
+                memset(rt, 0, sizeof(float) * (size_t)K);
+                rt[c[q]] = 1.0f;
+            }
+        }
+    }
+    sfq_free(cycle);
+    return SARDFQ_OK;
+}
+
+SARDFQ_API sardfq_status sardfq_generator_create(sardfq_model *m, const sardfq_generator_params *params,
+                                                 sardfq_generator **out)
+{
+    if (!m || !out)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_generator_create: %s is NULL", !m ? "model" : "out");
+    sardfq_generator_params p;
+    sardfq_status s = read_params(params, &p);
+    if (s)
+        return s;
+    sardfq_generator *g = sfq_alloc_zero(sizeof *g);
+    if (!g)
+        return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    g->m = m;
+    g->p = p;
+    g->info = m->info;
+    const sardfq_model_info *I = &g->info;
+    g->n = p.n_images;
+    g->C = I->in_chans;
+    g->H = I->img_h;
+    g->W = I->img_w;
+    g->K = I->num_classes;
+    g->G = I->grid_h * I->grid_w;
+    g->N = I->num_tokens;
+    g->P = I->num_prefix_tokens;
+    g->D = I->embed_dim;
+    g->depth = I->depth;
+    g->heads = I->num_heads;
+    g->img = (size_t)g->C * g->H * g->W;
+    g->classes_per_image = g->K < MAX_REGIONS ? g->K : MAX_REGIONS;
+    g->mb = p.micro_batch;
+    g->total = p.method == SARDFQ_SYNTH_NOISE ? 0 : p.iters;
+    for (int c = 0; c < g->C; c++) {
+        g->lo[c] = -I->mean[c] / I->std[c];
+        g->hi[c] = (1.0f - I->mean[c]) / I->std[c];
+    }
+    sfq_rng_seed(&g->rng, p.seed);
+    const size_t n = (size_t)g->n, mb = (size_t)g->mb, att = (size_t)g->depth * g->heads;
+#define ALLOC(ptr, count)                                          \
+    do {                                                           \
+        (ptr) = sfq_alloc_array((size_t)(count), sizeof(*(ptr)));  \
+        if (!(ptr))                                                \
+            goto nomem;                                            \
+    } while (0)
+    ALLOC(g->x, n * g->img);
+    ALLOC(g->am, n * g->img);
+    ALLOC(g->av, n * g->img);
+    ALLOC(g->targets, n * g->K);
+    ALLOC(g->region_targets, n * MAX_REGIONS * g->K);
+    ALLOC(g->classes, n * MAX_REGIONS);
+    ALLOC(g->priors, n * att * g->G);
+    ALLOC(g->items, n * (1 + MAX_REGIONS));
+    ALLOC(g->grad, n * g->img);
+    ALLOC(g->batch, mb * g->img);
+    ALLOC(g->dbatch, mb * g->img);
+    ALLOC(g->logits, mb * g->K);
+    ALLOC(g->dlogits, mb * g->K);
+    ALLOC(g->attn, mb * att * g->N);
+    ALLOC(g->dattn, mb * att * g->N);
+    ALLOC(g->prior_aug, att * g->G);
+    if (p.method == SARDFQ_SYNTH_PSAQ)
+        ALLOC(g->dao, (size_t)g->depth * mb * g->N * g->D);
+#undef ALLOC
+    memset(g->am, 0, sizeof(float) * n * g->img);
+    memset(g->av, 0, sizeof(float) * n * g->img);
+    /* initial noise N(0, 1) in normalised space */
+    for (size_t i = 0; i < n * g->img; i++)
+        g->x[i] = (float)sfq_rng_normal(&g->rng);
+    if ((s = init_targets(g)))
+        goto fail;
+    /* tau at PSAQ-ViT's scale (32 x 3 x 224 x 224), scaled by sqrt(elements) */
+    double scale = sqrt((double)n * g->img / (32.0 * 3 * 224 * 224));
+    g->tau = (float)((p.tv_min + (p.tv_max - p.tv_min) * sfq_rng_uniform(&g->rng)) * scale);
+    {
+        sardfq_prior_params pp;
+        sardfq_prior_default_params(&pp);
+        pp.kind = p.prior_kind;
+        pp.max_components = p.prior_components;
+        pp.scale_min = p.prior_scale_min;
+        pp.scale_max = p.prior_scale_max;
+        pp.seed = sfq_rng_next(&g->rng);
+        sardfq_prior *pr = NULL;
+        if ((s = sardfq_prior_create(I->grid_h, I->grid_w, &pp, &pr)))
+            goto fail;
+        s = sardfq_prior_sample(pr, (int)(n * att), g->priors);
+        sardfq_prior_free(pr);
+        if (s)
+            goto fail;
+    }
+    if ((s = sardfq_state_create(m, &g->state)))
+        goto fail;
+    *out = g;
+    return SARDFQ_OK;
+nomem:
+    s = sfq_fail(SARDFQ_E_NOMEM, "sardfq_generator_create: out of memory for %d images", g->n);
+fail:
+    sardfq_generator_free(g);
+    return s;
+}
+
+SARDFQ_API sardfq_status sardfq_generator_set_priors(sardfq_generator *g, const float *priors, size_t count)
+{
+    if (!g || !priors)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_generator_set_priors: %s is NULL", !g ? "generator" : "priors");
+    size_t need = (size_t)g->n * g->depth * g->heads * g->G;
+    if (count != need)
+        return sfq_fail(SARDFQ_E_SHAPE, "sardfq_generator_set_priors: %zu floats given, %zu expected "
+                                        "(n_images x depth x heads x patches)", count, need);
+    for (size_t i = 0; i < need; i++)
+        if (!isfinite(priors[i]))
+            return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_generator_set_priors: value %zu is not finite", i);
+    memcpy(g->priors, priors, need * sizeof(float));
+    return SARDFQ_OK;
+}
+
+void sfq_jitter(const float *src, float *dst, int h, int w, int dy, int dx, int flip)
+{
+    for (int y = 0; y < h; y++) {
+        const float *row = src + (size_t)(((y - dy) % h + h) % h) * w;
+        for (int x = 0; x < w; x++) {
+            int xs = flip ? w - 1 - x : x;
+            dst[(size_t)y * w + x] = row[((xs - dx) % w + w) % w];
+        }
+    }
+}
+
+void sfq_jitter_adjoint(const float *ddst, float *dsrc, int h, int w, int dy, int dx, int flip)
+{
+    for (int y = 0; y < h; y++) {
+        float *row = dsrc + (size_t)(((y - dy) % h + h) % h) * w;
+        for (int x = 0; x < w; x++) {
+            int xs = flip ? w - 1 - x : x;
+            row[((xs - dx) % w + w) % w] += ddst[(size_t)y * w + x];
+        }
+    }
+}
+
+static float lr_at(const sardfq_generator *g, int step)
+{
+    const int len = g->total / g->p.rounds > 0 ? g->total / g->p.rounds : 1;
+    int r = step / len;
+    if (r >= g->p.rounds)
+        r = g->p.rounds - 1;
+    const int it = step - r * len;
+    const int round_len = r == g->p.rounds - 1 ? g->total - r * len : len;
+    const int warm = g->p.warmup < round_len ? g->p.warmup : round_len - 1;
+    if (it < warm)
+        return g->p.lr * (float)(it + 1) / (float)warm;
+    const double e = it - warm, es = round_len - warm;
+    return (float)(0.5 * (1.0 + cos(M_PI * e / (es > 0 ? es : 1))) * g->p.lr);
+}
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Build this step's items: whole images, then MSR regions. */
+static int make_items(sardfq_generator *g)
+{
+    int count = 0;
+    for (int i = 0; i < g->n; i++)
+        g->items[count++] = (item){i, -1, 0, 0, g->H, g->W};
+    if (g->p.method != SARDFQ_SYNTH_SARDFQ || !g->p.use_msr)
+        return count;
+    const int qh = g->H / 2, qw = g->W / 2;
+    for (int i = 0; i < g->n; i++) {
+        int quads[MAX_REGIONS] = {0, 1, 2, 3};
+        shuffle(&g->rng, quads, MAX_REGIONS);
+        int m = uniform_int(&g->rng, 1, g->p.msr_regions);
+        for (int k = 0; k < m; k++) {
+            int q = quads[k];
+            int h = uniform_int(&g->rng, qh / 2 > 1 ? qh / 2 : 1, qh > 1 ? qh : 1);
+            int w = uniform_int(&g->rng, qw / 2 > 1 ? qw / 2 : 1, qw > 1 ? qw : 1);
+            int y0 = (q / 2) * qh + uniform_int(&g->rng, 0, qh - h);
+            int x0 = (q % 2) * qw + uniform_int(&g->rng, 0, qw - w);
+            g->items[count++] = (item){i, q, y0, x0, h, w};
+        }
+    }
+    return count;
+}
+
+SARDFQ_API sardfq_status sardfq_generator_step(sardfq_generator *g, sardfq_synth_report *report)
+{
+    if (!g)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_generator_step: generator is NULL");
+    if (report && report->struct_size < sizeof *report)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_synth_report.struct_size must be set");
+    if (g->step >= g->total)
+        return sfq_fail(SARDFQ_E_STATE, "sardfq_generator_step: all %d steps are done", g->total);
+    const double t0 = now();
+    const sardfq_generator_params *p = &g->p;
+    const int sardfq = p->method == SARDFQ_SYNTH_SARDFQ, psaq = p->method == SARDFQ_SYNTH_PSAQ;
+    const int use_apa = sardfq && p->use_apa && p->apa_weight > 0;
+    const int n = g->n, K = g->K, C = g->C, H = g->H, W = g->W, G = g->G;
+    const size_t att = (size_t)g->depth * g->heads;
+    const float lr = lr_at(g, g->step);
+
+    /* 1. jitter for this step */
+    const int round = g->step / (g->total / p->rounds > 0 ? g->total / p->rounds : 1);
+    const int lim = (int)lround((round + 1) * (double)W / 15.0);
+    const int dy = uniform_int(&g->rng, -lim, lim), dx = uniform_int(&g->rng, -lim, lim);
+    const int flip = sfq_rng_uniform(&g->rng) < 0.5;
+    const int ps = g->info.patch_size;
+    const int gdy = (int)lround((double)dy / ps), gdx = (int)lround((double)dx / ps);
+
+    /* 2. items */
+    const int n_items = make_items(g);
+    int n_regions = n_items - n;
+    memset(g->grad, 0, sizeof(float) * (size_t)n * g->img);
+    double L_apa = 0, L_ce = 0, L_msr = 0, L_pse = 0, prob = 0, t_model = 0;
+
+    /* 3. micro-batches */
+    for (int start = 0; start < n_items; start += g->mb) {
+        const int B = n_items - start < g->mb ? n_items - start : g->mb;
+        for (int b = 0; b < B; b++) {
+            const item *it = &g->items[start + b];
+            const float *src = g->x + (size_t)it->image * g->img;
+            float *dst = g->batch + (size_t)b * g->img;
+            if (it->region < 0)
+                for (int c = 0; c < C; c++)
+                    sfq_jitter(src + (size_t)c * H * W, dst + (size_t)c * H * W, H, W, dy, dx, flip);
+            else
+                sfq_crop_resize(src, C, H, W, it->y0, it->x0, it->h, it->w, dst);
+        }
+        uint32_t flags = SARDFQ_FORWARD_BACKWARD | (use_apa ? SARDFQ_FORWARD_ATTENTION : 0) |
+                         (psaq ? SFQ_FORWARD_KEEP_AO : 0);
+        double tm = now();
+        sardfq_status s = sfq_forward_state(g->m, g->state, g->batch, B, flags, g->logits);
+        t_model += now() - tm;
+        if (s)
+            return s;
+        /* losses on this micro-batch */
+        memset(g->dattn, 0, sizeof(float) * (size_t)B * att * g->N);
+        for (int b = 0; b < B; b++) {
+            const item *it = &g->items[start + b];
+            const float *target = it->region < 0
+                                      ? g->targets + (size_t)it->image * K
+                                      : g->region_targets + ((size_t)it->image * MAX_REGIONS + it->region) * K;
+            const float wgt = it->region < 0 ? 1.0f / (float)n : 1.0f / (float)n_regions;
+            float *dl = g->dlogits + (size_t)b * K;
+            double ce = sfq_loss_soft_ce(g->logits + (size_t)b * K, target, 1, K, dl);
+            for (int k = 0; k < K; k++)
+                dl[k] *= wgt;
+            if (it->region < 0) {
+                L_ce += ce / n;
+                /* probability of the first target class */
+                const float *z = g->logits + (size_t)b * K;
+                float mx = z[0];
+                for (int k = 1; k < K; k++)
+                    mx = z[k] > mx ? z[k] : mx;
+                double sum = 0;
+                for (int k = 0; k < K; k++)
+                    sum += exp((double)z[k] - mx);
+                prob += exp((double)z[g->classes[(size_t)it->image * MAX_REGIONS]] - mx) / sum / n;
+            } else {
+                L_msr += ce / n_regions;
+            }
+        }
+        if (use_apa) {
+            if ((s = sardfq_state_get_attention(g->state, g->attn, (size_t)B * att * g->N)))
+                return s;
+            for (int b = 0; b < B; b++) {
+                const item *it = &g->items[start + b];
+                if (it->region >= 0)
+                    continue;
+                const float *pr = g->priors + (size_t)it->image * att * G;
+                for (size_t a = 0; a < att; a++)
+                    sfq_jitter(pr + a * G, g->prior_aug + a * G, g->info.grid_h, g->info.grid_w, gdy, gdx, flip);
+                float *da = g->dattn + (size_t)b * att * g->N;
+                L_apa += sfq_loss_apa(g->attn + (size_t)b * att * g->N, g->prior_aug, 1, g->depth, g->heads,
+                                      g->N, g->P, da) / n;
+                const float wgt = p->apa_weight / (float)n;
+                for (size_t j = 0; j < att * g->N; j++)
+                    da[j] *= wgt;
+            }
+        }
+        if (psaq) {
+            /* L_PSE = -sum_l H_l, averaged over images (weight B/n per
+             * micro-batch) */
+            const size_t blk = (size_t)B * g->N * g->D;
+            for (int l = 0; l < g->depth; l++) {
+                float *dao = g->dao + (size_t)l * blk;
+                /* PSAQ-ViT drops token 0 only (also for a distilled DeiT) */
+                double pse = sfq_loss_pse(sfq_state_attn_output(g->state, l), B, g->N, g->heads,
+                                          g->info.head_dim, 1, dao);
+                if (isnan(pse))
+                    return sfq_fail(SARDFQ_E_NOMEM, "out of memory in the patch-similarity loss");
+                L_pse += pse * B / n;
+                const float wgt = (float)B / (float)n;
+                for (size_t j = 0; j < blk; j++)
+                    dao[j] *= wgt;
+            }
+        }
+        tm = now();
+        s = sfq_backward_state(g->m, g->state, g->dlogits, use_apa ? g->dattn : NULL, psaq ? g->dao : NULL,
+                               g->dbatch);
+        t_model += now() - tm;
+        if (s)
+            return s;
+        for (int b = 0; b < B; b++) {
+            const item *it = &g->items[start + b];
+            float *gi = g->grad + (size_t)it->image * g->img;
+            const float *d = g->dbatch + (size_t)b * g->img;
+            if (it->region < 0)
+                for (int c = 0; c < C; c++)
+                    sfq_jitter_adjoint(d + (size_t)c * H * W, gi + (size_t)c * H * W, H, W, dy, dx, flip);
+            else
+                sfq_crop_resize_adjoint(d, C, H, W, it->y0, it->x0, it->h, it->w, gi);
+        }
+    }
+    double tv = 0;
+    double L_tv = sfq_loss_tv(g->x, n, C, H, W, g->tau, p->tv_weight, g->grad, &tv);
+
+    /* 4. Adam and the clamp */
+    g->step++;
+    const double bc1 = 1.0 - pow(p->beta1, g->step), bc2 = 1.0 - pow(p->beta2, g->step);
+    const float step_size = (float)(lr / bc1), inv_bc2 = (float)(1.0 / sqrt(bc2));
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < C; c++) {
+            const size_t off = (size_t)i * g->img + (size_t)c * H * W;
+            const float lo = g->lo[c], hi = g->hi[c];
+            for (size_t j = off; j < off + (size_t)H * W; j++) {
+                const float gr = g->grad[j];
+                g->am[j] = p->beta1 * g->am[j] + (1 - p->beta1) * gr;
+                g->av[j] = p->beta2 * g->av[j] + (1 - p->beta2) * gr * gr;
+                float v = g->x[j] - step_size * g->am[j] / (sqrtf(g->av[j]) * inv_bc2 + p->adam_eps);
+                g->x[j] = v < lo ? lo : v > hi ? hi : v;
+            }
+        }
+    if (report) {
+        report->step = g->step;
+        report->total = g->total;
+        report->lr = lr;
+        report->apa = (float)L_apa;
+        report->ce = (float)L_ce;
+        report->msr = (float)L_msr;
+        report->tv = (float)L_tv;
+        report->pse = (float)L_pse;
+        report->loss = (float)((use_apa ? p->apa_weight * L_apa : 0) + L_ce + L_msr + L_pse + p->tv_weight * L_tv);
+        report->target_prob = (float)prob;
+        report->seconds = (float)(now() - t0);
+        report->model_seconds = (float)t_model;
+    }
+    return SARDFQ_OK;
+}
+
+SARDFQ_API sardfq_status sardfq_generator_run(sardfq_generator *g, sardfq_synth_report *report)
+{
+    if (!g)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_generator_run: generator is NULL");
+    sardfq_synth_report r;
+    memset(&r, 0, sizeof r);
+    r.struct_size = sizeof r;
+    while (g->step < g->total) {
+        sardfq_status s = sardfq_generator_step(g, &r);
+        if (s)
+            return s;
+        if (g->p.progress && g->p.progress(g->p.user_data, g->step, g->total, "synth"))
+            return sfq_fail(SARDFQ_E_CANCELLED, "synthesis cancelled at step %d of %d", g->step, g->total);
+    }
+    if (report) {
+        if (report->struct_size < sizeof r)
+            return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_synth_report.struct_size must be set");
+        *report = r;
+    }
+    return SARDFQ_OK;
+}
+
+static sardfq_status copy_out(const sardfq_generator *g, const float *src, size_t need, float *out, size_t count,
+                              const char *fn)
+{
+    if (!g || !out)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "%s: %s is NULL", fn, !g ? "generator" : "out");
+    if (count < need)
+        return sfq_fail(SARDFQ_E_SHAPE, "%s: out holds %zu floats, %zu needed", fn, count, need);
+    memcpy(out, src, need * sizeof(float));
+    return SARDFQ_OK;
+}
+
+SARDFQ_API sardfq_status sardfq_generator_get_images(const sardfq_generator *g, float *out, size_t count)
+{
+    return copy_out(g, g ? g->x : NULL, g ? (size_t)g->n * g->img : 0, out, count, "sardfq_generator_get_images");
+}
+
+SARDFQ_API sardfq_status sardfq_generator_get_targets(const sardfq_generator *g, float *out, size_t count)
+{
+    return copy_out(g, g ? g->targets : NULL, g ? (size_t)g->n * g->K : 0, out, count,
+                    "sardfq_generator_get_targets");
+}
