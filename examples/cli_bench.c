@@ -10,7 +10,14 @@
  * The last line of stdout is
  *   fwd_gflops=X sgemm_gflops=Y ratio=X/Y bwd_over_fwd=R peak_rss_mb=M
  * where bwd_over_fwd = t(forward_ex + backward) / t(forward) and M is the
- * forward peak RSS in MiB. */
+ * forward peak RSS in MiB.
+ *
+ * With --synth METHOD (batch default 32), (e) also times generator steps
+ * (one warm-up, then the median of R) and prints a last line
+ *   synth_step_s=S model_s=T loss_share=F fwd_bwd_s=U
+ * where T is the part of a step inside the model's forward and backward
+ * calls, F = 1 - T/S (losses, jitter, resizes, Adam) and U the plain
+ * forward_ex + backward of the same batch, from (d). */
 #include "cli.h"
 
 #include <cblas.h>
@@ -34,7 +41,10 @@ void cli_usage_bench(FILE *f)
           "  --threads T  threads for the model and for the sgemm (default: the number\n"
           "               of online CPUs)\n"
           "  --repeat R   timed runs per measurement (default 5)\n"
-          "  --heads N    number of attention heads, when the file does not say\n",
+          "  --heads N    number of attention heads, when the file does not say\n"
+          "  --synth M    also time synthesis steps of method M (noise, psaq, sardfq)\n"
+          "               on a batch of B images (default 32); last line:\n"
+          "               synth_step_s=S model_s=T loss_share=F fwd_bwd_s=U\n",
           f);
 }
 
@@ -80,6 +90,7 @@ static void free_buffers(bench_buffers *b)
 int cli_bench(int argc, char **argv)
 {
     const char *model_path = NULL, *arch = NULL, *v;
+    int synth = -1, batch_given = 0;
     long batch = 8, threads = cli_online_cpus(), repeat = 5, heads = 0;
     double sgemm_gflops = 0, sgemm_s = 0, t_fwd, t_fb, rss_fwd, rss_fb;
     sardfq_model *m = NULL;
@@ -114,6 +125,16 @@ int cli_bench(int argc, char **argv)
         } else if ((r = cli_option("bench", argc, argv, &i, "batch", &v)) != 0) {
             if (r < 0 || cli_parse_long("bench", "batch", v, 1, 4096, &batch) != 0)
                 return CLI_EXIT_USAGE;
+            batch_given = 1;
+        } else if ((r = cli_option("bench", argc, argv, &i, "synth", &v)) != 0) {
+            if (r < 0)
+                return CLI_EXIT_USAGE;
+            if (!strcmp(v, "psaq"))
+                synth = SARDFQ_SYNTH_PSAQ;
+            else if (!strcmp(v, "sardfq"))
+                synth = SARDFQ_SYNTH_SARDFQ;
+            else
+                return cli_usage_error("bench: unknown --synth '%s' (psaq, sardfq)", v);
         } else if ((r = cli_option("bench", argc, argv, &i, "threads", &v)) != 0) {
             if (r < 0 || cli_parse_long("bench", "threads", v, 1, 4096, &threads) != 0)
                 return CLI_EXIT_USAGE;
@@ -131,6 +152,8 @@ int cli_bench(int argc, char **argv)
     }
     if ((model_path == NULL) == (arch == NULL))
         return cli_usage_error("bench: give exactly one of --model M and --arch A");
+    if (synth >= 0 && !batch_given)
+        batch = 32;
     n = (int)batch;
 
     /* (a) The machine's ceiling, before the model exists, so that its
@@ -209,6 +232,43 @@ int cli_bench(int argc, char **argv)
     t_fb = cli_median(buf.t, (int)repeat);
     rss_fb = cli_peak_rss_mib();
     sardfq_state_free(st);
+
+    /* (e) synthesis steps */
+    double t_step = 0, t_model = 0;
+    if (synth >= 0) {
+        sardfq_generator_params gp;
+        sardfq_generator_default_params(&gp);
+        gp.method = synth;
+        gp.n_images = n;
+        gp.micro_batch = n;
+        gp.iters = (int32_t)repeat + 1;
+        gp.rounds = 1;
+        gp.warmup = 1;
+        sardfq_generator *g = NULL;
+        sardfq_synth_report rep;
+        memset(&rep, 0, sizeof rep);
+        rep.struct_size = sizeof rep;
+        double *tm = malloc((size_t)repeat * sizeof(double));
+        s = tm ? sardfq_generator_create(m, &gp, &g) : SARDFQ_E_NOMEM;
+        for (int k = -1; k < repeat && s == SARDFQ_OK; k++) {
+            s = sardfq_generator_step(g, &rep);
+            if (k >= 0) {
+                buf.t[k] = rep.seconds;
+                tm[k] = rep.model_seconds;
+            }
+        }
+        if (s == SARDFQ_OK) {
+            t_step = cli_median(buf.t, (int)repeat);
+            t_model = cli_median(tm, (int)repeat);
+        }
+        free(tm);
+        sardfq_generator_free(g);
+        if (s != SARDFQ_OK) {
+            free_buffers(&buf);
+            sardfq_model_free(m);
+            return cli_lib_fail(s, "bench: synthesis step failed");
+        }
+    }
     sardfq_model_free(m);
     free_buffers(&buf);
 
@@ -240,9 +300,21 @@ int cli_bench(int argc, char **argv)
         printf("  %-40s %.3f\n", "time (forward_ex + backward) / forward", bwd_over_fwd);
         printf("  %-40s %.1f MiB\n", "peak RSS after forward", rss_fwd);
         printf("  %-40s %.1f MiB\n", "peak RSS after forward + backward", rss_fb);
+        if (synth >= 0) {
+            printf("  %-40s %.3f s\n", synth == SARDFQ_SYNTH_PSAQ ? "PSAQ-ViT step" : "SARDFQ step",
+                   t_step);
+            printf("  %-40s %.3f s\n", "  of which model forward + backward", t_model);
+            printf("  %-40s %.1f%%\n", "  of which losses, jitter, resize, Adam",
+                   100.0 * (1.0 - t_model / t_step));
+            printf("  %-40s %.3f s (x %.0f steps = %.0f s)\n", "full synthesis estimate", t_step, 1000.0,
+                   t_step * 1000.0);
+        }
         printf("fwd_gflops=%.2f sgemm_gflops=%.2f ratio=%.3f bwd_over_fwd=%.3f "
                "peak_rss_mb=%.2f\n",
                fwd_gflops, sgemm_gflops, ratio, bwd_over_fwd, rss_fwd);
+        if (synth >= 0)
+            printf("synth_step_s=%.4f model_s=%.4f loss_share=%.4f fwd_bwd_s=%.4f\n", t_step, t_model,
+                   1.0 - t_model / t_step, t_fb);
     }
     return CLI_EXIT_OK;
 }
