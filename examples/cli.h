@@ -62,10 +62,12 @@ int cli_info(int argc, char **argv);
 int cli_eval(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_synth(int argc, char **argv);
+int cli_semantics(int argc, char **argv);
 
 void cli_usage_info(FILE *f);
 void cli_usage_eval(FILE *f);
 void cli_usage_bench(FILE *f);
 void cli_usage_synth(FILE *f);
+void cli_usage_semantics(FILE *f);
 
 #endif
