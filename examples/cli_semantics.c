@@ -22,6 +22,7 @@ void cli_usage_semantics(FILE *f)
 {
     fputs("usage: sardfq semantics --data PATH [--model M] [--n 32] [--iters 1000]\n"
           "                        [--seed S] [--alpha A] [--threads T] [--only LIST]\n"
+          "                        [--prior gmm|laplace] [--prior-k K]\n"
           "\n"
           "Synthesises images with every method and SARDFQ ablation (noise, psaq,\n"
           "sardfq, sardfq-no-apa, sardfq-no-msr, sardfq-no-sl, apa-only) and reports,\n"
@@ -107,7 +108,8 @@ static void score(const float *feat, const float *logits, const int *cls, int n,
 int cli_semantics(int argc, char **argv)
 {
     const char *model_path = cli_default_model(), *data = NULL, *only = NULL, *v;
-    long n = 32, iters = 1000, seed = 0, threads = 0;
+    long n = 32, iters = 1000, seed = 0, threads = 0, prior_k = 5;
+    int prior_kind = SARDFQ_PRIOR_GMM;
     double alpha = -1;
     for (int i = 1; i < argc; i++) {
         int r;
@@ -134,6 +136,18 @@ int cli_semantics(int argc, char **argv)
             alpha = strtod(v, &end);
             if (*end || end == v || !(alpha >= 0) || !isfinite(alpha))
                 return cli_usage_error("semantics: --alpha expects a number >= 0, got '%s'", v);
+        } else if ((r = cli_option("semantics", argc, argv, &i, "prior", &v)) != 0) {
+            if (r < 0)
+                return CLI_EXIT_USAGE;
+            if (!strcmp(v, "gmm"))
+                prior_kind = SARDFQ_PRIOR_GMM;
+            else if (!strcmp(v, "laplace"))
+                prior_kind = SARDFQ_PRIOR_LAPLACE;
+            else
+                return cli_usage_error("semantics: unknown --prior '%s' (gmm, laplace)", v);
+        } else if ((r = cli_option("semantics", argc, argv, &i, "prior-k", &v)) != 0) {
+            if (r < 0 || cli_parse_long("semantics", "prior-k", v, 1, 64, &prior_k) < 0)
+                return CLI_EXIT_USAGE;
         } else if ((r = cli_option("semantics", argc, argv, &i, "n", &v)) != 0) {
             if (r < 0 || cli_parse_long("semantics", "n", v, 1, 65536, &n) < 0)
                 return CLI_EXIT_USAGE;
@@ -268,6 +282,8 @@ int cli_semantics(int argc, char **argv)
         gp.use_sl = va->sl;
         if (alpha >= 0)
             gp.apa_weight = (float)alpha;
+        gp.prior_kind = prior_kind;
+        gp.prior_components = (int32_t)prior_k;
         gp.n_images = (int32_t)n;
         gp.iters = (int32_t)iters;
         gp.seed = (uint64_t)seed;

@@ -23,6 +23,7 @@ void cli_usage_synth(FILE *f)
     fputs("usage: sardfq synth --out DIR [--model M] [--method noise|psaq|sardfq]\n"
           "                    [--no-apa] [--no-msr] [--no-sl] [--alpha A] [--n 32]\n"
           "                    [--iters 1000] [--seed S] [--threads T] [--heads N]\n"
+          "                    [--prior gmm|laplace] [--prior-k K]\n"
           "\n"
           "Synthesise calibration images from the model alone. sardfq (default):\n"
           "Attention Priors Alignment (weight --alpha), Multi-Semantic Reinforcement\n"
@@ -51,7 +52,8 @@ int cli_synth(int argc, char **argv)
     const char *model_path = cli_default_model(), *out = NULL, *v;
     sardfq_generator_params p;
     sardfq_generator_default_params(&p);
-    long threads = 0, heads = 0, n = p.n_images, iters = p.iters;
+    long threads = 0, heads = 0, n = p.n_images, iters = p.iters, prior_k = p.prior_components;
+    int prior_kind = p.prior_kind;
     long long seed = 0;
     for (int i = 1; i < argc; i++) {
         int r;
@@ -86,6 +88,18 @@ int cli_synth(int argc, char **argv)
             if (*end || end == v || !(a >= 0) || !isfinite(a))
                 return cli_usage_error("synth: --alpha expects a number >= 0, got '%s'", v);
             p.apa_weight = (float)a;
+        } else if ((r = cli_option("synth", argc, argv, &i, "prior", &v)) != 0) {
+            if (r < 0)
+                return CLI_EXIT_USAGE;
+            if (!strcmp(v, "gmm"))
+                prior_kind = SARDFQ_PRIOR_GMM;
+            else if (!strcmp(v, "laplace"))
+                prior_kind = SARDFQ_PRIOR_LAPLACE;
+            else
+                return cli_usage_error("synth: unknown --prior '%s' (gmm, laplace)", v);
+        } else if ((r = cli_option("synth", argc, argv, &i, "prior-k", &v)) != 0) {
+            if (r < 0 || cli_parse_long("synth", "prior-k", v, 1, 64, &prior_k) < 0)
+                return CLI_EXIT_USAGE;
         } else if ((r = cli_option("synth", argc, argv, &i, "n", &v)) != 0) {
             if (r < 0 || cli_parse_long("synth", "--n", v, 1, 65536, &n) < 0)
                 return CLI_EXIT_USAGE;
@@ -121,6 +135,8 @@ int cli_synth(int argc, char **argv)
         return cli_usage_error("synth: --no-apa/--no-msr/--no-sl apply to --method sardfq only");
     p.n_images = (int32_t)n;
     p.iters = (int32_t)iters;
+    p.prior_kind = prior_kind;
+    p.prior_components = (int32_t)prior_k;
     p.seed = (uint64_t)seed;
 
     /* Check the output folder before the long work: create it if missing
