@@ -13,19 +13,38 @@
 #define SFQ_MAX_THREADS 64
 
 typedef struct {
-    sfq_range_fn fn;
+    sfq_chunk_fn fn;
     void *ctx;
+    int index;
     int64_t begin, end;
 } chunk_t;
 
 static void *chunk_main(void *arg)
 {
     chunk_t *c = arg;
-    c->fn(c->ctx, c->begin, c->end);
+    c->fn(c->ctx, c->index, c->begin, c->end);
     return NULL;
 }
 
+typedef struct {
+    sfq_range_fn fn;
+    void *ctx;
+} range_adapter;
+
+static void run_range(void *ctx, int chunk, int64_t begin, int64_t end)
+{
+    (void)chunk;
+    const range_adapter *a = ctx;
+    a->fn(a->ctx, begin, end);
+}
+
 void sfq_parallel_for(int nthreads, int64_t n, sfq_range_fn fn, void *ctx)
+{
+    range_adapter a = {fn, ctx};
+    sfq_parallel_chunks(nthreads, n, run_range, &a);
+}
+
+void sfq_parallel_chunks(int nthreads, int64_t n, sfq_chunk_fn fn, void *ctx)
 {
     if (n <= 0)
         return;
@@ -34,7 +53,7 @@ void sfq_parallel_for(int nthreads, int64_t n, sfq_range_fn fn, void *ctx)
     if (nthreads > n)
         nthreads = (int)n;
     if (nthreads <= 1) {
-        fn(ctx, 0, n);
+        fn(ctx, 0, 0, n);
         return;
     }
     chunk_t chunks[SFQ_MAX_THREADS];
@@ -43,6 +62,7 @@ void sfq_parallel_for(int nthreads, int64_t n, sfq_range_fn fn, void *ctx)
     for (int t = 0; t < nthreads; t++) {
         chunks[t].fn = fn;
         chunks[t].ctx = ctx;
+        chunks[t].index = t;
         chunks[t].begin = n * t / nthreads;
         chunks[t].end = n * (t + 1) / nthreads;
     }

@@ -11,4 +11,9 @@ typedef void (*sfq_range_fn)(void *ctx, int64_t begin, int64_t end);
  * split depends only on n and nthreads). Returns when all chunks are done. */
 void sfq_parallel_for(int nthreads, int64_t n, sfq_range_fn fn, void *ctx);
 
+/* The same, telling each call its chunk index (0 .. chunks-1, at most
+ * nthreads), e.g. to pick per-thread scratch. */
+typedef void (*sfq_chunk_fn)(void *ctx, int chunk, int64_t begin, int64_t end);
+void sfq_parallel_chunks(int nthreads, int64_t n, sfq_chunk_fn fn, void *ctx);
+
 #endif

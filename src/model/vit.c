@@ -16,6 +16,7 @@
  * distilled DeiT (head(class) + head_dist(dist)) / 2. */
 #include "vit.h"
 
+#include "smallgemm.h"
 #include "threads.h"
 #include "vmath.h"
 
@@ -68,6 +69,7 @@ static void linear(const float *x, const float *W, const float *b, float *y, int
 /* Sizes per image, in floats. */
 typedef struct {
     size_t ND, N3D, NM, HNN, N, GC, PD, P;
+    size_t chunk; /* attention scratch per thread (not per image) */
 } per_image;
 
 static per_image sizes(const sardfq_model_info *cfg)
@@ -82,6 +84,10 @@ static per_image sizes(const sardfq_model_info *cfg)
     s.GC = (size_t)cfg->grid_h * cfg->grid_w * cfg->in_chans * cfg->patch_size * cfg->patch_size;
     s.PD = (size_t)cfg->num_prefix_tokens * D;
     s.P = (size_t)cfg->num_prefix_tokens;
+    /* a transpose N x ld(N), and a packed operand of hd x ld(N) or N x ld(hd) */
+    const size_t hd = (size_t)cfg->head_dim, ldN = (size_t)sfq_pack_ld(cfg->num_tokens),
+                 ldh = (size_t)sfq_pack_ld(cfg->head_dim);
+    s.chunk = N * ldN + (hd * ldN > N * ldh ? hd * ldN : N * ldh) + 16;
     return s;
 }
 
@@ -92,20 +98,24 @@ typedef struct {
     float *patches;          /* im2col / its gradient */
     float *xf, *hf;          /* prefix rows before / after the final LN */
     float *dqkv, *dS;        /* backward */
+    float *scratch;          /* attention scratch, per_image.chunk per thread */
 } work;
 
-/* with_bwd: include the backward-only buffers (dqkv, dS) at the end. */
-static size_t work_floats(const per_image *s, int n, int with_bwd)
+/* with_bwd: include the backward-only buffers (dqkv, dS); nt threads'
+ * attention scratch comes first. */
+static size_t work_floats(const per_image *s, int n, int with_bwd, int nt)
 {
     size_t per = 3 * s->ND + s->NM + s->N3D + s->HNN + s->GC + 2 * s->PD;
     if (with_bwd)
         per += s->N3D + s->HNN;
-    return (size_t)n * per;
+    return (size_t)nt * s->chunk + (size_t)n * per;
 }
 
-static void work_carve(work *w, float *base, const per_image *s, int n)
+static void work_carve(work *w, float *base, const per_image *s, int n, int nt)
 {
     float *p = base;
+    w->scratch = p;
+    p += (size_t)nt * s->chunk;
 #define TAKE(k) (p += (size_t)n * (k), p - (size_t)n * (k))
     w->x = TAKE(s->ND);
     w->h = TAKE(s->ND);
@@ -214,27 +224,45 @@ static void embed(const sardfq_model *m, const float *images, int n, work *w, in
     }
 }
 
-static void attention_fwd(const sardfq_model *m, int l, int n, const float *qkv, float *probs,
-                          float *ao, float *attn, int nt)
+/* One task per (image, head) pair; each thread has its own scratch. */
+typedef struct {
+    const sardfq_model *m;
+    int l, n;
+    const float *qkv, *dao, *dattn;
+    float *probs, *ao, *attn, *dqkv, *dS;
+    float *scratch;
+    size_t chunk;
+} attn_ctx;
+
+/* S = scale Q K^T, softmax, O = S V for pairs [p0, p1). */
+static void attention_fwd_range(void *vc, int chunk, int64_t p0, int64_t p1)
 {
-    const sardfq_model_info *cfg = &m->info;
+    const attn_ctx *c = vc;
+    const sardfq_model_info *cfg = &c->m->info;
     const int D = cfg->embed_dim, N = cfg->num_tokens, H = cfg->num_heads, hd = cfg->head_dim;
+    const int ldN = sfq_pack_ld(N), ldh = sfq_pack_ld(hd);
     const float scale = 1.0f / sqrtf((float)hd);
-    for (int b = 0; b < n; b++)
-        for (int hh = 0; hh < H; hh++) {
-            const float *q = qkv + (size_t)b * N * 3 * D + (size_t)hh * hd;
-            float *S = probs + ((size_t)b * H + hh) * N * N;
-            gemm(0, 1, N, N, hd, scale, q, 3 * D, q + D, 3 * D, 0.0f, S, N);
-        }
-    sfq_softmax_fwd(probs, (int64_t)n * H * N, N, nt);
-    for (int b = 0; b < n; b++)
-        for (int hh = 0; hh < H; hh++) {
-            const float *v = qkv + (size_t)b * N * 3 * D + 2 * (size_t)D + (size_t)hh * hd;
-            const float *Pr = probs + ((size_t)b * H + hh) * N * N;
-            gemm(0, 0, N, hd, N, 1.0f, Pr, N, v, 3 * D, 0.0f, ao + (size_t)b * N * D + (size_t)hh * hd, D);
-            if (attn)
-                memcpy(attn + (((size_t)b * cfg->depth + l) * H + hh) * N, Pr, sizeof(float) * (size_t)N);
-        }
+    float *buf = c->scratch + (size_t)chunk * c->chunk + (size_t)N * ldN;
+    for (int64_t pair = p0; pair < p1; pair++) {
+        const int b = (int)(pair / H), hh = (int)(pair % H);
+        const float *q = c->qkv + (size_t)b * N * 3 * D + (size_t)hh * hd;
+        float *S = c->probs + (size_t)pair * N * N;
+        sfq_pack_transpose(q + D, 3 * D, N, hd, buf, ldN); /* K^T */
+        sfq_gemm_packed(N, N, hd, scale, q, 3 * D, buf, ldN, S, N);
+        sfq_softmax_fwd(S, N, N, 1);
+        sfq_pack_rows(q + 2 * D, 3 * D, N, hd, buf, ldh); /* V */
+        sfq_gemm_packed(N, hd, N, 1.0f, S, N, buf, ldh, c->ao + (size_t)b * N * D + (size_t)hh * hd, D);
+        if (c->attn)
+            memcpy(c->attn + (((size_t)b * cfg->depth + c->l) * H + hh) * N, S, sizeof(float) * (size_t)N);
+    }
+}
+
+static void attention_fwd(const sardfq_model *m, int l, int n, const float *qkv, float *probs,
+                          float *ao, float *attn, const work *w, size_t chunk, int nt)
+{
+    attn_ctx c = {.m = m, .l = l, .n = n, .qkv = qkv, .probs = probs, .ao = ao, .attn = attn,
+                  .scratch = w->scratch, .chunk = chunk};
+    sfq_parallel_chunks(nt, (int64_t)n * m->info.num_heads, attention_fwd_range, &c);
 }
 
 /* The whole forward. images validated by the caller. */
@@ -256,7 +284,7 @@ static void forward(const sardfq_model *m, const float *images, int n, work *w, 
                           sv ? sv->rstd1 : NULL, BN, D, eps, nt);
         linear(w->h, blk->qkv_w, blk->qkv_b, qkv, BN, D, 3 * D, 0, nt);
         float *ao = k->ao ? k->ao + (size_t)l * BN * D : w->ao;
-        attention_fwd(m, l, n, qkv, probs, ao, k->attn, nt);
+        attention_fwd(m, l, n, qkv, probs, ao, k->attn, w, sizes(cfg).chunk, nt);
         linear(ao, blk->proj_w, blk->proj_b, w->x, BN, D, D, 1, nt);
         sfq_layernorm_fwd(w->x, blk->ln2_w, blk->ln2_b, w->h, sv ? sv->xhat2 : NULL,
                           sv ? sv->rstd2 : NULL, BN, D, eps, nt);
@@ -307,13 +335,13 @@ SARDFQ_API sardfq_status sardfq_model_forward(sardfq_model *m, const float *imag
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_model_forward: logits is NULL");
     const int nt = begin_compute(m);
     per_image sz = sizes(&m->info);
-    size_t floats = work_floats(&sz, n, 0);
+    size_t floats = work_floats(&sz, n, 0, nt);
     float *base = sfq_alloc_array(floats, sizeof(float));
     if (!base)
         return sfq_fail(SARDFQ_E_NOMEM, "sardfq_model_forward: cannot allocate %zu MB of scratch for %d images",
                         floats * sizeof(float) >> 20, n);
     work w;
-    work_carve(&w, base, &sz, n);
+    work_carve(&w, base, &sz, n, nt);
     keep k = {0};
     forward(m, images, n, &w, &k, logits, nt);
     sfq_free(base);
@@ -356,12 +384,12 @@ SARDFQ_API void sardfq_state_free(sardfq_state *s)
 /* Make the state's buffers fit n images with the given flags and point the
  * views at them. Buffers only grow. On failure the state keeps its old
  * buffers, but the last forward is forgotten (its views may be stale). */
-static sardfq_status state_reserve(sardfq_state *s, int n, uint32_t flags)
+static sardfq_status state_reserve(sardfq_state *s, int n, uint32_t flags, int nt)
 {
     const sardfq_model_info *cfg = &s->model->info;
     const per_image sz = sizes(cfg);
     const int backward = (flags & SARDFQ_FORWARD_BACKWARD) != 0;
-    const size_t kept = kept_floats(cfg, &sz, n, flags), wf = work_floats(&sz, n, backward);
+    const size_t kept = kept_floats(cfg, &sz, n, flags), wf = work_floats(&sz, n, backward, nt);
     s->n = 0;
     if (!s->saved) {
         s->saved = sfq_alloc_zero(sizeof(sfq_saved_block) * (size_t)cfg->depth);
@@ -415,13 +443,13 @@ static sardfq_status state_reserve(sardfq_state *s, int n, uint32_t flags)
 sardfq_status sfq_forward_state(sardfq_model *m, sardfq_state *s, const float *images, int n,
                                 uint32_t flags, float *logits)
 {
-    sardfq_status st = state_reserve(s, n, flags);
+    const int nt = begin_compute(m);
+    sardfq_status st = state_reserve(s, n, flags, nt);
     if (st)
         return st;
-    const int nt = begin_compute(m);
     const per_image sz = sizes(&m->info);
     work w;
-    work_carve(&w, s->work, &sz, n);
+    work_carve(&w, s->work, &sz, n, nt);
     keep k = {0};
     if (flags & SARDFQ_FORWARD_BACKWARD) {
         k.saved = s->saved;
@@ -436,6 +464,7 @@ sardfq_status sfq_forward_state(sardfq_model *m, sardfq_state *s, const float *i
     forward(m, images, n, &w, &k, logits, nt);
     s->n = n;
     s->flags = flags;
+    s->nt = nt;
     return SARDFQ_OK;
 }
 
@@ -495,36 +524,49 @@ SARDFQ_API sardfq_status sardfq_state_get_features(const sardfq_state *s, float 
 
 /* ---- backward --------------------------------------------------------- */
 
+/* Backward of one block's attention for pairs [p0, p1):
+ *   dPr = dO V^T (+ dattn on the class-token row), dV = Pr^T dO,
+ *   dS = softmax backward, dQ = scale dS K, dK = scale dS^T Q. */
+static void attention_bwd_range(void *vc, int chunk, int64_t p0, int64_t p1)
+{
+    const attn_ctx *c = vc;
+    const sardfq_model_info *cfg = &c->m->info;
+    const int D = cfg->embed_dim, N = cfg->num_tokens, H = cfg->num_heads, hd = cfg->head_dim;
+    const int ldN = sfq_pack_ld(N), ldh = sfq_pack_ld(hd);
+    const float scale = 1.0f / sqrtf((float)hd);
+    float *At = c->scratch + (size_t)chunk * c->chunk, *buf = At + (size_t)N * ldN;
+    for (int64_t pair = p0; pair < p1; pair++) {
+        const int b = (int)(pair / H), hh = (int)(pair % H);
+        const size_t qo = (size_t)b * N * 3 * D + (size_t)hh * hd;
+        const float *q = c->qkv + qo, *dO = c->dao + (size_t)b * N * D + (size_t)hh * hd;
+        const float *Pr = c->probs + (size_t)pair * N * N;
+        float *dS = c->dS + (size_t)pair * N * N, *dq = c->dqkv + qo;
+        sfq_pack_transpose(q + 2 * D, 3 * D, N, hd, buf, ldN); /* V^T */
+        sfq_gemm_packed(N, N, hd, 1.0f, dO, D, buf, ldN, dS, N);
+        sfq_pack_transpose(Pr, N, N, N, At, ldN); /* Pr^T */
+        sfq_pack_rows(dO, D, N, hd, buf, ldh);
+        sfq_gemm_packed(N, hd, N, 1.0f, At, ldN, buf, ldh, dq + 2 * D, 3 * D);
+        if (c->dattn) {
+            const float *g = c->dattn + (((size_t)b * cfg->depth + c->l) * H + hh) * N;
+            for (int t = 0; t < N; t++)
+                dS[t] += g[t];
+        }
+        sfq_softmax_bwd(Pr, dS, N, N, 1);
+        sfq_pack_rows(q + D, 3 * D, N, hd, buf, ldh); /* K */
+        sfq_gemm_packed(N, hd, N, scale, dS, N, buf, ldh, dq, 3 * D);
+        sfq_pack_transpose(dS, N, N, N, At, ldN); /* dS^T */
+        sfq_pack_rows(q, 3 * D, N, hd, buf, ldh);  /* Q */
+        sfq_gemm_packed(N, hd, N, scale, At, ldN, buf, ldh, dq + D, 3 * D);
+    }
+}
+
 static void attention_bwd(const sardfq_model *m, int l, int n, const sfq_saved_block *sv,
                           const float *dao, const float *dattn, work *w, int nt)
 {
-    const sardfq_model_info *cfg = &m->info;
-    const int D = cfg->embed_dim, N = cfg->num_tokens, H = cfg->num_heads, hd = cfg->head_dim;
-    const float scale = 1.0f / sqrtf((float)hd);
-    for (int b = 0; b < n; b++)
-        for (int hh = 0; hh < H; hh++) {
-            const size_t qo = (size_t)b * N * 3 * D + (size_t)hh * hd;
-            const float *dO = dao + (size_t)b * N * D + (size_t)hh * hd;
-            const float *Pr = sv->probs + ((size_t)b * H + hh) * N * N;
-            float *dS = w->dS + ((size_t)b * H + hh) * N * N;
-            /* dPr = dO V^T ; dV = Pr^T dO */
-            gemm(0, 1, N, N, hd, 1.0f, dO, D, sv->qkv + qo + 2 * D, 3 * D, 0.0f, dS, N);
-            gemm(1, 0, N, hd, N, 1.0f, Pr, N, dO, D, 0.0f, w->dqkv + qo + 2 * D, 3 * D);
-            if (dattn) {
-                const float *g = dattn + (((size_t)b * cfg->depth + l) * H + hh) * N;
-                for (int t = 0; t < N; t++)
-                    dS[t] += g[t];
-            }
-        }
-    sfq_softmax_bwd(sv->probs, w->dS, (int64_t)n * H * N, N, nt);
-    for (int b = 0; b < n; b++)
-        for (int hh = 0; hh < H; hh++) {
-            const size_t qo = (size_t)b * N * 3 * D + (size_t)hh * hd;
-            const float *dS = w->dS + ((size_t)b * H + hh) * N * N;
-            /* S = scale Q K^T: dQ = scale dS K ; dK = scale dS^T Q */
-            gemm(0, 0, N, hd, N, scale, dS, N, sv->qkv + qo + D, 3 * D, 0.0f, w->dqkv + qo, 3 * D);
-            gemm(1, 0, N, hd, N, scale, dS, N, sv->qkv + qo, 3 * D, 0.0f, w->dqkv + qo + D, 3 * D);
-        }
+    attn_ctx c = {.m = m, .l = l, .n = n, .qkv = sv->qkv, .probs = sv->probs, .dao = dao,
+                  .dattn = dattn, .dqkv = w->dqkv, .dS = w->dS, .scratch = w->scratch,
+                  .chunk = sizes(&m->info).chunk};
+    sfq_parallel_chunks(nt, (int64_t)n * m->info.num_heads, attention_bwd_range, &c);
 }
 
 SARDFQ_API sardfq_status sardfq_model_backward(sardfq_model *m, sardfq_state *s, const float *dlogits,
@@ -548,10 +590,12 @@ sardfq_status sfq_backward_state(sardfq_model *m, sardfq_state *s, const float *
     const int n = s->n, D = cfg->embed_dim, N = cfg->num_tokens, M = cfg->mlp_hidden, K = cfg->num_classes;
     const int P = cfg->num_prefix_tokens, BN = n * N, G = cfg->grid_h * cfg->grid_w;
     const int cpp = cfg->in_chans * cfg->patch_size * cfg->patch_size;
-    const int nt = begin_compute(m);
+    /* the work layout (and its per-thread scratch) is the forward's */
+    begin_compute(m);
+    const int nt = s->nt;
     const per_image sz = sizes(cfg);
     work w;
-    work_carve(&w, s->work, &sz, n);
+    work_carve(&w, s->work, &sz, n, nt);
     /* reuse forward buffers: x -> dx, h -> dh, ao -> dao, hid -> dhid,
      * xf -> dxf, hf -> dhf */
     float *dx = w.x, *dh = w.h, *dao = w.ao, *dhid = w.hid;

@@ -48,6 +48,7 @@ struct sardfq_state {
     const sardfq_model *model;
     int n;          /* images of the last forward_ex (0 = none) */
     uint32_t flags; /* its flags */
+    int nt;         /* its thread count (fixes the work layout) */
     size_t buffer_floats; /* size of buffers */
     float *attn;    /* [B][depth][H][N] class-token rows */
     sfq_saved_block *saved; /* depth entries (if SARDFQ_FORWARD_BACKWARD) */
