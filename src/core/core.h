@@ -29,6 +29,16 @@ void *sfq_alloc_array(size_t count, size_t elem); /* overflow-checked */
 void sfq_free(void *p);
 char *sfq_strdup(const char *s);
 
+/* Copy a caller's versioned params struct `in` (its first field is
+ * uint32_t struct_size) over `out`, which holds the defaults and is
+ * out_size bytes: every field of the first version (v1_size bytes) must be
+ * present, fields beyond what the caller knows keep their defaults, and a
+ * caller struct larger than ours must have an all-zero tail (else
+ * SARDFQ_E_UNSUPPORTED). out's struct_size is set to out_size. in may be
+ * NULL (the defaults stay). name names the type in messages. */
+sardfq_status sfq_read_params(const void *in, void *out, size_t out_size, size_t v1_size,
+                              const char *name);
+
 /* Overflow-checked a*b (returns 0 and leaves *out on overflow). */
 int sfq_mul_size(size_t a, size_t b, size_t *out);
 

@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static _Thread_local char last_error[512];
 
@@ -39,3 +40,26 @@ SARDFQ_API const char *sardfq_status_string(sardfq_status s)
 SARDFQ_API const char *sardfq_version_string(void) { return SARDFQ_VERSION_STRING; }
 
 SARDFQ_API uint32_t sardfq_version_number(void) { return SARDFQ_VERSION_NUMBER; }
+
+sardfq_status sfq_read_params(const void *in, void *out, size_t out_size, size_t v1_size, const char *name)
+{
+    if (!in)
+        return SARDFQ_OK;
+    uint32_t size;
+    memcpy(&size, in, sizeof size);
+    if (size < v1_size)
+        return sfq_fail(SARDFQ_E_INVALID_ARG,
+                        "%s.struct_size %u is too small (fill the struct with its "
+                        "*_default_params function first)",
+                        name, size);
+    const unsigned char *tail = (const unsigned char *)in;
+    for (size_t i = out_size; i < size; i++)
+        if (tail[i])
+            return sfq_fail(SARDFQ_E_UNSUPPORTED,
+                            "%s has fields this library version does not know (struct_size %u)", name,
+                            size);
+    memcpy(out, in, size < out_size ? size : out_size);
+    uint32_t own = (uint32_t)out_size;
+    memcpy(out, &own, sizeof own);
+    return SARDFQ_OK;
+}

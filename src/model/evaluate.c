@@ -94,15 +94,9 @@ SARDFQ_API sardfq_status sardfq_evaluate(sardfq_model *m, sardfq_dataset *d,
                         (unsigned)out->struct_size, EVAL_RESULT_V1_SIZE);
     sardfq_eval_params prm;
     sardfq_eval_default_params(&prm);
-    if (p) {
-        if (p->struct_size < EVAL_PARAMS_V1_SIZE)
-            return sfq_fail(SARDFQ_E_INVALID_ARG,
-                            "sardfq_evaluate: params struct_size %u is smaller than %zu (fill it "
-                            "with sardfq_eval_default_params)",
-                            (unsigned)p->struct_size, EVAL_PARAMS_V1_SIZE);
-        size_t n = p->struct_size < sizeof prm ? p->struct_size : sizeof prm;
-        memcpy(&prm, p, n);
-    }
+    sardfq_status ps = sfq_read_params(p, &prm, sizeof prm, EVAL_PARAMS_V1_SIZE, "sardfq_eval_params");
+    if (ps)
+        return ps;
     if (prm.limit < 0)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_evaluate: limit must be >= 0, not %lld",
                         (long long)prm.limit);

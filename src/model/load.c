@@ -34,25 +34,11 @@ SARDFQ_API void sardfq_model_default_params(sardfq_model_params *p)
 static sardfq_status read_params(const sardfq_model_params *in, sardfq_model_params *out)
 {
     sardfq_model_default_params(out);
-    if (!in)
-        return SARDFQ_OK;
-    /* every field of the first version (0.1) must be present */
-    if (in->struct_size < offsetof(sardfq_model_params, n_threads) + sizeof(int32_t))
-        return sfq_fail(SARDFQ_E_INVALID_ARG,
-                        "sardfq_model_params.struct_size %u is too small (call "
-                        "sardfq_model_default_params first)",
-                        in->struct_size);
-    if (in->struct_size > sizeof *out) {
-        const unsigned char *tail = (const unsigned char *)in + sizeof *out;
-        for (size_t i = 0; i < in->struct_size - sizeof *out; i++)
-            if (tail[i])
-                return sfq_fail(SARDFQ_E_UNSUPPORTED,
-                                "sardfq_model_params has fields this library version "
-                                "does not know (struct_size %u)",
-                                in->struct_size);
-    }
-    memcpy(out, in, in->struct_size < sizeof *out ? in->struct_size : sizeof *out);
-    out->struct_size = sizeof *out;
+    sardfq_status s = sfq_read_params(in, out, sizeof *out,
+                                      offsetof(sardfq_model_params, n_threads) + sizeof(int32_t),
+                                      "sardfq_model_params");
+    if (s)
+        return s;
     if (out->num_heads < 0)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "num_heads must be >= 0 (got %d)", out->num_heads);
     if (out->n_threads < 0 || out->n_threads > 1024)

@@ -133,25 +133,11 @@ SARDFQ_API void sardfq_prior_default_params(sardfq_prior_params *p)
 static sardfq_status read_params(const sardfq_prior_params *in, sardfq_prior_params *out)
 {
     sardfq_prior_default_params(out);
-    if (!in)
-        return SARDFQ_OK;
-    /* every field of the first version (0.1) must be present */
-    if (in->struct_size < offsetof(sardfq_prior_params, seed) + sizeof(uint64_t))
-        return sfq_fail(SARDFQ_E_INVALID_ARG,
-                        "sardfq_prior_params.struct_size %u is too small (call "
-                        "sardfq_prior_default_params first)",
-                        in->struct_size);
-    if (in->struct_size > sizeof *out) {
-        const unsigned char *tail = (const unsigned char *)in + sizeof *out;
-        for (size_t i = 0; i < in->struct_size - sizeof *out; i++)
-            if (tail[i])
-                return sfq_fail(SARDFQ_E_UNSUPPORTED,
-                                "sardfq_prior_params has fields this library version does "
-                                "not know (struct_size %u)",
-                                in->struct_size);
-    }
-    memcpy(out, in, in->struct_size < sizeof *out ? in->struct_size : sizeof *out);
-    out->struct_size = sizeof *out;
+    sardfq_status s = sfq_read_params(in, out, sizeof *out,
+                                      offsetof(sardfq_prior_params, seed) + sizeof(uint64_t),
+                                      "sardfq_prior_params");
+    if (s)
+        return s;
     if (out->kind != SARDFQ_PRIOR_GMM && out->kind != SARDFQ_PRIOR_LAPLACE)
         return sfq_fail(SARDFQ_E_INVALID_ARG,
                         "sardfq_prior_params.kind %d is unknown (SARDFQ_PRIOR_GMM = 0 or "

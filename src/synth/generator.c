@@ -119,24 +119,11 @@ SARDFQ_API void sardfq_generator_default_params(sardfq_generator_params *p)
 static sardfq_status read_params(const sardfq_generator_params *in, sardfq_generator_params *out)
 {
     sardfq_generator_default_params(out);
-    if (!in)
-        return SARDFQ_OK;
-    if (in->struct_size < offsetof(sardfq_generator_params, user_data) + sizeof(void *))
-        return sfq_fail(SARDFQ_E_INVALID_ARG,
-                        "sardfq_generator_params.struct_size %u is too small (call "
-                        "sardfq_generator_default_params first)",
-                        in->struct_size);
-    if (in->struct_size > sizeof *out) {
-        const unsigned char *tail = (const unsigned char *)in + sizeof *out;
-        for (size_t i = 0; i < in->struct_size - sizeof *out; i++)
-            if (tail[i])
-                return sfq_fail(SARDFQ_E_UNSUPPORTED,
-                                "sardfq_generator_params has fields this library version does "
-                                "not know (struct_size %u)",
-                                in->struct_size);
-    }
-    memcpy(out, in, sizeof *out);
-    out->struct_size = sizeof *out;
+    sardfq_status s = sfq_read_params(in, out, sizeof *out,
+                                      offsetof(sardfq_generator_params, user_data) + sizeof(void *),
+                                      "sardfq_generator_params");
+    if (s)
+        return s;
     const sardfq_generator_params *q = out;
 #define CHECK(cond, ...)                                          \
     do {                                                          \
