@@ -14,33 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
-static void rm_rf(const char *dir) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
-static char *make_tmpdir(void)
-{
-    static char dir[256];
-    const char *base = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/sfq_calib_XXXXXX", base && *base ? base : "/tmp");
-    ck_assert_msg(mkdtemp(dir) != NULL, "mkdtemp: %s", strerror(errno));
-    return dir;
-}
-
-static const char *join(const char *a, const char *b)
-{
-    static char buf[8][1024];
-    static int k;
-    char *p = buf[k++ % 8];
-    snprintf(p, 1024, "%s/%s", a, b);
-    return p;
-}
 
 static int exists(const char *path)
 {
@@ -96,8 +71,8 @@ static sfq_st_out_tensor tensor(const char *name, sfq_dtype dt, int ndim, const 
 
 START_TEST(round_trip)
 {
-    char *dir = make_tmpdir();
-    const char *path = join(dir, "calib.safetensors");
+    char *dir = tu_make_tmpdir("sfq_calib");
+    const char *path = tu_join(dir, "calib.safetensors");
     const int n = 3, C = 3, H = 5, W = 7, K = 10;
     const size_t ni = (size_t)n * C * H * W, nt = (size_t)n * K;
     float *img = random_floats(ni, 1, -2.5f, 2.5f), *tgt = random_floats(nt, 2, 0.0f, 1.0f);
@@ -154,14 +129,14 @@ START_TEST(round_trip)
     free(lt);
     free(img);
     free(tgt);
-    rm_rf(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
 START_TEST(half_precision_files)
 {
-    char *dir = make_tmpdir();
-    const char *path = join(dir, "h.safetensors");
+    char *dir = tu_make_tmpdir("sfq_calib");
+    const char *path = tu_join(dir, "h.safetensors");
     /* 1 x 1 x 2 x 2 images: 1.0, -2.0, 0.5, 65504 in F16 ; targets BF16 */
     const uint16_t img16[4] = {0x3C00, 0xC000, 0x3800, 0x7BFF};
     const uint16_t tgt16[3] = {0x3F80, 0x0000, 0x3E80}; /* 1, 0, 0.25 */
@@ -181,7 +156,7 @@ START_TEST(half_precision_files)
     ck_assert_float_eq(tg[0], 1.0f);
     ck_assert_float_eq(tg[1], 0.0f);
     ck_assert_float_eq(tg[2], 0.25f);
-    rm_rf(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
@@ -209,8 +184,8 @@ static void expect_load_fails(const char *path, sardfq_status want, const char *
 
 START_TEST(bad_files)
 {
-    char *dir = make_tmpdir();
-    const char *path = join(dir, "bad.safetensors");
+    char *dir = tu_make_tmpdir("sfq_calib");
+    const char *path = tu_join(dir, "bad.safetensors");
     float img[16], tgt[8];
     for (int i = 0; i < 16; i++)
         img[i] = (float)i * 0.1f;
@@ -219,14 +194,14 @@ START_TEST(bad_files)
     const int64_t s4[4] = {2, 1, 2, 4}, s3[3] = {2, 2, 4}, s2[2] = {2, 4}, s2bad[2] = {1, 8},
                   s1[1] = {8}, s0[4] = {0, 1, 2, 4}, s2z[2] = {2, 0};
 
-    expect_load_fails(join(dir, "missing.safetensors"), SARDFQ_E_IO, "missing.safetensors");
+    expect_load_fails(tu_join(dir, "missing.safetensors"), SARDFQ_E_IO, "missing.safetensors");
     expect_load_fails(dir, SARDFQ_E_IO, NULL); /* a directory */
 
     /* truncated: every prefix of a valid file */
     ck_assert_int_eq(sardfq_calib_save(path, img, tgt, 2, 1, 2, 4, 4), SARDFQ_OK);
     size_t len;
     uint8_t *good = tu_read_file(path, &len);
-    const char *cut = join(dir, "cut.safetensors");
+    const char *cut = tu_join(dir, "cut.safetensors");
     for (size_t l = 0; l < len; l += (l < 16 ? 1 : 7)) {
         FILE *fp = fopen(cut, "wb");
         ck_assert_uint_eq(fwrite(good, 1, l, fp), l);
@@ -305,14 +280,14 @@ START_TEST(bad_files)
     write_st(path, t, 2, "something-else", "7"); /* other formats: just tensors */
     ck_assert_int_eq(sardfq_calib_load(path, NULL, NULL, &n, &c, &h, &w, &k), SARDFQ_OK);
     ck_assert(n == 2 && c == 1 && h == 2 && w == 4 && k == 4);
-    rm_rf(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
 START_TEST(load_argument_errors)
 {
-    char *dir = make_tmpdir();
-    const char *path = join(dir, "c.safetensors");
+    char *dir = tu_make_tmpdir("sfq_calib");
+    const char *path = tu_join(dir, "c.safetensors");
     float img[24], tgt[10];
     for (int i = 0; i < 24; i++)
         img[i] = (float)i;
@@ -348,14 +323,14 @@ START_TEST(load_argument_errors)
     ck_assert_int_eq(sardfq_calib_load(path, li, NULL, &n, &c, &h, &w, &k), SARDFQ_OK);
     ck_assert_mem_eq(li, img, sizeof img);
     ck_assert_int_eq(k, 5);
-    rm_rf(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
 START_TEST(save_argument_errors)
 {
-    char *dir = make_tmpdir();
-    const char *path = join(dir, "s.safetensors");
+    char *dir = tu_make_tmpdir("sfq_calib");
+    const char *path = tu_join(dir, "s.safetensors");
     float img[8] = {0, 1, 2, 3, 4, 5, 6, 7}, tgt[4] = {0.5f, 0.5f, 1, 0};
 #define BAD(expr, status, needle)                                                             \
     do {                                                                                      \
@@ -387,11 +362,11 @@ START_TEST(save_argument_errors)
     BAD(sardfq_calib_save(path, img, tgt, 2, 1, 2, 2, 2), SARDFQ_E_INVALID_ARG, "targets[1]");
     tgt[1] = 0.5f;
     /* an unwritable place */
-    BAD(sardfq_calib_save(join(dir, "no/such/dir/x.safetensors"), img, tgt, 2, 1, 2, 2, 2),
+    BAD(sardfq_calib_save(tu_join(dir, "no/such/dir/x.safetensors"), img, tgt, 2, 1, 2, 2, 2),
         SARDFQ_E_IO, "no/such/dir");
     ck_assert_int_eq(sardfq_calib_save(path, img, tgt, 2, 1, 2, 2, 2), SARDFQ_OK);
 #undef BAD
-    rm_rf(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
@@ -444,7 +419,7 @@ static void check_png_model(sardfq_model *m, int n, int expect_c, int expect_h, 
     img[3] = -100.0f;
     img[4] = (float)((127.3 / 255.0 - info.mean[0]) / info.std[0]);
     img[5] = (float)((127.7 / 255.0 - info.mean[0]) / info.std[0]);
-    char *dir = make_tmpdir();
+    char *dir = tu_make_tmpdir("sfq_calib");
     ck_assert_int_eq(sardfq_images_write_png(dir, m, img, n, 1), SARDFQ_OK);
     ck_assert_int_eq(count_entries(dir), n + 1);
 
@@ -453,7 +428,7 @@ static void check_png_model(sardfq_model *m, int n, int expect_c, int expect_h, 
         cols++;
     const int rows = (n + cols - 1) / cols;
     int sh, sw;
-    uint8_t *sheet = read_png(join(dir, "sheet.png"), C, &sh, &sw);
+    uint8_t *sheet = read_png(tu_join(dir, "sheet.png"), C, &sh, &sw);
     ck_assert_int_eq(sw, cols * W + (cols - 1) * 2);
     ck_assert_int_eq(sh, rows * H + (rows - 1) * 2);
     /* which sheet pixels are covered by an image */
@@ -462,7 +437,7 @@ static void check_png_model(sardfq_model *m, int n, int expect_c, int expect_h, 
         char name[32];
         snprintf(name, sizeof name, "%03d.png", i);
         int h, w;
-        uint8_t *px = read_png(join(dir, name), C, &h, &w);
+        uint8_t *px = read_png(tu_join(dir, name), C, &h, &w);
         ck_assert(h == H && w == W);
         const int y0 = (i / cols) * (H + 2), x0 = (i % cols) * (W + 2);
         for (int y = 0; y < H; y++)
@@ -497,16 +472,16 @@ static void check_png_model(sardfq_model *m, int n, int expect_c, int expect_h, 
     free(sheet);
 
     /* without the sheet, into a path with a trailing slash */
-    char *dir2 = strdup(make_tmpdir());
+    char *dir2 = strdup(tu_make_tmpdir("sfq_calib"));
     char slash[300];
     snprintf(slash, sizeof slash, "%s/", dir2);
     ck_assert_int_eq(sardfq_images_write_png(slash, m, img, 1, 0), SARDFQ_OK);
     ck_assert_int_eq(count_entries(dir2), 1);
-    ck_assert(exists(join(dir2, "000.png")));
-    rm_rf(dir2);
+    ck_assert(exists(tu_join(dir2, "000.png")));
+    tu_rm_rf(dir2);
     free(dir2);
     free(img);
-    rm_rf(dir);
+    tu_rm_rf(dir);
 }
 
 START_TEST(png_gray)
@@ -534,17 +509,17 @@ START_TEST(png_many_names)
     sardfq_model *m = load_model("vit_p4_gray_nometa.model.safetensors", 3);
     const int n = 1001;
     float *img = calloc((size_t)n * 28 * 28, sizeof(float));
-    char *dir = make_tmpdir();
+    char *dir = tu_make_tmpdir("sfq_calib");
     ck_assert_int_eq(sardfq_images_write_png(dir, m, img, n, 1), SARDFQ_OK);
-    ck_assert(exists(join(dir, "999.png")));
-    ck_assert(exists(join(dir, "1000.png")));
+    ck_assert(exists(tu_join(dir, "999.png")));
+    ck_assert(exists(tu_join(dir, "1000.png")));
     int h, w;
-    uint8_t *sheet = read_png(join(dir, "sheet.png"), 1, &h, &w);
+    uint8_t *sheet = read_png(tu_join(dir, "sheet.png"), 1, &h, &w);
     ck_assert_int_eq(w, 32 * 28 + 31 * 2); /* cols = ceil(sqrt(1001)) = 32 */
     ck_assert_int_eq(h, 32 * 28 + 31 * 2);
     free(sheet);
     free(img);
-    rm_rf(dir);
+    tu_rm_rf(dir);
     sardfq_model_free(m);
 }
 END_TEST
@@ -553,7 +528,7 @@ START_TEST(png_errors)
 {
     sardfq_model *m = load_model("vit_p4_gray_nometa.model.safetensors", 3);
     float img[2 * 28 * 28] = {0};
-    char *dir = make_tmpdir();
+    char *dir = tu_make_tmpdir("sfq_calib");
     ck_assert_int_eq(sardfq_images_write_png(NULL, m, img, 1, 1), SARDFQ_E_INVALID_ARG);
     ck_assert_int_eq(sardfq_images_write_png("", m, img, 1, 1), SARDFQ_E_INVALID_ARG);
     ck_assert_int_eq(sardfq_images_write_png(dir, NULL, img, 1, 1), SARDFQ_E_INVALID_ARG);
@@ -569,10 +544,10 @@ START_TEST(png_errors)
     img[28 * 28 + 5] = 0;
     ck_assert_int_eq(count_entries(dir), 0);
     /* the directory must exist and be one */
-    const char *missing = join(dir, "missing");
+    const char *missing = tu_join(dir, "missing");
     ck_assert_int_eq(sardfq_images_write_png(missing, m, img, 1, 1), SARDFQ_E_IO);
     ck_assert_ptr_nonnull(strstr(sardfq_last_error(), missing));
-    const char *file = join(dir, "file");
+    const char *file = tu_join(dir, "file");
     FILE *fp = fopen(file, "w");
     fclose(fp);
     ck_assert_int_eq(sardfq_images_write_png(file, m, img, 1, 1), SARDFQ_E_IO);
@@ -580,13 +555,13 @@ START_TEST(png_errors)
     ck_assert_int_eq(count_entries(dir), 1);
     /* an unwritable directory (skipped as root, who can write anywhere) */
     if (geteuid() != 0) {
-        const char *ro = join(dir, "ro");
+        const char *ro = tu_join(dir, "ro");
         ck_assert_int_eq(mkdir(ro, 0500), 0);
         ck_assert_int_eq(sardfq_images_write_png(ro, m, img, 1, 1), SARDFQ_E_IO);
         ck_assert_int_eq(count_entries(ro), 0);
         chmod(ro, 0700);
     }
-    rm_rf(dir);
+    tu_rm_rf(dir);
     sardfq_model_free(m);
 }
 END_TEST

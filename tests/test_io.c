@@ -31,33 +31,8 @@ static uint64_t rng_next(void)
     return rng_state = x;
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
-static void rm_rf(const char *dir) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
-static char *make_tmpdir(void)
-{
-    static char dir[256];
-    const char *base = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/sfq_io_XXXXXX", base && *base ? base : "/tmp");
-    ck_assert_msg(mkdtemp(dir) != NULL, "mkdtemp: %s", strerror(errno));
-    return dir;
-}
-
-static const char *join(const char *a, const char *b)
-{
-    static char buf[8][1024];
-    static int k;
-    char *p = buf[k++ % 8];
-    snprintf(p, 1024, "%s/%s", a, b);
-    return p;
-}
 
 static void write_bytes(const char *path, const void *p, size_t n)
 {
@@ -238,14 +213,14 @@ static const char *write_sample(const char *dir)
     t[5] = (sfq_st_out_tensor){"scalar", SFQ_DT_F32, 0, {0}, f32 + 5};
     const char *keys[] = {"arch", "quote\"key", "ctl", "uni"};
     const char *vals[] = {"vit_tiny", "line\nvalue\twith\\escapes", "\x01\x1f", "h\xc3\xa9llo"};
-    const char *path = join(dir, "sample.safetensors");
+    const char *path = tu_join(dir, "sample.safetensors");
     ck_assert_int_eq(sfq_st_write(path, t, 6, keys, vals, 4), SARDFQ_OK);
     return path;
 }
 
 START_TEST(safetensors_round_trip)
 {
-    char *dir = make_tmpdir();
+    char *dir = tu_make_tmpdir("sfq_io");
     const char *path = write_sample(dir);
     assert_no_temp_files(dir);
     uint8_t *buf = NULL;
@@ -320,23 +295,23 @@ START_TEST(safetensors_round_trip)
     free(buf);
 
     /* an empty file: no tensors, no metadata */
-    const char *p2 = join(dir, "empty.safetensors");
+    const char *p2 = tu_join(dir, "empty.safetensors");
     ck_assert_int_eq(sfq_st_write(p2, NULL, 0, NULL, NULL, 0), SARDFQ_OK);
     ck_assert_int_eq(sfq_read_file(p2, 100, &buf, &len), SARDFQ_OK);
     ck_assert_int_eq(sfq_st_parse(buf, len, &f), SARDFQ_OK);
     ck_assert_int_eq(f.n_tensors, 0);
     sfq_st_release(&f);
     free(buf);
-    rm_rf(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
 START_TEST(safetensors_write_errors)
 {
-    char *dir = make_tmpdir();
+    char *dir = tu_make_tmpdir("sfq_io");
     float x[2] = {1, 2};
     sfq_st_out_tensor t[2] = {{"a", SFQ_DT_F32, 1, {2}, x}, {"a", SFQ_DT_F32, 1, {2}, x}};
-    const char *path = join(dir, "out.safetensors");
+    const char *path = tu_join(dir, "out.safetensors");
     ck_assert_int_eq(sfq_st_write(path, t, 2, NULL, NULL, 0), SARDFQ_E_INVALID_ARG);
     ASSERT_MSG_HAS("duplicate");
     t[1].name = "__metadata__";
@@ -357,14 +332,14 @@ START_TEST(safetensors_write_errors)
     ck_assert_int_eq(sfq_st_write(path, t, 2, bad, v, 1), SARDFQ_E_INVALID_ARG);
     ck_assert_int_eq(access(path, F_OK), -1); /* nothing written */
     /* a directory that does not exist */
-    const char *nodir = join(dir, "no/such/dir/x.safetensors");
+    const char *nodir = tu_join(dir, "no/such/dir/x.safetensors");
     ck_assert_int_eq(sfq_st_write(nodir, t, 2, NULL, NULL, 0), SARDFQ_E_IO);
     ASSERT_MSG_HAS("no/such/dir");
     /* renaming over a directory fails: the temp file must be removed */
     char sub[512];
     snprintf(sub, sizeof sub, "%s/adir", dir);
     ck_assert_int_eq(mkdir(sub, 0700), 0);
-    FILE *fp = fopen(join(sub, "keep"), "w");
+    FILE *fp = fopen(tu_join(sub, "keep"), "w");
     fclose(fp);
     ck_assert_int_eq(sfq_st_write(sub, t, 2, NULL, NULL, 0), SARDFQ_E_IO);
     ASSERT_MSG_HAS("rename");
@@ -373,22 +348,22 @@ START_TEST(safetensors_write_errors)
     ck_assert_int_eq(sfq_st_write(path, t, 2, NULL, NULL, 0), SARDFQ_OK);
     ck_assert_int_eq(sfq_st_write(path, t, 1, NULL, NULL, 0), SARDFQ_OK);
     assert_no_temp_files(dir);
-    rm_rf(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
 START_TEST(read_file_errors)
 {
-    char *dir = make_tmpdir();
+    char *dir = tu_make_tmpdir("sfq_io");
     uint8_t *buf = (uint8_t *)(uintptr_t)1;
     size_t len = 77;
-    const char *missing = join(dir, "missing.safetensors");
+    const char *missing = tu_join(dir, "missing.safetensors");
     ck_assert_int_eq(sfq_read_file(missing, 100, &buf, &len), SARDFQ_E_IO);
     ASSERT_MSG_HAS("missing.safetensors");
     ASSERT_MSG_HAS(strerror(ENOENT));
     ck_assert_int_eq(sfq_read_file(dir, 100, &buf, &len), SARDFQ_E_IO);
     ASSERT_MSG_HAS("not a regular file");
-    const char *p = join(dir, "ten");
+    const char *p = tu_join(dir, "ten");
     write_bytes(p, "0123456789", 10);
     ck_assert_int_eq(sfq_read_file(p, 9, &buf, &len), SARDFQ_E_FORMAT);
     ASSERT_MSG_HAS("limit");
@@ -397,7 +372,7 @@ START_TEST(read_file_errors)
     ck_assert_uint_eq(len, 10);
     ck_assert(memcmp(buf, "0123456789", 10) == 0);
     sfq_free(buf);
-    rm_rf(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
@@ -407,11 +382,11 @@ END_TEST
 
 static uint8_t *sample_buffer(size_t *len, uint64_t *hl)
 {
-    char *dir = make_tmpdir();
+    char *dir = tu_make_tmpdir("sfq_io");
     const char *path = write_sample(dir);
     uint8_t *buf;
     ck_assert_int_eq(sfq_read_file(path, 1 << 20, &buf, len), SARDFQ_OK);
-    rm_rf(dir);
+    tu_rm_rf(dir);
     *hl = 0;
     for (int i = 7; i >= 0; i--)
         *hl = *hl << 8 | buf[i];
@@ -690,11 +665,11 @@ static void write_idx(const char *path, uint32_t magic, const uint32_t *dims, in
 
 START_TEST(idx_read)
 {
-    char *dir = make_tmpdir();
+    char *dir = tu_make_tmpdir("sfq_io");
     uint32_t d[3] = {5, 4, 3};
     for (int gz = 0; gz < 2; gz++) {
-        const char *pi = join(dir, gz ? "img.gz" : "img");
-        const char *pl = join(dir, gz ? "lab.gz" : "lab");
+        const char *pi = tu_join(dir, gz ? "img.gz" : "img");
+        const char *pl = tu_join(dir, gz ? "lab.gz" : "lab");
         write_idx(pi, 0x803, d, 3, 60, gz);
         write_idx(pl, 0x801, d, 1, 5, gz);
         sfq_u8_images im;
@@ -735,7 +710,7 @@ START_TEST(idx_read)
         ASSERT_MSG_HAS("trailing");
     }
     /* a corrupt gzip stream: cut a valid .gz in the middle */
-    const char *pz = join(dir, "cut.gz");
+    const char *pz = tu_join(dir, "cut.gz");
     uint32_t dd[3] = {50, 28, 28};
     write_idx(pz, 0x803, dd, 3, 50 * 28 * 28, 1);
     size_t zl;
@@ -746,7 +721,7 @@ START_TEST(idx_read)
     ck_assert_int_eq(sfq_idx_read_images(pz, &im), SARDFQ_E_FORMAT);
     ASSERT_MSG_HAS("cut.gz");
     /* implausible or huge dimensions do not allocate them */
-    const char *pb = join(dir, "big");
+    const char *pb = tu_join(dir, "big");
     uint32_t huge[3] = {50000000, 28, 28}; /* 39 GB announced, 100 bytes present */
     write_idx(pb, 0x803, huge, 3, 100, 0);
     ck_assert_int_eq(sfq_idx_read_images(pb, &im), SARDFQ_E_FORMAT);
@@ -767,7 +742,7 @@ START_TEST(idx_read)
     ck_assert_int_eq(sfq_idx_read_images(pb, &im), SARDFQ_E_UNSUPPORTED);
     ASSERT_MSG_HAS("0x0d");
     /* missing file */
-    ck_assert_int_eq(sfq_idx_read_images(join(dir, "nope"), &im), SARDFQ_E_IO);
+    ck_assert_int_eq(sfq_idx_read_images(tu_join(dir, "nope"), &im), SARDFQ_E_IO);
     ASSERT_MSG_HAS("nope");
     /* empty set is valid */
     uint32_t none[3] = {0, 28, 28};
@@ -775,7 +750,7 @@ START_TEST(idx_read)
     ck_assert_int_eq(sfq_idx_read_images(pb, &im), SARDFQ_OK);
     ck_assert_int_eq(im.n, 0);
     sfq_free(im.pixels);
-    rm_rf(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
@@ -785,14 +760,14 @@ END_TEST
 
 START_TEST(png_round_trip)
 {
-    char *dir = make_tmpdir();
+    char *dir = tu_make_tmpdir("sfq_io");
     const int h = 13, w = 17;
     uint8_t src[13 * 17 * 3];
     rng_state = 42;
     for (size_t i = 0; i < sizeof src; i++)
         src[i] = (uint8_t)rng_next();
     for (int c = 1; c <= 3; c += 2) {
-        const char *p = join(dir, c == 1 ? "g.png" : "rgb.png");
+        const char *p = tu_join(dir, c == 1 ? "g.png" : "rgb.png");
         ck_assert_int_eq(sfq_png_write(p, src, h, w, c), SARDFQ_OK);
         uint8_t *px;
         int rh, rw;
@@ -805,7 +780,7 @@ START_TEST(png_round_trip)
     /* a gray image read as RGB is replicated */
     uint8_t *px;
     int rh, rw;
-    ck_assert_int_eq(sfq_png_read(join(dir, "g.png"), 3, &px, &rh, &rw), SARDFQ_OK);
+    ck_assert_int_eq(sfq_png_read(tu_join(dir, "g.png"), 3, &px, &rh, &rw), SARDFQ_OK);
     for (int i = 0; i < h * w; i++)
         ck_assert(px[3 * i] == src[i] && px[3 * i + 1] == src[i] && px[3 * i + 2] == src[i]);
     sfq_free(px);
@@ -813,8 +788,8 @@ START_TEST(png_round_trip)
     uint8_t grayish[13 * 17 * 3];
     for (int i = 0; i < h * w; i++)
         grayish[3 * i] = grayish[3 * i + 1] = grayish[3 * i + 2] = src[i];
-    ck_assert_int_eq(sfq_png_write(join(dir, "gg.png"), grayish, h, w, 3), SARDFQ_OK);
-    ck_assert_int_eq(sfq_png_read(join(dir, "gg.png"), 1, &px, &rh, &rw), SARDFQ_OK);
+    ck_assert_int_eq(sfq_png_write(tu_join(dir, "gg.png"), grayish, h, w, 3), SARDFQ_OK);
+    ck_assert_int_eq(sfq_png_read(tu_join(dir, "gg.png"), 1, &px, &rh, &rw), SARDFQ_OK);
     for (int i = 0; i < h * w; i++)
         ck_assert_int_le(abs((int)px[i] - (int)src[i]), 1);
     sfq_free(px);
@@ -828,25 +803,25 @@ START_TEST(png_round_trip)
     /* errors */
     uint8_t *sentinel = (uint8_t *)(uintptr_t)8;
     px = sentinel;
-    ck_assert_int_eq(sfq_png_read(join(dir, "missing.png"), 3, &px, &rh, &rw), SARDFQ_E_IO);
+    ck_assert_int_eq(sfq_png_read(tu_join(dir, "missing.png"), 3, &px, &rh, &rw), SARDFQ_E_IO);
     ASSERT_MSG_HAS("missing.png");
-    write_bytes(join(dir, "fake.png"), "this is not a png at all", 24);
-    ck_assert_int_eq(sfq_png_read(join(dir, "fake.png"), 3, &px, &rh, &rw), SARDFQ_E_FORMAT);
+    write_bytes(tu_join(dir, "fake.png"), "this is not a png at all", 24);
+    ck_assert_int_eq(sfq_png_read(tu_join(dir, "fake.png"), 3, &px, &rh, &rw), SARDFQ_E_FORMAT);
     ASSERT_MSG_HAS("fake.png");
     /* truncated PNG */
     size_t len;
-    uint8_t *b = tu_read_file(join(dir, "rgb.png"), &len);
-    write_bytes(join(dir, "cut.png"), b, len / 2);
+    uint8_t *b = tu_read_file(tu_join(dir, "rgb.png"), &len);
+    write_bytes(tu_join(dir, "cut.png"), b, len / 2);
     free(b);
-    ck_assert_int_eq(sfq_png_read(join(dir, "cut.png"), 3, &px, &rh, &rw), SARDFQ_E_FORMAT);
+    ck_assert_int_eq(sfq_png_read(tu_join(dir, "cut.png"), 3, &px, &rh, &rw), SARDFQ_E_FORMAT);
     ASSERT_MSG_HAS("cut.png");
     ck_assert_ptr_eq(px, sentinel);
-    ck_assert_int_eq(sfq_png_read(join(dir, "g.png"), 2, &px, &rh, &rw), SARDFQ_E_INVALID_ARG);
-    ck_assert_int_eq(sfq_png_write(join(dir, "no/dir/x.png"), src, h, w, 3), SARDFQ_E_IO);
+    ck_assert_int_eq(sfq_png_read(tu_join(dir, "g.png"), 2, &px, &rh, &rw), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sfq_png_write(tu_join(dir, "no/dir/x.png"), src, h, w, 3), SARDFQ_E_IO);
     ASSERT_MSG_HAS("no/dir");
-    ck_assert_int_eq(sfq_png_write(join(dir, "x.png"), src, 0, w, 3), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sfq_png_write(tu_join(dir, "x.png"), src, 0, w, 3), SARDFQ_E_INVALID_ARG);
     assert_no_temp_files(dir);
-    rm_rf(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
@@ -1052,43 +1027,43 @@ END_TEST
 
 START_TEST(dataset_folder_errors)
 {
-    char *dir = make_tmpdir();
+    char *dir = tu_make_tmpdir("sfq_io");
     char root[300];
     snprintf(root, sizeof root, "%s", dir);
     sfq_dataset_cfg cfg = cfg_rgb16();
     sardfq_dataset *sentinel = (sardfq_dataset *)(uintptr_t)16, *d = sentinel;
     /* missing path */
-    ck_assert_int_eq(sfq_dataset_open_cfg(join(root, "nope"), &cfg, &d), SARDFQ_E_IO);
+    ck_assert_int_eq(sfq_dataset_open_cfg(tu_join(root, "nope"), &cfg, &d), SARDFQ_E_IO);
     ASSERT_MSG_HAS("nope");
     ck_assert_ptr_eq(d, sentinel);
     /* a file, not a folder */
-    write_bytes(join(root, "file"), "x", 1);
-    ck_assert_int_eq(sfq_dataset_open_cfg(join(root, "file"), &cfg, &d), SARDFQ_E_INVALID_ARG);
+    write_bytes(tu_join(root, "file"), "x", 1);
+    ck_assert_int_eq(sfq_dataset_open_cfg(tu_join(root, "file"), &cfg, &d), SARDFQ_E_INVALID_ARG);
     ASSERT_MSG_HAS("not a folder");
     /* an empty folder */
-    ck_assert_int_eq(mkdir(join(root, "empty"), 0700), 0);
-    ck_assert_int_eq(sfq_dataset_open_cfg(join(root, "empty"), &cfg, &d), SARDFQ_E_FORMAT);
+    ck_assert_int_eq(mkdir(tu_join(root, "empty"), 0700), 0);
+    ck_assert_int_eq(sfq_dataset_open_cfg(tu_join(root, "empty"), &cfg, &d), SARDFQ_E_FORMAT);
     ASSERT_MSG_HAS("neither IDX");
     /* a class folder without PNG images */
-    ck_assert_int_eq(mkdir(join(root, "set"), 0700), 0);
-    ck_assert_int_eq(mkdir(join(root, "set/a"), 0700), 0);
-    ck_assert_int_eq(mkdir(join(root, "set/b"), 0700), 0);
+    ck_assert_int_eq(mkdir(tu_join(root, "set"), 0700), 0);
+    ck_assert_int_eq(mkdir(tu_join(root, "set/a"), 0700), 0);
+    ck_assert_int_eq(mkdir(tu_join(root, "set/b"), 0700), 0);
     uint8_t px[8 * 8 * 3];
     memset(px, 128, sizeof px);
-    ck_assert_int_eq(sfq_png_write(join(root, "set/a/1.png"), px, 8, 8, 3), SARDFQ_OK);
-    write_bytes(join(root, "set/b/readme.txt"), "x", 1);
-    ck_assert_int_eq(sfq_dataset_open_cfg(join(root, "set"), &cfg, &d), SARDFQ_E_FORMAT);
+    ck_assert_int_eq(sfq_png_write(tu_join(root, "set/a/1.png"), px, 8, 8, 3), SARDFQ_OK);
+    write_bytes(tu_join(root, "set/b/readme.txt"), "x", 1);
+    ck_assert_int_eq(sfq_dataset_open_cfg(tu_join(root, "set"), &cfg, &d), SARDFQ_E_FORMAT);
     ASSERT_MSG_HAS("contains no PNG");
     ASSERT_MSG_HAS("set/b");
     /* a JPEG is refused, not skipped */
-    write_bytes(join(root, "set/b/x.JPG"), "x", 1);
-    ck_assert_int_eq(sfq_dataset_open_cfg(join(root, "set"), &cfg, &d), SARDFQ_E_UNSUPPORTED);
+    write_bytes(tu_join(root, "set/b/x.JPG"), "x", 1);
+    ck_assert_int_eq(sfq_dataset_open_cfg(tu_join(root, "set"), &cfg, &d), SARDFQ_E_UNSUPPORTED);
     ASSERT_MSG_HAS("x.JPG");
-    remove(join(root, "set/b/x.JPG"));
+    remove(tu_join(root, "set/b/x.JPG"));
     /* hidden folders are skipped; a corrupt PNG fails at read time */
-    ck_assert_int_eq(mkdir(join(root, "set/.hidden"), 0700), 0);
-    write_bytes(join(root, "set/b/2.png"), "not a png", 9);
-    ck_assert_int_eq(sfq_dataset_open_cfg(join(root, "set"), &cfg, &d), SARDFQ_OK);
+    ck_assert_int_eq(mkdir(tu_join(root, "set/.hidden"), 0700), 0);
+    write_bytes(tu_join(root, "set/b/2.png"), "not a png", 9);
+    ck_assert_int_eq(sfq_dataset_open_cfg(tu_join(root, "set"), &cfg, &d), SARDFQ_OK);
     ck_assert_int_eq(sardfq_dataset_count(d), 2);
     float out[2 * 768];
     int32_t lab[2] = {5, 5};
@@ -1102,28 +1077,28 @@ START_TEST(dataset_folder_errors)
     sardfq_dataset_free(d);
     /* bad configurations */
     cfg.c = 2;
-    ck_assert_int_eq(sfq_dataset_open_cfg(join(root, "set"), &cfg, &d), SARDFQ_E_UNSUPPORTED);
+    ck_assert_int_eq(sfq_dataset_open_cfg(tu_join(root, "set"), &cfg, &d), SARDFQ_E_UNSUPPORTED);
     cfg = cfg_rgb16();
     cfg.std[1] = 0;
     d = sentinel;
-    ck_assert_int_eq(sfq_dataset_open_cfg(join(root, "set"), &cfg, &d), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sfq_dataset_open_cfg(tu_join(root, "set"), &cfg, &d), SARDFQ_E_INVALID_ARG);
     ck_assert_int_eq(sfq_dataset_open_cfg(NULL, &cfg, &d), SARDFQ_E_INVALID_ARG);
     ck_assert_ptr_eq(d, sentinel);
-    rm_rf(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
 START_TEST(dataset_idx)
 {
-    char *dir = make_tmpdir();
+    char *dir = tu_make_tmpdir("sfq_io");
     char root[300];
     snprintf(root, sizeof root, "%s", dir);
     uint32_t d6[3] = {6, 16, 16};
-    write_idx(join(root, "t10k-images-idx3-ubyte.gz"), 0x803, d6, 3, 6 * 256, 1);
-    write_idx(join(root, "t10k-labels-idx1-ubyte"), 0x801, d6, 1, 6, 0);
+    write_idx(tu_join(root, "t10k-images-idx3-ubyte.gz"), 0x803, d6, 3, 6 * 256, 1);
+    write_idx(tu_join(root, "t10k-labels-idx1-ubyte"), 0x801, d6, 1, 6, 0);
     uint32_t d2[3] = {2, 16, 16};
-    write_idx(join(root, "train-images-idx3-ubyte"), 0x803, d2, 3, 2 * 256, 0);
-    write_idx(join(root, "train-labels-idx1-ubyte"), 0x801, d2, 1, 2, 0);
+    write_idx(tu_join(root, "train-images-idx3-ubyte"), 0x803, d2, 3, 2 * 256, 0);
+    write_idx(tu_join(root, "train-labels-idx1-ubyte"), 0x801, d2, 1, 2, 0);
     sfq_dataset_cfg cfg = cfg_rgb16();
     cfg.c = 1;
     cfg.mean[0] = 0.1307f;
@@ -1155,27 +1130,27 @@ START_TEST(dataset_idx)
     ASSERT_MSG_HAS("28x28");
     /* fallback to train-* */
     cfg = cfg_rgb16();
-    remove(join(root, "t10k-images-idx3-ubyte.gz"));
-    remove(join(root, "t10k-labels-idx1-ubyte"));
+    remove(tu_join(root, "t10k-images-idx3-ubyte.gz"));
+    remove(tu_join(root, "t10k-labels-idx1-ubyte"));
     ck_assert_int_eq(sfq_dataset_open_cfg(root, &cfg, &d), SARDFQ_OK);
     ck_assert_int_eq(sardfq_dataset_count(d), 2);
     sardfq_dataset_free(d);
     /* label count != image count */
     uint32_t d3[1] = {3};
-    write_idx(join(root, "train-labels-idx1-ubyte"), 0x801, d3, 1, 3, 0);
+    write_idx(tu_join(root, "train-labels-idx1-ubyte"), 0x801, d3, 1, 3, 0);
     ck_assert_int_eq(sfq_dataset_open_cfg(root, &cfg, &d), SARDFQ_E_FORMAT);
     ASSERT_MSG_HAS("3 labels");
     ASSERT_MSG_HAS("2 images");
     /* images without labels */
-    remove(join(root, "train-labels-idx1-ubyte"));
+    remove(tu_join(root, "train-labels-idx1-ubyte"));
     ck_assert_int_eq(sfq_dataset_open_cfg(root, &cfg, &d), SARDFQ_E_FORMAT);
     ASSERT_MSG_HAS("no matching");
     /* truncated images file */
-    write_idx(join(root, "train-labels-idx1-ubyte"), 0x801, d2, 1, 2, 0);
-    write_idx(join(root, "train-images-idx3-ubyte"), 0x803, d2, 3, 300, 0);
+    write_idx(tu_join(root, "train-labels-idx1-ubyte"), 0x801, d2, 1, 2, 0);
+    write_idx(tu_join(root, "train-images-idx3-ubyte"), 0x803, d2, 3, 300, 0);
     ck_assert_int_eq(sfq_dataset_open_cfg(root, &cfg, &d), SARDFQ_E_FORMAT);
     ASSERT_MSG_HAS("truncated");
-    rm_rf(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
@@ -1232,7 +1207,7 @@ static sardfq_model *tiny_model(const char *dir, int chans, int classes)
     ADD("head.bias", 1, classes, 0, 0, 0);
 #undef ADD
     const char *keys[] = {"num_heads", "crop_pct"}, *vals[] = {"2", "0.875"};
-    const char *path = join(dir, "tiny.safetensors");
+    const char *path = tu_join(dir, "tiny.safetensors");
     ck_assert_int_eq(sfq_st_write(path, t, n, keys, vals, 2), SARDFQ_OK);
     sardfq_model *m = NULL;
     sardfq_status s = sardfq_model_load(path, NULL, &m);
@@ -1271,7 +1246,7 @@ static void ref_scores(const float *logits, int k, int label, int *t1, int *t5)
 
 START_TEST(evaluate_tiny_model)
 {
-    char *dir = make_tmpdir();
+    char *dir = tu_make_tmpdir("sfq_io");
     sardfq_model *m = tiny_model(dir, 3, 7);
     sardfq_dataset *d = NULL;
     ck_assert_int_eq(sardfq_dataset_open(tu_data("io/classes"), m, &d), SARDFQ_OK);
@@ -1360,7 +1335,7 @@ START_TEST(evaluate_tiny_model)
     ASSERT_MSG_HAS("label 1");
     sardfq_dataset_free(d);
     sardfq_model_free(m);
-    rm_rf(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
@@ -1396,7 +1371,7 @@ START_TEST(out_of_memory_paths)
     size_t len;
     uint64_t hl;
     uint8_t *buf = sample_buffer(&len, &hl); /* before make_tmpdir: it reuses the name */
-    char *dir = make_tmpdir();
+    char *dir = tu_make_tmpdir("sfq_io");
     sfq_st_file f;
     OOM_LOOP(sfq_st_parse(buf, len, &f), sfq_st_release(&f));
     /* many entries and metadata pairs: the tables grow several times */
@@ -1415,24 +1390,24 @@ START_TEST(out_of_memory_paths)
     float x[4] = {1, 2, 3, 4};
     sfq_st_out_tensor t[2] = {{"a", SFQ_DT_F32, 1, {2}, x}, {"b", SFQ_DT_F32, 1, {2}, x + 2}};
     const char *k[] = {"key"}, *v[] = {"value"};
-    OOM_LOOP(sfq_st_write(join(dir, "o.safetensors"), t, 2, k, v, 1), (void)0);
+    OOM_LOOP(sfq_st_write(tu_join(dir, "o.safetensors"), t, 2, k, v, 1), (void)0);
     uint8_t *rb;
     size_t rl;
-    OOM_LOOP(sfq_read_file(join(dir, "o.safetensors"), 1000, &rb, &rl), sfq_free(rb));
+    OOM_LOOP(sfq_read_file(tu_join(dir, "o.safetensors"), 1000, &rb, &rl), sfq_free(rb));
 
     uint32_t d[3] = {3, 4, 4};
-    write_idx(join(dir, "i.gz"), 0x803, d, 3, 48, 1);
-    write_idx(join(dir, "l"), 0x801, d, 1, 3, 0);
+    write_idx(tu_join(dir, "i.gz"), 0x803, d, 3, 48, 1);
+    write_idx(tu_join(dir, "l"), 0x801, d, 1, 3, 0);
     sfq_u8_images im;
-    OOM_LOOP(sfq_idx_read_images(join(dir, "i.gz"), &im), sfq_free(im.pixels));
+    OOM_LOOP(sfq_idx_read_images(tu_join(dir, "i.gz"), &im), sfq_free(im.pixels));
     int32_t *lab;
     int64_t n;
-    OOM_LOOP(sfq_idx_read_labels(join(dir, "l"), &lab, &n), sfq_free(lab));
+    OOM_LOOP(sfq_idx_read_labels(tu_join(dir, "l"), &lab, &n), sfq_free(lab));
 
     uint8_t *px;
     int h, w;
     OOM_LOOP(sfq_png_read(tu_data("io/resize_rgb.png"), 3, &px, &h, &w), (void)0);
-    OOM_LOOP(sfq_png_write(join(dir, "o.png"), px, h, w, 3), (void)0);
+    OOM_LOOP(sfq_png_write(tu_join(dir, "o.png"), px, h, w, 3), (void)0);
     float out[3 * 24 * 24];
     OOM_LOOP(sfq_eval_transform(px, h, w, 3, 24, 24, 0.875f, IMNET_MEAN, IMNET_STD, out), (void)0);
     sfq_free(px);
@@ -1445,7 +1420,7 @@ START_TEST(out_of_memory_paths)
     OOM_LOOP(sardfq_dataset_read(ds, 0, 4, imgs, NULL), (void)0);
     sardfq_dataset_free(ds);
     sfq_free(buf);
-    rm_rf(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 

@@ -19,42 +19,13 @@
 
 /* ---- fixtures ----------------------------------------------------------- */
 
-typedef struct {
-    uint8_t *buf;
-    sfq_st_file st;
-} fixture;
-
-static void fx_open(fixture *f, const char *name)
-{
-    size_t len;
-    f->buf = tu_read_file(tu_data(name), &len);
-    ck_assert_msg(f->buf != NULL, "cannot read fixture %s", name);
-    ck_assert_int_eq(sfq_st_parse(f->buf, len, &f->st), SARDFQ_OK);
-}
-
-static float *fx_get(fixture *f, const char *name, size_t *numel)
-{
-    const sfq_st_tensor *t = sfq_st_find(&f->st, name);
-    ck_assert_msg(t != NULL, "fixture tensor %s missing", name);
-    float *x = malloc(sizeof(float) * (size_t)(t->numel ? t->numel : 1));
-    ck_assert_int_eq(sfq_st_read_f32(&f->st, t, x), SARDFQ_OK);
-    if (numel)
-        *numel = (size_t)t->numel;
-    return x;
-}
-
-static float *fx_getf(fixture *f, const char *prefix, const char *name, size_t *numel)
+static float *fx_getf(tu_fixture *f, const char *prefix, const char *name, size_t *numel)
 {
     char key[128];
     snprintf(key, sizeof key, "%s%s", prefix, name);
-    return fx_get(f, key, numel);
+    return tu_fixture_get(f, key, numel);
 }
 
-static void fx_close(fixture *f)
-{
-    sfq_st_release(&f->st);
-    free(f->buf);
-}
 
 static void check_value(double got, double want, const char *what)
 {
@@ -136,8 +107,8 @@ static double apa_fn(void *vc, const float *x)
 
 static void apa_case(const char *prefix)
 {
-    fixture f;
-    fx_open(&f, "losses_apa.safetensors");
+    tu_fixture f;
+    tu_fixture_open(&f, "losses_apa.safetensors");
     size_t n;
     float *dims = fx_getf(&f, prefix, "dims", NULL);
     float *attn = fx_getf(&f, prefix, "attn", &n);
@@ -162,7 +133,7 @@ static void apa_case(const char *prefix)
                 }
     fd_check(apa_fn, &c, attn, n, d, 40, 1e-3f, 1e-4, NULL, 11, "apa");
     free(dims), free(attn), free(prior), free(loss), free(dref), free(d);
-    fx_close(&f);
+    tu_fixture_close(&f);
 }
 
 START_TEST(apa_golden_and_fd)
@@ -207,11 +178,11 @@ static double ce_fn(void *vc, const float *x)
 
 START_TEST(ce_golden_and_fd)
 {
-    fixture f;
-    fx_open(&f, "losses_ce.safetensors");
+    tu_fixture f;
+    tu_fixture_open(&f, "losses_ce.safetensors");
     size_t n;
-    float *dims = fx_get(&f, "dims", NULL);
-    float *z = fx_get(&f, "logits", &n);
+    float *dims = tu_fixture_get(&f, "dims", NULL);
+    float *z = tu_fixture_get(&f, "logits", &n);
     const char *kinds[2] = {"soft.", "hot."};
     for (int k = 0; k < 2; k++) {
         float *T = fx_getf(&f, kinds[k], "targets", NULL);
@@ -226,7 +197,7 @@ START_TEST(ce_golden_and_fd)
         free(T), free(loss), free(dref), free(d);
     }
     free(dims), free(z);
-    fx_close(&f);
+    tu_fixture_close(&f);
 }
 END_TEST
 
@@ -324,12 +295,12 @@ static double tv_fn(void *vc, const float *x)
 
 START_TEST(tv_golden_and_fd)
 {
-    fixture f;
-    fx_open(&f, "losses_tv.safetensors");
+    tu_fixture f;
+    tu_fixture_open(&f, "losses_tv.safetensors");
     size_t n;
-    float *dims = fx_get(&f, "dims", NULL);
-    float *x = fx_get(&f, "x", &n);
-    float *tvref = fx_get(&f, "tv", NULL);
+    float *dims = tu_fixture_get(&f, "dims", NULL);
+    float *x = tu_fixture_get(&f, "x", &n);
+    float *tvref = tu_fixture_get(&f, "tv", NULL);
     const char *kinds[2] = {"below.", "above."};
     for (int k = 0; k < 2; k++) {
         float *tau = fx_getf(&f, kinds[k], "tau", NULL);
@@ -360,7 +331,7 @@ START_TEST(tv_golden_and_fd)
         free(tau), free(loss), free(dref), free(d), free(want), free(d1);
     }
     free(dims), free(x), free(tvref);
-    fx_close(&f);
+    tu_fixture_close(&f);
 }
 END_TEST
 
@@ -509,8 +480,8 @@ static unsigned char *pse_grid_tokens(const float *ao, const pse_ctx *c)
 
 static void pse_case(const char *prefix, int fd_count)
 {
-    fixture f;
-    fx_open(&f, "losses_pse.safetensors");
+    tu_fixture f;
+    tu_fixture_open(&f, "losses_pse.safetensors");
     size_t n;
     float *dims = fx_getf(&f, prefix, "dims", NULL);
     float *ao = fx_getf(&f, prefix, "ao", &n);
@@ -539,7 +510,7 @@ static void pse_case(const char *prefix, int fd_count)
     snprintf(what, sizeof what, "pse %sfd", prefix);
     fd_check(pse_fn, &c, ao, n, d, fd_count, 1e-3f, 2e-3, skip, 31, what);
     free(skip), free(dims), free(ao), free(loss), free(dref), free(d);
-    fx_close(&f);
+    tu_fixture_close(&f);
 }
 
 START_TEST(pse_golden_and_fd)
@@ -596,8 +567,8 @@ END_TEST
 
 START_TEST(resize_golden)
 {
-    fixture f;
-    fx_open(&f, "losses_resize.safetensors");
+    tu_fixture f;
+    tu_fixture_open(&f, "losses_resize.safetensors");
     const char *imgs[2] = {"sq.", "rect."};
     const int dimsC[2] = {3, 2}, dimsH[2] = {16, 12}, dimsW[2] = {16, 20};
     for (int m = 0; m < 2; m++) {
@@ -637,7 +608,7 @@ START_TEST(resize_golden)
         }
         free(src), free(reg), free(dst), free(ds);
     }
-    fx_close(&f);
+    tu_fixture_close(&f);
 }
 END_TEST
 

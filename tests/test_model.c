@@ -15,35 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-    uint8_t *buf;
-    sfq_st_file st;
-} golden;
-
-static void golden_open(golden *g, const char *name)
-{
-    size_t len;
-    g->buf = tu_read_file(tu_data(name), &len);
-    ck_assert_msg(g->buf != NULL, "cannot read fixture %s", name);
-    ck_assert_int_eq(sfq_st_parse(g->buf, len, &g->st), SARDFQ_OK);
-}
-
-static float *golden_get(golden *g, const char *name, size_t *numel)
-{
-    const sfq_st_tensor *t = sfq_st_find(&g->st, name);
-    ck_assert_msg(t != NULL, "golden tensor %s missing", name);
-    float *x = malloc(sizeof(float) * (size_t)(t->numel ? t->numel : 1));
-    ck_assert_int_eq(sfq_st_read_f32(&g->st, t, x), SARDFQ_OK);
-    if (numel)
-        *numel = (size_t)t->numel;
-    return x;
-}
-
-static void golden_close(golden *g)
-{
-    sfq_st_release(&g->st);
-    free(g->buf);
-}
 
 static sardfq_model *load(const char *file, int heads)
 {
@@ -69,15 +40,15 @@ static void check_parity(const char *model_file, const char *golden_file, int he
 {
     sardfq_model *m = load(model_file, heads);
     sardfq_model_info info = info_of(m);
-    golden g;
-    golden_open(&g, golden_file);
+    tu_fixture g;
+    tu_fixture_open(&g, golden_file);
     size_t n_img, n_log, n_att, n_gl, n_ga, n_di;
-    float *images = golden_get(&g, "images", &n_img);
-    float *ref_logits = golden_get(&g, "logits", &n_log);
-    float *ref_attn = golden_get(&g, "attn", &n_att);
-    float *glogits = golden_get(&g, "glogits", &n_gl);
-    float *gattn = golden_get(&g, "gattn", &n_ga);
-    float *ref_dimages = golden_get(&g, "dimages", &n_di);
+    float *images = tu_fixture_get(&g, "images", &n_img);
+    float *ref_logits = tu_fixture_get(&g, "logits", &n_log);
+    float *ref_attn = tu_fixture_get(&g, "attn", &n_att);
+    float *glogits = tu_fixture_get(&g, "glogits", &n_gl);
+    float *gattn = tu_fixture_get(&g, "gattn", &n_ga);
+    float *ref_dimages = tu_fixture_get(&g, "dimages", &n_di);
     const size_t per_img = (size_t)info.in_chans * info.img_h * info.img_w;
     const int n = (int)(n_img / per_img);
     ck_assert_uint_eq(n_log, (size_t)n * info.num_classes);
@@ -113,7 +84,7 @@ static void check_parity(const char *model_file, const char *golden_file, int he
 
     sardfq_state_free(s);
     sardfq_model_free(m);
-    golden_close(&g);
+    tu_fixture_close(&g);
     free(images), free(ref_logits), free(ref_attn), free(glogits), free(gattn), free(ref_dimages);
     free(logits), free(logits2), free(attn), free(dimages), free(dimages2);
 }
@@ -155,12 +126,12 @@ static double loss_at(sardfq_model *m, sardfq_state *s, const float *x, int n, c
 static void check_fd(const char *model_file, const char *golden_file, int heads, int use_attn)
 {
     sardfq_model *m = load(model_file, heads);
-    golden g;
-    golden_open(&g, golden_file);
+    tu_fixture g;
+    tu_fixture_open(&g, golden_file);
     size_t n_img, n_log, n_att;
-    float *x = golden_get(&g, "images", &n_img);
-    float *gl = golden_get(&g, "glogits", &n_log);
-    float *ga = golden_get(&g, "gattn", &n_att);
+    float *x = tu_fixture_get(&g, "images", &n_img);
+    float *gl = tu_fixture_get(&g, "glogits", &n_log);
+    float *ga = tu_fixture_get(&g, "gattn", &n_att);
     if (!use_attn)
         memset(ga, 0, n_att * sizeof(float));
     sardfq_model_info info = info_of(m);
@@ -193,7 +164,7 @@ static void check_fd(const char *model_file, const char *golden_file, int heads,
     ck_assert_msg(rel < 1e-2, "%s: finite-difference relative error %g", model_file, rel);
     sardfq_state_free(s);
     sardfq_model_free(m);
-    golden_close(&g);
+    tu_fixture_close(&g);
     free(x), free(gl), free(ga), free(grad);
 }
 
@@ -417,12 +388,12 @@ START_TEST(features_feed_the_head)
     /* logits = head(features) + bias, with the head read from the file */
     sardfq_model *m = load("vit_p16_rgb.model.safetensors", 0);
     sardfq_model_info info = info_of(m);
-    golden g, w;
-    golden_open(&g, "vit_p16_rgb.golden.safetensors");
-    golden_open(&w, "vit_p16_rgb.model.safetensors");
+    tu_fixture g, w;
+    tu_fixture_open(&g, "vit_p16_rgb.golden.safetensors");
+    tu_fixture_open(&w, "vit_p16_rgb.model.safetensors");
     size_t n_img, n_hw, n_hb;
-    float *x = golden_get(&g, "images", &n_img);
-    float *hw = golden_get(&w, "head.weight", &n_hw), *hb = golden_get(&w, "head.bias", &n_hb);
+    float *x = tu_fixture_get(&g, "images", &n_img);
+    float *hw = tu_fixture_get(&w, "head.weight", &n_hw), *hb = tu_fixture_get(&w, "head.bias", &n_hb);
     const int n = (int)(n_img / ((size_t)3 * 32 * 48)), K = info.num_classes, D = info.embed_dim;
     float *logits = malloc(sizeof(float) * n * K), *feat = malloc(sizeof(float) * n * D);
     sardfq_state *s = NULL;
@@ -441,8 +412,8 @@ START_TEST(features_feed_the_head)
     ck_assert_int_eq(sardfq_state_get_features(s, feat, (size_t)n * D), SARDFQ_E_STATE);
     sardfq_state_free(s);
     sardfq_model_free(m);
-    golden_close(&g);
-    golden_close(&w);
+    tu_fixture_close(&g);
+    tu_fixture_close(&w);
     free(x), free(hw), free(hb), free(logits), free(feat);
 }
 END_TEST
@@ -453,10 +424,10 @@ START_TEST(fd_attention_output)
 {
     sardfq_model *m = load("deit_distilled.model.safetensors", 0);
     sardfq_model_info info = info_of(m);
-    golden g;
-    golden_open(&g, "deit_distilled.golden.safetensors");
+    tu_fixture g;
+    tu_fixture_open(&g, "deit_distilled.golden.safetensors");
     size_t n_img;
-    float *x = golden_get(&g, "images", &n_img);
+    float *x = tu_fixture_get(&g, "images", &n_img);
     const int n = (int)(n_img / ((size_t)info.in_chans * info.img_h * info.img_w));
     const size_t per_block = (size_t)n * info.num_tokens * info.embed_dim;
     const size_t total = per_block * info.depth;
@@ -491,7 +462,7 @@ START_TEST(fd_attention_output)
     }
     sardfq_state_free(s);
     sardfq_model_free(m);
-    golden_close(&g);
+    tu_fixture_close(&g);
     free(x), free(G), free(grad);
 }
 END_TEST
