@@ -23,11 +23,14 @@
  * several threads at once (each call owns its scratch). A sardfq_state (the
  * activations kept for a backward pass and the attention read-back) and a
  * sardfq_dataset are used by one thread at a time. OpenBLAS threading is
- * process-global: when sardfq_model_params.n_threads > 0 the library calls
- * openblas_set_num_threads(n_threads) at the start of every compute call on
- * that model (forward, backward, evaluate); with n_threads == 0 it never
- * changes OpenBLAS settings and uses OpenBLAS's current thread count for its
- * own loops too.
+ * process-global: when sardfq_model_params.n_threads > 0 the library runs
+ * all its work (GEMMs split by rows included) on n_threads threads of its
+ * own, and for the duration of each compute call on that model (forward,
+ * backward, evaluate, synthesis steps) sets OpenBLAS to one thread,
+ * restoring the previous count when the call returns; hosts that call
+ * OpenBLAS from other threads meanwhile should use n_threads == 0. With
+ * n_threads == 0 the library never changes OpenBLAS settings, lets OpenBLAS
+ * thread each GEMM, and uses OpenBLAS's thread count for its own loops.
  *
  * Errors. Every function that can fail returns a sardfq_status; SARDFQ_OK is
  * 0 and every error is negative. On failure the outputs and handles are left
@@ -127,9 +130,10 @@ typedef struct sardfq_model_params {
     uint32_t struct_size; /* sizeof(sardfq_model_params), set by default_params */
     int32_t num_heads;    /* > 0 overrides the number of attention heads; 0 =
                              metadata, else embed_dim / 64 */
-    int32_t n_threads;    /* > 0: thread count for compute calls (sets
-                             OpenBLAS's process-global count, see above);
-                             0 = leave OpenBLAS as configured */
+    int32_t n_threads;    /* > 0: the library's thread count for compute
+                             calls (OpenBLAS is held at one thread during
+                             them, see above); 0 = leave OpenBLAS as
+                             configured and use its thread count */
 } sardfq_model_params;
 
 /* Fill *p with the defaults and set p->struct_size. p may not be NULL. */

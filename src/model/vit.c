@@ -39,29 +39,73 @@ int sfq_model_threads(const sardfq_model *m)
     return t > 0 ? t : 1;
 }
 
-static int begin_compute(const sardfq_model *m)
+/* Threads. With n_threads > 0 the library runs everything on its own
+ * threads: each large GEMM is split by rows into single-threaded OpenBLAS
+ * calls, and OpenBLAS is set to one thread for the duration of the compute
+ * call (its previous setting is restored by end_compute). Otherwise OpenBLAS
+ * threads each GEMM itself and the library's element-wise loops use as many
+ * threads as OpenBLAS has. One pool at a time: OpenBLAS's idle workers spin
+ * on sched_yield while other threads compute, which cost ~17% of a forward
+ * on two cores. */
+typedef struct {
+    int nt;          /* threads for the library's loops */
+    int split;       /* row blocks per GEMM (1 = let OpenBLAS thread it) */
+    int blas_before; /* OpenBLAS's thread count to restore, or 0 */
+} compute;
+
+static compute begin_compute(const sardfq_model *m)
 {
-    if (m->n_threads > 0)
-        openblas_set_num_threads(m->n_threads);
-    return sfq_model_threads(m);
+    compute c = {sfq_model_threads(m), 1, 0};
+    if (m->n_threads > 0) {
+        c.split = m->n_threads;
+        c.blas_before = openblas_get_num_threads();
+        openblas_set_num_threads(1);
+    }
+    return c;
 }
 
-static void gemm(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
-                 const float *B, int ldb, float beta, float *C, int ldc)
+static void end_compute(const compute *c)
 {
-    cblas_sgemm(CblasRowMajor, transa ? CblasTrans : CblasNoTrans, transb ? CblasTrans : CblasNoTrans,
-                M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (c->blas_before > 0)
+        openblas_set_num_threads(c->blas_before);
+}
+
+typedef struct {
+    int transa, transb, M, N, K, lda, ldb, ldc;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+} gemm_args;
+
+static void gemm_rows(void *vc, int64_t r0, int64_t r1)
+{
+    const gemm_args *g = vc;
+    const float *A = g->transa ? g->A + r0 : g->A + r0 * g->lda;
+    cblas_sgemm(CblasRowMajor, g->transa ? CblasTrans : CblasNoTrans, g->transb ? CblasTrans : CblasNoTrans,
+                (int)(r1 - r0), g->N, g->K, g->alpha, A, g->lda, g->B, g->ldb, g->beta, g->C + r0 * g->ldc,
+                g->ldc);
+}
+
+/* C = alpha op(A) op(B) + beta C, split in `split` row blocks of at least
+ * 64 rows. */
+static void gemm(int split, int transa, int transb, int M, int N, int K, float alpha, const float *A,
+                 int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    gemm_args g = {transa, transb, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C};
+    if (split > M / 64)
+        split = M / 64;
+    sfq_parallel_for(split > 1 ? split : 1, M, gemm_rows, &g);
 }
 
 /* y (rows x out) = x (rows x in) W^T + b, W [out][in]; accumulate adds to y. */
-static void linear(const float *x, const float *W, const float *b, float *y, int rows, int in,
-                   int out, int accumulate, int nt)
+static void linear(const compute *c, const float *x, const float *W, const float *b, float *y, int rows,
+                   int in, int out, int accumulate)
 {
     if (!accumulate)
-        sfq_fill_rows(y, b, rows, out, nt);
-    gemm(0, 1, rows, out, in, 1.0f, x, in, W, in, 1.0f, y, out);
+        sfq_fill_rows(y, b, rows, out, c->nt);
+    gemm(c->split, 0, 1, rows, out, in, 1.0f, x, in, W, in, 1.0f, y, out);
     if (accumulate)
-        sfq_add_bias(y, b, rows, out, nt);
+        sfq_add_bias(y, b, rows, out, c->nt);
 }
 
 /* ---- buffers ---------------------------------------------------------- */
@@ -200,15 +244,16 @@ typedef struct {
     float *ao;              /* [depth][B][N][D] or NULL */
 } keep;
 
-static void embed(const sardfq_model *m, const float *images, int n, work *w, int nt)
+static void embed(const sardfq_model *m, const float *images, int n, work *w, const compute *c)
 {
+    const int nt = c->nt;
     const sardfq_model_info *cfg = &m->info;
     const int D = cfg->embed_dim, N = cfg->num_tokens, P = cfg->num_prefix_tokens;
     const int G = cfg->grid_h * cfg->grid_w, cpp = cfg->in_chans * cfg->patch_size * cfg->patch_size;
     im2col_ctx ic = {m, images, w->patches, n};
     sfq_parallel_for(nt, (int64_t)n * G, im2col_range, &ic);
     /* patch tokens into h (B*G rows), then assemble x with the prefix */
-    linear(w->patches, m->patch_w, m->patch_b, w->h, n * G, cpp, D, 0, nt);
+    linear(c, w->patches, m->patch_w, m->patch_b, w->h, n * G, cpp, D, 0);
     for (int b = 0; b < n; b++) {
         float *x = w->x + (size_t)b * N * D;
         for (int i = 0; i < D; i++) {
@@ -267,13 +312,14 @@ static void attention_fwd(const sardfq_model *m, int l, int n, const float *qkv,
 
 /* The whole forward. images validated by the caller. */
 static void forward(const sardfq_model *m, const float *images, int n, work *w, const keep *k,
-                    float *logits, int nt)
+                    float *logits, const compute *c)
 {
+    const int nt = c->nt;
     const sardfq_model_info *cfg = &m->info;
     const int D = cfg->embed_dim, N = cfg->num_tokens, M = cfg->mlp_hidden, K = cfg->num_classes;
     const int P = cfg->num_prefix_tokens, BN = n * N;
     const float eps = cfg->ln_eps;
-    embed(m, images, n, w, nt);
+    embed(m, images, n, w, c);
     for (int l = 0; l < cfg->depth; l++) {
         const sfq_block *blk = &m->blocks[l];
         sfq_saved_block *sv = k->saved ? &k->saved[l] : NULL;
@@ -282,15 +328,15 @@ static void forward(const sardfq_model *m, const float *images, int n, work *w, 
         float *pre = sv ? sv->pre : w->hid;
         sfq_layernorm_fwd(w->x, blk->ln1_w, blk->ln1_b, w->h, sv ? sv->xhat1 : NULL,
                           sv ? sv->rstd1 : NULL, BN, D, eps, nt);
-        linear(w->h, blk->qkv_w, blk->qkv_b, qkv, BN, D, 3 * D, 0, nt);
+        linear(c, w->h, blk->qkv_w, blk->qkv_b, qkv, BN, D, 3 * D, 0);
         float *ao = k->ao ? k->ao + (size_t)l * BN * D : w->ao;
         attention_fwd(m, l, n, qkv, probs, ao, k->attn, w, sizes(cfg).chunk, nt);
-        linear(ao, blk->proj_w, blk->proj_b, w->x, BN, D, D, 1, nt);
+        linear(c, ao, blk->proj_w, blk->proj_b, w->x, BN, D, D, 1);
         sfq_layernorm_fwd(w->x, blk->ln2_w, blk->ln2_b, w->h, sv ? sv->xhat2 : NULL,
                           sv ? sv->rstd2 : NULL, BN, D, eps, nt);
-        linear(w->h, blk->fc1_w, blk->fc1_b, pre, BN, D, M, 0, nt);
+        linear(c, w->h, blk->fc1_w, blk->fc1_b, pre, BN, D, M, 0);
         sfq_gelu_fwd(pre, w->hid, (int64_t)BN * M, nt);
-        linear(w->hid, blk->fc2_w, blk->fc2_b, w->x, BN, M, D, 1, nt);
+        linear(c, w->hid, blk->fc2_w, blk->fc2_b, w->x, BN, M, D, 1);
     }
     /* final LN on the prefix rows only */
     for (int b = 0; b < n; b++)
@@ -303,14 +349,14 @@ static void forward(const sardfq_model *m, const float *images, int n, work *w, 
     if (!logits)
         return;
     if (P == 1) {
-        linear(w->hf, m->head_w, m->head_b, logits, n, D, K, 0, nt);
+        linear(c, w->hf, m->head_w, m->head_b, logits, n, D, K, 0);
     } else {
         /* (head(cls) + head_dist(dist)) / 2 */
         for (int b = 0; b < n; b++)
-            for (int c = 0; c < K; c++)
-                logits[(size_t)b * K + c] = 0.5f * (m->head_b[c] + m->head_dist_b[c]);
-        gemm(0, 1, n, K, D, 0.5f, w->hf, P * D, m->head_w, D, 1.0f, logits, K);
-        gemm(0, 1, n, K, D, 0.5f, w->hf + D, P * D, m->head_dist_w, D, 1.0f, logits, K);
+            for (int j = 0; j < K; j++)
+                logits[(size_t)b * K + j] = 0.5f * (m->head_b[j] + m->head_dist_b[j]);
+        gemm(c->split, 0, 1, n, K, D, 0.5f, w->hf, P * D, m->head_w, D, 1.0f, logits, K);
+        gemm(c->split, 0, 1, n, K, D, 0.5f, w->hf + D, P * D, m->head_dist_w, D, 1.0f, logits, K);
     }
 }
 
@@ -333,7 +379,8 @@ SARDFQ_API sardfq_status sardfq_model_forward(sardfq_model *m, const float *imag
         return s;
     if (!logits)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_model_forward: logits is NULL");
-    const int nt = begin_compute(m);
+    compute c = begin_compute(m);
+    const int nt = c.nt;
     per_image sz = sizes(&m->info);
     size_t floats = work_floats(&sz, n, 0, nt);
     float *base = sfq_alloc_array(floats, sizeof(float));
@@ -343,7 +390,8 @@ SARDFQ_API sardfq_status sardfq_model_forward(sardfq_model *m, const float *imag
     work w;
     work_carve(&w, base, &sz, n, nt);
     keep k = {0};
-    forward(m, images, n, &w, &k, logits, nt);
+    forward(m, images, n, &w, &k, logits, &c);
+    end_compute(&c);
     sfq_free(base);
     return SARDFQ_OK;
 }
@@ -443,10 +491,13 @@ static sardfq_status state_reserve(sardfq_state *s, int n, uint32_t flags, int n
 sardfq_status sfq_forward_state(sardfq_model *m, sardfq_state *s, const float *images, int n,
                                 uint32_t flags, float *logits)
 {
-    const int nt = begin_compute(m);
+    compute c = begin_compute(m);
+    const int nt = c.nt;
     sardfq_status st = state_reserve(s, n, flags, nt);
-    if (st)
+    if (st) {
+        end_compute(&c);
         return st;
+    }
     const per_image sz = sizes(&m->info);
     work w;
     work_carve(&w, s->work, &sz, n, nt);
@@ -461,7 +512,8 @@ sardfq_status sfq_forward_state(sardfq_model *m, sardfq_state *s, const float *i
     if (flags & SARDFQ_FORWARD_FEATURES)
         k.feat = s->feat;
     k.ao = s->ao;
-    forward(m, images, n, &w, &k, logits, nt);
+    forward(m, images, n, &w, &k, logits, &c);
+    end_compute(&c);
     s->n = n;
     s->flags = flags;
     s->nt = nt;
@@ -591,7 +643,9 @@ sardfq_status sfq_backward_state(sardfq_model *m, sardfq_state *s, const float *
     const int P = cfg->num_prefix_tokens, BN = n * N, G = cfg->grid_h * cfg->grid_w;
     const int cpp = cfg->in_chans * cfg->patch_size * cfg->patch_size;
     /* the work layout (and its per-thread scratch) is the forward's */
-    begin_compute(m);
+    compute cc = begin_compute(m);
+    cc.nt = s->nt;
+    const compute *c = &cc;
     const int nt = s->nt;
     const per_image sz = sizes(cfg);
     work w;
@@ -603,9 +657,9 @@ sardfq_status sfq_backward_state(sardfq_model *m, sardfq_state *s, const float *
     memset(w.xf, 0, sizeof(float) * (size_t)n * P * D);
     if (dlogits) {
         const float a = P == 2 ? 0.5f : 1.0f;
-        gemm(0, 0, n, D, K, a, dlogits, K, m->head_w, D, 0.0f, w.hf, P * D);
+        gemm(c->split, 0, 0, n, D, K, a, dlogits, K, m->head_w, D, 0.0f, w.hf, P * D);
         if (P == 2)
-            gemm(0, 0, n, D, K, a, dlogits, K, m->head_dist_w, D, 0.0f, w.hf + D, P * D);
+            gemm(c->split, 0, 0, n, D, K, a, dlogits, K, m->head_dist_w, D, 0.0f, w.hf + D, P * D);
     }
     sfq_layernorm_bwd(w.hf, s->xhatf, s->rstdf, m->norm_w, w.xf, (int64_t)n * P, D, nt);
     memset(dx, 0, sizeof(float) * (size_t)BN * D);
@@ -615,26 +669,27 @@ sardfq_status sfq_backward_state(sardfq_model *m, sardfq_state *s, const float *
         const sfq_block *blk = &m->blocks[l];
         const sfq_saved_block *sv = &s->saved[l];
         /* MLP branch */
-        gemm(0, 0, BN, M, D, 1.0f, dx, D, blk->fc2_w, M, 0.0f, dhid, M);
+        gemm(c->split, 0, 0, BN, M, D, 1.0f, dx, D, blk->fc2_w, M, 0.0f, dhid, M);
         sfq_gelu_bwd(sv->pre, dhid, (int64_t)BN * M, nt);
-        gemm(0, 0, BN, D, M, 1.0f, dhid, M, blk->fc1_w, D, 0.0f, dh, D);
+        gemm(c->split, 0, 0, BN, D, M, 1.0f, dhid, M, blk->fc1_w, D, 0.0f, dh, D);
         sfq_layernorm_bwd(dh, sv->xhat2, sv->rstd2, blk->ln2_w, dx, BN, D, nt);
         /* attention branch */
-        gemm(0, 0, BN, D, D, 1.0f, dx, D, blk->proj_w, D, 0.0f, dao, D);
+        gemm(c->split, 0, 0, BN, D, D, 1.0f, dx, D, blk->proj_w, D, 0.0f, dao, D);
         if (dao_ext) {
             const float *e = dao_ext + (size_t)l * BN * D;
             for (size_t i = 0; i < (size_t)BN * D; i++)
                 dao[i] += e[i];
         }
         attention_bwd(m, l, n, sv, dao, dattn, &w, nt);
-        gemm(0, 0, BN, D, 3 * D, 1.0f, w.dqkv, 3 * D, blk->qkv_w, D, 0.0f, dh, D);
+        gemm(c->split, 0, 0, BN, D, 3 * D, 1.0f, w.dqkv, 3 * D, blk->qkv_w, D, 0.0f, dh, D);
         sfq_layernorm_bwd(dh, sv->xhat1, sv->rstd1, blk->ln1_w, dx, BN, D, nt);
     }
     /* patch embedding: d(patches) = d(tokens) Wpatch, then scatter */
     for (int b = 0; b < n; b++)
-        gemm(0, 0, G, cpp, D, 1.0f, dx + ((size_t)b * N + P) * D, D, m->patch_w, cpp, 0.0f,
+        gemm(c->split, 0, 0, G, cpp, D, 1.0f, dx + ((size_t)b * N + P) * D, D, m->patch_w, cpp, 0.0f,
              w.patches + (size_t)b * G * cpp, cpp);
     im2col_ctx ic = {m, dimages, w.patches, n};
     sfq_parallel_for(nt, (int64_t)n * G, col2im_range, &ic);
+    end_compute(c);
     return SARDFQ_OK;
 }
