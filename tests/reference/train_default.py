@@ -60,18 +60,23 @@ def load_split(split):
     return xt.unsqueeze(1).contiguous(), torch.from_numpy(y.astype(np.int64))
 
 
-def augment(x, g, pad_value):
-    """Random crop with padding 2 and horizontal flip, per image."""
+def augment(x, g, pad_value, p=1.0):
+    """Random crop with padding 2 and horizontal flip, per image; each is
+    applied to an image with probability p (flip: p/2)."""
     B, C, H, W = x.shape
     xp = torch.full((B, C, H + 4, W + 4), pad_value, dtype=x.dtype)
     xp[:, :, 2:2 + H, 2:2 + W] = x
     dy = torch.randint(0, 5, (B,), generator=g)
     dx = torch.randint(0, 5, (B,), generator=g)
+    if p < 1.0:                                   # (no extra draw at p=1)
+        keep = torch.rand(B, generator=g) >= p    # no crop: centre offset
+        dy[keep] = 2
+        dx[keep] = 2
     rows = dy[:, None] + torch.arange(H)[None, :]          # [B, H]
     cols = dx[:, None] + torch.arange(W)[None, :]          # [B, W]
     bi = torch.arange(B)[:, None, None]
     out = xp[bi, 0, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
-    flip = torch.rand(B, generator=g) < 0.5
+    flip = torch.rand(B, generator=g) < 0.5 * p
     out[flip] = out[flip].flip(-1)
     return out.contiguous()
 
@@ -122,6 +127,8 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--wd", type=float, default=0.05)
     ap.add_argument("--warmup-epochs", type=float, default=0.5)
+    ap.add_argument("--aug-p", type=float, default=1.0)
+    ap.add_argument("--label-smoothing", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--time-steps", type=int, default=0)
     args = ap.parse_args()
@@ -167,12 +174,12 @@ def main():
         run_loss = run_acc = 0.0
         for bi in range(steps_per_epoch):
             idx = perm[bi * args.batch:(bi + 1) * args.batch]
-            xb = augment(xtr[idx], g, pad_value)
+            xb = augment(xtr[idx], g, pad_value, args.aug_p)
             yb = ytr[idx]
             for grp in opt.param_groups:
                 grp["lr"] = lr_at(step)
             logits, _ = model(xb)
-            loss = torch.nn.functional.cross_entropy(logits, yb, label_smoothing=0.1)
+            loss = torch.nn.functional.cross_entropy(logits, yb, label_smoothing=args.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
