@@ -4,6 +4,8 @@
  * For every variant: synthesise n images (seeded), then with the FP model
  *   - target: the fraction of images whose arg-max class is their primary
  *     target class (the arg-max of their target distribution);
+ *   - in set: the fraction whose arg-max class is any of their target
+ *     classes (an MSR image carries its regions' classes by design);
  *   - cosine: the mean cosine similarity between an image's final
  *     class-token feature and the mean feature of the real images of its
  *     primary class (the paper's "semantic distortion" measure: real 0.68,
@@ -92,16 +94,30 @@ static int argmax(const float *v, int K)
     return a;
 }
 
-/* Mean over n images of [arg-max(logits) == cls] and cos(feat, mean[cls]). */
-static void score(const float *feat, const float *logits, const int *cls, int n, int D, int K,
-                  const double *means, double *target, double *cos)
+/* Mean over n images of [arg-max(logits) == cls], of [arg-max(logits) is
+ * one of the image's target classes] (targets: rows whose entries above the
+ * row's minimum mark the targets; NULL = cls only) and cos(feat,
+ * mean[cls]). */
+static void score(const float *feat, const float *logits, const int *cls, const float *targets, int n,
+                  int D, int K, const double *means, double *target, double *in_set, double *cos)
 {
-    *target = *cos = 0;
+    *target = *in_set = *cos = 0;
     for (int i = 0; i < n; i++) {
-        *target += argmax(logits + (size_t)i * K, K) == cls[i];
+        const int a = argmax(logits + (size_t)i * K, K);
+        *target += a == cls[i];
+        if (targets) {
+            const float *t = targets + (size_t)i * K;
+            float lo = t[0];
+            for (int k = 1; k < K; k++)
+                lo = t[k] < lo ? t[k] : lo;
+            *in_set += t[a] > lo;
+        } else {
+            *in_set += a == cls[i];
+        }
         *cos += cosine(feat + (size_t)i * D, means + (size_t)cls[i] * D, D);
     }
     *target /= n;
+    *in_set /= n;
     *cos /= n;
 }
 
@@ -240,8 +256,8 @@ int cli_semantics(int argc, char **argv)
         for (int d = 0; d < D; d++)
             means[(size_t)k * D + d] /= count[k] > 0 ? count[k] : 1;
 
-    printf("| variant | seconds | target class (FP arg-max) | cosine to real class mean |\n");
-    printf("|---|---:|---:|---:|\n");
+    printf("| variant | seconds | FP arg-max = target class | FP arg-max among the image's target classes | cosine to real class mean |\n");
+    printf("|---|---:|---:|---:|---:|\n");
     /* real: n images, classes cycling, taken in order of the data set */
     {
         int got = 0;
@@ -260,13 +276,13 @@ int cli_semantics(int argc, char **argv)
                 }
             free(tmp);
         }
-        double tgt, cs;
+        double tgt, set, cs;
         if ((s = features(m, st, x, got, img, D, K, feat, logits))) {
             cli_lib_fail(s, "semantics: real images");
             goto done;
         }
-        score(feat, logits, cls, got, D, K, means, &tgt, &cs);
-        printf("| real (%d test images) | - | %.3f | %.3f |\n", got, tgt, cs);
+        score(feat, logits, cls, NULL, got, D, K, means, &tgt, &set, &cs);
+        printf("| real (%d test images) | - | %.3f | %.3f | %.3f |\n", got, tgt, set, cs);
         fflush(stdout);
     }
     int done_variants = 0;
@@ -306,9 +322,9 @@ int cli_semantics(int argc, char **argv)
         }
         for (int i = 0; i < n; i++)
             cls[i] = argmax(targets + (size_t)i * K, K);
-        double tgt, cs;
-        score(feat, logits, cls, (int)n, D, K, means, &tgt, &cs);
-        printf("| %s | %.1f | %.3f | %.3f |\n", va->name, secs, tgt, cs);
+        double tgt, set, cs;
+        score(feat, logits, cls, targets, (int)n, D, K, means, &tgt, &set, &cs);
+        printf("| %s | %.1f | %.3f | %.3f | %.3f |\n", va->name, secs, tgt, set, cs);
         fflush(stdout);
         done_variants++;
     }

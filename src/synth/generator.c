@@ -99,7 +99,7 @@ SARDFQ_API void sardfq_generator_default_params(sardfq_generator_params *p)
     p->beta2 = 0.9f;
     p->adam_eps = 1e-8f;
     p->use_apa = p->use_msr = p->use_sl = 1;
-    p->apa_weight = 1000.0f;
+    p->apa_weight = 100.0f;
     p->tv_weight = 0.05f;
     p->tv_min = 2500.0f;
     p->tv_max = 3000.0f;
