@@ -57,6 +57,20 @@ sardfq_model *cli_load_model(const char *path, int n_threads, int num_heads);
 /* get_info with struct_size set; prints on failure and returns nonzero. */
 int cli_model_info(const sardfq_model *m, sardfq_model_info *info);
 
+/* Options shared by the commands that synthesise (synth, semantics):
+ * --n --iters --seed --threads --alpha --prior --prior-k. */
+typedef struct {
+    long n, iters, seed, threads, prior_k;
+    int prior_kind;
+    double alpha; /* < 0: the library's default */
+} cli_gen_options;
+void cli_gen_options_init(cli_gen_options *o);
+/* 1 if argv[*i] was one of them (consumed with its value), 0 if not, -1
+ * after a usage message. */
+int cli_gen_option(const char *cmd, int argc, char **argv, int *i, cli_gen_options *o);
+/* Copy the options into generator params. */
+void cli_gen_options_apply(const cli_gen_options *o, sardfq_generator_params *p);
+
 /* The commands: argv[0] is the command name. Each returns an exit code. */
 int cli_info(int argc, char **argv);
 int cli_eval(int argc, char **argv);

@@ -194,3 +194,68 @@ int cli_model_info(const sardfq_model *m, sardfq_model_info *info)
         return cli_lib_fail(s, "cannot read the model's configuration");
     return 0;
 }
+
+void cli_gen_options_init(cli_gen_options *o)
+{
+    sardfq_generator_params p;
+    sardfq_generator_default_params(&p);
+    o->n = p.n_images;
+    o->iters = p.iters;
+    o->seed = 0;
+    o->threads = 0;
+    o->prior_k = p.prior_components;
+    o->prior_kind = p.prior_kind;
+    o->alpha = -1;
+}
+
+int cli_gen_option(const char *cmd, int argc, char **argv, int *i, cli_gen_options *o)
+{
+    const char *v;
+    int r;
+    if ((r = cli_option(cmd, argc, argv, i, "n", &v)) != 0)
+        return r < 0 || cli_parse_long(cmd, "n", v, 1, 65536, &o->n) < 0 ? -1 : 1;
+    if ((r = cli_option(cmd, argc, argv, i, "iters", &v)) != 0)
+        return r < 0 || cli_parse_long(cmd, "iters", v, 0, 10000000, &o->iters) < 0 ? -1 : 1;
+    if ((r = cli_option(cmd, argc, argv, i, "seed", &v)) != 0)
+        return r < 0 || cli_parse_long(cmd, "seed", v, 0, 2147483647L, &o->seed) < 0 ? -1 : 1;
+    if ((r = cli_option(cmd, argc, argv, i, "threads", &v)) != 0)
+        return r < 0 || cli_parse_long(cmd, "threads", v, 1, 1024, &o->threads) < 0 ? -1 : 1;
+    if ((r = cli_option(cmd, argc, argv, i, "prior-k", &v)) != 0)
+        return r < 0 || cli_parse_long(cmd, "prior-k", v, 1, 64, &o->prior_k) < 0 ? -1 : 1;
+    if ((r = cli_option(cmd, argc, argv, i, "alpha", &v)) != 0) {
+        char *end;
+        if (r < 0)
+            return -1;
+        o->alpha = strtod(v, &end);
+        if (*end || end == v || !(o->alpha >= 0) || !isfinite(o->alpha)) {
+            cli_usage_error("%s: --alpha expects a number >= 0, got '%s'", cmd, v);
+            return -1;
+        }
+        return 1;
+    }
+    if ((r = cli_option(cmd, argc, argv, i, "prior", &v)) != 0) {
+        if (r < 0)
+            return -1;
+        if (!strcmp(v, "gmm"))
+            o->prior_kind = SARDFQ_PRIOR_GMM;
+        else if (!strcmp(v, "laplace"))
+            o->prior_kind = SARDFQ_PRIOR_LAPLACE;
+        else {
+            cli_usage_error("%s: unknown --prior '%s' (gmm, laplace)", cmd, v);
+            return -1;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+void cli_gen_options_apply(const cli_gen_options *o, sardfq_generator_params *p)
+{
+    p->n_images = (int32_t)o->n;
+    p->iters = (int32_t)o->iters;
+    p->seed = (uint64_t)o->seed;
+    p->prior_kind = o->prior_kind;
+    p->prior_components = (int32_t)o->prior_k;
+    if (o->alpha >= 0)
+        p->apa_weight = (float)o->alpha;
+}

@@ -124,9 +124,8 @@ static void score(const float *feat, const float *logits, const int *cls, const 
 int cli_semantics(int argc, char **argv)
 {
     const char *model_path = cli_default_model(), *data = NULL, *only = NULL, *v;
-    long n = 32, iters = 1000, seed = 0, threads = 0, prior_k = 5;
-    int prior_kind = SARDFQ_PRIOR_GMM;
-    double alpha = -1;
+    cli_gen_options go;
+    cli_gen_options_init(&go);
     for (int i = 1; i < argc; i++) {
         int r;
         if (cli_is_help(argv[i])) {
@@ -145,36 +144,8 @@ int cli_semantics(int argc, char **argv)
             if (r < 0)
                 return CLI_EXIT_USAGE;
             only = v;
-        } else if ((r = cli_option("semantics", argc, argv, &i, "alpha", &v)) != 0) {
-            char *end;
+        } else if ((r = cli_gen_option("semantics", argc, argv, &i, &go)) != 0) {
             if (r < 0)
-                return CLI_EXIT_USAGE;
-            alpha = strtod(v, &end);
-            if (*end || end == v || !(alpha >= 0) || !isfinite(alpha))
-                return cli_usage_error("semantics: --alpha expects a number >= 0, got '%s'", v);
-        } else if ((r = cli_option("semantics", argc, argv, &i, "prior", &v)) != 0) {
-            if (r < 0)
-                return CLI_EXIT_USAGE;
-            if (!strcmp(v, "gmm"))
-                prior_kind = SARDFQ_PRIOR_GMM;
-            else if (!strcmp(v, "laplace"))
-                prior_kind = SARDFQ_PRIOR_LAPLACE;
-            else
-                return cli_usage_error("semantics: unknown --prior '%s' (gmm, laplace)", v);
-        } else if ((r = cli_option("semantics", argc, argv, &i, "prior-k", &v)) != 0) {
-            if (r < 0 || cli_parse_long("semantics", "prior-k", v, 1, 64, &prior_k) < 0)
-                return CLI_EXIT_USAGE;
-        } else if ((r = cli_option("semantics", argc, argv, &i, "n", &v)) != 0) {
-            if (r < 0 || cli_parse_long("semantics", "n", v, 1, 65536, &n) < 0)
-                return CLI_EXIT_USAGE;
-        } else if ((r = cli_option("semantics", argc, argv, &i, "iters", &v)) != 0) {
-            if (r < 0 || cli_parse_long("semantics", "iters", v, 0, 10000000, &iters) < 0)
-                return CLI_EXIT_USAGE;
-        } else if ((r = cli_option("semantics", argc, argv, &i, "seed", &v)) != 0) {
-            if (r < 0 || cli_parse_long("semantics", "seed", v, 0, 2147483647L, &seed) < 0)
-                return CLI_EXIT_USAGE;
-        } else if ((r = cli_option("semantics", argc, argv, &i, "threads", &v)) != 0) {
-            if (r < 0 || cli_parse_long("semantics", "threads", v, 1, 1024, &threads) < 0)
                 return CLI_EXIT_USAGE;
         } else {
             return cli_usage_error("semantics: unknown option '%s'", argv[i]);
@@ -200,7 +171,7 @@ int cli_semantics(int argc, char **argv)
 
     int rc = CLI_EXIT_FAIL;
     sardfq_model_info info;
-    sardfq_model *m = cli_load_model(model_path, (int)threads, 0);
+    sardfq_model *m = cli_load_model(model_path, (int)go.threads, 0);
     sardfq_dataset *ds = NULL;
     sardfq_state *st = NULL;
     float *x = NULL, *feat = NULL, *logits = NULL, *targets = NULL;
@@ -218,6 +189,7 @@ int cli_semantics(int argc, char **argv)
     }
     const int64_t total = sardfq_dataset_count(ds);
     const int chunk = 256;
+    const long n = go.n;
     const int rows = (int)(n > chunk ? n : chunk);
     x = malloc(sizeof(float) * img * (size_t)rows);
     feat = malloc(sizeof(float) * (size_t)D * rows);
@@ -296,13 +268,7 @@ int cli_semantics(int argc, char **argv)
         gp.use_apa = va->apa;
         gp.use_msr = va->msr;
         gp.use_sl = va->sl;
-        if (alpha >= 0)
-            gp.apa_weight = (float)alpha;
-        gp.prior_kind = prior_kind;
-        gp.prior_components = (int32_t)prior_k;
-        gp.n_images = (int32_t)n;
-        gp.iters = (int32_t)iters;
-        gp.seed = (uint64_t)seed;
+        cli_gen_options_apply(&go, &gp);
         sardfq_generator *g = NULL;
         fprintf(stderr, "semantics: %s...\n", va->name);
         double t0 = cli_now();
@@ -328,7 +294,7 @@ int cli_semantics(int argc, char **argv)
         fflush(stdout);
         done_variants++;
     }
-    printf("variants=%d n=%ld iters=%ld seed=%ld\n", done_variants, n, iters, seed);
+    printf("variants=%d n=%ld iters=%ld seed=%ld\n", done_variants, go.n, go.iters, go.seed);
     rc = CLI_EXIT_OK;
 done:
     free(x), free(feat), free(logits), free(targets), free(means), free(cls), free(count), free(labels);

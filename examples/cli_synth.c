@@ -52,9 +52,9 @@ int cli_synth(int argc, char **argv)
     const char *model_path = cli_default_model(), *out = NULL, *v;
     sardfq_generator_params p;
     sardfq_generator_default_params(&p);
-    long threads = 0, heads = 0, n = p.n_images, iters = p.iters, prior_k = p.prior_components;
-    int prior_kind = p.prior_kind;
-    long long seed = 0;
+    long heads = 0;
+    cli_gen_options go;
+    cli_gen_options_init(&go);
     for (int i = 1; i < argc; i++) {
         int r;
         if (cli_is_help(argv[i])) {
@@ -80,42 +80,11 @@ int cli_synth(int argc, char **argv)
                 p.method = SARDFQ_SYNTH_SARDFQ;
             else
                 return cli_usage_error("synth: unknown --method '%s' (noise, psaq, sardfq)", v);
-        } else if ((r = cli_option("synth", argc, argv, &i, "alpha", &v)) != 0) {
-            char *end;
-            if (r < 0)
-                return CLI_EXIT_USAGE;
-            double a = strtod(v, &end);
-            if (*end || end == v || !(a >= 0) || !isfinite(a))
-                return cli_usage_error("synth: --alpha expects a number >= 0, got '%s'", v);
-            p.apa_weight = (float)a;
-        } else if ((r = cli_option("synth", argc, argv, &i, "prior", &v)) != 0) {
-            if (r < 0)
-                return CLI_EXIT_USAGE;
-            if (!strcmp(v, "gmm"))
-                prior_kind = SARDFQ_PRIOR_GMM;
-            else if (!strcmp(v, "laplace"))
-                prior_kind = SARDFQ_PRIOR_LAPLACE;
-            else
-                return cli_usage_error("synth: unknown --prior '%s' (gmm, laplace)", v);
-        } else if ((r = cli_option("synth", argc, argv, &i, "prior-k", &v)) != 0) {
-            if (r < 0 || cli_parse_long("synth", "prior-k", v, 1, 64, &prior_k) < 0)
-                return CLI_EXIT_USAGE;
-        } else if ((r = cli_option("synth", argc, argv, &i, "n", &v)) != 0) {
-            if (r < 0 || cli_parse_long("synth", "--n", v, 1, 65536, &n) < 0)
-                return CLI_EXIT_USAGE;
-        } else if ((r = cli_option("synth", argc, argv, &i, "iters", &v)) != 0) {
-            if (r < 0 || cli_parse_long("synth", "--iters", v, 0, 10000000, &iters) < 0)
-                return CLI_EXIT_USAGE;
-        } else if ((r = cli_option("synth", argc, argv, &i, "seed", &v)) != 0) {
-            long s;
-            if (r < 0 || cli_parse_long("synth", "--seed", v, 0, 2147483647L, &s) < 0)
-                return CLI_EXIT_USAGE;
-            seed = s;
-        } else if ((r = cli_option("synth", argc, argv, &i, "threads", &v)) != 0) {
-            if (r < 0 || cli_parse_long("synth", "--threads", v, 1, 1024, &threads) < 0)
-                return CLI_EXIT_USAGE;
         } else if ((r = cli_option("synth", argc, argv, &i, "heads", &v)) != 0) {
-            if (r < 0 || cli_parse_long("synth", "--heads", v, 1, 4096, &heads) < 0)
+            if (r < 0 || cli_parse_long("synth", "heads", v, 1, 4096, &heads) < 0)
+                return CLI_EXIT_USAGE;
+        } else if ((r = cli_gen_option("synth", argc, argv, &i, &go)) != 0) {
+            if (r < 0)
                 return CLI_EXIT_USAGE;
         } else if (!strcmp(argv[i], "--no-apa")) {
             p.use_apa = 0;
@@ -133,11 +102,7 @@ int cli_synth(int argc, char **argv)
         return cli_usage_error("synth: --model is required (no installed default model)");
     if (p.method != SARDFQ_SYNTH_SARDFQ && (!p.use_apa || !p.use_msr || !p.use_sl))
         return cli_usage_error("synth: --no-apa/--no-msr/--no-sl apply to --method sardfq only");
-    p.n_images = (int32_t)n;
-    p.iters = (int32_t)iters;
-    p.prior_kind = prior_kind;
-    p.prior_components = (int32_t)prior_k;
-    p.seed = (uint64_t)seed;
+    cli_gen_options_apply(&go, &p);
 
     /* Check the output folder before the long work: create it if missing
      * (and remove it again if we fail before writing anything). */
@@ -155,7 +120,7 @@ int cli_synth(int argc, char **argv)
     }
 
     int rc = CLI_EXIT_FAIL;
-    sardfq_model *m = cli_load_model(model_path, (int)threads, (int)heads);
+    sardfq_model *m = cli_load_model(model_path, (int)go.threads, (int)heads);
     sardfq_generator *g = NULL;
     float *images = NULL, *targets = NULL;
     sardfq_model_info info;
