@@ -1,0 +1,443 @@
+/* test_oom.c - out-of-memory injection over whole public-API sequences.
+ * For n = 1, 2, 3, ... the n-th library allocation fails
+ * (sfq_alloc_fail_countdown); the call that meets it must return
+ * SARDFQ_E_NOMEM with its outputs and handles unchanged, everything created
+ * before must still work and be freeable, and the loop ends with the first
+ * pass that completes without using the countdown. Calls that absorb the
+ * failure and succeed must give the same results as a clean pass. Leaks
+ * are caught by the AddressSanitizer build of tests/run.sh. */
+#include "sardfq.h"
+#include "core.h"
+#include "testutil.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MODEL "vit_p16_rgb.model.safetensors"
+#define N_IMG 2
+#define SENTINEL 12345.5f
+#define MAX_PASSES 100000
+
+/* Stand-in handle values: a failing call must leave them as they are. */
+static char handle_marker[4];
+#define FAKE_MODEL ((sardfq_model *)(void *)&handle_marker[0])
+#define FAKE_STATE ((sardfq_state *)(void *)&handle_marker[1])
+#define FAKE_GEN ((sardfq_generator *)(void *)&handle_marker[2])
+#define FAKE_PRIOR ((sardfq_prior *)(void *)&handle_marker[3])
+
+static float *sentinel_buf(size_t n)
+{
+    float *b = malloc(sizeof(float) * (n ? n : 1));
+    ck_assert_ptr_nonnull(b);
+    for (size_t i = 0; i < n; i++)
+        b[i] = SENTINEL;
+    return b;
+}
+
+static void reset_sentinel(float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        b[i] = SENTINEL;
+}
+
+static int all_sentinel(const float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != SENTINEL)
+            return 0;
+    return 1;
+}
+
+/* Arm the injection: the k-th following allocation fails (k = 0: none). */
+static int armed;
+static void arm(long k)
+{
+    armed = k > 0;
+    sfq_alloc_fail_countdown = k;
+}
+
+/* Was the injected failure consumed since arm()? Disarms it. */
+static int consumed(void)
+{
+    int hit = armed && sfq_alloc_fail_countdown == 0;
+    armed = 0;
+    sfq_alloc_fail_countdown = 0;
+    return hit;
+}
+
+static void expect_nomem(sardfq_status s, long n, const char *call)
+{
+    ck_assert_msg(s == SARDFQ_E_NOMEM, "countdown %ld: %s returned %d (%s), expected SARDFQ_E_NOMEM",
+                  n, call, (int)s, sardfq_last_error());
+    ck_assert_msg(sardfq_last_error()[0] != '\0', "countdown %ld: %s: no message", n, call);
+}
+
+static void expect_close(const float *got, const float *want, size_t n, long k, const char *what)
+{
+    double d = tu_max_abs_diff(got, want, n);
+    ck_assert_msg(d <= 1e-5 * (1.0 + tu_max_abs(want, n)), "countdown %ld: %s differs by %g", k,
+                  what, d);
+}
+
+/* ------------------------------------------------------------------------ */
+/* load -> state -> forward_ex -> backward -> get_attention                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    uint8_t *file;
+    size_t file_len;
+    size_t n_in, n_logits, n_attn;
+    float *images, *dlogits;
+    float *ref_logits, *ref_dimages, *ref_attn; /* from the clean pass */
+} model_seq;
+
+static sardfq_model_params one_thread(void)
+{
+    sardfq_model_params p;
+    sardfq_model_default_params(&p);
+    p.n_threads = 1;
+    return p;
+}
+
+/* One pass with the countdown armed at k (0 = clean pass, which fills the
+ * reference outputs). Returns 1 if the countdown was consumed. */
+static int model_pass(model_seq *q, long k)
+{
+    sardfq_model_params p = one_thread();
+    sardfq_model *m = FAKE_MODEL;
+    sardfq_state *st = FAKE_STATE;
+    float *logits = sentinel_buf(q->n_logits);
+    float *dimages = sentinel_buf(q->n_in);
+    float *attn = sentinel_buf(q->n_attn);
+    int hit = 0;
+    sardfq_status s;
+
+    arm(k);
+    s = sardfq_model_load_memory(q->file, q->file_len, &p, &m);
+    if (s != SARDFQ_OK) {
+        hit = consumed();
+        ck_assert_msg(hit, "countdown %ld: load failed without the injection: %s", k,
+                      sardfq_last_error());
+        expect_nomem(s, k, "sardfq_model_load_memory");
+        ck_assert_ptr_eq(m, FAKE_MODEL);
+        goto out;
+    }
+    ck_assert_ptr_ne(m, FAKE_MODEL);
+
+    s = sardfq_state_create(m, &st);
+    if (s != SARDFQ_OK) {
+        hit = consumed();
+        ck_assert_msg(hit, "countdown %ld: state_create failed: %s", k, sardfq_last_error());
+        expect_nomem(s, k, "sardfq_state_create");
+        ck_assert_ptr_eq(st, FAKE_STATE);
+        st = NULL;
+        goto out;
+    }
+
+    s = sardfq_model_forward_ex(m, st, q->images, N_IMG,
+                                SARDFQ_FORWARD_BACKWARD | SARDFQ_FORWARD_ATTENTION, logits);
+    if (s != SARDFQ_OK) {
+        hit = consumed();
+        ck_assert_msg(hit, "countdown %ld: forward_ex failed: %s", k, sardfq_last_error());
+        expect_nomem(s, k, "sardfq_model_forward_ex");
+        ck_assert_msg(all_sentinel(logits, q->n_logits), "countdown %ld: forward_ex failed but wrote logits", k);
+        /* the state is still usable: the same call succeeds once memory is back */
+        s = sardfq_model_forward_ex(m, st, q->images, N_IMG,
+                                    SARDFQ_FORWARD_BACKWARD | SARDFQ_FORWARD_ATTENTION, logits);
+        ck_assert_msg(s == SARDFQ_OK, "countdown %ld: forward_ex retry: %s", k, sardfq_last_error());
+    }
+    if (k == 0)
+        memcpy(q->ref_logits, logits, sizeof(float) * q->n_logits);
+    else
+        expect_close(logits, q->ref_logits, q->n_logits, k, "logits");
+
+    s = sardfq_model_backward(m, st, q->dlogits, NULL, dimages);
+    if (s != SARDFQ_OK) {
+        hit = consumed();
+        ck_assert_msg(hit, "countdown %ld: backward failed: %s", k, sardfq_last_error());
+        expect_nomem(s, k, "sardfq_model_backward");
+        ck_assert_msg(all_sentinel(dimages, q->n_in), "countdown %ld: backward failed but wrote dimages", k);
+        /* the kept activations stay valid */
+        s = sardfq_model_backward(m, st, q->dlogits, NULL, dimages);
+        ck_assert_msg(s == SARDFQ_OK, "countdown %ld: backward retry: %s", k, sardfq_last_error());
+    }
+    if (k == 0)
+        memcpy(q->ref_dimages, dimages, sizeof(float) * q->n_in);
+    else
+        expect_close(dimages, q->ref_dimages, q->n_in, k, "dimages");
+
+    s = sardfq_state_get_attention(st, attn, q->n_attn);
+    if (s != SARDFQ_OK) {
+        hit = consumed();
+        ck_assert_msg(hit, "countdown %ld: get_attention failed: %s", k, sardfq_last_error());
+        expect_nomem(s, k, "sardfq_state_get_attention");
+        ck_assert(all_sentinel(attn, q->n_attn));
+        s = sardfq_state_get_attention(st, attn, q->n_attn);
+        ck_assert_int_eq(s, SARDFQ_OK);
+    }
+    if (k == 0)
+        memcpy(q->ref_attn, attn, sizeof(float) * q->n_attn);
+    else
+        expect_close(attn, q->ref_attn, q->n_attn, k, "attention");
+
+out:
+    if (!hit)
+        hit = consumed();
+    if (st != FAKE_STATE)
+        sardfq_state_free(st);
+    if (m != FAKE_MODEL)
+        sardfq_model_free(m);
+    free(logits);
+    free(dimages);
+    free(attn);
+    return hit;
+}
+
+START_TEST(model_sequence)
+{
+    model_seq q;
+    memset(&q, 0, sizeof q);
+    q.file = tu_read_file(tu_data(MODEL), &q.file_len);
+    ck_assert_ptr_nonnull(q.file);
+
+    sardfq_model_params p = one_thread();
+    sardfq_model *m = NULL;
+    ck_assert_int_eq(sardfq_model_load_memory(q.file, q.file_len, &p, &m), SARDFQ_OK);
+    sardfq_model_info info;
+    info.struct_size = sizeof info;
+    ck_assert_int_eq(sardfq_model_get_info(m, &info), SARDFQ_OK);
+    sardfq_model_free(m);
+    q.n_in = (size_t)N_IMG * info.in_chans * info.img_h * info.img_w;
+    q.n_logits = (size_t)N_IMG * info.num_classes;
+    q.n_attn = (size_t)N_IMG * info.depth * info.num_heads * info.num_tokens;
+    q.images = malloc(sizeof(float) * q.n_in);
+    q.dlogits = malloc(sizeof(float) * q.n_logits);
+    q.ref_logits = malloc(sizeof(float) * q.n_logits);
+    q.ref_dimages = malloc(sizeof(float) * q.n_in);
+    q.ref_attn = malloc(sizeof(float) * q.n_attn);
+    ck_assert(q.images && q.dlogits && q.ref_logits && q.ref_dimages && q.ref_attn);
+    for (size_t i = 0; i < q.n_in; i++)
+        q.images[i] = (float)sin(0.37 * (double)i);
+    for (size_t i = 0; i < q.n_logits; i++)
+        q.dlogits[i] = (float)cos(0.91 * (double)i);
+
+    ck_assert_int_eq(model_pass(&q, 0), 0);
+    long k;
+    for (k = 1; k < MAX_PASSES; k++)
+        if (!model_pass(&q, k))
+            break;
+    ck_assert_int_lt(k, MAX_PASSES);
+    printf("oom model sequence: %ld allocations injected\n", k - 1);
+
+    free(q.file);
+    free(q.images);
+    free(q.dlogits);
+    free(q.ref_logits);
+    free(q.ref_dimages);
+    free(q.ref_attn);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* synthesis: generator_create + 2 steps (+ images and targets)             */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    sardfq_model *m;
+    int method;
+    size_t n_img, n_tgt;
+    float *ref_img, *ref_tgt;
+    float ref_loss[2];
+} synth_seq;
+
+static int synth_pass(synth_seq *q, long k)
+{
+    sardfq_generator_params gp;
+    sardfq_generator_default_params(&gp);
+    gp.method = q->method;
+    gp.n_images = 2;
+    gp.iters = 2;
+    gp.warmup = 1;
+    gp.micro_batch = 2;
+    gp.seed = 7;
+    sardfq_generator *g = FAKE_GEN;
+    float *img = sentinel_buf(q->n_img);
+    float *tgt = sentinel_buf(q->n_tgt);
+    int hit = 0;
+    sardfq_status s;
+
+    arm(k);
+    s = sardfq_generator_create(q->m, &gp, &g);
+    if (s != SARDFQ_OK) {
+        hit = consumed();
+        ck_assert_msg(hit, "countdown %ld: generator_create failed: %s", k, sardfq_last_error());
+        expect_nomem(s, k, "sardfq_generator_create");
+        ck_assert_ptr_eq(g, FAKE_GEN);
+        g = NULL;
+        goto out;
+    }
+    for (int step = 0; step < 2; step++) {
+        sardfq_synth_report r, before;
+        memset(&r, 0x5a, sizeof r);
+        r.struct_size = sizeof r;
+        before = r;
+        s = sardfq_generator_step(g, &r);
+        if (s != SARDFQ_OK) {
+            hit = consumed();
+            ck_assert_msg(hit, "countdown %ld: step %d failed: %s", k, step, sardfq_last_error());
+            expect_nomem(s, k, "sardfq_generator_step");
+            ck_assert_msg(memcmp(&r, &before, sizeof r) == 0,
+                          "countdown %ld: failed step %d wrote its report", k, step);
+            /* the generator did not advance: the step can be done again */
+            s = sardfq_generator_step(g, &r);
+            ck_assert_msg(s == SARDFQ_OK, "countdown %ld: step %d retry: %s", k, step, sardfq_last_error());
+            /* ... and gives what a clean run gives (compared below): a
+             * failed step puts back the random numbers it consumed */
+        }
+        ck_assert_msg(r.step == step + 1, "countdown %ld: report.step %d after step %d", k, r.step,
+                      step + 1);
+        if (k == 0)
+            q->ref_loss[step] = r.loss;
+        else
+            ck_assert_msg(fabsf(r.loss - q->ref_loss[step]) <= 1e-4f * (1.0f + fabsf(q->ref_loss[step])),
+                          "countdown %ld: step %d loss %g, clean pass %g", k, step, r.loss,
+                          q->ref_loss[step]);
+    }
+    s = sardfq_generator_get_images(g, img, q->n_img);
+    if (s != SARDFQ_OK) {
+        hit = consumed();
+        expect_nomem(s, k, "sardfq_generator_get_images");
+        ck_assert(all_sentinel(img, q->n_img));
+        ck_assert_int_eq(sardfq_generator_get_images(g, img, q->n_img), SARDFQ_OK);
+    }
+    s = sardfq_generator_get_targets(g, tgt, q->n_tgt);
+    if (s != SARDFQ_OK) {
+        hit = consumed();
+        expect_nomem(s, k, "sardfq_generator_get_targets");
+        ck_assert(all_sentinel(tgt, q->n_tgt));
+        ck_assert_int_eq(sardfq_generator_get_targets(g, tgt, q->n_tgt), SARDFQ_OK);
+    }
+    if (k == 0) {
+        memcpy(q->ref_img, img, sizeof(float) * q->n_img);
+        memcpy(q->ref_tgt, tgt, sizeof(float) * q->n_tgt);
+    } else {
+        expect_close(img, q->ref_img, q->n_img, k, "synthetic images");
+        expect_close(tgt, q->ref_tgt, q->n_tgt, k, "targets");
+    }
+out:
+    if (!hit)
+        hit = consumed();
+    if (g != FAKE_GEN)
+        sardfq_generator_free(g);
+    free(img);
+    free(tgt);
+    return hit;
+}
+
+static void synth_loop(int method)
+{
+    uint8_t *file;
+    size_t len;
+    file = tu_read_file(tu_data(MODEL), &len);
+    ck_assert_ptr_nonnull(file);
+    sardfq_model_params p = one_thread();
+    synth_seq q;
+    memset(&q, 0, sizeof q);
+    q.method = method;
+    ck_assert_int_eq(sardfq_model_load_memory(file, len, &p, &q.m), SARDFQ_OK);
+    free(file);
+    sardfq_model_info info;
+    info.struct_size = sizeof info;
+    ck_assert_int_eq(sardfq_model_get_info(q.m, &info), SARDFQ_OK);
+    q.n_img = (size_t)2 * info.in_chans * info.img_h * info.img_w;
+    q.n_tgt = (size_t)2 * info.num_classes;
+    q.ref_img = malloc(sizeof(float) * q.n_img);
+    q.ref_tgt = malloc(sizeof(float) * q.n_tgt);
+    ck_assert(q.ref_img && q.ref_tgt);
+
+    ck_assert_int_eq(synth_pass(&q, 0), 0);
+    long k;
+    for (k = 1; k < MAX_PASSES; k++)
+        if (!synth_pass(&q, k))
+            break;
+    ck_assert_int_lt(k, MAX_PASSES);
+    printf("oom synthesis (method %d): %ld allocations injected\n", method, k - 1);
+    free(q.ref_img);
+    free(q.ref_tgt);
+    sardfq_model_free(q.m);
+}
+
+START_TEST(synthesis_sardfq) { synth_loop(SARDFQ_SYNTH_SARDFQ); }
+END_TEST
+
+START_TEST(synthesis_psaq) { synth_loop(SARDFQ_SYNTH_PSAQ); }
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* priors: create + sample                                                  */
+/* ------------------------------------------------------------------------ */
+
+START_TEST(prior_sequence)
+{
+    enum { GH = 7, GW = 5, COUNT = 3 };
+    float ref[COUNT * GH * GW], out[COUNT * GH * GW];
+    sardfq_prior_params pp;
+    for (long k = 0; k < MAX_PASSES; k++) {
+        sardfq_prior_default_params(&pp);
+        pp.seed = 11;
+        sardfq_prior *pr = FAKE_PRIOR;
+        int hit = 0;
+        reset_sentinel(out, COUNT * GH * GW);
+        arm(k);
+        sardfq_status s = sardfq_prior_create(GH, GW, &pp, &pr);
+        if (s != SARDFQ_OK) {
+            hit = consumed();
+            ck_assert(hit);
+            expect_nomem(s, k, "sardfq_prior_create");
+            ck_assert_ptr_eq(pr, FAKE_PRIOR);
+            continue;
+        }
+        s = sardfq_prior_sample(pr, COUNT, out);
+        if (s != SARDFQ_OK) {
+            hit = consumed();
+            ck_assert(hit);
+            expect_nomem(s, k, "sardfq_prior_sample");
+            ck_assert(all_sentinel(out, COUNT * GH * GW));
+            /* the sequence did not advance */
+            ck_assert_int_eq(sardfq_prior_sample(pr, COUNT, out), SARDFQ_OK);
+        }
+        if (!hit)
+            hit = consumed();
+        if (k == 0)
+            memcpy(ref, out, sizeof ref);
+        else
+            ck_assert_msg(memcmp(out, ref, sizeof ref) == 0, "countdown %ld: priors differ", k);
+        sardfq_prior_free(pr);
+        if (k > 0 && !hit) {
+            printf("oom priors: %ld allocations injected\n", k - 1);
+            return;
+        }
+    }
+    ck_abort_msg("no pass completed");
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("oom");
+    TCase *tc = tcase_create("oom");
+    tcase_set_timeout(tc, 900);
+    tcase_add_test(tc, model_sequence);
+    tcase_add_test(tc, synthesis_sardfq);
+    tcase_add_test(tc, synthesis_psaq);
+    tcase_add_test(tc, prior_sequence);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
