@@ -87,6 +87,12 @@ START_TEST(expf_accuracy)
     ck_assert(worst <= 2.0);
     ck_assert(sfq_expf(-200.0f) == 0.0f);
     ck_assert(sfq_expf(0.0f) == 1.0f);
+    /* NaN stays NaN and never reaches the float-to-int conversion
+     * (found by tests/fuzz/fuzz_safetensors under clang's UBSan) */
+    ck_assert(isnan(sfq_expf(NAN)));
+    ck_assert(isnan(sfq_gauss_cdf(NAN)));
+    ck_assert(sfq_expf(INFINITY) > 1e38f);
+    ck_assert(sfq_expf(-INFINITY) == 0.0f);
 }
 END_TEST
 

@@ -25,8 +25,10 @@ static inline float bits_to_float(uint32_t u)
 static inline float exp_inline(float x)
 {
     const float hi = 88.3762626647949f, lo = -87.3365478515625f;
-    float xc = x > hi ? hi : x;
-    xc = xc < lo ? lo : xc;
+    /* written so that NaN becomes hi here (no NaN reaches the int
+     * conversion below) and is returned as NaN at the end */
+    float xc = x < hi ? x : hi;
+    xc = xc > lo ? xc : lo;
     float n = xc * 1.44269504088896341f + 12582912.0f; /* round to nearest */
     n -= 12582912.0f;
     float r = xc - n * 0.693359375f;
@@ -41,6 +43,7 @@ static inline float exp_inline(float x)
     int32_t e = (int32_t)n + 127;
     float scale = bits_to_float((uint32_t)e << 23);
     float y = p * scale;
+    y = x == x ? y : x;
     return x < lo ? 0.0f : y;
 }
 
