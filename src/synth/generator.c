@@ -413,7 +413,23 @@ static int make_items(sardfq_generator *g)
     return count;
 }
 
+static sardfq_status step(sardfq_generator *g, sardfq_synth_report *report);
+
+/* A step that fails (e.g. out of memory) leaves no trace: the images and
+ * Adam moments change only at its very end, and the random sequence it
+ * consumed is put back, so retrying gives what one clean run gives. */
 SARDFQ_API sardfq_status sardfq_generator_step(sardfq_generator *g, sardfq_synth_report *report)
+{
+    if (!g)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_generator_step: generator is NULL");
+    const sfq_rng saved = g->rng;
+    sardfq_status s = step(g, report);
+    if (s)
+        g->rng = saved;
+    return s;
+}
+
+static sardfq_status step(sardfq_generator *g, sardfq_synth_report *report)
 {
     if (!g)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_generator_step: generator is NULL");
