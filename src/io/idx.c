@@ -8,6 +8,7 @@
 #include "image.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <zlib.h>
@@ -54,8 +55,16 @@ static sardfq_status gz_read_full(gzFile gz, const char *path, void *dst, size_t
             return sfq_fail(SARDFQ_E_FORMAT, "corrupt or truncated compressed data in IDX file '%s': %s", path,
                             msg ? msg : "zlib error");
         }
-        if (r == 0)
+        if (r == 0) {
+            /* end of data: zlib reports a missing or cut gzip trailer
+             * (CRC, length) only through gzerror, not through gzread */
+            int errnum = Z_OK;
+            const char *msg = gzerror(gz, &errnum);
+            if (errnum != Z_OK)
+                return sfq_fail(SARDFQ_E_FORMAT, "truncated compressed data in IDX file '%s': %s", path,
+                                msg ? msg : "zlib error");
             break;
+        }
         *got += (size_t)r;
     }
     return SARDFQ_OK;
@@ -151,6 +160,41 @@ static sardfq_status read_payload(gzFile gz, const char *path, uint64_t total, u
     return SARDFQ_OK;
 }
 
+/* zlib's gz* API does not report a gzip trailer (CRC32, length) that is
+ * missing or cut once all the data was delivered, so check it: the last 8
+ * bytes of the file must hold the CRC32 and the length (mod 2^32) of the
+ * decompressed stream (IDX .gz files are single-member). Plain files pass. */
+static sardfq_status check_gzip_trailer(gzFile gz, const char *path, uint32_t magic, const uint32_t *dims,
+                                        int ndim, const uint8_t *payload, uint64_t total)
+{
+    if (gzdirect(gz))
+        return SARDFQ_OK;
+    uint8_t h[16];
+    const size_t need = 4 + 4 * (size_t)ndim;
+    for (int i = 0; i <= ndim; i++) {
+        const uint32_t v = i == 0 ? magic : dims[i - 1];
+        h[4 * i] = (uint8_t)(v >> 24), h[4 * i + 1] = (uint8_t)(v >> 16);
+        h[4 * i + 2] = (uint8_t)(v >> 8), h[4 * i + 3] = (uint8_t)v;
+    }
+    uLong crc = crc32(0L, h, (uInt)need);
+    crc = crc32_z(crc, payload, (z_size_t)total);
+    uint8_t t[8];
+    FILE *f = fopen(path, "rb");
+    int ok = f && fseek(f, -8, SEEK_END) == 0 && fread(t, 1, 8, f) == 8;
+    if (f)
+        fclose(f);
+    if (!ok)
+        return sfq_fail(SARDFQ_E_FORMAT, "IDX file '%s': cannot read its gzip trailer", path);
+    const uint32_t want_crc = (uint32_t)t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 | (uint32_t)t[3] << 24;
+    const uint32_t want_len = (uint32_t)t[4] | (uint32_t)t[5] << 8 | (uint32_t)t[6] << 16 | (uint32_t)t[7] << 24;
+    if (want_crc != (uint32_t)crc || want_len != (uint32_t)(need + total))
+        return sfq_fail(SARDFQ_E_FORMAT,
+                        "IDX file '%s': truncated or corrupt gzip data (the trailer's CRC or length "
+                        "does not match the data)",
+                        path);
+    return SARDFQ_OK;
+}
+
 sardfq_status sfq_idx_read_images(const char *path, sfq_u8_images *out)
 {
     if (!path || !out)
@@ -179,6 +223,10 @@ sardfq_status sfq_idx_read_images(const char *path, sfq_u8_images *out)
     }
     if ((st = read_payload(gz, path, total, &px)) != SARDFQ_OK)
         goto done;
+    if ((st = check_gzip_trailer(gz, path, IDX_MAGIC_IMAGES, d, 3, px, total)) != SARDFQ_OK) {
+        sfq_free(px);
+        goto done;
+    }
     out->pixels = px;
     out->n = (int64_t)d[0];
     out->h = (int)d[1];
@@ -207,6 +255,8 @@ sardfq_status sfq_idx_read_labels(const char *path, int32_t **labels, int64_t *n
         goto done;
     }
     if ((st = read_payload(gz, path, d[0], &raw)) != SARDFQ_OK)
+        goto done;
+    if ((st = check_gzip_trailer(gz, path, IDX_MAGIC_LABELS, d, 1, raw, d[0])) != SARDFQ_OK)
         goto done;
     int32_t *lab = sfq_alloc_array(d[0] ? d[0] : 1, sizeof(int32_t));
     if (!lab) {
