@@ -141,17 +141,16 @@ typedef struct {
     float *qkv, *probs;      /* forward scratch when nothing is kept */
     float *patches;          /* im2col / its gradient */
     float *xf, *hf;          /* prefix rows before / after the final LN */
-    float *dqkv, *dS;        /* backward */
+    float *dqkv, *dS;        /* backward: the qkv / probs scratch, idle then
+                                (a forward for backward writes the kept
+                                per-block arrays instead) */
     float *scratch;          /* attention scratch, per_image.chunk per thread */
 } work;
 
-/* with_bwd: include the backward-only buffers (dqkv, dS); nt threads'
- * attention scratch comes first. */
-static size_t work_floats(const per_image *s, int n, int with_bwd, int nt)
+/* nt threads' attention scratch, then the per-image buffers. */
+static size_t work_floats(const per_image *s, int n, int nt)
 {
     size_t per = 3 * s->ND + s->NM + s->N3D + s->HNN + s->GC + 2 * s->PD;
-    if (with_bwd)
-        per += s->N3D + s->HNN;
     return (size_t)nt * s->chunk + (size_t)n * per;
 }
 
@@ -170,8 +169,8 @@ static void work_carve(work *w, float *base, const per_image *s, int n, int nt)
     w->patches = TAKE(s->GC);
     w->xf = TAKE(s->PD);
     w->hf = TAKE(s->PD);
-    w->dqkv = TAKE(s->N3D); /* only valid when sized with_bwd */
-    w->dS = TAKE(s->HNN);
+    w->dqkv = w->qkv;
+    w->dS = w->probs;
 #undef TAKE
 }
 
@@ -194,7 +193,6 @@ typedef struct {
     const sardfq_model *m;
     const float *images;
     float *patches;
-    int n;
 } im2col_ctx;
 
 /* patches[(b*G + gy*gw + gx)][(c*p + ky)*p + kx] = image[b][c][gy*p+ky][gx*p+kx] */
@@ -250,7 +248,7 @@ static void embed(const sardfq_model *m, const float *images, int n, work *w, co
     const sardfq_model_info *cfg = &m->info;
     const int D = cfg->embed_dim, N = cfg->num_tokens, P = cfg->num_prefix_tokens;
     const int G = cfg->grid_h * cfg->grid_w, cpp = cfg->in_chans * cfg->patch_size * cfg->patch_size;
-    im2col_ctx ic = {m, images, w->patches, n};
+    im2col_ctx ic = {m, images, w->patches};
     sfq_parallel_for(nt, (int64_t)n * G, im2col_range, &ic);
     /* patch tokens into h (B*G rows), then assemble x with the prefix */
     linear(c, w->patches, m->patch_w, m->patch_b, w->h, n * G, cpp, D, 0);
@@ -272,7 +270,7 @@ static void embed(const sardfq_model *m, const float *images, int n, work *w, co
 /* One task per (image, head) pair; each thread has its own scratch. */
 typedef struct {
     const sardfq_model *m;
-    int l, n;
+    int l;
     const float *qkv, *dao, *dattn;
     float *probs, *ao, *attn, *dqkv, *dS;
     float *scratch;
@@ -305,7 +303,7 @@ static void attention_fwd_range(void *vc, int chunk, int64_t p0, int64_t p1)
 static void attention_fwd(const sardfq_model *m, int l, int n, const float *qkv, float *probs,
                           float *ao, float *attn, const work *w, size_t chunk, int nt)
 {
-    attn_ctx c = {.m = m, .l = l, .n = n, .qkv = qkv, .probs = probs, .ao = ao, .attn = attn,
+    attn_ctx c = {.m = m, .l = l, .qkv = qkv, .probs = probs, .ao = ao, .attn = attn,
                   .scratch = w->scratch, .chunk = chunk};
     sfq_parallel_chunks(nt, (int64_t)n * m->info.num_heads, attention_fwd_range, &c);
 }
@@ -382,7 +380,7 @@ SARDFQ_API sardfq_status sardfq_model_forward(sardfq_model *m, const float *imag
     compute c = begin_compute(m);
     const int nt = c.nt;
     per_image sz = sizes(&m->info);
-    size_t floats = work_floats(&sz, n, 0, nt);
+    size_t floats = work_floats(&sz, n, nt);
     float *base = sfq_alloc_array(floats, sizeof(float));
     if (!base)
         return sfq_fail(SARDFQ_E_NOMEM, "sardfq_model_forward: cannot allocate %zu MB of scratch for %d images",
@@ -437,7 +435,7 @@ static sardfq_status state_reserve(sardfq_state *s, int n, uint32_t flags, int n
     const sardfq_model_info *cfg = &s->model->info;
     const per_image sz = sizes(cfg);
     const int backward = (flags & SARDFQ_FORWARD_BACKWARD) != 0;
-    const size_t kept = kept_floats(cfg, &sz, n, flags), wf = work_floats(&sz, n, backward, nt);
+    const size_t kept = kept_floats(cfg, &sz, n, flags), wf = work_floats(&sz, n, nt);
     s->n = 0;
     if (!s->saved) {
         s->saved = sfq_alloc_zero(sizeof(sfq_saved_block) * (size_t)cfg->depth);
@@ -615,7 +613,7 @@ static void attention_bwd_range(void *vc, int chunk, int64_t p0, int64_t p1)
 static void attention_bwd(const sardfq_model *m, int l, int n, const sfq_saved_block *sv,
                           const float *dao, const float *dattn, work *w, int nt)
 {
-    attn_ctx c = {.m = m, .l = l, .n = n, .qkv = sv->qkv, .probs = sv->probs, .dao = dao,
+    attn_ctx c = {.m = m, .l = l, .qkv = sv->qkv, .probs = sv->probs, .dao = dao,
                   .dattn = dattn, .dqkv = w->dqkv, .dS = w->dS, .scratch = w->scratch,
                   .chunk = sizes(&m->info).chunk};
     sfq_parallel_chunks(nt, (int64_t)n * m->info.num_heads, attention_bwd_range, &c);
@@ -688,7 +686,7 @@ sardfq_status sfq_backward_state(sardfq_model *m, sardfq_state *s, const float *
     for (int b = 0; b < n; b++)
         gemm(c->split, 0, 0, G, cpp, D, 1.0f, dx + ((size_t)b * N + P) * D, D, m->patch_w, cpp, 0.0f,
              w.patches + (size_t)b * G * cpp, cpp);
-    im2col_ctx ic = {m, dimages, w.patches, n};
+    im2col_ctx ic = {m, dimages, w.patches};
     sfq_parallel_for(nt, (int64_t)n * G, col2im_range, &ic);
     end_compute(c);
     return SARDFQ_OK;
