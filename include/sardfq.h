@@ -77,11 +77,11 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define SARDFQ_VERSION_MAJOR 0
-#define SARDFQ_VERSION_MINOR 1
+#define SARDFQ_VERSION_MINOR 2
 #define SARDFQ_VERSION_PATCH 0
 #define SARDFQ_VERSION_NUMBER \
     (SARDFQ_VERSION_MAJOR * 10000 + SARDFQ_VERSION_MINOR * 100 + SARDFQ_VERSION_PATCH)
-#define SARDFQ_VERSION_STRING "0.1.0"
+#define SARDFQ_VERSION_STRING "0.2.0"
 
 /* Runtime version of the library actually linked; compare with the macros. */
 SARDFQ_API const char *sardfq_version_string(void);
@@ -516,6 +516,81 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_calib_load(const char *path, fl
 SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_images_write_png(const char *dir, const sardfq_model *m,
                                                                   const float *images, int n,
                                                                   int sheet);
+
+
+/* ------------------------------------------------------------------------ */
+/* Quantization (since 0.2)                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* A quantizer turns a floating-point model and a calibration batch into a
+ * quantized model: create -> (set_layer) -> calibrate -> (reconstruct) ->
+ * finalize. The quantized model is a sardfq_model: forward, evaluate,
+ * get_info, save and load work on it; its weights hold the fake-quantized
+ * values (q - z) * scale and its forward quantizes the activations at the
+ * scheme's points, so every value entering a matrix product lies on its
+ * integer grid. It has no backward pass (SARDFQ_E_UNSUPPORTED) and cannot
+ * drive a generator. Metadata "sardfq.quant.scheme", ".weight_bits" and
+ * ".act_bits" say how it was made. */
+typedef struct sardfq_quantizer sardfq_quantizer;
+
+#define SARDFQ_SCHEME_REPQ 0   /* RepQ-ViT (ICCV 2023), see README */
+#define SARDFQ_SCHEME_MINMAX 1 /* PSAQ-ViT's min/max quantizer */
+
+typedef struct sardfq_quant_params {
+    uint32_t struct_size;
+    int32_t weight_bits; /* 2..8; default 4 */
+    int32_t act_bits;    /* 2..8; default 4 */
+    int32_t scheme;      /* SARDFQ_SCHEME_*; default REPQ */
+    int32_t n_threads;   /* threads of the calibration searches (0 = the
+                            model's count); results do not depend on it */
+} sardfq_quant_params;
+
+SARDFQ_API void sardfq_quant_default_params(sardfq_quant_params *p);
+
+/* A quantizer for model fp (which must outlive it; it is not modified).
+ * p may be NULL for the defaults. */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_quantizer_create(const sardfq_model *fp,
+                                                                  const sardfq_quant_params *p,
+                                                                  sardfq_quantizer **out);
+SARDFQ_API void sardfq_quantizer_free(sardfq_quantizer *q);
+
+/* Per-layer override, before calibrate: every layer whose name matches
+ * pattern (fnmatch(3) syntax, e.g. "head", "blocks.*.mlp.fc2",
+ * "blocks.0.attn.matmul2") gets weight_bits for its weight and act_bits for
+ * its input(s); 0 keeps that side in floating point, 2..8 sets the bits.
+ * Layers: "patch_embed" (its input is the image; RepQ's default is 8 bits),
+ * "blocks.<l>.attn.qkv", ".attn.matmul1" (inputs q and k; no weight),
+ * ".attn.matmul2" (softmax and v), ".attn.proj", ".mlp.fc1", ".mlp.fc2",
+ * "head", "head_dist". A pattern that matches nothing is
+ * SARDFQ_E_INVALID_ARG. */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_quantizer_set_layer(sardfq_quantizer *q,
+                                                                     const char *pattern,
+                                                                     int32_t weight_bits,
+                                                                     int32_t act_bits);
+
+/* Calibrate on n images (n x C x H x W, normalised for fp), all in one
+ * batch as both reference implementations do: RepQ-ViT initialises each
+ * quantizer the first time data reaches it, with everything upstream
+ * already quantized, then folds the per-channel post-LayerNorm quantizers
+ * into LayerNorm and the next linear; PSAQ-ViT records the min/max of one
+ * floating-point forward. Calling it again restarts from the FP model. */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_quantizer_calibrate(sardfq_quantizer *q,
+                                                                     const float *images,
+                                                                     int32_t n);
+
+/* The quantized model (a new handle, independent of q). SARDFQ_E_STATE
+ * before a successful calibrate. */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_quantizer_finalize(sardfq_quantizer *q,
+                                                                    sardfq_model **out);
+
+/* Save a model (floating-point or quantized) as safetensors with timm names
+ * and the configuration in __metadata__, through a temporary file and
+ * rename. A quantized model stores each quantized weight as U8 codes (two
+ * 4-bit codes per byte, low nibble first, when its bits are <= 4) with
+ * per-row "<layer>.weight_scale" / "<layer>.weight_zero", and each
+ * activation quantizer as "<point>.scale" / "<point>.zero"; loading it back
+ * gives bitwise the same logits. */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_save(const sardfq_model *m, const char *path);
 
 #ifdef __cplusplus
 }

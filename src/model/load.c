@@ -9,6 +9,7 @@
  * refused rather than silently mis-evaluated. */
 #include "rng.h"
 #include "safetensors.h"
+#include "qio.h"
 #include "vit.h"
 
 #include <ctype.h>
@@ -123,7 +124,64 @@ SARDFQ_API void sardfq_model_free(sardfq_model *m)
     sfq_free(m->meta_vals);
     sfq_free(m->blocks);
     sfq_free(m->params);
+    sfq_qspec_free(m->q);
     sfq_free(m);
+}
+
+sardfq_status sfq_model_clone(const sardfq_model *src, sardfq_model **out)
+{
+    sardfq_model *m = sfq_alloc_zero(sizeof *m);
+    if (!m)
+        return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    m->info = src->info;
+    m->n_threads = src->n_threads;
+    sardfq_status s = sfq_model_alloc_params(m);
+    if (!s && src->q)
+        s = sfq_qspec_copy(src->q, &src->info, &m->q);
+    for (int i = 0; !s && i < src->n_meta; i++)
+        s = sfq_model_set_metadata(m, src->meta_keys[i], src->meta_vals[i]);
+    if (s) {
+        sardfq_model_free(m);
+        return s;
+    }
+    memcpy(m->params, src->params, sizeof(float) * m->n_params);
+    *out = m;
+    return SARDFQ_OK;
+}
+
+sardfq_status sfq_model_set_metadata(sardfq_model *m, const char *key, const char *val)
+{
+    for (int i = 0; i < m->n_meta; i++)
+        if (strcmp(m->meta_keys[i], key) == 0) {
+            char *v = sfq_strdup(val);
+            if (!v)
+                return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+            sfq_free(m->meta_vals[i]);
+            m->meta_vals[i] = v;
+            return SARDFQ_OK;
+        }
+    char **k2 = sfq_alloc_array((size_t)m->n_meta + 1, sizeof(char *));
+    char **v2 = sfq_alloc_array((size_t)m->n_meta + 1, sizeof(char *));
+    char *k = sfq_strdup(key), *v = sfq_strdup(val);
+    if (!k2 || !v2 || !k || !v) {
+        sfq_free(k2);
+        sfq_free(v2);
+        sfq_free(k);
+        sfq_free(v);
+        return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    }
+    if (m->n_meta) {
+        memcpy(k2, m->meta_keys, sizeof(char *) * (size_t)m->n_meta);
+        memcpy(v2, m->meta_vals, sizeof(char *) * (size_t)m->n_meta);
+    }
+    k2[m->n_meta] = k;
+    v2[m->n_meta] = v;
+    sfq_free(m->meta_keys);
+    sfq_free(m->meta_vals);
+    m->meta_keys = k2;
+    m->meta_vals = v2;
+    m->n_meta++;
+    return SARDFQ_OK;
 }
 
 /* ---- metadata parsing -------------------------------------------------- */
@@ -170,7 +228,31 @@ typedef struct {
     const sfq_st_file *st;
     char *used; /* per tensor */
     int naming;
+    const sardfq_model *m; /* for quantized weights (U8 codes) */
 } bind_ctx;
+
+/* Decode the U8 codes of a quantized weight tensor t (seen under the
+ * weight's name and logical shape) into dst. */
+static sardfq_status bind_codes(bind_ctx *b, const sfq_st_tensor *t, const char *name, float *dst)
+{
+    const sardfq_model_info *cfg = &b->m->info;
+    char wname[200];
+    for (int i = 0; b->m->q && i < sfq_qspec_n_linears(cfg->depth); i++) {
+        if (!sfq_qlin_exists(cfg, i))
+            continue;
+        sfq_qlin_tensor_name(cfg->depth, i, wname, sizeof wname);
+        const sfq_qweight *w = &b->m->q->lin[i];
+        if (strcmp(wname, name) != 0 || !w->bits)
+            continue;
+        const int rows = sfq_qlin_rows(cfg, i), cols = sfq_qlin_cols(cfg, i);
+        if (t->end - t->begin != (size_t)rows * sfq_qcodes_row_bytes(w->bits, cols))
+            return sfq_fail(SARDFQ_E_FORMAT, "'%s_codes' has the wrong size", name);
+        sfq_qcodes_unpack(w->rows, b->st->data + t->begin, rows, cols, w->bits, dst);
+        b->used[t - b->st->tensors] = 1;
+        return SARDFQ_OK;
+    }
+    return sfq_fail(SARDFQ_E_FORMAT, "tensor '%s' is U8 but the file does not quantize it", name);
+}
 
 static const sfq_st_tensor *find(bind_ctx *b, const char *name)
 {
@@ -206,6 +288,8 @@ static sardfq_status bind(bind_ctx *b, const char *name, int optional, float *ds
         return sfq_fail(SARDFQ_E_SHAPE, "tensor '%s' has shape [%s], expected [%s]", name, got,
                         want);
     }
+    if (t->dtype == SFQ_DT_U8)
+        return bind_codes(b, t, name, dst);
     sardfq_status s = sfq_st_read_f32(b->st, t, dst);
     if (s != SARDFQ_OK)
         return s;
@@ -513,10 +597,12 @@ static sardfq_status bind_all(sardfq_model *m, const sfq_st_file *st, int naming
     const int64_t D = cfg->embed_dim, C = cfg->in_chans, P = cfg->patch_size, M = cfg->mlp_hidden,
                   K = cfg->num_classes, N = cfg->num_tokens;
     const global_names *g = naming == SARDFQ_NAMING_TIMM ? &TIMM_NAMES : &TV_NAMES;
-    bind_ctx bc = {st, sfq_alloc_zero((size_t)st->n_tensors + 1), naming};
+    bind_ctx bc = {st, sfq_alloc_zero((size_t)st->n_tensors + 1), naming, m};
     if (!bc.used)
         return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
     sardfq_status s = SARDFQ_OK;
+    if (sfq_qfile_is_quantized(st) && (s = sfq_qspec_read(st, cfg, bc.used, &m->q)) != SARDFQ_OK)
+        goto out;
 #undef BIND
 #define BIND(nm, opt, dst, nd, ...)                                                     \
     do {                                                                                \
@@ -577,17 +663,40 @@ static sardfq_status copy_metadata(sardfq_model *m, const sfq_st_file *st)
     if (!m->meta_keys || !m->meta_vals)
         return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
     for (int i = 0; i < st->n_meta; i++) {
-        m->meta_keys[i] = sfq_strdup(st->meta_keys[i]);
-        m->meta_vals[i] = sfq_strdup(st->meta_vals[i]);
-        m->n_meta = i + 1;
-        if (!m->meta_keys[i] || !m->meta_vals[i])
+        /* the per-quantizer entries of a quantized file live in m->q */
+        if (strncmp(st->meta_keys[i], "sardfq.q.", 9) == 0)
+            continue;
+        const int k = m->n_meta;
+        m->meta_keys[k] = sfq_strdup(st->meta_keys[i]);
+        m->meta_vals[k] = sfq_strdup(st->meta_vals[i]);
+        m->n_meta = k + 1;
+        if (!m->meta_keys[k] || !m->meta_vals[k])
             return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
     }
     return SARDFQ_OK;
 }
 
+static sardfq_status load_parsed_view(const sfq_st_file *st, const sardfq_model_params *p,
+                                      sardfq_model **out);
+
+/* A quantized file is read through a view that shows its weight codes
+ * under the weights' names and shapes (qio.h). */
 static sardfq_status load_parsed(const sfq_st_file *st, const sardfq_model_params *p,
                                  sardfq_model **out)
+{
+    if (!sfq_qfile_is_quantized(st))
+        return load_parsed_view(st, p, out);
+    sfq_st_file view;
+    sardfq_status s = sfq_qview_prepare(st, &view);
+    if (s)
+        return s;
+    s = load_parsed_view(&view, p, out);
+    sfq_qview_release(st, &view);
+    return s;
+}
+
+static sardfq_status load_parsed_view(const sfq_st_file *st, const sardfq_model_params *p,
+                                      sardfq_model **out)
 {
     sardfq_model *m = sfq_alloc_zero(sizeof *m);
     if (!m)

@@ -16,6 +16,7 @@
  * distilled DeiT (head(class) + head_dist(dist)) / 2. */
 #include "vit.h"
 
+#include "qspec.h"
 #include "smallgemm.h"
 #include "threads.h"
 #include "vmath.h"
@@ -106,6 +107,24 @@ static void linear(const compute *c, const float *x, const float *W, const float
     gemm(c->split, 0, 1, rows, out, in, 1.0f, x, in, W, in, 1.0f, y, out);
     if (accumulate)
         sfq_add_bias(y, b, rows, out, c->nt);
+}
+
+/* x += in W^T + b, or, when the linear's output is a quantization point of
+ * the model (PSAQ-ViT's fc outputs), tmp = in W^T + b, quantized, then
+ * x += tmp. */
+static void residual_linear(const sardfq_model *m, int l, int point, const compute *c,
+                            const float *in, const float *W, const float *b, float *x, float *tmp,
+                            int rows, int nin, int nout)
+{
+    if (!sfq_qpoint_active(m, l, point)) {
+        linear(c, in, W, b, x, rows, nin, nout, 1);
+        return;
+    }
+    linear(c, in, W, b, tmp, rows, nin, nout, 0);
+    sfq_qhook(m, l, point, tmp, rows, nout, nout, c->nt);
+    const size_t total = (size_t)rows * (size_t)nout;
+    for (size_t i = 0; i < total; i++)
+        x[i] += tmp[i];
 }
 
 /* ---- buffers ---------------------------------------------------------- */
@@ -250,8 +269,30 @@ static void embed(const sardfq_model *m, const float *images, int n, work *w, co
     const int G = cfg->grid_h * cfg->grid_w, cpp = cfg->in_chans * cfg->patch_size * cfg->patch_size;
     im2col_ctx ic = {m, images, w->patches};
     sfq_parallel_for(nt, (int64_t)n * G, im2col_range, &ic);
+    /* (the patches are a permutation of the image: same per-tensor quantizer) */
+    sfq_qhook(m, -1, SFQ_AG_INPUT, w->patches, (int64_t)n * G, cpp, cpp, nt);
     /* patch tokens into h (B*G rows), then assemble x with the prefix */
     linear(c, w->patches, m->patch_w, m->patch_b, w->h, n * G, cpp, D, 0);
+    sfq_qhook(m, -1, SFQ_AG_PATCH_OUT, w->h, (int64_t)n * G, D, D, nt);
+    if (sfq_qpoint_active(m, -1, SFQ_AG_EMBED) || sfq_qpoint_active(m, -1, SFQ_AG_EMBED_POS)) {
+        /* PSAQ-ViT quantizes [prefix; tokens], then the sum with pos (whose
+         * own quantization is already in the parameters) */
+        for (int b = 0; b < n; b++) {
+            float *x = w->x + (size_t)b * N * D;
+            memcpy(x, m->cls, sizeof(float) * (size_t)D);
+            if (P == 2)
+                memcpy(x + D, m->dist, sizeof(float) * (size_t)D);
+            memcpy(x + (size_t)P * D, w->h + (size_t)b * G * D, sizeof(float) * (size_t)G * D);
+        }
+        sfq_qhook(m, -1, SFQ_AG_EMBED, w->x, (int64_t)n * N, D, D, nt);
+        for (int b = 0; b < n; b++) {
+            float *x = w->x + (size_t)b * N * D;
+            for (size_t i = 0; i < (size_t)N * D; i++)
+                x[i] += m->pos[i];
+        }
+        sfq_qhook(m, -1, SFQ_AG_EMBED_POS, w->x, (int64_t)n * N, D, D, nt);
+        return;
+    }
     for (int b = 0; b < n; b++) {
         float *x = w->x + (size_t)b * N * D;
         for (int i = 0; i < D; i++) {
@@ -300,12 +341,63 @@ static void attention_fwd_range(void *vc, int chunk, int64_t p0, int64_t p1)
     }
 }
 
-static void attention_fwd(const sardfq_model *m, int l, int n, const float *qkv, float *probs,
+/* The same in two halves, for a quantized model whose quantizers must see
+ * all scores / probabilities of the batch between them: S = scale Q K^T ... */
+static void attention_scores_range(void *vc, int chunk, int64_t p0, int64_t p1)
+{
+    const attn_ctx *c = vc;
+    const sardfq_model_info *cfg = &c->m->info;
+    const int D = cfg->embed_dim, N = cfg->num_tokens, H = cfg->num_heads, hd = cfg->head_dim;
+    const int ldN = sfq_pack_ld(N);
+    const float scale = 1.0f / sqrtf((float)hd);
+    float *buf = c->scratch + (size_t)chunk * c->chunk + (size_t)N * ldN;
+    for (int64_t pair = p0; pair < p1; pair++) {
+        const int b = (int)(pair / H), hh = (int)(pair % H);
+        const float *q = c->qkv + (size_t)b * N * 3 * D + (size_t)hh * hd;
+        sfq_pack_transpose(q + D, 3 * D, N, hd, buf, ldN);
+        sfq_gemm_packed(N, N, hd, scale, q, 3 * D, buf, ldN, c->probs + (size_t)pair * N * N, N);
+    }
+}
+
+/* ... and O = P V (with the class-token read-back). */
+static void attention_pv_range(void *vc, int chunk, int64_t p0, int64_t p1)
+{
+    const attn_ctx *c = vc;
+    const sardfq_model_info *cfg = &c->m->info;
+    const int D = cfg->embed_dim, N = cfg->num_tokens, H = cfg->num_heads, hd = cfg->head_dim;
+    const int ldN = sfq_pack_ld(N), ldh = sfq_pack_ld(hd);
+    float *buf = c->scratch + (size_t)chunk * c->chunk + (size_t)N * ldN;
+    for (int64_t pair = p0; pair < p1; pair++) {
+        const int b = (int)(pair / H), hh = (int)(pair % H);
+        const float *q = c->qkv + (size_t)b * N * 3 * D + (size_t)hh * hd;
+        const float *S = c->probs + (size_t)pair * N * N;
+        sfq_pack_rows(q + 2 * D, 3 * D, N, hd, buf, ldh);
+        sfq_gemm_packed(N, hd, N, 1.0f, S, N, buf, ldh, c->ao + (size_t)b * N * D + (size_t)hh * hd, D);
+        if (c->attn)
+            memcpy(c->attn + (((size_t)b * cfg->depth + c->l) * H + hh) * N, S, sizeof(float) * (size_t)N);
+    }
+}
+
+static void attention_fwd(const sardfq_model *m, int l, int n, float *qkv, float *probs,
                           float *ao, float *attn, const work *w, size_t chunk, int nt)
 {
     attn_ctx c = {.m = m, .l = l, .qkv = qkv, .probs = probs, .ao = ao, .attn = attn,
                   .scratch = w->scratch, .chunk = chunk};
-    sfq_parallel_chunks(nt, (int64_t)n * m->info.num_heads, attention_fwd_range, &c);
+    const int64_t pairs = (int64_t)n * m->info.num_heads;
+    if (!m->q) {
+        sfq_parallel_chunks(nt, pairs, attention_fwd_range, &c);
+        return;
+    }
+    const int D = m->info.embed_dim, N = m->info.num_tokens;
+    const int64_t BN = (int64_t)n * N;
+    sfq_qhook(m, l, SFQ_AP_Q, qkv, BN, D, 3 * D, nt);
+    sfq_qhook(m, l, SFQ_AP_K, qkv + D, BN, D, 3 * D, nt);
+    sfq_qhook(m, l, SFQ_AP_V, qkv + 2 * D, BN, D, 3 * D, nt);
+    sfq_parallel_chunks(nt, pairs, attention_scores_range, &c);
+    sfq_qhook(m, l, SFQ_AP_SCORES, probs, pairs * N, N, N, nt);
+    sfq_softmax_fwd(probs, pairs * N, N, nt);
+    sfq_qhook(m, l, SFQ_AP_PROBS, probs, pairs * N, N, N, nt);
+    sfq_parallel_chunks(nt, pairs, attention_pv_range, &c);
 }
 
 /* The whole forward. images validated by the caller. */
@@ -326,15 +418,22 @@ static void forward(const sardfq_model *m, const float *images, int n, work *w, 
         float *pre = sv ? sv->pre : w->hid;
         sfq_layernorm_fwd(w->x, blk->ln1_w, blk->ln1_b, w->h, sv ? sv->xhat1 : NULL,
                           sv ? sv->rstd1 : NULL, BN, D, eps, nt);
+        sfq_qhook(m, l, SFQ_AP_QKV_IN, w->h, BN, D, D, nt);
         linear(c, w->h, blk->qkv_w, blk->qkv_b, qkv, BN, D, 3 * D, 0);
+        sfq_qhook(m, l, SFQ_AP_QKV_OUT, qkv, BN, 3 * D, 3 * D, nt);
         float *ao = k->ao ? k->ao + (size_t)l * BN * D : w->ao;
         attention_fwd(m, l, n, qkv, probs, ao, k->attn, w, sizes(cfg).chunk, nt);
-        linear(c, ao, blk->proj_w, blk->proj_b, w->x, BN, D, D, 1);
+        sfq_qhook(m, l, SFQ_AP_PROJ_IN, ao, BN, D, D, nt);
+        residual_linear(m, l, SFQ_AP_PROJ_OUT, c, ao, blk->proj_w, blk->proj_b, w->x, w->h, BN, D, D);
+        sfq_qhook(m, l, SFQ_AP_RES1, w->x, BN, D, D, nt);
         sfq_layernorm_fwd(w->x, blk->ln2_w, blk->ln2_b, w->h, sv ? sv->xhat2 : NULL,
                           sv ? sv->rstd2 : NULL, BN, D, eps, nt);
+        sfq_qhook(m, l, SFQ_AP_FC1_IN, w->h, BN, D, D, nt);
         linear(c, w->h, blk->fc1_w, blk->fc1_b, pre, BN, D, M, 0);
         sfq_gelu_fwd(pre, w->hid, (int64_t)BN * M, nt);
-        linear(c, w->hid, blk->fc2_w, blk->fc2_b, w->x, BN, M, D, 1);
+        sfq_qhook(m, l, SFQ_AP_FC2_IN, w->hid, BN, M, M, nt);
+        residual_linear(m, l, SFQ_AP_FC2_OUT, c, w->hid, blk->fc2_w, blk->fc2_b, w->x, w->h, BN, M, D);
+        sfq_qhook(m, l, SFQ_AP_RES2, w->x, BN, D, D, nt);
     }
     /* final LN on the prefix rows only */
     for (int b = 0; b < n; b++)
@@ -346,6 +445,9 @@ static void forward(const sardfq_model *m, const float *images, int n, work *w, 
             memcpy(k->feat + (size_t)b * D, w->hf + (size_t)b * P * D, sizeof(float) * (size_t)D);
     if (!logits)
         return;
+    sfq_qhook(m, -1, SFQ_AG_HEAD_IN, w->hf, n, D, (int64_t)P * D, nt);
+    if (P == 2)
+        sfq_qhook(m, -1, SFQ_AG_HDIST_IN, w->hf + D, n, D, (int64_t)P * D, nt);
     if (P == 1) {
         linear(c, w->hf, m->head_w, m->head_b, logits, n, D, K, 0);
     } else {
@@ -356,6 +458,7 @@ static void forward(const sardfq_model *m, const float *images, int n, work *w, 
         gemm(c->split, 0, 1, n, K, D, 0.5f, w->hf, P * D, m->head_w, D, 1.0f, logits, K);
         gemm(c->split, 0, 1, n, K, D, 0.5f, w->hf + D, P * D, m->head_dist_w, D, 1.0f, logits, K);
     }
+    sfq_qhook(m, -1, SFQ_AG_LOGITS, logits, n, K, K, nt);
 }
 
 static sardfq_status check_images(const sardfq_model *m, const float *images, int n, const char *fn)
@@ -531,6 +634,10 @@ SARDFQ_API sardfq_status sardfq_model_forward_ex(sardfq_model *m, sardfq_state *
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_model_forward_ex: the state belongs to another model");
     if (flags & ~PUBLIC_FLAGS)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_model_forward_ex: unknown flags 0x%x", flags);
+    if (m->q && (flags & SARDFQ_FORWARD_BACKWARD))
+        return sfq_fail(SARDFQ_E_UNSUPPORTED,
+                        "sardfq_model_forward_ex: a quantized model has no backward pass "
+                        "(rounding is not differentiable)");
     return sfq_forward_state(m, s, images, n, flags, logits);
 }
 

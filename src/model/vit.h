@@ -29,6 +29,9 @@ struct sardfq_model {
     char **meta_keys, **meta_vals;
     int n_meta;
     int n_threads; /* params.n_threads (0 = OpenBLAS's count) */
+    struct sfq_qspec *q; /* quantized model: its activation quantizers (the
+                            weights in params are already fake-quantized);
+                            NULL for a floating-point model */
 };
 
 /* Activations kept by a forward for the backward pass, per block. */
@@ -74,6 +77,11 @@ sardfq_status sfq_backward_state(sardfq_model *m, sardfq_state *s, const float *
 /* Thread count for library loops on model m, and the OpenBLAS setting it
  * implies (applied at the start of each compute call). */
 int sfq_model_threads(const sardfq_model *m);
+
+/* A deep copy (parameters, quantizers, metadata). */
+sardfq_status sfq_model_clone(const sardfq_model *src, sardfq_model **out);
+/* Add or replace one metadata pair. */
+sardfq_status sfq_model_set_metadata(sardfq_model *m, const char *key, const char *val);
 
 /* Compute parameter count and FLOPs into m->info. */
 void sfq_model_fill_derived(sardfq_model *m);

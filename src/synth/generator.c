@@ -235,6 +235,9 @@ SARDFQ_API sardfq_status sardfq_generator_create(sardfq_model *m, const sardfq_g
 {
     if (!m || !out)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_generator_create: %s is NULL", !m ? "model" : "out");
+    if (m->q)
+        return sfq_fail(SARDFQ_E_UNSUPPORTED,
+                        "sardfq_generator_create: synthesis needs the floating-point model (this one is quantized)");
     sardfq_generator_params p;
     sardfq_status s = read_params(params, &p);
     if (s)

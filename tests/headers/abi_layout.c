@@ -120,13 +120,29 @@ FIELD(sardfq_synth_report, target_prob, 40, 4);
 FIELD(sardfq_synth_report, seconds, 44, 4);
 FIELD(sardfq_synth_report, model_seconds, 48, 4);
 
+/* 0.2 */
+SIZE(sardfq_quant_params, 20, 4);
+FIELD(sardfq_quant_params, struct_size, 0, 4);
+FIELD(sardfq_quant_params, weight_bits, 4, 4);
+FIELD(sardfq_quant_params, act_bits, 8, 4);
+FIELD(sardfq_quant_params, scheme, 12, 4);
+FIELD(sardfq_quant_params, n_threads, 16, 4);
+
 int main(void)
 {
-    printf("layout of the 7 public structs is the frozen 0.1 layout (x86-64 LP64)\n");
+    printf("layout of the 8 public structs is the frozen 0.1/0.2 layout (x86-64 LP64)\n");
     return 0;
 }
 
 #else
+
+/* 0.2 */
+SIZE(sardfq_quant_params, 20, 4);
+FIELD(sardfq_quant_params, struct_size, 0, 4);
+FIELD(sardfq_quant_params, weight_bits, 4, 4);
+FIELD(sardfq_quant_params, act_bits, 8, 4);
+FIELD(sardfq_quant_params, scheme, 12, 4);
+FIELD(sardfq_quant_params, n_threads, 16, 4);
 
 int main(void)
 {

@@ -51,6 +51,8 @@ static size_t prototypes(void)
     sardfq_generator *g = NULL;
     sardfq_generator_params gp;
     sardfq_synth_report rep;
+    sardfq_quant_params qp;
+    sardfq_quantizer *qz = NULL;
     int dims[5];
     float f[1];
     int32_t labels[1];
@@ -85,6 +87,11 @@ static size_t prototypes(void)
     n += sizeof(sardfq_generator_run(g, &rep));
     n += sizeof(sardfq_generator_get_images(g, f, (size_t)1));
     n += sizeof(sardfq_generator_get_targets(g, f, (size_t)1));
+    n += sizeof(sardfq_quantizer_create(m, &qp, &qz));
+    n += sizeof(sardfq_quantizer_set_layer(qz, "head", 8, 8));
+    n += sizeof(sardfq_quantizer_calibrate(qz, f, 1));
+    n += sizeof(sardfq_quantizer_finalize(qz, &m));
+    n += sizeof(sardfq_model_save(m, "x"));
     /* void functions: the comma operator gives sizeof an int operand */
     n += sizeof((sardfq_model_default_params(&mp), 0));
     n += sizeof((sardfq_model_free(m), 0));
@@ -95,6 +102,8 @@ static size_t prototypes(void)
     n += sizeof((sardfq_prior_free(pr), 0));
     n += sizeof((sardfq_generator_default_params(&gp), 0));
     n += sizeof((sardfq_generator_free(g), 0));
+    n += sizeof((sardfq_quant_default_params(&qp), 0));
+    n += sizeof((sardfq_quantizer_free(qz), 0));
     return n;
 }
 

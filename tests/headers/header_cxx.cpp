@@ -70,6 +70,14 @@ SIG(sardfq_generator_step, sardfq_status (*)(sardfq_generator *, sardfq_synth_re
 SIG(sardfq_generator_run, sardfq_status (*)(sardfq_generator *, sardfq_synth_report *));
 SIG(sardfq_generator_get_images, sardfq_status (*)(const sardfq_generator *, float *, size_t));
 SIG(sardfq_generator_get_targets, sardfq_status (*)(const sardfq_generator *, float *, size_t));
+SIG(sardfq_quant_default_params, void (*)(sardfq_quant_params *));
+SIG(sardfq_quantizer_create,
+    sardfq_status (*)(const sardfq_model *, const sardfq_quant_params *, sardfq_quantizer **));
+SIG(sardfq_quantizer_free, void (*)(sardfq_quantizer *));
+SIG(sardfq_quantizer_set_layer, sardfq_status (*)(sardfq_quantizer *, const char *, int32_t, int32_t));
+SIG(sardfq_quantizer_calibrate, sardfq_status (*)(sardfq_quantizer *, const float *, int32_t));
+SIG(sardfq_quantizer_finalize, sardfq_status (*)(sardfq_quantizer *, sardfq_model **));
+SIG(sardfq_model_save, sardfq_status (*)(const sardfq_model *, const char *));
 static_assert(std::is_same<sardfq_progress_fn,
                            int (*)(void *, int64_t, int64_t, const char *)>::value,
               "sardfq_progress_fn changed");

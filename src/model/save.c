@@ -1,0 +1,284 @@
+/* save.c - sardfq_model_save: a model (floating-point or quantized) as a
+ * timm-named safetensors file that sardfq_model_load reads back exactly
+ * (quantized layout in src/quant/qio.c). */
+#include "qio.h"
+#include "vit.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef struct {
+    sfq_st_out_tensor *t;
+    int n, cap;
+    char **names; /* owned copies */
+    void **bufs;  /* owned data */
+    int nbufs;
+    const char **mk, **mv; /* metadata (values owned when in vals) */
+    int nm, mcap;
+    char **vals;
+    int nvals;
+} plan;
+
+static void plan_free(plan *p)
+{
+    for (int i = 0; i < p->n; i++)
+        sfq_free(p->names[i]);
+    for (int i = 0; i < p->nbufs; i++)
+        sfq_free(p->bufs[i]);
+    for (int i = 0; i < p->nvals; i++)
+        sfq_free(p->vals[i]);
+    sfq_free(p->t);
+    sfq_free(p->names);
+    sfq_free(p->bufs);
+    sfq_free(p->mk);
+    sfq_free(p->mv);
+    sfq_free(p->vals);
+}
+
+static int plan_init(plan *p, int cap, int mcap)
+{
+    memset(p, 0, sizeof *p);
+    p->cap = cap;
+    p->mcap = mcap;
+    p->t = sfq_alloc_zero(sizeof(sfq_st_out_tensor) * (size_t)cap);
+    p->names = sfq_alloc_zero(sizeof(char *) * (size_t)cap);
+    p->bufs = sfq_alloc_zero(sizeof(void *) * (size_t)cap);
+    p->mk = sfq_alloc_zero(sizeof(char *) * (size_t)mcap);
+    p->mv = sfq_alloc_zero(sizeof(char *) * (size_t)mcap);
+    p->vals = sfq_alloc_zero(sizeof(char *) * 2 * (size_t)mcap);
+    return p->t && p->names && p->bufs && p->mk && p->mv && p->vals;
+}
+
+/* Add a tensor (data borrowed unless own is set: then it is freed later). */
+static int add(plan *p, const char *name, sfq_dtype dt, const void *data, int own, int nd, ...)
+{
+    if (p->n >= p->cap)
+        return 0;
+    char *nm = sfq_strdup(name);
+    if (!nm) {
+        if (own)
+            sfq_free((void *)data);
+        return 0;
+    }
+    if (own)
+        p->bufs[p->nbufs++] = (void *)data;
+    sfq_st_out_tensor *t = &p->t[p->n];
+    p->names[p->n++] = nm;
+    t->name = nm;
+    t->dtype = dt;
+    t->ndim = nd;
+    t->data = data;
+    va_list ap;
+    va_start(ap, nd);
+    for (int i = 0; i < nd; i++)
+        t->shape[i] = va_arg(ap, int64_t);
+    va_end(ap);
+    return 1;
+}
+
+static int meta(plan *p, const char *key, const char *val)
+{
+    if (p->nm >= p->mcap)
+        return 0;
+    char *k = sfq_strdup(key), *v = sfq_strdup(val);
+    if (!k || !v || p->nvals + 2 > p->mcap * 2) {
+        sfq_free(k);
+        sfq_free(v);
+        return 0;
+    }
+    p->vals[p->nvals++] = k;
+    p->vals[p->nvals++] = v;
+    p->mk[p->nm] = k;
+    p->mv[p->nm++] = v;
+    return 1;
+}
+
+/* Is key one this function writes itself (so an old value is not kept)? */
+static int ours(const char *key)
+{
+    static const char *const cfg[] = {"arch", "img_size", "patch_size", "in_chans", "embed_dim",
+                                      "depth", "num_heads", "mlp_ratio", "num_classes", "mean",
+                                      "std", "crop_pct", "ln_eps"};
+    for (size_t i = 0; i < sizeof cfg / sizeof cfg[0]; i++)
+        if (strcmp(key, cfg[i]) == 0)
+            return 1;
+    return strncmp(key, "sardfq.q", 8) == 0;
+}
+
+static sardfq_status add_weight(plan *p, const sardfq_model *m, int i, const char *tname)
+{
+    const sardfq_model_info *cfg = &m->info;
+    const sfq_qweight *w = m->q ? &m->q->lin[i] : NULL;
+    const float *data = sfq_qlin_weight(m, i);
+    const int rows = sfq_qlin_rows(cfg, i), cols = sfq_qlin_cols(cfg, i);
+    char name[220], val[96];
+    const int is_patch = i == 0;
+    const int64_t D = cfg->embed_dim, C = cfg->in_chans, P = cfg->patch_size;
+    if (!w || !w->bits) {
+        int ok = is_patch ? add(p, tname, SFQ_DT_F32, data, 0, 4, D, C, P, P)
+                          : add(p, tname, SFQ_DT_F32, data, 0, 2, (int64_t)rows, (int64_t)cols);
+        return ok ? SARDFQ_OK : sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    }
+    const size_t rb = sfq_qcodes_row_bytes(w->bits, cols);
+    uint8_t *codes = sfq_alloc_array((size_t)rows, rb);
+    float *sz = sfq_alloc_array((size_t)rows * 2, sizeof(float));
+    if (!codes || !sz) {
+        sfq_free(codes);
+        sfq_free(sz);
+        return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    }
+    sardfq_status s = sfq_qcodes_pack(w->rows, data, rows, cols, w->bits, codes);
+    if (s) {
+        sfq_free(codes);
+        sfq_free(sz);
+        return s;
+    }
+    for (int r = 0; r < rows; r++) {
+        sz[r] = w->rows[r].scale;
+        sz[rows + r] = w->rows[r].zero;
+    }
+    snprintf(name, sizeof name, "%s_codes", tname);
+    int ok = add(p, name, SFQ_DT_U8, codes, 1, 2, (int64_t)rows, (int64_t)rb);
+    snprintf(name, sizeof name, "%s_scale", tname);
+    ok = ok && add(p, name, SFQ_DT_F32, sz, 1, 1, (int64_t)rows);
+    snprintf(name, sizeof name, "%s_zero", tname);
+    ok = ok && add(p, name, SFQ_DT_F32, sz + rows, 0, 1, (int64_t)rows);
+    if (is_patch)
+        snprintf(val, sizeof val, "%d %lld,%lld,%lld,%lld", w->bits, (long long)D, (long long)C,
+                 (long long)P, (long long)P);
+    else
+        snprintf(val, sizeof val, "%d %d,%d", w->bits, rows, cols);
+    snprintf(name, sizeof name, "sardfq.q.%s", tname);
+    ok = ok && meta(p, name, val);
+    return ok ? SARDFQ_OK : sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+}
+
+static sardfq_status add_acts(plan *p, const sardfq_model *m)
+{
+    const sfq_qspec *q = m->q;
+    char name[200], val[64];
+    for (int i = 0; i < sfq_qspec_n_points(q->depth); i++) {
+        const sfq_qact *a = &q->acts[i];
+        if (!a->kind)
+            continue;
+        char pt[96];
+        sfq_qpoint_name(q->depth, i, pt, sizeof pt);
+        float *v = sfq_alloc_array(2, sizeof(float));
+        if (!v)
+            return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+        v[0] = a->kind == SFQ_QK_LOG ? a->lq.scale : a->u.scale;
+        v[1] = a->u.zero;
+        snprintf(name, sizeof name, "%s.scale", pt);
+        int ok = add(p, name, SFQ_DT_F32, v, 1, 1, (int64_t)1);
+        if (ok && a->kind == SFQ_QK_UNIFORM) {
+            snprintf(name, sizeof name, "%s.zero", pt);
+            ok = add(p, name, SFQ_DT_F32, v + 1, 0, 1, (int64_t)1);
+        }
+        snprintf(val, sizeof val, "%s %d",
+                 a->kind == SFQ_QK_LOG ? "log" : a->u.form == SFQ_UQ_PSAQ ? "uniform-psaq" : "uniform",
+                 a->bits);
+        snprintf(name, sizeof name, "sardfq.q.%s", pt);
+        if (!ok || !meta(p, name, val))
+            return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    }
+    return SARDFQ_OK;
+}
+
+SARDFQ_API sardfq_status sardfq_model_save(const sardfq_model *m, const char *path)
+{
+    if (!m || !path)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_model_save: %s is NULL", !m ? "model" : "path");
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+    return sfq_fail(SARDFQ_E_UNSUPPORTED, "sardfq_model_save: only little-endian hosts are supported");
+#else
+    const sardfq_model_info *cfg = &m->info;
+    const int depth = cfg->depth, npts = m->q ? sfq_qspec_n_points(depth) : 0;
+    const int nlin = sfq_qspec_n_linears(depth);
+    plan p;
+    if (!plan_init(&p, 16 + depth * 16 + nlin * 3 + npts * 2, 32 + m->n_meta + nlin + npts)) {
+        plan_free(&p);
+        return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    }
+    const int64_t D = cfg->embed_dim, N = cfg->num_tokens, M = cfg->mlp_hidden, K = cfg->num_classes;
+    char name[200], val[128];
+    sardfq_status s = SARDFQ_OK;
+    int ok = 1;
+#define TRY(x)                                                 \
+    do {                                                       \
+        if (!s && !(x))                                        \
+            s = sfq_fail(SARDFQ_E_NOMEM, "out of memory");     \
+    } while (0)
+    s = add_weight(&p, m, 0, "patch_embed.proj.weight");
+    TRY(add(&p, "patch_embed.proj.bias", SFQ_DT_F32, m->patch_b, 0, 1, D));
+    TRY(add(&p, "cls_token", SFQ_DT_F32, m->cls, 0, 3, (int64_t)1, (int64_t)1, D));
+    if (cfg->num_prefix_tokens == 2)
+        TRY(add(&p, "dist_token", SFQ_DT_F32, m->dist, 0, 3, (int64_t)1, (int64_t)1, D));
+    TRY(add(&p, "pos_embed", SFQ_DT_F32, m->pos, 0, 3, (int64_t)1, N, D));
+    for (int l = 0; l < depth && !s; l++) {
+        const sfq_block *b = &m->blocks[l];
+        const char *vn[8] = {"norm1.weight", "norm1.bias", "attn.qkv.bias", "attn.proj.bias",
+                             "norm2.weight", "norm2.bias", "mlp.fc1.bias",  "mlp.fc2.bias"};
+        const float *vd[8] = {b->ln1_w, b->ln1_b, b->qkv_b, b->proj_b, b->ln2_w, b->ln2_b, b->fc1_b, b->fc2_b};
+        const int64_t vl[8] = {D, D, 3 * D, D, D, D, M, D};
+        for (int k = 0; k < 8; k++) {
+            snprintf(name, sizeof name, "blocks.%d.%s", l, vn[k]);
+            TRY(add(&p, name, SFQ_DT_F32, vd[k], 0, 1, vl[k]));
+        }
+        for (int k = 0; k < SFQ_LW_PER_BLOCK && !s; k++) {
+            sfq_qlin_tensor_name(depth, sfq_qlin_index(l, k), name, sizeof name);
+            s = add_weight(&p, m, sfq_qlin_index(l, k), name);
+        }
+    }
+    TRY(add(&p, "norm.weight", SFQ_DT_F32, m->norm_w, 0, 1, D));
+    TRY(add(&p, "norm.bias", SFQ_DT_F32, m->norm_b, 0, 1, D));
+    if (!s)
+        s = add_weight(&p, m, sfq_qlin_head(depth), "head.weight");
+    TRY(add(&p, "head.bias", SFQ_DT_F32, m->head_b, 0, 1, K));
+    if (cfg->num_prefix_tokens == 2) {
+        if (!s)
+            s = add_weight(&p, m, sfq_qlin_head(depth) + 1, "head_dist.weight");
+        TRY(add(&p, "head_dist.bias", SFQ_DT_F32, m->head_dist_b, 0, 1, K));
+    }
+    if (!s && m->q)
+        s = add_acts(&p, m);
+    /* configuration, then the model's other metadata */
+    TRY(meta(&p, "arch", cfg->num_prefix_tokens == 2 ? "deit_distilled" : "vit"));
+    snprintf(val, sizeof val, "%d,%d", cfg->img_h, cfg->img_w);
+    TRY(meta(&p, "img_size", val));
+    snprintf(val, sizeof val, "%d", cfg->num_heads);
+    TRY(meta(&p, "num_heads", val));
+    const int nc = cfg->in_chans;
+    if (nc == 1)
+        snprintf(val, sizeof val, "%.9g", cfg->mean[0]);
+    else
+        snprintf(val, sizeof val, "%.9g,%.9g,%.9g", cfg->mean[0], cfg->mean[1], cfg->mean[2]);
+    TRY(meta(&p, "mean", val));
+    if (nc == 1)
+        snprintf(val, sizeof val, "%.9g", cfg->std[0]);
+    else
+        snprintf(val, sizeof val, "%.9g,%.9g,%.9g", cfg->std[0], cfg->std[1], cfg->std[2]);
+    TRY(meta(&p, "std", val));
+    snprintf(val, sizeof val, "%.9g", cfg->crop_pct);
+    TRY(meta(&p, "crop_pct", val));
+    snprintf(val, sizeof val, "%.9g", cfg->ln_eps);
+    TRY(meta(&p, "ln_eps", val));
+    if (m->q) {
+        TRY(meta(&p, "sardfq.quant.scheme", m->q->scheme == SARDFQ_SCHEME_REPQ ? "repq" : "minmax"));
+        snprintf(val, sizeof val, "%d", m->q->wbits);
+        TRY(meta(&p, "sardfq.quant.weight_bits", val));
+        snprintf(val, sizeof val, "%d", m->q->abits);
+        TRY(meta(&p, "sardfq.quant.act_bits", val));
+        TRY(meta(&p, "sardfq.quant.format", "1"));
+    }
+    for (int i = 0; i < m->n_meta && !s; i++)
+        if (!ours(m->meta_keys[i]))
+            TRY(meta(&p, m->meta_keys[i], m->meta_vals[i]));
+#undef TRY
+    (void)ok;
+    if (!s)
+        s = sfq_st_write(path, p.t, p.n, p.mk, p.mv, p.nm);
+    plan_free(&p);
+    return s;
+#endif
+}

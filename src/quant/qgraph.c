@@ -1,0 +1,326 @@
+/* qgraph.c - the quantization points of the ViT graph: names, the spec's
+ * storage, and the hook the forward calls at every point (apply, or
+ * calibrate then apply). */
+#include "qspec.h"
+
+#include "threads.h"
+#include "vit.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *const BLOCK_POINTS[SFQ_AP_COUNT] = {
+    "attn.qkv.input",  "attn.qkv.output", "attn.matmul1.a",   "attn.matmul1.b", "attn.scores",
+    "attn.matmul2.a",  "attn.matmul2.b",  "attn.proj.input",  "attn.proj.output", "residual1",
+    "mlp.fc1.input",   "mlp.fc2.input",   "mlp.fc2.output",   "residual2"};
+static const char *const GLOBAL_POINTS[SFQ_AG_COUNT] = {
+    "patch_embed.input", "patch_embed.output", "embed", "pos", "embed_pos",
+    "head.input",        "head_dist.input",    "logits"};
+static const char *const BLOCK_LINEARS[SFQ_LW_PER_BLOCK] = {"attn.qkv", "attn.proj", "mlp.fc1",
+                                                            "mlp.fc2"};
+
+void sfq_qpoint_name(int depth, int index, char *buf, size_t n)
+{
+    if (index < SFQ_AG_COUNT)
+        snprintf(buf, n, "%s", GLOBAL_POINTS[index]);
+    else if (index < sfq_qspec_n_points(depth))
+        snprintf(buf, n, "blocks.%d.%s", (index - SFQ_AG_COUNT) / SFQ_AP_COUNT,
+                 BLOCK_POINTS[(index - SFQ_AG_COUNT) % SFQ_AP_COUNT]);
+    else
+        snprintf(buf, n, "?");
+}
+
+void sfq_qlin_name(int depth, int index, char *buf, size_t n)
+{
+    if (index == 0)
+        snprintf(buf, n, "patch_embed");
+    else if (index == sfq_qlin_head(depth))
+        snprintf(buf, n, "head");
+    else if (index == sfq_qlin_head(depth) + 1)
+        snprintf(buf, n, "head_dist");
+    else if (index > 0 && index < sfq_qlin_head(depth))
+        snprintf(buf, n, "blocks.%d.%s", (index - 1) / SFQ_LW_PER_BLOCK,
+                 BLOCK_LINEARS[(index - 1) % SFQ_LW_PER_BLOCK]);
+    else
+        snprintf(buf, n, "?");
+}
+
+int sfq_qpoint_find(int depth, const char *name)
+{
+    char buf[96];
+    for (int i = 0; i < sfq_qspec_n_points(depth); i++) {
+        sfq_qpoint_name(depth, i, buf, sizeof buf);
+        if (strcmp(buf, name) == 0)
+            return i;
+    }
+    return -1;
+}
+
+int sfq_qlin_find(int depth, const char *name)
+{
+    char buf[96];
+    for (int i = 0; i < sfq_qspec_n_linears(depth); i++) {
+        sfq_qlin_name(depth, i, buf, sizeof buf);
+        if (strcmp(buf, name) == 0)
+            return i;
+    }
+    return -1;
+}
+
+int sfq_qlin_exists(const sardfq_model_info *cfg, int index)
+{
+    if (index == sfq_qlin_head(cfg->depth) + 1)
+        return cfg->num_prefix_tokens == 2;
+    return index >= 0 && index <= sfq_qlin_head(cfg->depth);
+}
+
+int sfq_qlin_rows(const sardfq_model_info *cfg, int index)
+{
+    if (index == 0)
+        return cfg->embed_dim;
+    if (index >= sfq_qlin_head(cfg->depth))
+        return cfg->num_classes;
+    switch ((index - 1) % SFQ_LW_PER_BLOCK) {
+    case SFQ_LW_QKV: return 3 * cfg->embed_dim;
+    case SFQ_LW_FC1: return cfg->mlp_hidden;
+    default: return cfg->embed_dim;
+    }
+}
+
+int sfq_qlin_cols(const sardfq_model_info *cfg, int index)
+{
+    if (index == 0)
+        return cfg->in_chans * cfg->patch_size * cfg->patch_size;
+    if (index >= sfq_qlin_head(cfg->depth))
+        return cfg->embed_dim;
+    return (index - 1) % SFQ_LW_PER_BLOCK == SFQ_LW_FC2 ? cfg->mlp_hidden : cfg->embed_dim;
+}
+
+float *sfq_qlin_weight(const sardfq_model *m, int index)
+{
+    const int depth = m->info.depth;
+    const float *w;
+    if (index == 0)
+        w = m->patch_w;
+    else if (index == sfq_qlin_head(depth))
+        w = m->head_w;
+    else if (index == sfq_qlin_head(depth) + 1)
+        w = m->head_dist_w;
+    else {
+        const sfq_block *b = &m->blocks[(index - 1) / SFQ_LW_PER_BLOCK];
+        const float *ws[SFQ_LW_PER_BLOCK] = {b->qkv_w, b->proj_w, b->fc1_w, b->fc2_w};
+        w = ws[(index - 1) % SFQ_LW_PER_BLOCK];
+    }
+    /* the views are const for readers; the owner of a private model (the
+     * quantizer, the loader) writes through this */
+    return (float *)w;
+}
+
+/* ---- storage ----------------------------------------------------------- */
+
+sardfq_status sfq_qspec_new(const sardfq_model_info *cfg, sfq_qspec **out)
+{
+    sfq_qspec *q = sfq_alloc_zero(sizeof *q);
+    if (!q)
+        return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    q->depth = cfg->depth;
+    q->acts = sfq_alloc_zero(sizeof(sfq_qact) * (size_t)sfq_qspec_n_points(cfg->depth));
+    q->lin = sfq_alloc_zero(sizeof(sfq_qweight) * (size_t)sfq_qspec_n_linears(cfg->depth));
+    if (!q->acts || !q->lin) {
+        sfq_qspec_free(q);
+        return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    }
+    *out = q;
+    return SARDFQ_OK;
+}
+
+void sfq_qspec_free(sfq_qspec *q)
+{
+    if (!q)
+        return;
+    if (q->lin)
+        for (int i = 0; i < sfq_qspec_n_linears(q->depth); i++)
+            sfq_free(q->lin[i].rows);
+    sfq_free(q->lin);
+    sfq_free(q->acts);
+    sfq_free(q);
+}
+
+sardfq_status sfq_qspec_set_weight(sfq_qspec *q, const sardfq_model_info *cfg, int index, int bits)
+{
+    sfq_qweight *w = &q->lin[index];
+    if (bits == 0) {
+        sfq_free(w->rows);
+        w->rows = NULL;
+        w->bits = 0;
+        return SARDFQ_OK;
+    }
+    if (!w->rows) {
+        w->rows = sfq_alloc_zero(sizeof(sfq_uq) * (size_t)sfq_qlin_rows(cfg, index));
+        if (!w->rows)
+            return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    }
+    w->bits = bits;
+    return SARDFQ_OK;
+}
+
+sardfq_status sfq_qspec_copy(const sfq_qspec *src, const sardfq_model_info *cfg, sfq_qspec **out)
+{
+    sfq_qspec *q;
+    sardfq_status s = sfq_qspec_new(cfg, &q);
+    if (s)
+        return s;
+    q->scheme = src->scheme;
+    q->wbits = src->wbits;
+    q->abits = src->abits;
+    memcpy(q->acts, src->acts, sizeof(sfq_qact) * (size_t)sfq_qspec_n_points(cfg->depth));
+    for (int i = 0; i < sfq_qspec_n_linears(cfg->depth); i++) {
+        if (!src->lin[i].bits)
+            continue;
+        if ((s = sfq_qspec_set_weight(q, cfg, i, src->lin[i].bits)) != SARDFQ_OK) {
+            sfq_qspec_free(q);
+            return s;
+        }
+        memcpy(q->lin[i].rows, src->lin[i].rows, sizeof(sfq_uq) * (size_t)sfq_qlin_rows(cfg, i));
+    }
+    *out = q;
+    return SARDFQ_OK;
+}
+
+/* ---- the hook ---------------------------------------------------------- */
+
+typedef struct {
+    const sfq_qact *a;
+    const sfq_uq *cols; /* per-channel quantizers, or NULL */
+    float *x;
+    int ncols;
+    int64_t ld;
+} apply_ctx;
+
+static void apply_rows(void *vc, int64_t r0, int64_t r1)
+{
+    const apply_ctx *c = vc;
+    for (int64_t r = r0; r < r1; r++) {
+        float *x = c->x + r * c->ld;
+        if (c->cols) {
+            for (int j = 0; j < c->ncols; j++)
+                x[j] = sfq_uq_apply(&c->cols[j], x[j]);
+        } else if (c->a->kind == SFQ_QK_UNIFORM) {
+            const sfq_uq u = c->a->u;
+            for (int j = 0; j < c->ncols; j++)
+                x[j] = sfq_uq_apply(&u, x[j]);
+        } else {
+            const sfq_lq lq = c->a->lq;
+            for (int j = 0; j < c->ncols; j++) {
+                const int code = sfq_lq_code(&lq, x[j]);
+                if (code >= 0) /* NaN stays NaN */
+                    x[j] = code >= (1 << lq.bits) ? 0.0f : sfq_lq_level_value(code) * lq.scale;
+            }
+        }
+    }
+}
+
+static void apply(const sfq_qact *a, const sfq_uq *cols, float *x, int64_t rows, int ncols,
+                  int64_t ld, int nt)
+{
+    apply_ctx c = {a, cols, x, ncols, ld};
+    const int64_t work = rows * ncols;
+    sfq_parallel_for(work >= 65536 ? nt : 1, rows, apply_rows, &c);
+}
+
+static void cal_fail(sfq_qcal *cal, sardfq_status s)
+{
+    if (cal->err)
+        return;
+    cal->err = s;
+    snprintf(cal->msg, sizeof cal->msg, "%s", sardfq_last_error());
+}
+
+/* Min and max over a strided matrix (NaN ignored: the forward of finite
+ * images on a finite model has none). */
+static void observe(sfq_qcal *cal, int idx, const float *x, int64_t rows, int ncols, int64_t ld)
+{
+    float mn = cal->seen[idx] ? cal->mn[idx] : x[0], mx = cal->seen[idx] ? cal->mx[idx] : x[0];
+    for (int64_t r = 0; r < rows; r++)
+        for (int j = 0; j < ncols; j++) {
+            const float v = x[r * ld + j];
+            mn = v < mn ? v : mn;
+            mx = v > mx ? v : mx;
+        }
+    cal->mn[idx] = mn;
+    cal->mx[idx] = mx;
+    cal->seen[idx] = 1;
+}
+
+/* RepQ-ViT's lazy initialisation of point idx from x. */
+static void initialise(sfq_qcal *cal, sfq_qact *a, int idx, const float *x, int64_t rows, int ncols,
+                       int64_t ld, int nt)
+{
+    const size_t n = (size_t)rows * (size_t)ncols;
+    float *tmp = NULL;
+    const float *src = x;
+    if (ld != ncols) {
+        tmp = sfq_alloc_array(n, sizeof(float));
+        if (!tmp) {
+            cal_fail(cal, sfq_fail(SARDFQ_E_NOMEM, "out of memory gathering a calibration tensor"));
+            return;
+        }
+        for (int64_t r = 0; r < rows; r++)
+            memcpy(tmp + (size_t)r * (size_t)ncols, x + r * ld, sizeof(float) * (size_t)ncols);
+        src = tmp;
+    }
+    sardfq_status s;
+    if (cal->chanwise[idx]) {
+        sfq_free(cal->cols[idx]);
+        cal->cols[idx] = sfq_alloc_array((size_t)ncols, sizeof(sfq_uq));
+        cal->ncols[idx] = ncols;
+        s = cal->cols[idx] ? sfq_uq_search_cols(src, (size_t)rows, (size_t)ncols, a->bits, nt,
+                                                cal->cols[idx], NULL)
+                           : sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    } else if (a->kind == SFQ_QK_LOG) {
+        s = sfq_lq_search(src, n, a->bits, &a->lq, NULL);
+    } else {
+        s = sfq_uq_search(src, n, a->bits, &a->u, NULL);
+    }
+    sfq_free(tmp);
+    if (s) {
+        cal_fail(cal, s);
+        return;
+    }
+    cal->inited[idx] = 1;
+}
+
+int sfq_qpoint_active(const sardfq_model *m, int l, int which)
+{
+    return m->q && m->q->acts[sfq_qpoint_index(l, which)].kind != SFQ_QK_OFF;
+}
+
+void sfq_qhook(const sardfq_model *m, int l, int which, float *x, int64_t rows, int cols, int64_t ld,
+               int nt)
+{
+    sfq_qspec *q = m->q;
+    if (!q || rows <= 0 || cols <= 0)
+        return;
+    const int idx = sfq_qpoint_index(l, which);
+    sfq_qact *a = &q->acts[idx];
+    if (a->kind == SFQ_QK_OFF)
+        return;
+    sfq_qcal *cal = q->cal;
+    if (cal && cal->mode == SFQ_CAL_MINMAX) {
+        observe(cal, idx, x, rows, cols, ld);
+        return;
+    }
+    if (cal) {
+        if (cal->err)
+            return;
+        if (!cal->inited[idx])
+            initialise(cal, a, idx, x, rows, cols, ld, nt);
+        if (cal->err)
+            return;
+        if (cal->chanwise[idx]) {
+            apply(a, cal->cols[idx], x, rows, cols, ld, nt);
+            return;
+        }
+    }
+    apply(a, NULL, x, rows, cols, ld, nt);
+}

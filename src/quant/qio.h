@@ -1,0 +1,35 @@
+/* qio.h - reading and writing the quantizers of a quantized model (format
+ * in qio.c). */
+#ifndef SFQ_QIO_H
+#define SFQ_QIO_H
+
+#include "qspec.h"
+#include "safetensors.h"
+
+/* The weight tensor of linear i: "patch_embed.proj.weight",
+ * "blocks.0.attn.qkv.weight", "head.weight", ... */
+void sfq_qlin_tensor_name(int depth, int i, char *buf, size_t n);
+
+/* Bytes per row of codes: packed two per byte at <= 4 bits. */
+size_t sfq_qcodes_row_bytes(int bits, int cols);
+/* Codes of the fake-quantized weight w [nrows][cols] under rows[] (every
+ * value must be on its row's grid: SARDFQ_E_INTERNAL otherwise), and back
+ * ((code - zero) * scale, bitwise the fake-quantized value). */
+sardfq_status sfq_qcodes_pack(const sfq_uq *rows, const float *w, int nrows, int cols, int bits,
+                              uint8_t *out);
+void sfq_qcodes_unpack(const sfq_uq *rows, const uint8_t *in, int nrows, int cols, int bits, float *w);
+
+/* Does the file carry a quantized model (metadata sardfq.quant.scheme)? */
+int sfq_qfile_is_quantized(const sfq_st_file *st);
+/* A view of st in which every "<W>_codes" tensor appears as "<W>" with the
+ * weight's logical shape (dtype stays U8), so the configuration and shape
+ * checks of a floating-point file apply unchanged. Release with
+ * sfq_qview_release (st must outlive the view). */
+sardfq_status sfq_qview_prepare(const sfq_st_file *st, sfq_st_file *view);
+void sfq_qview_release(const sfq_st_file *st, sfq_st_file *view);
+/* The quantizers of the file for configuration cfg; marks the tensors it
+ * read in used[] (indexed like st->tensors; may be NULL). */
+sardfq_status sfq_qspec_read(const sfq_st_file *st, const sardfq_model_info *cfg, char *used,
+                             sfq_qspec **out);
+
+#endif

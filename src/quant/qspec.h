@@ -1,0 +1,156 @@
+/* qspec.h - where a quantized ViT quantizes, and with what.
+ *
+ * A quantized model is an ordinary sardfq_model whose weights already hold
+ * their fake-quantized values ((q - z) * D, exactly what an integer kernel
+ * sees after dequantization) and whose `q` member lists the activation
+ * quantizers the forward applies on the way. Both schemes share one list of
+ * activation points; each scheme switches on its own subset:
+ *
+ *   RepQ-ViT (`repq`): the input of every linear (image at 8 bits, qkv,
+ *   proj, fc1, fc2, head), both operands of q k^T and of probs v (probs with
+ *   the log-sqrt2 quantizer). Calibrated lazily, sequentially, in one
+ *   forward over the calibration batch; the post-LayerNorm inputs of qkv and
+ *   fc1 are calibrated per channel and folded into LayerNorm + the linear.
+ *   PSAQ-ViT (`minmax`): the image, the patch-embedding output, the token
+ *   sequence, the position embedding and their sum, and per block the LN1
+ *   output, qkv output, pre-softmax scores, attention output, proj output,
+ *   the residual sum, the LN2 output, the GELU output, fc2 output, residual
+ *   sum; then the class-token features and the logits. Min/max of one FP
+ *   forward.
+ *
+ * Points have fixed names (sfq_qpoint_name), which are also the tensor name
+ * prefixes in a saved quantized model and the names tests/reference uses. */
+#ifndef SFQ_QSPEC_H
+#define SFQ_QSPEC_H
+
+#include "quant.h"
+
+/* Activation points inside block l ("blocks.<l>." + name). */
+enum {
+    SFQ_AP_QKV_IN,   /* attn.qkv.input      = LN1 output          */
+    SFQ_AP_QKV_OUT,  /* attn.qkv.output                           */
+    SFQ_AP_Q,        /* attn.matmul1.a      = q                   */
+    SFQ_AP_K,        /* attn.matmul1.b      = k                   */
+    SFQ_AP_SCORES,   /* attn.scores         = scale q k^T         */
+    SFQ_AP_PROBS,    /* attn.matmul2.a      = softmax             */
+    SFQ_AP_V,        /* attn.matmul2.b      = v                   */
+    SFQ_AP_PROJ_IN,  /* attn.proj.input     = probs v             */
+    SFQ_AP_PROJ_OUT, /* attn.proj.output                          */
+    SFQ_AP_RES1,     /* residual1           = x + attention       */
+    SFQ_AP_FC1_IN,   /* mlp.fc1.input       = LN2 output          */
+    SFQ_AP_FC2_IN,   /* mlp.fc2.input       = GELU output         */
+    SFQ_AP_FC2_OUT,  /* mlp.fc2.output                            */
+    SFQ_AP_RES2,     /* residual2           = x + MLP             */
+    SFQ_AP_COUNT
+};
+
+/* Activation points outside the blocks. */
+enum {
+    SFQ_AG_INPUT,     /* patch_embed.input  = the image            */
+    SFQ_AG_PATCH_OUT, /* patch_embed.output = patch tokens         */
+    SFQ_AG_EMBED,     /* embed              = [prefix; tokens]     */
+    SFQ_AG_POS,       /* pos                = position embedding   */
+    SFQ_AG_EMBED_POS, /* embed_pos          = embed + pos          */
+    SFQ_AG_HEAD_IN,   /* head.input         = final-LN class token */
+    SFQ_AG_HDIST_IN,  /* head_dist.input    = final-LN dist token  */
+    SFQ_AG_LOGITS,    /* logits                                    */
+    SFQ_AG_COUNT
+};
+
+/* Linear layers (weights): patch_embed, then per block qkv, proj, fc1, fc2,
+ * then head and head_dist. */
+enum { SFQ_LW_QKV, SFQ_LW_PROJ, SFQ_LW_FC1, SFQ_LW_FC2, SFQ_LW_PER_BLOCK };
+
+enum { SFQ_QK_OFF = 0, SFQ_QK_UNIFORM = 1, SFQ_QK_LOG = 2 };
+
+typedef struct {
+    int kind; /* SFQ_QK_* */
+    int bits; /* 2..8 when on */
+    sfq_uq u; /* SFQ_QK_UNIFORM */
+    sfq_lq lq; /* SFQ_QK_LOG */
+} sfq_qact;
+
+typedef struct {
+    int bits;     /* 0 = FP */
+    sfq_uq *rows; /* [out] per output channel, NULL when FP */
+} sfq_qweight;
+
+/* Calibration, attached to the quantizer's private model while its
+ * calibration forward runs. */
+enum { SFQ_CAL_SEARCH = 0, SFQ_CAL_MINMAX = 1 };
+typedef struct sfq_qcal {
+    int mode;               /* SFQ_CAL_SEARCH: RepQ-ViT's lazy initialisation
+                               (search on first sight, then quantize);
+                               SFQ_CAL_MINMAX: record min/max, quantize nothing */
+    unsigned char *inited;  /* per point (SEARCH) */
+    unsigned char *chanwise; /* per point: calibrate per channel (SEARCH) */
+    sfq_uq **cols;          /* per point: its per-channel quantizers */
+    int *ncols;
+    float *mn, *mx;         /* per point (MINMAX) */
+    unsigned char *seen;
+    sardfq_status err;      /* first failure inside a hook (the forward
+                               cannot return it) */
+    char msg[256];
+} sfq_qcal;
+
+typedef struct sfq_qspec {
+    int scheme; /* SARDFQ_SCHEME_* */
+    int wbits, abits;
+    int depth;
+    sfq_qact *acts;     /* SFQ_AG_COUNT globals, then depth * SFQ_AP_COUNT */
+    sfq_qweight *lin;   /* sfq_qspec_n_linears(depth) */
+    sfq_qcal *cal;      /* non-NULL only while calibrating */
+} sfq_qspec;
+
+/* Index of a point: l < 0 -> global point `which`, else block l's. */
+static inline int sfq_qpoint_index(int l, int which)
+{
+    return l < 0 ? which : SFQ_AG_COUNT + l * SFQ_AP_COUNT + which;
+}
+static inline int sfq_qspec_n_points(int depth) { return SFQ_AG_COUNT + depth * SFQ_AP_COUNT; }
+/* Linear index: patch_embed 0, block l's k at 1 + 4 l + k, head, head_dist. */
+static inline int sfq_qlin_index(int l, int k) { return 1 + l * SFQ_LW_PER_BLOCK + k; }
+static inline int sfq_qspec_n_linears(int depth) { return 3 + depth * SFQ_LW_PER_BLOCK; }
+static inline int sfq_qlin_head(int depth) { return 1 + depth * SFQ_LW_PER_BLOCK; }
+
+/* Names: "blocks.3.attn.matmul1.a", "patch_embed.input", ...; linears
+ * "patch_embed", "blocks.0.attn.qkv", "head". buf of n bytes. */
+void sfq_qpoint_name(int depth, int index, char *buf, size_t n);
+void sfq_qlin_name(int depth, int index, char *buf, size_t n);
+/* Index of a point / linear name, or -1. */
+int sfq_qpoint_find(int depth, const char *name);
+int sfq_qlin_find(int depth, const char *name);
+
+struct sardfq_model;
+/* Output rows / input columns of linear `index` of model m (the patch
+ * embedding is [D][C p p]), and its weight inside m's parameters. */
+int sfq_qlin_rows(const sardfq_model_info *cfg, int index);
+int sfq_qlin_cols(const sardfq_model_info *cfg, int index);
+float *sfq_qlin_weight(const struct sardfq_model *m, int index);
+/* Does the model have this linear (head_dist only when distilled)? */
+int sfq_qlin_exists(const sardfq_model_info *cfg, int index);
+
+/* Allocate (everything off) / free (NULL-safe) / deep-copy without the
+ * calibration context. SARDFQ_E_NOMEM on failure. */
+sardfq_status sfq_qspec_new(const sardfq_model_info *cfg, sfq_qspec **out);
+void sfq_qspec_free(sfq_qspec *q);
+sardfq_status sfq_qspec_copy(const sfq_qspec *src, const sardfq_model_info *cfg, sfq_qspec **out);
+/* Give linear `index` per-row quantizers at `bits` (allocating rows). */
+sardfq_status sfq_qspec_set_weight(sfq_qspec *q, const sardfq_model_info *cfg, int index, int bits);
+
+/* The forward's hook: quantize x (rows x cols, row stride ld floats) at
+ * point (l, which) of model m, in place; a no-op when the point is off.
+ * While calibrating, first lets the calibration see (or initialise from) x.
+ * nt = threads. */
+void sfq_qhook(const struct sardfq_model *m, int l, int which, float *x, int64_t rows, int cols,
+               int64_t ld, int nt);
+/* Is the point on (or being calibrated)? Lets the forward skip work. */
+int sfq_qpoint_active(const struct sardfq_model *m, int l, int which);
+
+/* Test access (quantizer.c): the calibrated, not yet finalized model (or
+ * NULL), and the floating-point model with RepQ-ViT's reparameterisation
+ * applied and nothing quantized. */
+const struct sardfq_model *sfq_quantizer_model(const sardfq_quantizer *q);
+sardfq_status sfq_quantizer_reparam_fp(const sardfq_quantizer *q, struct sardfq_model **out);
+
+#endif

@@ -1,0 +1,532 @@
+/* quantizer.c - sardfq_quantizer: calibration of a quantized copy of a ViT
+ * with RepQ-ViT's or PSAQ-ViT's recipe (see qspec.h for the points).
+ *
+ * RepQ-ViT, as its test_quant.py runs it:
+ *  1. every weight per output row with the quantile search (on the FP
+ *     weights), every activation point switched on;
+ *  2. one forward of the whole calibration batch in which each activation
+ *     quantizer is initialised the first time data reaches it and then
+ *     applied, so each layer sees quantized activations upstream; the inputs
+ *     of qkv and fc1 (LayerNorm outputs) are searched per channel;
+ *  3. scale reparameterisation of each (LN, next linear) pair: with the
+ *     per-channel (D_c, z_c), s = mean(D), z = mean(z) (not rounded),
+ *     r = D / s, b = -z_c D_c / r + z s; LN weight / r, LN bias / r - b,
+ *     the linear's FP weight columns * r, its bias + W_new b; the input
+ *     quantizer becomes the per-tensor (s, z) and the linear's weight is
+ *     searched again. (RepQ-ViT's second forward only does that re-search:
+ *     every other quantizer is already initialised.)
+ * PSAQ-ViT: one FP forward recording min/max at every point, then
+ * asymmetric per-tensor activations and symmetric per-row weights. */
+#include "qspec.h"
+
+#include "vit.h"
+
+#include <fnmatch.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+struct sardfq_quantizer {
+    const sardfq_model *fp;
+    sardfq_quant_params p;
+    int nlin;
+    int *lin_w, *lin_a; /* per linear: override bits (-1 = default, 0 = FP) */
+    int *mm1_a, *mm2_a; /* per block: matmul overrides */
+    sardfq_model *work; /* the calibrated copy, NULL before calibrate */
+    sfq_uq **chan;      /* RepQ: per block and LayerNorm (2 l + k), the
+                           per-channel input quantizers that were folded */
+};
+
+SARDFQ_API void sardfq_quant_default_params(sardfq_quant_params *p)
+{
+    if (!p)
+        return;
+    memset(p, 0, sizeof *p);
+    p->struct_size = sizeof *p;
+    p->weight_bits = 4;
+    p->act_bits = 4;
+    p->scheme = SARDFQ_SCHEME_REPQ;
+    p->n_threads = 0;
+}
+
+static int bits_ok(int b) { return b >= SFQ_QBITS_MIN && b <= SFQ_QBITS_MAX; }
+
+SARDFQ_API sardfq_status sardfq_quantizer_create(const sardfq_model *fp, const sardfq_quant_params *params,
+                                                 sardfq_quantizer **out)
+{
+    if (!fp || !out)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_quantizer_create: %s is NULL", !fp ? "model" : "out");
+    sardfq_quant_params p;
+    sardfq_quant_default_params(&p);
+    sardfq_status s = sfq_read_params(params, &p, sizeof p, sizeof p, "sardfq_quant_params");
+    if (s)
+        return s;
+    if (!bits_ok(p.weight_bits) || !bits_ok(p.act_bits))
+        return sfq_fail(SARDFQ_E_INVALID_ARG,
+                        "sardfq_quantizer_create: weight_bits and act_bits must be in %d..%d (got %d, %d)",
+                        SFQ_QBITS_MIN, SFQ_QBITS_MAX, (int)p.weight_bits, (int)p.act_bits);
+    if (p.scheme != SARDFQ_SCHEME_REPQ && p.scheme != SARDFQ_SCHEME_MINMAX)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_quantizer_create: unknown scheme %d", (int)p.scheme);
+    if (p.n_threads < 0)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_quantizer_create: n_threads must be >= 0");
+    if (fp->q)
+        return sfq_fail(SARDFQ_E_UNSUPPORTED, "sardfq_quantizer_create: the model is already quantized");
+    sardfq_quantizer *q = sfq_alloc_zero(sizeof *q);
+    if (!q)
+        return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    q->fp = fp;
+    q->p = p;
+    const int depth = fp->info.depth;
+    q->nlin = sfq_qspec_n_linears(depth);
+    q->lin_w = sfq_alloc_array((size_t)q->nlin, sizeof(int));
+    q->lin_a = sfq_alloc_array((size_t)q->nlin, sizeof(int));
+    q->mm1_a = sfq_alloc_array((size_t)depth, sizeof(int));
+    q->mm2_a = sfq_alloc_array((size_t)depth, sizeof(int));
+    q->chan = sfq_alloc_zero(sizeof(sfq_uq *) * 2 * (size_t)depth);
+    if (!q->lin_w || !q->lin_a || !q->mm1_a || !q->mm2_a || !q->chan) {
+        sardfq_quantizer_free(q);
+        return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < q->nlin; i++)
+        q->lin_w[i] = q->lin_a[i] = -1;
+    for (int l = 0; l < depth; l++)
+        q->mm1_a[l] = q->mm2_a[l] = -1;
+    *out = q;
+    return SARDFQ_OK;
+}
+
+SARDFQ_API void sardfq_quantizer_free(sardfq_quantizer *q)
+{
+    if (!q)
+        return;
+    sardfq_model_free(q->work);
+    if (q->chan)
+        for (int i = 0; i < 2 * q->fp->info.depth; i++)
+            sfq_free(q->chan[i]);
+    sfq_free(q->chan);
+    sfq_free(q->lin_w);
+    sfq_free(q->lin_a);
+    sfq_free(q->mm1_a);
+    sfq_free(q->mm2_a);
+    sfq_free(q);
+}
+
+SARDFQ_API sardfq_status sardfq_quantizer_set_layer(sardfq_quantizer *q, const char *pattern,
+                                                    int32_t weight_bits, int32_t act_bits)
+{
+    if (!q || !pattern)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_quantizer_set_layer: %s is NULL",
+                        !q ? "quantizer" : "pattern");
+    if ((weight_bits != 0 && !bits_ok(weight_bits)) || (act_bits != 0 && !bits_ok(act_bits)))
+        return sfq_fail(SARDFQ_E_INVALID_ARG,
+                        "sardfq_quantizer_set_layer: bits must be 0 (floating point) or %d..%d (got %d, %d)",
+                        SFQ_QBITS_MIN, SFQ_QBITS_MAX, (int)weight_bits, (int)act_bits);
+    const sardfq_model_info *cfg = &q->fp->info;
+    int matched = 0;
+    char name[96];
+    for (int i = 0; i < q->nlin; i++) {
+        if (!sfq_qlin_exists(cfg, i))
+            continue;
+        sfq_qlin_name(cfg->depth, i, name, sizeof name);
+        if (fnmatch(pattern, name, 0) == 0) {
+            q->lin_w[i] = weight_bits;
+            q->lin_a[i] = act_bits;
+            matched++;
+        }
+    }
+    for (int l = 0; l < cfg->depth; l++)
+        for (int k = 1; k <= 2; k++) {
+            snprintf(name, sizeof name, "blocks.%d.attn.matmul%d", l, k);
+            if (fnmatch(pattern, name, 0) == 0) {
+                (k == 1 ? q->mm1_a : q->mm2_a)[l] = act_bits;
+                matched++;
+            }
+        }
+    if (!matched)
+        return sfq_fail(SARDFQ_E_INVALID_ARG,
+                        "sardfq_quantizer_set_layer: '%s' matches no layer (names look like "
+                        "\"patch_embed\", \"blocks.0.attn.qkv\", \"blocks.*.attn.matmul2\", \"head\")",
+                        pattern);
+    return SARDFQ_OK;
+}
+
+/* ---- configuration ------------------------------------------------------ */
+
+static int pick(int override, int dflt) { return override >= 0 ? override : dflt; }
+
+static void act_on(sfq_qspec *s, int l, int which, int bits, int kind)
+{
+    sfq_qact *a = &s->acts[sfq_qpoint_index(l, which)];
+    memset(a, 0, sizeof *a);
+    if (bits > 0) {
+        a->kind = kind;
+        a->bits = bits;
+    }
+}
+
+/* Switch on the scheme's points and weights (parameters not yet set). */
+static sardfq_status configure(const sardfq_quantizer *q, sfq_qspec *s)
+{
+    const sardfq_model_info *cfg = &q->fp->info;
+    const int A = q->p.act_bits, W = q->p.weight_bits, repq = q->p.scheme == SARDFQ_SCHEME_REPQ;
+    const int U = SFQ_QK_UNIFORM;
+    s->scheme = q->p.scheme;
+    s->wbits = W;
+    s->abits = A;
+    for (int i = 0; i < q->nlin; i++) {
+        if (!sfq_qlin_exists(cfg, i))
+            continue;
+        sardfq_status st = sfq_qspec_set_weight(s, cfg, i, pick(q->lin_w[i], W));
+        if (st)
+            return st;
+    }
+    const int head = sfq_qlin_head(cfg->depth);
+    /* RepQ-ViT forces the image to 8 bits; PSAQ-ViT quantizes it like the rest */
+    act_on(s, -1, SFQ_AG_INPUT, pick(q->lin_a[0], repq ? 8 : A), U);
+    act_on(s, -1, SFQ_AG_HEAD_IN, pick(q->lin_a[head], A), U);
+    if (cfg->num_prefix_tokens == 2)
+        act_on(s, -1, SFQ_AG_HDIST_IN, pick(q->lin_a[head + 1], A), U);
+    if (!repq)
+        for (int g = SFQ_AG_PATCH_OUT; g <= SFQ_AG_EMBED_POS; g++)
+            act_on(s, -1, g, A, U);
+    if (!repq)
+        act_on(s, -1, SFQ_AG_LOGITS, A, U);
+    for (int l = 0; l < cfg->depth; l++) {
+        const int *la = q->lin_a;
+        act_on(s, l, SFQ_AP_QKV_IN, pick(la[sfq_qlin_index(l, SFQ_LW_QKV)], A), U);
+        act_on(s, l, SFQ_AP_PROJ_IN, pick(la[sfq_qlin_index(l, SFQ_LW_PROJ)], A), U);
+        act_on(s, l, SFQ_AP_FC1_IN, pick(la[sfq_qlin_index(l, SFQ_LW_FC1)], A), U);
+        act_on(s, l, SFQ_AP_FC2_IN, pick(la[sfq_qlin_index(l, SFQ_LW_FC2)], A), U);
+        if (repq) {
+            act_on(s, l, SFQ_AP_Q, pick(q->mm1_a[l], A), U);
+            act_on(s, l, SFQ_AP_K, pick(q->mm1_a[l], A), U);
+            act_on(s, l, SFQ_AP_PROBS, pick(q->mm2_a[l], A), SFQ_QK_LOG);
+            act_on(s, l, SFQ_AP_V, pick(q->mm2_a[l], A), U);
+        } else {
+            act_on(s, l, SFQ_AP_QKV_OUT, A, U);
+            act_on(s, l, SFQ_AP_SCORES, pick(q->mm1_a[l], A), U);
+            act_on(s, l, SFQ_AP_PROJ_OUT, A, U);
+            act_on(s, l, SFQ_AP_RES1, A, U);
+            act_on(s, l, SFQ_AP_FC2_OUT, A, U);
+            act_on(s, l, SFQ_AP_RES2, A, U);
+        }
+    }
+    return SARDFQ_OK;
+}
+
+/* ---- calibration context ------------------------------------------------ */
+
+static void cal_free(sfq_qcal *c, int npoints)
+{
+    if (!c)
+        return;
+    if (c->cols)
+        for (int i = 0; i < npoints; i++)
+            sfq_free(c->cols[i]);
+    sfq_free(c->cols);
+    sfq_free(c->ncols);
+    sfq_free(c->inited);
+    sfq_free(c->chanwise);
+    sfq_free(c->mn);
+    sfq_free(c->mx);
+    sfq_free(c->seen);
+    sfq_free(c);
+}
+
+static sardfq_status cal_new(int npoints, int mode, sfq_qcal **out)
+{
+    sfq_qcal *c = sfq_alloc_zero(sizeof *c);
+    if (c) {
+        c->mode = mode;
+        c->cols = sfq_alloc_zero(sizeof(sfq_uq *) * (size_t)npoints);
+        c->ncols = sfq_alloc_zero(sizeof(int) * (size_t)npoints);
+        c->inited = sfq_alloc_zero((size_t)npoints);
+        c->chanwise = sfq_alloc_zero((size_t)npoints);
+        c->mn = sfq_alloc_zero(sizeof(float) * (size_t)npoints);
+        c->mx = sfq_alloc_zero(sizeof(float) * (size_t)npoints);
+        c->seen = sfq_alloc_zero((size_t)npoints);
+    }
+    if (!c || !c->cols || !c->ncols || !c->inited || !c->chanwise || !c->mn || !c->mx || !c->seen) {
+        cal_free(c, npoints);
+        return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    }
+    *out = c;
+    return SARDFQ_OK;
+}
+
+/* ---- weights ------------------------------------------------------------ */
+
+/* Search linear i's row quantizers on the FP weight `w` and write the
+ * fake-quantized weight into the work model. */
+static sardfq_status quantize_weight(sardfq_quantizer *q, sardfq_model *work, int i, const float *w,
+                                     int nt)
+{
+    sfq_qweight *qw = &work->q->lin[i];
+    if (!qw->bits)
+        return SARDFQ_OK;
+    const sardfq_model_info *cfg = &work->info;
+    const size_t rows = (size_t)sfq_qlin_rows(cfg, i), cols = (size_t)sfq_qlin_cols(cfg, i);
+    sardfq_status s = q->p.scheme == SARDFQ_SCHEME_REPQ
+                          ? sfq_uq_search_rows(w, rows, cols, qw->bits, nt, qw->rows, NULL)
+                          : sfq_psaq_weight_rows(w, rows, cols, qw->bits, qw->rows);
+    if (s)
+        return s;
+    return sfq_uq_fake_rows(qw->rows, w, sfq_qlin_weight(work, i), rows, cols);
+}
+
+/* RepQ-ViT's reparameterisation of block l's LayerNorm k (0: norm1 -> qkv,
+ * 1: norm2 -> fc1) from the per-channel quantizers cols[D] of the linear's
+ * input: writes dst's LayerNorm and bias from fp's, and the new FP weight
+ * into wnew [rows][D]; *u receives the per-tensor input quantizer. */
+static sardfq_status fold(const sardfq_model *fp, sardfq_model *dst, int l, int k, const sfq_uq *cols,
+                          int bits, float *wnew, sfq_uq *u)
+{
+    const sardfq_model_info *cfg = &fp->info;
+    const int D = cfg->embed_dim, i = sfq_qlin_index(l, k ? SFQ_LW_FC1 : SFQ_LW_QKV);
+    const int R = sfq_qlin_rows(cfg, i);
+    const sfq_block *fb = &fp->blocks[l], *db = &dst->blocks[l];
+    const float *fp_lnw = k ? fb->ln2_w : fb->ln1_w, *fp_lnb = k ? fb->ln2_b : fb->ln1_b;
+    const float *fp_bias = k ? fb->fc1_b : fb->qkv_b;
+    float *lnw = (float *)(k ? db->ln2_w : db->ln1_w), *lnb = (float *)(k ? db->ln2_b : db->ln1_b);
+    float *bias = (float *)(k ? db->fc1_b : db->qkv_b);
+    double sd = 0, sz = 0;
+    for (int c = 0; c < D; c++) {
+        sd += cols[c].scale;
+        sz += cols[c].zero;
+    }
+    const float tdelta = (float)(sd / D), tzero = (float)(sz / D);
+    const float tmin = -tzero * tdelta;
+    float *r = sfq_alloc_array((size_t)D, sizeof(float));
+    float *b = sfq_alloc_array((size_t)D, sizeof(float));
+    if (!r || !b) {
+        sfq_free(r);
+        sfq_free(b);
+        return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    }
+    for (int c = 0; c < D; c++) {
+        const float amin = -cols[c].zero * cols[c].scale;
+        r[c] = cols[c].scale / tdelta;
+        b[c] = amin / r[c] - tmin;
+        lnw[c] = fp_lnw[c] / r[c];
+        lnb[c] = fp_lnb[c] / r[c] - b[c];
+    }
+    const float *wfp = sfq_qlin_weight(fp, i);
+    for (int o = 0; o < R; o++) {
+        double acc = 0;
+        for (int c = 0; c < D; c++) {
+            const float v = wfp[(size_t)o * D + c] * r[c];
+            wnew[(size_t)o * D + c] = v;
+            acc += (double)v * b[c];
+        }
+        bias[o] = fp_bias[o] + (float)acc;
+    }
+    u->scale = tdelta;
+    u->zero = tzero;
+    u->bits = bits;
+    u->form = SFQ_UQ_REPQ;
+    sfq_free(r);
+    sfq_free(b);
+    return SARDFQ_OK;
+}
+
+/* Fold, then quantize the new weight into the work model (quantized) or
+ * store it as is (floating point, work->q may be NULL). */
+static sardfq_status reparam(sardfq_quantizer *q, sardfq_model *work, int l, int k, const sfq_uq *cols,
+                             int quantized, int nt)
+{
+    const sardfq_model_info *cfg = &work->info;
+    const int i = sfq_qlin_index(l, k ? SFQ_LW_FC1 : SFQ_LW_QKV);
+    const int pt = sfq_qpoint_index(l, k ? SFQ_AP_FC1_IN : SFQ_AP_QKV_IN);
+    const size_t n = (size_t)sfq_qlin_rows(cfg, i) * (size_t)cfg->embed_dim;
+    float *wnew = sfq_alloc_array(n, sizeof(float));
+    if (!wnew)
+        return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    sfq_uq u;
+    const int bits = quantized ? work->q->acts[pt].bits : 8;
+    sardfq_status s = fold(q->fp, work, l, k, cols, bits, wnew, &u);
+    if (!s && quantized) {
+        work->q->acts[pt].u = u;
+        s = quantize_weight(q, work, i, wnew, nt);
+    } else if (!s) {
+        memcpy(sfq_qlin_weight(work, i), wnew, n * sizeof(float));
+    }
+    sfq_free(wnew);
+    return s;
+}
+
+static sardfq_status check_calib_images(const sardfq_model *m, const float *images, int n)
+{
+    if (!images)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_quantizer_calibrate: images is NULL");
+    if (n <= 0)
+        return sfq_fail(SARDFQ_E_INVALID_ARG,
+                        "sardfq_quantizer_calibrate: the calibration set is empty (n = %d)", n);
+    const size_t per = (size_t)m->info.in_chans * m->info.img_h * m->info.img_w;
+    for (size_t i = 0; i < per * (size_t)n; i++)
+        if (!isfinite(images[i]))
+            return sfq_fail(SARDFQ_E_INVALID_ARG,
+                            "sardfq_quantizer_calibrate: image %zu has a non-finite value", i / per);
+    return SARDFQ_OK;
+}
+
+static sardfq_status calibrate_repq(sardfq_quantizer *q, sardfq_model *work, sfq_qcal *cal,
+                                    const float *images, int n, float *logits, int nt)
+{
+    const sardfq_model_info *cfg = &work->info;
+    sardfq_status s;
+    for (int i = 0; i < q->nlin; i++)
+        if (sfq_qlin_exists(cfg, i) && (s = quantize_weight(q, work, i, sfq_qlin_weight(q->fp, i), nt)))
+            return s;
+    for (int l = 0; l < cfg->depth; l++) {
+        cal->chanwise[sfq_qpoint_index(l, SFQ_AP_QKV_IN)] = 1;
+        cal->chanwise[sfq_qpoint_index(l, SFQ_AP_FC1_IN)] = 1;
+    }
+    s = sardfq_model_forward(work, images, n, logits);
+    if (s)
+        return s;
+    if (cal->err)
+        return sfq_fail(cal->err, "calibration: %s", cal->msg);
+    /* keep the per-channel quantizers (sfq_quantizer_reparam_fp) */
+    for (int l = 0; l < cfg->depth; l++)
+        for (int k = 0; k < 2; k++) {
+            const int pt = sfq_qpoint_index(l, k ? SFQ_AP_FC1_IN : SFQ_AP_QKV_IN);
+            sfq_free(q->chan[2 * l + k]);
+            q->chan[2 * l + k] = NULL;
+            if (!cal->inited[pt])
+                continue;
+            q->chan[2 * l + k] = cal->cols[pt];
+            cal->cols[pt] = NULL;
+            if ((s = reparam(q, work, l, k, q->chan[2 * l + k], 1, nt)))
+                return s;
+        }
+    return SARDFQ_OK;
+}
+
+static sardfq_status calibrate_minmax(sardfq_quantizer *q, sardfq_model *work, sfq_qcal *cal,
+                                      const float *images, int n, float *logits, int nt)
+{
+    const sardfq_model_info *cfg = &work->info;
+    sfq_qspec *spec = work->q;
+    sardfq_status s = sardfq_model_forward(work, images, n, logits); /* FP, observing */
+    if (s)
+        return s;
+    /* the position embedding is a parameter: its range is its own */
+    const int ppos = sfq_qpoint_index(-1, SFQ_AG_POS);
+    if (spec->acts[ppos].kind) {
+        const size_t np = (size_t)cfg->num_tokens * cfg->embed_dim;
+        if ((s = sfq_minmax(work->pos, np, &cal->mn[ppos], &cal->mx[ppos])))
+            return s;
+        cal->seen[ppos] = 1;
+    }
+    for (int i = 0; i < sfq_qspec_n_points(cfg->depth); i++) {
+        sfq_qact *a = &spec->acts[i];
+        if (!a->kind)
+            continue;
+        if (!cal->seen[i]) {
+            char name[96];
+            sfq_qpoint_name(cfg->depth, i, name, sizeof name);
+            return sfq_fail(SARDFQ_E_INTERNAL, "calibration: point %s saw no data", name);
+        }
+        if ((s = sfq_psaq_act(cal->mn[i], cal->mx[i], a->bits, &a->u)))
+            return s;
+    }
+    if (spec->acts[ppos].kind &&
+        (s = sfq_uq_fake(&spec->acts[ppos].u, work->pos, (float *)work->pos,
+                         (size_t)cfg->num_tokens * cfg->embed_dim)))
+        return s;
+    for (int i = 0; i < q->nlin; i++)
+        if (sfq_qlin_exists(cfg, i) && (s = quantize_weight(q, work, i, sfq_qlin_weight(q->fp, i), nt)))
+            return s;
+    return SARDFQ_OK;
+}
+
+SARDFQ_API sardfq_status sardfq_quantizer_calibrate(sardfq_quantizer *q, const float *images, int32_t n)
+{
+    if (!q)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_quantizer_calibrate: quantizer is NULL");
+    sardfq_status s = check_calib_images(q->fp, images, n);
+    if (s)
+        return s;
+    const sardfq_model_info *cfg = &q->fp->info;
+    const int np = sfq_qspec_n_points(cfg->depth);
+    const int nt = q->p.n_threads > 0 ? q->p.n_threads : sfq_model_threads(q->fp);
+    sardfq_model *work = NULL;
+    sfq_qcal *cal = NULL;
+    float *logits = sfq_alloc_array((size_t)n * cfg->num_classes, sizeof(float));
+    if (!logits)
+        return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    s = sfq_model_clone(q->fp, &work);
+    if (!s)
+        s = sfq_qspec_new(cfg, &work->q);
+    if (!s)
+        s = configure(q, work->q);
+    if (!s)
+        s = cal_new(np, q->p.scheme == SARDFQ_SCHEME_REPQ ? SFQ_CAL_SEARCH : SFQ_CAL_MINMAX, &cal);
+    if (!s) {
+        work->q->cal = cal;
+        s = q->p.scheme == SARDFQ_SCHEME_REPQ ? calibrate_repq(q, work, cal, images, n, logits, nt)
+                                              : calibrate_minmax(q, work, cal, images, n, logits, nt);
+        work->q->cal = NULL;
+    }
+    cal_free(cal, np);
+    sfq_free(logits);
+    if (s) {
+        sardfq_model_free(work);
+        return s;
+    }
+    sardfq_model_free(q->work);
+    q->work = work;
+    return SARDFQ_OK;
+}
+
+SARDFQ_API sardfq_status sardfq_quantizer_finalize(sardfq_quantizer *q, sardfq_model **out)
+{
+    if (!q || !out)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_quantizer_finalize: %s is NULL",
+                        !q ? "quantizer" : "out");
+    if (!q->work)
+        return sfq_fail(SARDFQ_E_STATE, "sardfq_quantizer_finalize: not calibrated yet");
+    sardfq_model *m;
+    sardfq_status s = sfq_model_clone(q->work, &m);
+    if (s)
+        return s;
+    char buf[16];
+    s = sfq_model_set_metadata(m, "sardfq.quant.scheme",
+                               q->p.scheme == SARDFQ_SCHEME_REPQ ? "repq" : "minmax");
+    snprintf(buf, sizeof buf, "%d", (int)q->p.weight_bits);
+    if (!s)
+        s = sfq_model_set_metadata(m, "sardfq.quant.weight_bits", buf);
+    snprintf(buf, sizeof buf, "%d", (int)q->p.act_bits);
+    if (!s)
+        s = sfq_model_set_metadata(m, "sardfq.quant.act_bits", buf);
+    if (s) {
+        sardfq_model_free(m);
+        return s;
+    }
+    *out = m;
+    return SARDFQ_OK;
+}
+
+/* For tests: the calibrated (not yet finalized) model, or NULL. */
+const sardfq_model *sfq_quantizer_model(const sardfq_quantizer *q) { return q ? q->work : NULL; }
+
+/* For tests: the floating-point model with RepQ-ViT's reparameterisation
+ * of the last calibration applied and nothing quantized (its logits must
+ * equal the original's up to rounding). */
+sardfq_status sfq_quantizer_reparam_fp(const sardfq_quantizer *q, sardfq_model **out)
+{
+    if (!q->work)
+        return sfq_fail(SARDFQ_E_STATE, "not calibrated");
+    sardfq_model *m = NULL;
+    sardfq_status s = sfq_model_clone(q->fp, &m);
+    for (int l = 0; !s && l < q->fp->info.depth; l++)
+        for (int k = 0; !s && k < 2; k++)
+            if (q->chan[2 * l + k])
+                s = reparam((sardfq_quantizer *)q, m, l, k, q->chan[2 * l + k], 0, 1);
+    if (s) {
+        sardfq_model_free(m);
+        return s;
+    }
+    *out = m;
+    return SARDFQ_OK;
+}

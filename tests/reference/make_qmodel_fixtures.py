@@ -1,0 +1,431 @@
+"""Golden fixtures for whole-model post-training quantization of the default
+Fashion-MNIST ViT (examples/models/fmnist_vit.safetensors).
+
+Independent float32 PyTorch reference built on vit_ref.py (LayerNorm, GELU,
+linear, patchify), make_quant_fixtures.py (RepQ-ViT uniform / log-sqrt2
+searches and fake-quant, PSAQ-ViT weight quantizer) and train_default.py
+(IDX reader, normalisation).
+
+Data: calibration = training images 0..31 (one batch); evaluation = test
+images 0..N_EVAL-1; normalised (pixel/255 - 0.2860) / 0.3530.
+
+Runs
+  repq_w8a8, repq_w4a4   RepQ-ViT. Pass 1: one forward of the 32 calibration
+      images with every quantizer initialised lazily when data first reaches
+      it (upstream already quantized = sequential calibration):
+        patch_embed.input            UQ per tensor, 8 bits (image)
+        <linear>.weight              UQ per output row, w bits
+        blocks.l.attn.qkv.input      UQ per channel (last dim), a bits (LN1 out)
+        blocks.l.attn.matmul1.a / .b UQ per tensor on q / k^T
+        scores = (qhat @ khat^T) * hd^-0.5, softmax (FP)
+        blocks.l.attn.matmul2.a      log-sqrt2 per tensor on probs
+        blocks.l.attn.matmul2.b      UQ per tensor on v
+        blocks.l.attn.proj.input     UQ per tensor
+        blocks.l.mlp.fc1.input       UQ per channel (LN2 out)
+        blocks.l.mlp.fc2.input       UQ per tensor (GELU out)
+        head.input                   UQ per tensor (class row after final LN)
+      Then scale reparameterisation of (norm1 -> qkv) and (norm2 -> fc1):
+        a_min = -z_c D_c, sD = mean(D), sz = mean(z) (not rounded),
+        t_min = -sz sD, r = D / sD, bb = a_min / r - t_min,
+        LN w /= r, LN b = b / r - bb, W[:, c] *= r_c, bias += W_new @ bb,
+        input quantizer -> per tensor (sD, sz), weight re-searched on W_new.
+  minmax_w8a8, minmax_w4a8   PSAQ-ViT min/max: one FP forward over the
+      calibration batch records min/max at every point, then every point is
+      fake-quantized with those ranges (asymmetric activation form,
+      symmetric per-row weights); softmax output and biases stay FP.
+
+Output: tests/data/qmodel_fmnist.safetensors (F32; names in the README).
+
+  /usr/bin/python3 tests/reference/make_qmodel_fixtures.py
+"""
+import os
+import sys
+import time
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+import make_quant_fixtures as mq  # noqa: E402
+import stio  # noqa: E402
+import train_default  # noqa: E402
+import vit_ref  # noqa: E402
+
+F32 = torch.float32
+MODEL = os.path.join(ROOT, "examples", "models", "fmnist_vit.safetensors")
+OUT = os.path.join(ROOT, "tests", "data", "qmodel_fmnist.safetensors")
+N_CALIB = 32
+N_EVAL = 128          # 256 asked; 128 keeps the file < 1 MB (see README)
+MAX_BYTES = 1000 * 1000
+IMG_BITS = 8
+RUNS = [("repq_w8a8", "repq", 8, 8), ("repq_w4a4", "repq", 4, 4),
+        ("minmax_w8a8", "minmax", 8, 8), ("minmax_w4a8", "minmax", 4, 8)]
+FULL_REPARAM_W = ("repq_w4a4", 0)   # run, block whose reparam weights are stored in full
+
+torch.set_num_threads(1)
+
+
+# --------------------------------------------------------------------------
+# Forward with quantization hooks
+# --------------------------------------------------------------------------
+
+class FP:
+    """No quantization."""
+
+    def act(self, name, x):
+        return x
+
+    def weight(self, name, w):
+        return w
+
+
+def qforward(P, cfg, x, hook):
+    """ViT forward (vit_ref semantics) calling hook.act(point, tensor) at every
+    activation point (minmax point names + repq matmul operands) and
+    hook.weight(layer, W) for every linear weight. Returns logits."""
+    A, Wq = hook.act, hook.weight
+    B, D, H = x.shape[0], cfg.embed_dim, cfg.num_heads
+    hd = D // H
+    x = A("input", x)
+    w_pe = Wq("patch_embed", P["patch_embed.proj.weight"].reshape(D, -1))
+    tok = vit_ref.linear(vit_ref.patchify(x, cfg.patch), w_pe, P["patch_embed.proj.bias"])
+    tok = A("patch_embed.output", tok)
+    h = A("embed", torch.cat([P["cls_token"].expand(B, 1, D), tok], dim=1))
+    h = A("embed_pos", h + A("pos", P["pos_embed"]))
+    N = h.shape[1]
+    for i in range(cfg.depth):
+        b = "blocks.%d." % i
+        y = vit_ref.layer_norm(h, P[b + "norm1.weight"], P[b + "norm1.bias"])
+        y = A(b + "norm1.output", y)
+        qkv = vit_ref.linear(y, Wq(b + "attn.qkv", P[b + "attn.qkv.weight"]), P[b + "attn.qkv.bias"])
+        qkv = A(b + "attn.qkv.output", qkv)
+        qkv = qkv.reshape(B, N, 3, H, hd).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        qh = A(b + "attn.matmul1.a", q)
+        kt = A(b + "attn.matmul1.b", k.transpose(-2, -1))
+        scores = A(b + "attn.scores", (qh @ kt) * (hd ** -0.5))
+        probs = torch.softmax(scores, dim=-1)
+        probs = A(b + "attn.matmul2.a", probs)
+        v = A(b + "attn.matmul2.b", v)
+        o = (probs @ v).transpose(1, 2).reshape(B, N, D)
+        o = A(b + "attn.matmul2.output", o)
+        a = vit_ref.linear(o, Wq(b + "attn.proj", P[b + "attn.proj.weight"]), P[b + "attn.proj.bias"])
+        a = A(b + "attn.proj.output", a)
+        h = A(b + "residual1", h + a)
+        y = vit_ref.layer_norm(h, P[b + "norm2.weight"], P[b + "norm2.bias"])
+        y = A(b + "norm2.output", y)
+        f = vit_ref.linear(y, Wq(b + "mlp.fc1", P[b + "mlp.fc1.weight"]), P[b + "mlp.fc1.bias"])
+        f = A(b + "mlp.act", vit_ref.gelu_erf(f))
+        f = vit_ref.linear(f, Wq(b + "mlp.fc2", P[b + "mlp.fc2.weight"]), P[b + "mlp.fc2.bias"])
+        f = A(b + "mlp.fc2.output", f)
+        h = A(b + "residual2", h + f)
+    h = vit_ref.layer_norm(h, P["norm.weight"], P["norm.bias"])
+    c = A("head.input", h[:, 0])
+    logits = vit_ref.linear(c, Wq("head", P["head.weight"]), P["head.bias"])
+    return A("logits", logits)
+
+
+# --------------------------------------------------------------------------
+# RepQ-ViT
+# --------------------------------------------------------------------------
+
+def repq_point(name):
+    """Canonical point -> (RepQ-ViT quantizer name, kind) or None."""
+    if name == "input":
+        return "patch_embed.input", "image"
+    if name == "head.input":
+        return name, "tensor"
+    if not name.startswith("blocks."):
+        return None
+    pre, rest = name[:name.index(".", 7) + 1], name[name.index(".", 7) + 1:]
+    m = {"norm1.output": ("attn.qkv.input", "channel"),
+         "attn.matmul1.a": ("attn.matmul1.a", "tensor"),
+         "attn.matmul1.b": ("attn.matmul1.b", "tensor"),
+         "attn.matmul2.a": ("attn.matmul2.a", "log"),
+         "attn.matmul2.b": ("attn.matmul2.b", "tensor"),
+         "attn.matmul2.output": ("attn.proj.input", "tensor"),
+         "norm2.output": ("mlp.fc1.input", "channel"),
+         "mlp.act": ("mlp.fc2.input", "tensor")}.get(rest)
+    return None if m is None else (pre + m[0], m[1])
+
+
+class RepQ:
+    def __init__(self, wbits, abits):
+        self.wbits, self.abits = wbits, abits
+        self.act_q = {}      # name -> (kind, scale, zero, bits)
+        self.chan_q = {}     # first-pass per-channel params of reparam'd inputs
+        self.w_q = {}        # layer -> (scale [rows], zero [rows])
+        self.w_first = {}    # first-pass weight params of reparam'd linears
+        self.ties = []       # near-tie messages from the searches
+
+    def _search(self, x, bits, label):
+        r = mq.uq_search(x.contiguous(), bits)
+        if r["err"]:
+            self.ties.append("%s (%s)" % (label, r["err"]))
+        return r["scale"], r["zero"]
+
+    def act(self, name, x):
+        p = repq_point(name)
+        if p is None:
+            return x
+        qn, kind = p
+        if qn not in self.act_q:
+            if kind == "log":
+                r = mq.lq_search(x, self.abits)
+                if r["err"]:
+                    self.ties.append("%s (%s)" % (qn, r["err"]))
+                self.act_q[qn] = ("log", r["scale"], None, self.abits)
+            elif kind == "channel":
+                xc = x.reshape(-1, x.shape[-1])
+                res = [self._search(xc[:, c], self.abits, "%s[%d]" % (qn, c))
+                       for c in range(xc.shape[1])]
+                self.act_q[qn] = ("channel", torch.stack([s for s, _ in res]),
+                                  torch.stack([z for _, z in res]), self.abits)
+            else:
+                bits = IMG_BITS if kind == "image" else self.abits
+                s, z = self._search(x, bits, qn)
+                self.act_q[qn] = ("tensor", s, z, bits)
+        kind, s, z, bits = self.act_q[qn]
+        if kind == "log":
+            return mq.lq_fake(x, s, bits)
+        return mq.uq_fake(x, s, z, bits)
+
+    def search_weight(self, layer, w, tag=""):
+        res = [self._search(w[r], self.wbits, "%s.weight[%d]%s" % (layer, r, tag))
+               for r in range(w.shape[0])]
+        self.w_q[layer] = (torch.stack([s for s, _ in res]), torch.stack([z for _, z in res]))
+
+    def weight(self, layer, w):
+        if layer not in self.w_q:
+            self.search_weight(layer, w)
+        s, z = self.w_q[layer]
+        return mq.uq_fake(w, s[:, None], z[:, None], self.wbits)
+
+    def reparam(self, P, cfg):
+        """Returns the reparameterised parameter dict; switches the qkv/fc1
+        input quantizers to per tensor and re-searches their weights."""
+        P = dict(P)
+        info = {}
+        for i in range(cfg.depth):
+            b = "blocks.%d." % i
+            for ln, lin in (("norm1", "attn.qkv"), ("norm2", "mlp.fc1")):
+                qn = b + lin + ".input"
+                kind, d, z, bits = self.act_q[qn]
+                assert kind == "channel"
+                a_min = -z * d
+                s_d = d.mean()
+                s_z = z.mean()
+                t_min = -s_z * s_d
+                r = d / s_d
+                bb = a_min / r - t_min
+                P[b + ln + ".weight"] = P[b + ln + ".weight"] / r
+                P[b + ln + ".bias"] = P[b + ln + ".bias"] / r - bb
+                w_new = P[b + lin + ".weight"] * r[None, :]
+                P[b + lin + ".weight"] = w_new
+                P[b + lin + ".bias"] = P[b + lin + ".bias"] + w_new @ bb
+                self.chan_q[qn] = (d, z)
+                self.act_q[qn] = ("tensor", s_d, s_z, bits)
+                self.w_first[b + lin] = self.w_q.pop(b + lin)
+                self.search_weight(b + lin, w_new, " reparam")
+                info[b + lin] = r
+        return P, info
+
+
+# --------------------------------------------------------------------------
+# PSAQ-ViT min/max
+# --------------------------------------------------------------------------
+
+MINMAX_POINTS = set(["input", "patch_embed.output", "embed", "pos", "embed_pos",
+                     "head.input", "logits"])
+MINMAX_BLOCK = ["norm1.output", "attn.qkv.output", "attn.scores", "attn.matmul2.output",
+                "attn.proj.output", "residual1", "norm2.output", "mlp.act",
+                "mlp.fc2.output", "residual2"]
+
+
+def minmax_is_point(name):
+    if name in MINMAX_POINTS:
+        return True
+    if name.startswith("blocks."):
+        return name[name.index(".", 7) + 1:] in MINMAX_BLOCK
+    return False
+
+
+class MinMax:
+    def __init__(self, wbits, abits):
+        self.wbits, self.abits = wbits, abits
+        self.rng = {}        # point -> (min, max)
+        self.w_scale = {}
+        self.order = []
+        self.recording = True
+
+    def act(self, name, x):
+        if not minmax_is_point(name):
+            return x
+        if self.recording:
+            assert name not in self.rng, name
+            self.rng[name] = (x.min(), x.max())
+            self.order.append(name)
+            return x
+        lo, hi = self.rng[name]
+        qmax = 2 ** self.abits - 1
+        s = ((hi - lo) / float(qmax)).clamp(min=mq.EPS)
+        z = (0 - torch.round(lo / s)).clamp(0, qmax)
+        q = (x / s + z).round().clamp(0, qmax)
+        return (q - z) * s
+
+    def weight(self, layer, w):
+        if self.recording:
+            return w
+        s, wq = mq.psaq_weight(w, self.wbits)
+        self.w_scale[layer] = s
+        return wq
+
+
+# --------------------------------------------------------------------------
+
+def load_model():
+    P, meta, dtypes = stio.load(MODEL)
+    assert all(d == "F32" for d in dtypes.values())
+    m = int(meta["embed_dim"])
+    cfg = vit_ref.ViTConfig(int(meta["img_size"]), int(meta["img_size"]), int(meta["patch_size"]),
+                            int(meta["in_chans"]), m, int(meta["depth"]), int(meta["num_heads"]),
+                            int(round(float(meta["mlp_ratio"]) * m)), int(meta["num_classes"]))
+    assert (cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.mlp_hidden) == (96, 4, 3, 192)
+    assert (meta["mean"], meta["std"]) == (train_default.MEAN_S, train_default.STD_S)
+    return {k: v.to(F32).contiguous() for k, v in P.items()}, cfg
+
+
+def main():
+    t0 = time.time()
+    P, cfg = load_model()
+    xtr, _ = train_default.load_split("train")
+    xte, yte = train_default.load_split("t10k")
+    xc = xtr[:N_CALIB].contiguous()
+    xe = xte[:N_EVAL].contiguous()
+    ye = yte[:N_EVAL]
+    del xtr
+
+    def test_correct(params, hook):
+        """Correct predictions on the whole Fashion-MNIST test set (10000
+        images, batches of 500) with every quantizer fixed."""
+        c = 0
+        for i in range(0, xte.shape[0], 500):
+            lg = qforward(params, cfg, xte[i:i + 500], hook)
+            c += int((lg.argmax(1) == yte[i:i + 500]).sum())
+        return torch.tensor([float(c)])
+
+    st = {}
+    st["calib.images"] = xc
+    st["eval.images"] = xe
+    st["eval.labels"] = ye.to(F32)
+    meta = {"model": "examples/models/fmnist_vit.safetensors",
+            "calib": "Fashion-MNIST train images 0..%d, one batch" % (N_CALIB - 1),
+            "eval": "Fashion-MNIST test images 0..%d" % (N_EVAL - 1),
+            "normalisation": "(pixel/255 - 0.2860) / 0.3530",
+            "fp": "float32 model, no quantization",
+            "generated_by": "tests/reference/make_qmodel_fixtures.py"}
+
+    with torch.no_grad():
+        fp = qforward(P, cfg, xe, FP())
+        ref, _ = vit_ref.forward(P, cfg, xe)
+        assert torch.allclose(fp, ref, atol=1e-5, rtol=0), float((fp - ref).abs().max())
+        st["fp.logits"] = fp
+        st["fp.test_correct"] = test_correct(P, FP())
+        top2 = fp.topk(2, dim=1).values
+        fp_margin = float((top2[:, 0] - top2[:, 1]).min())
+        fp_arg = fp.argmax(1)
+        summary = [("fp", fp)]
+        notes = []
+        reparam_diff = None
+
+        for run, method, wb, ab in RUNS:
+            if method == "repq":
+                hk = RepQ(wb, ab)
+                qforward(P, cfg, xc, hk)                   # sequential calibration
+                Pr, ratios = hk.reparam(P, cfg)
+                logits = qforward(Pr, cfg, xe, hk)
+                st[run + ".test_correct"] = test_correct(Pr, hk)
+                nq = len(hk.act_q) + len(hk.w_q)
+                for qn, (kind, s, z, bits) in hk.act_q.items():
+                    st["%s.%s.scale" % (run, qn)] = s.reshape(-1)
+                    if kind != "log":
+                        st["%s.%s.zero" % (run, qn)] = z.reshape(-1)
+                for qn, (d, z) in hk.chan_q.items():
+                    st["%s.%s_channel.scale" % (run, qn)] = d
+                    st["%s.%s_channel.zero" % (run, qn)] = z
+                for layer, (s, z) in hk.w_q.items():
+                    st["%s.%s.weight.scale" % (run, layer)] = s
+                    st["%s.%s.weight.zero" % (run, layer)] = z
+                for layer, (s, z) in hk.w_first.items():
+                    st["%s.%s.weight_first.scale" % (run, layer)] = s
+                    st["%s.%s.weight_first.zero" % (run, layer)] = z
+                for i in range(cfg.depth):
+                    b = "blocks.%d." % i
+                    for n in ("norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias",
+                              "attn.qkv.bias", "mlp.fc1.bias"):
+                        st["%s.%s%s" % (run, b, n)] = Pr[b + n]
+                    for lin in ("attn.qkv", "mlp.fc1"):
+                        st["%s.%s%s.reparam_r" % (run, b, lin)] = ratios[b + lin]
+                        if (run, i) == FULL_REPARAM_W:
+                            st["%s.%s%s.weight" % (run, b, lin)] = Pr[b + lin + ".weight"]
+                if run == "repq_w4a4":
+                    fpr = qforward(Pr, cfg, xe, FP())
+                    st["fp_reparam_w4a4.logits"] = fpr
+                    reparam_diff = float((fpr - fp).abs().max())
+                meta[run] = ("RepQ-ViT W%dA%d: sequential calibration on the calib batch "
+                             "(image 8 bit per tensor, LN outputs per channel, q/k/v/proj/fc2/head "
+                             "inputs per tensor, softmax log-sqrt2, weights per row), then "
+                             "scale reparameterisation of norm1->qkv and norm2->fc1 (input per "
+                             "tensor (mean D, mean z), weights re-searched); logits of the "
+                             "final fake-quant model on the eval images" % (wb, ab))
+                notes.append("%s: %d quantizers, %d near-tie searches (float64 margin < 1e-5)%s" % (
+                    run, nq, len(hk.ties), "".join("\n    " + t for t in hk.ties)))
+            else:
+                hk = MinMax(wb, ab)
+                qforward(P, cfg, xc, hk)                   # FP ranges
+                hk.recording = False
+                logits = qforward(P, cfg, xe, hk)
+                st[run + ".test_correct"] = test_correct(P, hk)
+                for pt in hk.order:
+                    lo, hi = hk.rng[pt]
+                    st["%s.%s.min" % (run, pt)] = lo.reshape(1)
+                    st["%s.%s.max" % (run, pt)] = hi.reshape(1)
+                for layer, s in hk.w_scale.items():
+                    st["%s.%s.weight.scale" % (run, layer)] = s
+                meta[run] = ("PSAQ-ViT min/max W%dA%d: ranges of %d activation points from one FP "
+                             "forward of the calib batch, asymmetric activations, symmetric per-row "
+                             "weights, softmax and biases FP; logits on the eval images"
+                             % (wb, ab, len(hk.order)))
+                notes.append("%s: %d activation ranges, %d weights" % (run, len(hk.order), len(hk.w_scale)))
+            st[run + ".logits"] = logits
+            summary.append((run, logits))
+
+    st = {k: v.detach().to(F32).contiguous() for k, v in st.items()}
+    meta["fp_reparam_w4a4"] = ("FP logits of the model reparameterised with the repq_w4a4 "
+                               "per-channel LN-output scales, no quantization")
+    meta["full_reparam_weights"] = "%s block %d (other blocks: W[:, c] * reparam_r[c])" % FULL_REPARAM_W
+    nbytes = stio.save(OUT, st, meta)
+    back, bmeta, _ = stio.load(OUT)
+    assert bmeta == meta and all(torch.equal(back[k], v) for k, v in st.items())
+
+    print("%s: %d tensors, %d bytes" % (os.path.relpath(OUT, ROOT), len(st), nbytes))
+    print("eval n=%d, calib n=%d, fp min top1-top2 margin %.3g" % (N_EVAL, N_CALIB, fp_margin))
+    for name, lg in summary:
+        acc = int((lg.argmax(1) == ye).sum())
+        agree = int((lg.argmax(1) == fp_arg).sum())
+        print("  %-12s top-1 %6.2f %% (%d/%d)  argmax == fp: %d/%d" % (
+            name, 100.0 * acc / N_EVAL, acc, N_EVAL, agree, N_EVAL))
+    print("max |fp_reparam_w4a4 - fp| = %.3g" % reparam_diff)
+    for k in sorted(k for k in st if k.endswith(".test_correct")):
+        print("  %-28s %d / 10000" % (k, int(st[k][0])))
+    for n in notes:
+        print("  " + n)
+    print("%.1f s" % (time.time() - t0))
+    assert reparam_diff < 1e-4
+    assert nbytes < MAX_BYTES
+
+
+if __name__ == "__main__":
+    main()

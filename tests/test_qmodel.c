@@ -1,0 +1,569 @@
+/* test_qmodel.c - the quantizer on a whole model (sardfq_quantizer, the
+ * quantized forward, save/load), against tests/reference/make_qmodel_fixtures.py
+ * (an independent float32 PyTorch implementation of RepQ-ViT's and PSAQ-ViT's
+ * calibration of the default model on 32 Fashion-MNIST training images). */
+#include "qspec.h"
+#include "sardfq.h"
+#include "testutil.h"
+#include "vit.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FIX "qmodel_fmnist.safetensors"
+
+static sardfq_model *load_default(void)
+{
+    sardfq_model *m = NULL;
+    ck_assert_int_eq(sardfq_model_load(tu_src("examples/models/fmnist_vit.safetensors"), NULL, &m), 0);
+    return m;
+}
+
+static int argmax(const float *x, int k)
+{
+    int b = 0;
+    for (int i = 1; i < k; i++)
+        if (x[i] > x[b])
+            b = i;
+    return b;
+}
+
+static double rel(double a, double b) { return fabs(a - b) / fmax(fabs(b), 1e-30); }
+
+typedef struct {
+    int n;       /* quantizer parameters compared */
+    int off;     /* relative difference > 1e-5 */
+    double worst; /* largest relative difference */
+} cmp_stats;
+
+static void cmp(cmp_stats *c, double got, double want)
+{
+    const double r = rel(got, want);
+    c->n++;
+    if (r > 1e-5)
+        c->off++;
+    if (r > c->worst)
+        c->worst = r;
+}
+
+/* Calibrate the default model with the fixture's images. */
+static sardfq_quantizer *calibrated(sardfq_model *m, tu_fixture *f, int scheme, int w, int a)
+{
+    sardfq_quant_params p;
+    sardfq_quant_default_params(&p);
+    p.weight_bits = w;
+    p.act_bits = a;
+    p.scheme = scheme;
+    sardfq_quantizer *q = NULL;
+    ck_assert_int_eq(sardfq_quantizer_create(m, &p, &q), 0);
+    size_t n;
+    float *calib = tu_fixture_get(f, "calib.images", &n);
+    ck_assert_int_eq(sardfq_quantizer_calibrate(q, calib, (int)(n / 784)), 0);
+    free(calib);
+    return q;
+}
+
+/* Logits of model m on the fixture's evaluation images; *n images. */
+static float *eval_logits(sardfq_model *m, tu_fixture *f, int *n)
+{
+    size_t ne;
+    float *img = tu_fixture_get(f, "eval.images", &ne);
+    *n = (int)(ne / 784);
+    float *lg = malloc(sizeof(float) * 10 * (size_t)*n);
+    ck_assert_int_eq(sardfq_model_forward(m, img, *n, lg), 0);
+    free(img);
+    return lg;
+}
+
+static void compare_logits(const char *what, const float *got, const float *want, int n, int min_agree,
+                           double max_diff)
+{
+    int agree = 0;
+    double worst = 0, scale = 0;
+    for (int i = 0; i < n; i++) {
+        agree += argmax(got + 10 * i, 10) == argmax(want + 10 * i, 10);
+        for (int j = 0; j < 10; j++) {
+            worst = fmax(worst, fabs(got[10 * i + j] - want[10 * i + j]));
+            scale = fmax(scale, fabs(want[10 * i + j]));
+        }
+    }
+    fprintf(stderr, "%s: arg-max agrees on %d/%d, max |logit diff| %.3g (max |logit| %.3g)\n", what, agree,
+            n, worst, scale);
+    ck_assert_int_ge(agree, min_agree);
+    ck_assert_double_le(worst, max_diff * scale);
+}
+
+/* RepQ-ViT: every quantizer parameter and the logits against PyTorch. */
+static void repq_case(const char *run, int w, int a, int min_agree, double max_diff, int max_tie_rows,
+                      double max_act_rel)
+{
+    sardfq_model *m = load_default();
+    tu_fixture f;
+    tu_fixture_open(&f, FIX);
+    sardfq_quantizer *q = calibrated(m, &f, SARDFQ_SCHEME_REPQ, w, a);
+    const sardfq_model *qm = sfq_quantizer_model(q);
+    ck_assert_ptr_nonnull(qm);
+    const sfq_qspec *spec = qm->q;
+    const int depth = m->info.depth;
+    char name[200], pt[96];
+    cmp_stats acts = {0}, early = {0}, wts = {0}, wfixed = {0};
+    for (int i = 0; i < sfq_qspec_n_points(depth); i++) {
+        const sfq_qact *ac = &spec->acts[i];
+        if (!ac->kind)
+            continue;
+        sfq_qpoint_name(depth, i, pt, sizeof pt);
+        size_t k;
+        snprintf(name, sizeof name, "%s.%s.scale", run, pt);
+        float *sc = tu_fixture_get(&f, name, &k);
+        /* before the first point fed by per-channel-reparameterised data
+         * downstream of block 0's attention, C and PyTorch see the same
+         * activations up to the last bit or two */
+        const int is_early = i < SFQ_AG_COUNT ? i == SFQ_AG_INPUT
+                                              : (i - SFQ_AG_COUNT) / SFQ_AP_COUNT == 0 &&
+                                                    (i - SFQ_AG_COUNT) % SFQ_AP_COUNT <= SFQ_AP_PROJ_IN;
+        cmp(is_early ? &early : &acts, ac->kind == SFQ_QK_LOG ? ac->lq.scale : ac->u.scale, sc[0]);
+
+        free(sc);
+        if (ac->kind == SFQ_QK_UNIFORM) {
+            snprintf(name, sizeof name, "%s.%s.zero", run, pt);
+            float *zr = tu_fixture_get(&f, name, &k);
+            /* fractional (reparameterised) zero points compare relatively */
+            cmp(is_early ? &early : &acts, ac->u.zero + 1000.0, zr[0] + 1000.0);
+            free(zr);
+        }
+    }
+    for (int i = 0; i < sfq_qspec_n_linears(depth); i++) {
+        const sfq_qweight *qw = &spec->lin[i];
+        if (!qw->bits)
+            continue;
+        sfq_qlin_name(depth, i, pt, sizeof pt);
+        size_t k;
+        snprintf(name, sizeof name, "%s.%s.weight.scale", run, pt);
+        float *sc = tu_fixture_get(&f, name, &k);
+        snprintf(name, sizeof name, "%s.%s.weight.zero", run, pt);
+        float *zr = tu_fixture_get(&f, name, &k);
+        ck_assert_int_eq((int)k, sfq_qlin_rows(&m->info, i));
+        /* qkv and fc1 are searched on reparameterised weights, which depend
+         * on the (diverging) activations; the others only on the FP weights */
+        const int kind = i == 0 || i >= sfq_qlin_head(depth) ? -1 : (i - 1) % SFQ_LW_PER_BLOCK;
+        cmp_stats *into = kind == SFQ_LW_QKV || kind == SFQ_LW_FC1 ? &wts : &wfixed;
+        for (size_t r = 0; r < k; r++) {
+            cmp(into, qw->rows[r].scale, sc[r]);
+            cmp(into, qw->rows[r].zero + 1000.0, zr[r] + 1000.0);
+        }
+        free(sc);
+        free(zr);
+    }
+    /* the reparameterised LayerNorms */
+    cmp_stats ln = {0};
+    for (int l = 0; l < depth; l++) {
+        const sfq_block *b = &qm->blocks[l];
+        const float *mine[4] = {b->ln1_w, b->ln1_b, b->ln2_w, b->ln2_b};
+        const char *nm[4] = {"norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias"};
+        for (int t = 0; t < 4; t++) {
+            size_t k;
+            snprintf(name, sizeof name, "%s.blocks.%d.%s", run, l, nm[t]);
+            float *g = tu_fixture_get(&f, name, &k);
+            for (size_t c = 0; c < k; c++)
+                cmp(&ln, mine[t][c] + 1.0, g[c] + 1.0);
+            free(g);
+        }
+    }
+    fprintf(stderr,
+            "%s: image + block-0 attention quantizers %d values, %d off by > 1e-5 (worst %.3g); later "
+            "activation quantizers %d, %d off (worst %.3g); data-independent weight rows %d, %d off "
+            "(worst %.3g); reparameterised weight rows %d, %d off (worst %.3g); LayerNorm %d, %d off "
+            "(worst %.3g)\n",
+            run, early.n, early.off, early.worst, acts.n, acts.off, acts.worst, wfixed.n, wfixed.off,
+            wfixed.worst, wts.n, wts.off, wts.worst, ln.n, ln.off, ln.worst);
+    ck_assert_int_eq(early.off, 0);
+    ck_assert_int_le(wfixed.off, max_tie_rows);
+    ck_assert_double_le(acts.worst, max_act_rel);
+    sardfq_model *fin = NULL;
+    ck_assert_int_eq(sardfq_quantizer_finalize(q, &fin), 0);
+    int n;
+    float *lg = eval_logits(fin, &f, &n);
+    snprintf(name, sizeof name, "%s.logits", run);
+    size_t k;
+    float *want = tu_fixture_get(&f, name, &k);
+    compare_logits(run, lg, want, n, min_agree, max_diff);
+    free(lg);
+    free(want);
+    sardfq_model_free(fin);
+    sardfq_quantizer_free(q);
+    tu_fixture_close(&f);
+    sardfq_model_free(m);
+}
+
+/* Tolerances. C and PyTorch sum in different orders (last-bit differences,
+ * e.g. the mean of 96 scales in the reparameterisation); through a chain of
+ * quantile searches on quantized activations those move values across
+ * rounding boundaries, so the later quantizers and the logits drift apart
+ * by amounts that grow with depth and with fewer bits. What is exact: the
+ * image and block-0 attention quantizers (1e-5), and every weight quantizer
+ * that depends only on the FP weights, except rows the fixture script lists
+ * as within 1e-5 of a tie between two candidates (0 at 8 bits, 2 at 4).
+ * The end-to-end check is top1_matches_pytorch. */
+START_TEST(repq_w8a8_matches_pytorch) { repq_case("repq_w8a8", 8, 8, 126, 0.1, 0, 2e-3); }
+END_TEST
+
+START_TEST(repq_w4a4_matches_pytorch) { repq_case("repq_w4a4", 4, 4, 122, 0.25, 2, 0.25); }
+END_TEST
+
+/* Top-1 on the whole Fashion-MNIST test set within 0.3 points (30 images)
+ * of the PyTorch reference, for all four runs. */
+START_TEST(top1_matches_pytorch)
+{
+    static const struct {
+        const char *run;
+        int scheme, w, a;
+    } runs[] = {{"repq_w8a8", SARDFQ_SCHEME_REPQ, 8, 8},
+                {"repq_w4a4", SARDFQ_SCHEME_REPQ, 4, 4},
+                {"minmax_w8a8", SARDFQ_SCHEME_MINMAX, 8, 8},
+                {"minmax_w4a8", SARDFQ_SCHEME_MINMAX, 4, 8}};
+    sardfq_model *m = load_default();
+    tu_fixture f;
+    tu_fixture_open(&f, FIX);
+    sardfq_dataset *d = NULL;
+    ck_assert_msg(sardfq_dataset_open("/usr/share/datasets/fashion-mnist", m, &d) == 0,
+                  "install dataset-fashion-mnist: %s", sardfq_last_error());
+    for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+        sardfq_quantizer *q = calibrated(m, &f, runs[r].scheme, runs[r].w, runs[r].a);
+        sardfq_model *fin = NULL;
+        ck_assert_int_eq(sardfq_quantizer_finalize(q, &fin), 0);
+        sardfq_eval_result res;
+        res.struct_size = sizeof res;
+        ck_assert_int_eq(sardfq_evaluate(fin, d, NULL, &res), 0);
+        char name[96];
+        snprintf(name, sizeof name, "%s.test_correct", runs[r].run);
+        size_t k;
+        float *want = tu_fixture_get(&f, name, &k);
+        fprintf(stderr, "%s: top-1 %lld / %lld, PyTorch %d\n", runs[r].run, (long long)res.top1_correct,
+                (long long)res.n, (int)want[0]);
+        ck_assert_int_eq(res.n, 10000);
+        ck_assert_int_le(llabs(res.top1_correct - (long long)want[0]), 30);
+        free(want);
+        sardfq_model_free(fin);
+        sardfq_quantizer_free(q);
+    }
+    sardfq_dataset_free(d);
+    tu_fixture_close(&f);
+    sardfq_model_free(m);
+}
+END_TEST
+
+/* PSAQ-ViT's min/max: the recorded ranges give the same quantizers, and the
+ * logits agree. */
+static void minmax_case(const char *run, int w, int a, int min_agree, double max_diff)
+{
+    static const char *const map[][2] = {
+        {"patch_embed.input", "input"},     {"attn.qkv.input", "norm1.output"},
+        {"attn.proj.input", "attn.matmul2.output"}, {"mlp.fc1.input", "norm2.output"},
+        {"mlp.fc2.input", "mlp.act"}};
+    sardfq_model *m = load_default();
+    tu_fixture f;
+    tu_fixture_open(&f, FIX);
+    sardfq_quantizer *q = calibrated(m, &f, SARDFQ_SCHEME_MINMAX, w, a);
+    const sardfq_model *qm = sfq_quantizer_model(q);
+    const int depth = m->info.depth;
+    cmp_stats st = {0};
+    char name[200], pt[96], ref[96];
+    int points = 0;
+    for (int i = 0; i < sfq_qspec_n_points(depth); i++) {
+        const sfq_qact *ac = &qm->q->acts[i];
+        if (!ac->kind)
+            continue;
+        points++;
+        sfq_qpoint_name(depth, i, pt, sizeof pt);
+        snprintf(ref, sizeof ref, "%s", pt);
+        for (size_t t = 0; t < sizeof map / sizeof map[0]; t++) {
+            const char *hit = strstr(pt, map[t][0]);
+            if (hit && strcmp(hit, map[t][0]) == 0) {
+                snprintf(ref, sizeof ref, "%.*s%s", (int)(hit - pt), pt, map[t][1]);
+                break;
+            }
+        }
+        size_t k;
+        snprintf(name, sizeof name, "%s.%s.min", run, ref);
+        float *mn = tu_fixture_get(&f, name, &k);
+        snprintf(name, sizeof name, "%s.%s.max", run, ref);
+        float *mx = tu_fixture_get(&f, name, &k);
+        sfq_uq want;
+        ck_assert_int_eq(sfq_psaq_act(mn[0], mx[0], ac->bits, &want), 0);
+        cmp(&st, ac->u.scale, want.scale);
+        cmp(&st, ac->u.zero + 1000.0, want.zero + 1000.0);
+        free(mn);
+        free(mx);
+    }
+    fprintf(stderr, "%s: %d activation points, %d values off by > 1e-5 (worst %.3g)\n", run, points, st.off,
+            st.worst);
+    ck_assert_int_eq(points, 47);
+    ck_assert_int_le(st.off, 2);
+    sardfq_model *fin = NULL;
+    ck_assert_int_eq(sardfq_quantizer_finalize(q, &fin), 0);
+    int n;
+    float *lg = eval_logits(fin, &f, &n);
+    snprintf(name, sizeof name, "%s.logits", run);
+    size_t k;
+    float *want = tu_fixture_get(&f, name, &k);
+    compare_logits(run, lg, want, n, min_agree, max_diff);
+    free(lg);
+    free(want);
+    sardfq_model_free(fin);
+    sardfq_quantizer_free(q);
+    tu_fixture_close(&f);
+    sardfq_model_free(m);
+}
+
+START_TEST(minmax_w8a8_matches_pytorch) { minmax_case("minmax_w8a8", 8, 8, 127, 0.02); }
+END_TEST
+
+START_TEST(minmax_w4a8_matches_pytorch) { minmax_case("minmax_w4a8", 4, 8, 125, 0.05); }
+END_TEST
+
+/* The reparameterised FP model (LayerNorm / r - b, W r, bias + W r b, no
+ * rounding) gives the original logits within 1e-4 (of max |logit|), and
+ * PyTorch's reparameterised logits. */
+START_TEST(reparam_preserves_logits)
+{
+    sardfq_model *m = load_default();
+    tu_fixture f;
+    tu_fixture_open(&f, FIX);
+    sardfq_quantizer *q = calibrated(m, &f, SARDFQ_SCHEME_REPQ, 4, 4);
+    sardfq_model *rp = NULL;
+    ck_assert_int_eq(sfq_quantizer_reparam_fp(q, &rp), 0);
+    int n;
+    float *a = eval_logits(m, &f, &n), *b = eval_logits(rp, &f, &n);
+    const double d = tu_max_abs_diff(b, a, (size_t)n * 10), s = tu_max_abs(a, (size_t)n * 10);
+    size_t k;
+    float *want = tu_fixture_get(&f, "fp_reparam_w4a4.logits", &k);
+    const double d2 = tu_max_abs_diff(b, want, (size_t)n * 10);
+    fprintf(stderr, "reparameterised FP vs FP: max |diff| %.3g of max |logit| %.3g; vs PyTorch %.3g\n", d, s,
+            d2);
+    ck_assert_double_le(d, 1e-4 * s);
+    ck_assert_double_le(d2, 1e-4 * s);
+    /* and it really changed the parameters */
+    ck_assert(memcmp(rp->blocks[0].ln1_w, m->blocks[0].ln1_w, sizeof(float) * 96) != 0);
+    free(a);
+    free(b);
+    free(want);
+    sardfq_model_free(rp);
+    sardfq_quantizer_free(q);
+    tu_fixture_close(&f);
+    sardfq_model_free(m);
+}
+END_TEST
+
+/* Everything kept in floating point: the quantized forward (two-phase
+ * attention, hooks) is bitwise the FP forward. */
+START_TEST(all_fp_override_is_identity)
+{
+    sardfq_model *m = load_default();
+    tu_fixture f;
+    tu_fixture_open(&f, FIX);
+    sardfq_quantizer *q = NULL;
+    ck_assert_int_eq(sardfq_quantizer_create(m, NULL, &q), 0);
+    ck_assert_int_eq(sardfq_quantizer_set_layer(q, "*", 0, 0), 0);
+    size_t n;
+    float *calib = tu_fixture_get(&f, "calib.images", &n);
+    ck_assert_int_eq(sardfq_quantizer_calibrate(q, calib, 32), 0);
+    sardfq_model *fin = NULL;
+    ck_assert_int_eq(sardfq_quantizer_finalize(q, &fin), 0);
+    int ne;
+    float *a = eval_logits(m, &f, &ne), *b = eval_logits(fin, &f, &ne);
+    ck_assert_int_eq(memcmp(a, b, sizeof(float) * 10 * (size_t)ne), 0);
+    free(a);
+    free(b);
+    free(calib);
+    sardfq_model_free(fin);
+    sardfq_quantizer_free(q);
+    tu_fixture_close(&f);
+    sardfq_model_free(m);
+}
+END_TEST
+
+/* Overrides: the head at 8 bits, blocks.*.mlp.fc2 in FP. */
+START_TEST(layer_overrides)
+{
+    sardfq_model *m = load_default();
+    tu_fixture f;
+    tu_fixture_open(&f, FIX);
+    sardfq_quantizer *q = NULL;
+    ck_assert_int_eq(sardfq_quantizer_create(m, NULL, &q), 0);
+    ck_assert_int_eq(sardfq_quantizer_set_layer(q, "head", 8, 8), 0);
+    ck_assert_int_eq(sardfq_quantizer_set_layer(q, "blocks.*.mlp.fc2", 0, 0), 0);
+    ck_assert_int_eq(sardfq_quantizer_set_layer(q, "no.such.layer", 8, 8), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sardfq_quantizer_set_layer(q, "head", 9, 8), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sardfq_quantizer_set_layer(q, "head", 8, 1), SARDFQ_E_INVALID_ARG);
+    size_t n;
+    float *calib = tu_fixture_get(&f, "calib.images", &n);
+    ck_assert_int_eq(sardfq_quantizer_calibrate(q, calib, 32), 0);
+    const sardfq_model *qm = sfq_quantizer_model(q);
+    const int d = m->info.depth, head = sfq_qlin_head(d);
+    ck_assert_int_eq(qm->q->lin[head].bits, 8);
+    ck_assert_int_eq(qm->q->acts[sfq_qpoint_index(-1, SFQ_AG_HEAD_IN)].bits, 8);
+    ck_assert_int_eq(qm->q->lin[sfq_qlin_index(1, SFQ_LW_FC1)].bits, 4);
+    for (int l = 0; l < d; l++) {
+        ck_assert_int_eq(qm->q->lin[sfq_qlin_index(l, SFQ_LW_FC2)].bits, 0);
+        ck_assert_int_eq(qm->q->acts[sfq_qpoint_index(l, SFQ_AP_FC2_IN)].kind, SFQ_QK_OFF);
+        /* an FP layer keeps its FP weight */
+        ck_assert_int_eq(memcmp(qm->blocks[l].fc2_w, m->blocks[l].fc2_w, sizeof(float) * 96 * 192), 0);
+    }
+    free(calib);
+    sardfq_quantizer_free(q);
+    tu_fixture_close(&f);
+    sardfq_model_free(m);
+}
+END_TEST
+
+/* Save + load gives bitwise the same logits (quantized at 4 and 8 bits,
+ * both schemes, and the FP model); 4-bit codes are packed two per byte. */
+static void round_trip(int scheme, int w, int a)
+{
+    sardfq_model *m = load_default();
+    tu_fixture f;
+    tu_fixture_open(&f, FIX);
+    sardfq_model *fin = NULL;
+    if (w) {
+        sardfq_quantizer *q = calibrated(m, &f, scheme, w, a);
+        ck_assert_int_eq(sardfq_quantizer_finalize(q, &fin), 0);
+        sardfq_quantizer_free(q);
+    }
+    sardfq_model *src = w ? fin : m;
+    char *dir = tu_make_tmpdir("sfq_qsave");
+    const char *path = tu_join(dir, "q.safetensors");
+    ck_assert_int_eq(sardfq_model_save(src, path), 0);
+    sardfq_model *back = NULL;
+    ck_assert_msg(sardfq_model_load(path, NULL, &back) == 0, "%s", sardfq_last_error());
+    int n;
+    float *la = eval_logits(src, &f, &n), *lb = eval_logits(back, &f, &n);
+    ck_assert_int_eq(memcmp(la, lb, sizeof(float) * 10 * (size_t)n), 0);
+    if (w) {
+        ck_assert_str_eq(sardfq_model_get_metadata(back, "sardfq.quant.scheme"),
+                         scheme == SARDFQ_SCHEME_REPQ ? "repq" : "minmax");
+        /* the file: codes U8, packed at <= 4 bits */
+        size_t len;
+        uint8_t *buf = tu_read_file(path, &len);
+        sfq_st_file st;
+        ck_assert_int_eq(sfq_st_parse(buf, len, &st), 0);
+        const sfq_st_tensor *t = sfq_st_find(&st, "blocks.0.mlp.fc1.weight_codes");
+        ck_assert_ptr_nonnull(t);
+        ck_assert_int_eq(t->dtype, SFQ_DT_U8);
+        ck_assert_int_eq(t->shape[0], 192);
+        ck_assert_int_eq(t->shape[1], w <= 4 ? 48 : 96);
+        ck_assert_ptr_null(sfq_st_find(&st, "blocks.0.mlp.fc1.weight"));
+        sfq_st_release(&st);
+        free(buf);
+        /* saving the loaded model again gives the same logits again */
+        ck_assert_int_eq(sardfq_model_save(back, path), 0);
+        sardfq_model *again = NULL;
+        ck_assert_int_eq(sardfq_model_load(path, NULL, &again), 0);
+        float *lc = eval_logits(again, &f, &n);
+        ck_assert_int_eq(memcmp(la, lc, sizeof(float) * 10 * (size_t)n), 0);
+        free(lc);
+        sardfq_model_free(again);
+    }
+    free(la);
+    free(lb);
+    sardfq_model_free(back);
+    sardfq_model_free(fin);
+    tu_rm_rf(dir);
+    tu_fixture_close(&f);
+    sardfq_model_free(m);
+}
+
+START_TEST(save_load_repq_w4a4) { round_trip(SARDFQ_SCHEME_REPQ, 4, 4); }
+END_TEST
+START_TEST(save_load_repq_w8a8) { round_trip(SARDFQ_SCHEME_REPQ, 8, 8); }
+END_TEST
+START_TEST(save_load_minmax_w3a4) { round_trip(SARDFQ_SCHEME_MINMAX, 3, 4); }
+END_TEST
+START_TEST(save_load_fp) { round_trip(0, 0, 0); }
+END_TEST
+
+START_TEST(invalid_arguments)
+{
+    sardfq_model *m = load_default();
+    sardfq_quant_params p;
+    sardfq_quant_default_params(&p);
+    sardfq_quantizer *q = NULL;
+    ck_assert_int_eq(sardfq_quantizer_create(NULL, &p, &q), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sardfq_quantizer_create(m, &p, NULL), SARDFQ_E_INVALID_ARG);
+    const int bad[][2] = {{1, 4}, {9, 4}, {4, 1}, {4, 9}, {0, 4}, {4, 0}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        p.weight_bits = bad[i][0];
+        p.act_bits = bad[i][1];
+        ck_assert_int_eq(sardfq_quantizer_create(m, &p, &q), SARDFQ_E_INVALID_ARG);
+        ck_assert_ptr_null(q);
+    }
+    sardfq_quant_default_params(&p);
+    p.scheme = 7;
+    ck_assert_int_eq(sardfq_quantizer_create(m, &p, &q), SARDFQ_E_INVALID_ARG);
+    sardfq_quant_default_params(&p);
+    ck_assert_int_eq(sardfq_quantizer_create(m, &p, &q), 0);
+    sardfq_model *out = NULL;
+    ck_assert_int_eq(sardfq_quantizer_finalize(q, &out), SARDFQ_E_STATE);
+    float img[784 * 2];
+    for (int i = 0; i < 784 * 2; i++)
+        img[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+    ck_assert_int_eq(sardfq_quantizer_calibrate(q, img, 0), SARDFQ_E_INVALID_ARG); /* empty set */
+    ck_assert_int_eq(sardfq_quantizer_calibrate(q, NULL, 2), SARDFQ_E_INVALID_ARG);
+    img[900] = NAN;
+    ck_assert_int_eq(sardfq_quantizer_calibrate(q, img, 2), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sardfq_quantizer_finalize(q, &out), SARDFQ_E_STATE); /* nothing kept */
+    img[900] = 0.5f;
+    ck_assert_int_eq(sardfq_quantizer_calibrate(q, img, 2), 0);
+    ck_assert_int_eq(sardfq_quantizer_finalize(q, &out), 0);
+    /* a quantized model: no backward, no second quantization */
+    sardfq_quantizer *q2 = NULL;
+    ck_assert_int_eq(sardfq_quantizer_create(out, NULL, &q2), SARDFQ_E_UNSUPPORTED);
+    sardfq_state *s = NULL;
+    ck_assert_int_eq(sardfq_state_create(out, &s), 0);
+    float logits[20];
+    ck_assert_int_eq(sardfq_model_forward_ex(out, s, img, 2, SARDFQ_FORWARD_BACKWARD, logits),
+                     SARDFQ_E_UNSUPPORTED);
+    ck_assert_int_eq(sardfq_model_forward_ex(out, s, img, 2, SARDFQ_FORWARD_ATTENTION, logits), 0);
+    sardfq_generator *g = NULL;
+    ck_assert_int_eq(sardfq_generator_create(out, NULL, &g), SARDFQ_E_UNSUPPORTED);
+    ck_assert_int_eq(sardfq_model_save(out, NULL), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sardfq_model_save(NULL, "x"), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sardfq_model_save(out, "/nonexistent-dir/x.safetensors"), SARDFQ_E_IO);
+    sardfq_state_free(s);
+    sardfq_model_free(out);
+    sardfq_quantizer_free(q);
+    sardfq_quantizer_free(NULL);
+    sardfq_model_free(m);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("qmodel");
+    TCase *tc = tcase_create("reference");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, repq_w8a8_matches_pytorch);
+    tcase_add_test(tc, repq_w4a4_matches_pytorch);
+    tcase_add_test(tc, minmax_w8a8_matches_pytorch);
+    tcase_add_test(tc, minmax_w4a8_matches_pytorch);
+    tcase_add_test(tc, reparam_preserves_logits);
+    tcase_add_test(tc, top1_matches_pytorch);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("api");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, all_fp_override_is_identity);
+    tcase_add_test(tc, layer_overrides);
+    tcase_add_test(tc, save_load_repq_w4a4);
+    tcase_add_test(tc, save_load_repq_w8a8);
+    tcase_add_test(tc, save_load_minmax_w3a4);
+    tcase_add_test(tc, save_load_fp);
+    tcase_add_test(tc, invalid_arguments);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
