@@ -71,17 +71,23 @@ int cli_gen_option(const char *cmd, int argc, char **argv, int *i, cli_gen_optio
 /* Copy the options into generator params. */
 void cli_gen_options_apply(const cli_gen_options *o, sardfq_generator_params *p);
 
+/* Run the remaining steps of g with a progress line on stderr (SIGINT
+ * stops after the current step). 0, or an exit code after a message. */
+int cli_generate(const char *cmd, sardfq_generator *g, sardfq_synth_report *r);
+
 /* The commands: argv[0] is the command name. Each returns an exit code. */
 int cli_info(int argc, char **argv);
 int cli_eval(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_synth(int argc, char **argv);
 int cli_semantics(int argc, char **argv);
+int cli_quantize(int argc, char **argv);
 
 void cli_usage_info(FILE *f);
 void cli_usage_eval(FILE *f);
 void cli_usage_bench(FILE *f);
 void cli_usage_synth(FILE *f);
 void cli_usage_semantics(FILE *f);
+void cli_usage_quantize(FILE *f);
 
 #endif

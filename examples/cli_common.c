@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -258,4 +259,50 @@ void cli_gen_options_apply(const cli_gen_options *o, sardfq_generator_params *p)
     p->prior_components = (int32_t)o->prior_k;
     if (o->alpha >= 0)
         p->apa_weight = (float)o->alpha;
+}
+
+/* ---- running a generator with a progress line ------------------------- */
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+static void progress_line(const char *cmd, const sardfq_synth_report *r, double elapsed, int tty, int final)
+{
+    double eta = r->step > 0 ? elapsed / r->step * (r->total - r->step) : 0;
+    fprintf(stderr,
+            "%s%s %5d/%d  loss %.4g  apa %.3g  ce %.3g  msr %.3g  tv %.3g  pse %.3g  p(target) %.3f  "
+            "%.1fs, eta %.0fs%s",
+            tty ? "\r" : "", cmd, r->step, r->total, r->loss, r->apa, r->ce, r->msr, r->tv, r->pse,
+            r->target_prob, elapsed, eta, tty && !final ? "\033[K" : "\n");
+    fflush(stderr);
+}
+
+int cli_generate(const char *cmd, sardfq_generator *g, sardfq_synth_report *r)
+{
+    signal(SIGINT, on_sigint);
+    const int tty = isatty(2);
+    const double t0 = cli_now();
+    memset(r, 0, sizeof *r);
+    r->struct_size = sizeof *r;
+    int last_pct = -1;
+    for (;;) {
+        sardfq_status s = sardfq_generator_step(g, r);
+        if (s == SARDFQ_E_STATE)
+            break; /* all steps done (or none: noise) */
+        if (s)
+            return cli_lib_fail(s, "%s: step %d failed", cmd, r->step + 1);
+        int pct = (int)(100.0 * r->step / r->total);
+        if (tty || pct / 10 != last_pct / 10 || r->step == r->total)
+            progress_line(cmd, r, cli_now() - t0, tty, r->step == r->total);
+        last_pct = pct;
+        if (interrupted)
+            return cli_fail("%s: interrupted at step %d of %d; nothing written", cmd, r->step, r->total);
+    }
+    signal(SIGINT, SIG_DFL);
+    return CLI_EXIT_OK;
 }

@@ -4,19 +4,10 @@
 
 #include <errno.h>
 #include <math.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static volatile sig_atomic_t interrupted;
-
-static void on_sigint(int sig)
-{
-    (void)sig;
-    interrupted = 1;
-}
 
 void cli_usage_synth(FILE *f)
 {
@@ -34,17 +25,6 @@ void cli_usage_synth(FILE *f)
           "loss terms and the time left. The last line of stdout is\n"
           "  images=<n> steps=<s> seconds=<t> target_prob=<p> out=<DIR>\n",
           f);
-}
-
-static void progress_line(const sardfq_synth_report *r, double elapsed, int tty, int final)
-{
-    double eta = r->step > 0 ? elapsed / r->step * (r->total - r->step) : 0;
-    fprintf(stderr,
-            "%ssynth %5d/%d  loss %.4g  apa %.3g  ce %.3g  msr %.3g  tv %.3g  pse %.3g  p(target) %.3f  "
-            "%.1fs, eta %.0fs%s",
-            tty ? "\r" : "", r->step, r->total, r->loss, r->apa, r->ce, r->msr, r->tv, r->pse,
-            r->target_prob, elapsed, eta, tty && !final ? "\033[K" : "\n");
-    fflush(stderr);
 }
 
 int cli_synth(int argc, char **argv)
@@ -131,30 +111,10 @@ int cli_synth(int argc, char **argv)
         cli_lib_fail(s, "synth: cannot create the generator");
         goto done;
     }
-    signal(SIGINT, on_sigint);
-    const int tty = isatty(2);
     const double t0 = cli_now();
     sardfq_synth_report r;
-    memset(&r, 0, sizeof r);
-    r.struct_size = sizeof r;
-    int last_pct = -1;
-    for (;;) {
-        s = sardfq_generator_step(g, &r);
-        if (s == SARDFQ_E_STATE)
-            break; /* all steps done (or none: noise) */
-        if (s) {
-            cli_lib_fail(s, "synth: step %d failed", r.step + 1);
-            goto done;
-        }
-        int pct = (int)(100.0 * r.step / r.total);
-        if (tty || pct / 10 != last_pct / 10 || r.step == r.total)
-            progress_line(&r, cli_now() - t0, tty, r.step == r.total);
-        last_pct = pct;
-        if (interrupted) {
-            cli_fail("synth: interrupted at step %d of %d; nothing written", r.step, r.total);
-            goto done;
-        }
-    }
+    if (cli_generate("synth", g, &r))
+        goto done;
     const double seconds = cli_now() - t0;
     const size_t n_img = (size_t)p.n_images * info.in_chans * info.img_h * info.img_w;
     images = malloc(sizeof(float) * n_img);

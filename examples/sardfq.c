@@ -19,6 +19,8 @@ static void usage(FILE *f)
           "  eval  --data PATH [--model M] top-1/top-5 accuracy on a labelled image set\n"
           "  synth --out DIR [--model M]   synthesise calibration images (noise, PSAQ-ViT\n"
           "                                or SARDFQ) into DIR\n"
+          "  quantize --out Q [--model M]  quantize with real, synthetic or noise\n"
+          "                                calibration images (RepQ-ViT or PSAQ-ViT)\n"
           "  semantics --data PATH         class semantics of synthetic images, per\n"
           "                                method and ablation\n"
           "  bench (--model M | --arch A)  forward and forward+backward speed against\n"
@@ -50,6 +52,8 @@ static int help(int argc, char **argv)
         cli_usage_synth(stdout);
     else if (strcmp(argv[1], "semantics") == 0)
         cli_usage_semantics(stdout);
+    else if (strcmp(argv[1], "quantize") == 0)
+        cli_usage_quantize(stdout);
     else if (strcmp(argv[1], "help") == 0)
         usage(stdout);
     else
@@ -83,6 +87,8 @@ int main(int argc, char **argv)
         return cli_synth(argc - 1, argv + 1);
     if (strcmp(cmd, "semantics") == 0)
         return cli_semantics(argc - 1, argv + 1);
+    if (strcmp(cmd, "quantize") == 0)
+        return cli_quantize(argc - 1, argv + 1);
     if (cmd[0] == '-')
         return cli_usage_error("unknown option '%s'", cmd);
     return cli_usage_error("unknown command '%s'", cmd);

@@ -543,6 +543,13 @@ typedef struct sardfq_quant_params {
     int32_t scheme;      /* SARDFQ_SCHEME_*; default REPQ */
     int32_t n_threads;   /* threads of the calibration searches (0 = the
                             model's count); results do not depend on it */
+    int32_t recon_iters; /* sardfq_quantizer_reconstruct: Adam iterations
+                            per block; default 100 (SARDFQ's setting) */
+    float recon_lr;      /* learning rate of the activation step sizes,
+                            cosine-decayed to 0; default 4e-5 (SARDFQ) */
+    sardfq_progress_fn progress; /* reconstruct: stage "reconstruct", one
+                                    unit per iteration; may cancel */
+    void *user_data;
 } sardfq_quant_params;
 
 SARDFQ_API void sardfq_quant_default_params(sardfq_quant_params *p);
@@ -577,6 +584,22 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_quantizer_set_layer(sardfq_quan
 SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_quantizer_calibrate(sardfq_quantizer *q,
                                                                      const float *images,
                                                                      int32_t n);
+
+/* Optional, after calibrate (RepQ-ViT scheme only; minmax is
+ * SARDFQ_E_UNSUPPORTED): block reconstruction on n images (normally the
+ * calibration images). Block by block, with the quantized model's input to
+ * the block and the FP model's output of it as target, minimise the squared
+ * error of the block output by learning the rounding of each weight
+ * (AdaRound: rounding variables with Adam lr 1e-3, rounding regulariser
+ * 0.01 with beta annealed 20 -> 2 after 20% of the iterations, then
+ * hardened) and the step sizes of the uniform activation quantizers inside
+ * the block (LSQ gradients, Adam with recon_lr and cosine decay); the
+ * softmax's log-sqrt2 scale, the image and head quantizers stay as
+ * calibrated. Gradients pass the rounding straight through. On failure or
+ * cancellation the quantizer keeps its calibrated state. */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_quantizer_reconstruct(sardfq_quantizer *q,
+                                                                       const float *images,
+                                                                       int32_t n);
 
 /* The quantized model (a new handle, independent of q). SARDFQ_E_STATE
  * before a successful calibrate. */

@@ -3,6 +3,7 @@
  * (an independent float32 PyTorch implementation of RepQ-ViT's and PSAQ-ViT's
  * calibration of the default model on 32 Fashion-MNIST training images). */
 #include "qspec.h"
+#include "recon.h"
 #include "sardfq.h"
 #include "testutil.h"
 #include "vit.h"
@@ -539,6 +540,238 @@ START_TEST(invalid_arguments)
 }
 END_TEST
 
+
+/* ---- block reconstruction ------------------------------------------------ */
+
+/* The backward of a quantized block against central finite differences of
+ * the STE surrogate (rounding offsets frozen at the current parameters):
+ * every activation step size, and rounding variables of all four weights. */
+START_TEST(recon_gradients_match_finite_differences)
+{
+    sardfq_model *m = load_default();
+    tu_fixture f;
+    tu_fixture_open(&f, FIX);
+    sardfq_quantizer *q = calibrated(m, &f, SARDFQ_SCHEME_REPQ, 4, 4);
+    const sardfq_model *work = sfq_quantizer_model(q);
+    sardfq_model *rp = NULL;
+    ck_assert_int_eq(sfq_quantizer_reparam_fp(q, &rp), 0);
+    size_t nc;
+    float *calib = tu_fixture_get(&f, "calib.images", &nc);
+    const int n = 4, l = 1, D = 96, N = m->info.num_tokens;
+    float *xin = malloc(sizeof(float) * n * N * D), *tgt = malloc(sizeof(float) * n * N * D);
+    ck_assert_int_eq(sfq_forward_blocks(work, calib, n, l, xin), 0);
+    ck_assert_int_eq(sfq_forward_blocks(m, calib, n, l + 1, tgt), 0);
+    sfq_rblock rb;
+    ck_assert_int_eq(sfq_rblock_alloc(&rb, &m->info, n), 0);
+    /* set up as the driver does */
+    const sfq_block *b = &rp->blocks[l];
+    rb.w = (sfq_rblock_w){b->ln1_w, b->ln1_b, b->ln2_w, b->ln2_b,
+                          {b->qkv_w, b->proj_w, b->fc1_w, b->fc2_w},
+                          {b->qkv_b, b->proj_b, b->fc1_b, b->fc2_b}};
+    for (int k = 0; k < 4; k++) {
+        const int i = sfq_qlin_index(l, k);
+        rb.wbits[k] = work->q->lin[i].bits;
+        rb.wrows[k] = work->q->lin[i].rows;
+        sfq_ada_init(&rb.ada[k], rb.w.w[k], rb.wrows[k], sfq_qlin_rows(&m->info, i), sfq_qlin_cols(&m->info, i));
+        /* move the rounding variables off their initial values so that
+         * h'(V) is not the same everywhere */
+        for (size_t j = 0; j < rb.wsize[k]; j++)
+            rb.ada[k].v[j] += 0.3f * (float)((int)(j * 2654435761u % 7) - 3);
+    }
+    for (int sl = 0; sl < SFQ_RQ_COUNT; sl++) {
+        const sfq_qact *a = &work->q->acts[sfq_qpoint_index(l, sfq_recon_point(sl))];
+        rb.on[sl] = a->kind == SFQ_QK_UNIFORM;
+        rb.act[sl] = a->u;
+        ck_assert(rb.on[sl]);
+    }
+    const sfq_qact *pa = &work->q->acts[sfq_qpoint_index(l, SFQ_AP_PROBS)];
+    rb.log_on = 1;
+    rb.lq = pa->lq;
+    const double L0 = sfq_rblock_forward(&rb, xin, tgt, 0);
+    sfq_rblock_backward(&rb, tgt);
+    ck_assert(L0 > 0);
+    /* frozen forward at the same parameters reproduces the loss */
+    ck_assert_double_eq_tol(sfq_rblock_forward(&rb, xin, tgt, 1), L0, 1e-9 * L0);
+    double worst = 0;
+    for (int sl = 0; sl < SFQ_RQ_COUNT; sl++) {
+        const float s0 = rb.act[sl].scale, hstep = s0 * 1e-3f;
+        rb.act[sl].scale = s0 + hstep;
+        const double lp = sfq_rblock_forward(&rb, xin, tgt, 1);
+        rb.act[sl].scale = s0 - hstep;
+        const double lm = sfq_rblock_forward(&rb, xin, tgt, 1);
+        rb.act[sl].scale = s0;
+        const double fd = (lp - lm) / (2.0 * hstep), an = rb.gs[sl];
+        const double err = fabs(fd - an) / fmax(fabs(fd), 1e-3 * L0 / s0);
+        fprintf(stderr, "step size slot %d: analytic %.6g finite difference %.6g (rel %.2g)\n", sl, an, fd, err);
+        worst = fmax(worst, err);
+    }
+    ck_assert_double_le(worst, 1e-2);
+    /* rounding variables: the directional derivative of each weight's V
+     * along a fixed +-1 direction */
+    double vworst = 0;
+    for (int k = 0; k < 4; k++) {
+        const size_t nw = rb.wsize[k];
+        float *v0 = malloc(sizeof(float) * nw);
+        memcpy(v0, rb.ada[k].v, sizeof(float) * nw);
+        double an = 0;
+        for (size_t j = 0; j < nw; j++)
+            an += (j * 2654435761u >> 7) & 1 ? rb.gv[k][j] : -rb.gv[k][j];
+        const float hv = 1e-2f;
+        double lpm[2];
+        for (int sgn = 0; sgn < 2; sgn++) {
+            for (size_t j = 0; j < nw; j++)
+                rb.ada[k].v[j] = v0[j] + (sgn ? -hv : hv) * ((j * 2654435761u >> 7) & 1 ? 1.0f : -1.0f);
+            lpm[sgn] = sfq_rblock_forward(&rb, xin, tgt, 1);
+        }
+        memcpy(rb.ada[k].v, v0, sizeof(float) * nw);
+        const double fd = (lpm[0] - lpm[1]) / (2.0 * hv), err = fabs(fd - an) / fabs(fd);
+        fprintf(stderr, "rounding variables of weight %d: directional derivative %.6g, finite difference %.6g (rel %.2g)\n",
+                k, an, fd, err);
+        vworst = fmax(vworst, err);
+        free(v0);
+    }
+    ck_assert_double_le(vworst, 2e-2);
+    /* the rounding regulariser's gradient (beta = 4) along a +-1 direction
+     * over the entries away from its kinks (h clamped at 0 or 1, h = 0.5) */
+    {
+        const size_t nw = rb.wsize[2];
+        float *g = calloc(nw, sizeof(float)), *v0 = malloc(sizeof(float) * nw), *dir = calloc(nw, sizeof(float));
+        memcpy(v0, rb.ada[2].v, sizeof(float) * nw);
+        sfq_ada_reg(&rb.ada[2], nw, 4.0f, 0.01f, g);
+        double an = 0, r[2];
+        int used = 0;
+        for (size_t j = 0; j < nw; j++) {
+            const float sg = 1.0f / (1.0f + expf(-v0[j])), h = sg * 1.2f - 0.1f;
+            if (h > 0.05f && h < 0.95f && fabsf(2 * h - 1) > 0.1f) {
+                dir[j] = (j * 2654435761u >> 7) & 1 ? 1.0f : -1.0f;
+                an += dir[j] * g[j];
+                used++;
+            }
+        }
+        for (int sgn = 0; sgn < 2; sgn++) {
+            for (size_t j = 0; j < nw; j++)
+                rb.ada[2].v[j] = v0[j] + (sgn ? -1e-3f : 1e-3f) * dir[j];
+            r[sgn] = sfq_ada_reg(&rb.ada[2], nw, 4.0f, 0.01f, NULL);
+        }
+        memcpy(rb.ada[2].v, v0, sizeof(float) * nw);
+        const double fd = (r[0] - r[1]) / 2e-3;
+        fprintf(stderr, "rounding regulariser (%d entries): directional derivative %.6g, finite difference %.6g\n",
+                used, an, fd);
+        ck_assert_int_ge(used, 1000);
+        ck_assert_double_le(fabs(fd - an), 1e-2 * fabs(fd));
+        free(g);
+        free(v0);
+        free(dir);
+    }
+    sfq_rblock_free(&rb);
+    free(xin);
+    free(tgt);
+    free(calib);
+    sardfq_model_free(rp);
+    sardfq_quantizer_free(q);
+    tu_fixture_close(&f);
+    sardfq_model_free(m);
+}
+END_TEST
+
+static double sq_err(const float *a, const float *b, size_t n)
+{
+    double se = 0;
+    for (size_t i = 0; i < n; i++)
+        se += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+    return se;
+}
+
+static int cancel_after(void *user, int64_t done, int64_t total, const char *stage)
+{
+    (void)total;
+    ck_assert_str_eq(stage, "reconstruct");
+    return done >= *(int64_t *)user;
+}
+
+/* Reconstruction lowers every block's output error, keeps weights on the
+ * integer grid (save/load round trip), and cancellation keeps the
+ * calibrated state. */
+START_TEST(recon_reduces_block_error)
+{
+    sardfq_model *m = load_default();
+    tu_fixture f;
+    tu_fixture_open(&f, FIX);
+    sardfq_quant_params p;
+    sardfq_quant_default_params(&p);
+    p.weight_bits = 3;
+    p.act_bits = 3;
+    p.recon_iters = 60;
+    int64_t stop = 70;
+    p.progress = cancel_after;
+    p.user_data = &stop;
+    sardfq_quantizer *q = NULL;
+    ck_assert_int_eq(sardfq_quantizer_create(m, &p, &q), 0);
+    size_t nc;
+    float *calib = tu_fixture_get(&f, "calib.images", &nc);
+    ck_assert_int_eq(sardfq_quantizer_reconstruct(q, calib, 32), SARDFQ_E_STATE);
+    ck_assert_int_eq(sardfq_quantizer_calibrate(q, calib, 32), 0);
+    const int N = m->info.num_tokens, D = 96, depth = m->info.depth;
+    const size_t act = (size_t)32 * N * D;
+    float *xq = malloc(sizeof(float) * act), *xf = malloc(sizeof(float) * act);
+    double before[8];
+    for (int l = 1; l <= depth; l++) {
+        ck_assert_int_eq(sfq_forward_blocks(sfq_quantizer_model(q), calib, 32, l, xq), 0);
+        ck_assert_int_eq(sfq_forward_blocks(m, calib, 32, l, xf), 0);
+        before[l - 1] = sq_err(xq, xf, act);
+    }
+    sardfq_model *m0 = NULL;
+    ck_assert_int_eq(sardfq_quantizer_finalize(q, &m0), 0);
+    /* cancelled in block 1 (60 iterations per block): nothing changes */
+    ck_assert_int_eq(sardfq_quantizer_reconstruct(q, calib, 32), SARDFQ_E_CANCELLED);
+    sardfq_model *m1 = NULL;
+    ck_assert_int_eq(sardfq_quantizer_finalize(q, &m1), 0);
+    int ne;
+    float *l0 = eval_logits(m0, &f, &ne), *l1 = eval_logits(m1, &f, &ne);
+    ck_assert_int_eq(memcmp(l0, l1, sizeof(float) * 10 * (size_t)ne), 0);
+    stop = INT64_MAX;
+    ck_assert_int_eq(sardfq_quantizer_reconstruct(q, calib, 32), 0);
+    double sb = 0, sa = 0;
+    for (int l = 1; l <= depth; l++) {
+        ck_assert_int_eq(sfq_forward_blocks(sfq_quantizer_model(q), calib, 32, l, xq), 0);
+        ck_assert_int_eq(sfq_forward_blocks(m, calib, 32, l, xf), 0);
+        const double se = sq_err(xq, xf, act);
+        fprintf(stderr, "block %d output: squared error to FP before %.4g, after %.4g\n", l - 1, before[l - 1], se);
+        sb += before[l - 1];
+        sa += se;
+        /* every block's output is closer to FP */
+        ck_assert_double_lt(se, before[l - 1]);
+    }
+    fprintf(stderr, "sum over blocks: %.4g -> %.4g\n", sb, sa);
+    sardfq_model *m2 = NULL;
+    ck_assert_int_eq(sardfq_quantizer_finalize(q, &m2), 0);
+    /* on the grid: save/load is exact */
+    char *dir = tu_make_tmpdir("sfq_recon");
+    const char *path = tu_join(dir, "r.safetensors");
+    ck_assert_int_eq(sardfq_model_save(m2, path), 0);
+    sardfq_model *back = NULL;
+    ck_assert_int_eq(sardfq_model_load(path, NULL, &back), 0);
+    float *l2 = eval_logits(m2, &f, &ne), *l3 = eval_logits(back, &f, &ne);
+    ck_assert_int_eq(memcmp(l2, l3, sizeof(float) * 10 * (size_t)ne), 0);
+    ck_assert(memcmp(l0, l2, sizeof(float) * 10 * (size_t)ne) != 0);
+    tu_rm_rf(dir);
+    free(l0);
+    free(l1);
+    free(l2);
+    free(l3);
+    free(xq);
+    free(xf);
+    free(calib);
+    sardfq_model_free(m0);
+    sardfq_model_free(m1);
+    sardfq_model_free(m2);
+    sardfq_model_free(back);
+    sardfq_quantizer_free(q);
+    tu_fixture_close(&f);
+    sardfq_model_free(m);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("qmodel");
@@ -560,6 +793,11 @@ int main(void)
     tcase_add_test(tc, save_load_minmax_w3a4);
     tcase_add_test(tc, save_load_fp);
     tcase_add_test(tc, invalid_arguments);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("recon");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, recon_gradients_match_finite_differences);
+    tcase_add_test(tc, recon_reduces_block_error);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -259,6 +259,9 @@ typedef struct {
     float *xhatf, *rstdf;   /* or NULL */
     float *feat;            /* [B][D] or NULL */
     float *ao;              /* [depth][B][N][D] or NULL */
+    float *x_at;            /* if set: stop after block `upto` - 1 and copy
+                               the residual stream [B][N][D] here */
+    int upto;
 } keep;
 
 static void embed(const sardfq_model *m, const float *images, int n, work *w, const compute *c)
@@ -411,6 +414,8 @@ static void forward(const sardfq_model *m, const float *images, int n, work *w, 
     const float eps = cfg->ln_eps;
     embed(m, images, n, w, c);
     for (int l = 0; l < cfg->depth; l++) {
+        if (k->x_at && l == k->upto)
+            break;
         const sfq_block *blk = &m->blocks[l];
         sfq_saved_block *sv = k->saved ? &k->saved[l] : NULL;
         float *qkv = sv ? sv->qkv : w->qkv;
@@ -434,6 +439,10 @@ static void forward(const sardfq_model *m, const float *images, int n, work *w, 
         sfq_qhook(m, l, SFQ_AP_FC2_IN, w->hid, BN, M, M, nt);
         residual_linear(m, l, SFQ_AP_FC2_OUT, c, w->hid, blk->fc2_w, blk->fc2_b, w->x, w->h, BN, M, D);
         sfq_qhook(m, l, SFQ_AP_RES2, w->x, BN, D, D, nt);
+    }
+    if (k->x_at) {
+        memcpy(k->x_at, w->x, sizeof(float) * (size_t)BN * D);
+        return;
     }
     /* final LN on the prefix rows only */
     for (int b = 0; b < n; b++)
@@ -492,6 +501,29 @@ SARDFQ_API sardfq_status sardfq_model_forward(sardfq_model *m, const float *imag
     work_carve(&w, base, &sz, n, nt);
     keep k = {0};
     forward(m, images, n, &w, &k, logits, &c);
+    end_compute(&c);
+    sfq_free(base);
+    return SARDFQ_OK;
+}
+
+sardfq_status sfq_forward_blocks(const sardfq_model *m, const float *images, int n, int upto, float *x)
+{
+    if (upto < 0 || upto > m->info.depth)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sfq_forward_blocks: block %d out of range", upto);
+    compute c = begin_compute(m);
+    per_image sz = sizes(&m->info);
+    size_t floats = work_floats(&sz, n, c.nt);
+    float *base = sfq_alloc_array(floats, sizeof(float));
+    if (!base) {
+        end_compute(&c);
+        return sfq_fail(SARDFQ_E_NOMEM, "out of memory (%zu MB of scratch)", floats * sizeof(float) >> 20);
+    }
+    work w;
+    work_carve(&w, base, &sz, n, c.nt);
+    keep k = {0};
+    k.x_at = x;
+    k.upto = upto;
+    forward(m, images, n, &w, &k, NULL, &c);
     end_compute(&c);
     sfq_free(base);
     return SARDFQ_OK;

@@ -74,6 +74,11 @@ const float *sfq_state_attn_output(const sardfq_state *s, int block);
 sardfq_status sfq_backward_state(sardfq_model *m, sardfq_state *s, const float *dlogits,
                                  const float *dattn, const float *dao, float *dimages);
 
+/* The residual stream entering block `upto` (0..depth; depth = after the
+ * last block, before the final norm) for n images: x [n][N][D]. Quantized
+ * models quantize on the way as in their forward. */
+sardfq_status sfq_forward_blocks(const sardfq_model *m, const float *images, int n, int upto, float *x);
+
 /* Thread count for library loops on model m, and the OpenBLAS setting it
  * implies (applied at the start of each compute call). */
 int sfq_model_threads(const sardfq_model *m);

@@ -18,6 +18,7 @@
  * PSAQ-ViT: one FP forward recording min/max at every point, then
  * asymmetric per-tensor activations and symmetric per-row weights. */
 #include "qspec.h"
+#include "recon.h"
 
 #include "vit.h"
 
@@ -47,6 +48,8 @@ SARDFQ_API void sardfq_quant_default_params(sardfq_quant_params *p)
     p->act_bits = 4;
     p->scheme = SARDFQ_SCHEME_REPQ;
     p->n_threads = 0;
+    p->recon_iters = 100;
+    p->recon_lr = 4e-5f;
 }
 
 static int bits_ok(int b) { return b >= SFQ_QBITS_MIN && b <= SFQ_QBITS_MAX; }
@@ -69,6 +72,9 @@ SARDFQ_API sardfq_status sardfq_quantizer_create(const sardfq_model *fp, const s
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_quantizer_create: unknown scheme %d", (int)p.scheme);
     if (p.n_threads < 0)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_quantizer_create: n_threads must be >= 0");
+    if (p.recon_iters < 1 || p.recon_iters > 1000000 || !(p.recon_lr > 0) || !isfinite(p.recon_lr))
+        return sfq_fail(SARDFQ_E_INVALID_ARG,
+                        "sardfq_quantizer_create: recon_iters must be in 1..1000000 and recon_lr > 0");
     if (fp->q)
         return sfq_fail(SARDFQ_E_UNSUPPORTED, "sardfq_quantizer_create: the model is already quantized");
     sardfq_quantizer *q = sfq_alloc_zero(sizeof *q);
@@ -354,18 +360,16 @@ static sardfq_status reparam(sardfq_quantizer *q, sardfq_model *work, int l, int
     return s;
 }
 
-static sardfq_status check_calib_images(const sardfq_model *m, const float *images, int n)
+static sardfq_status check_calib_images(const sardfq_model *m, const float *images, int n, const char *fn)
 {
     if (!images)
-        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_quantizer_calibrate: images is NULL");
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "%s: images is NULL", fn);
     if (n <= 0)
-        return sfq_fail(SARDFQ_E_INVALID_ARG,
-                        "sardfq_quantizer_calibrate: the calibration set is empty (n = %d)", n);
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "%s: the calibration set is empty (n = %d)", fn, n);
     const size_t per = (size_t)m->info.in_chans * m->info.img_h * m->info.img_w;
     for (size_t i = 0; i < per * (size_t)n; i++)
         if (!isfinite(images[i]))
-            return sfq_fail(SARDFQ_E_INVALID_ARG,
-                            "sardfq_quantizer_calibrate: image %zu has a non-finite value", i / per);
+            return sfq_fail(SARDFQ_E_INVALID_ARG, "%s: image %zu has a non-finite value", fn, i / per);
     return SARDFQ_OK;
 }
 
@@ -444,7 +448,7 @@ SARDFQ_API sardfq_status sardfq_quantizer_calibrate(sardfq_quantizer *q, const f
 {
     if (!q)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_quantizer_calibrate: quantizer is NULL");
-    sardfq_status s = check_calib_images(q->fp, images, n);
+    sardfq_status s = check_calib_images(q->fp, images, n, "sardfq_quantizer_calibrate");
     if (s)
         return s;
     const sardfq_model_info *cfg = &q->fp->info;
@@ -528,5 +532,172 @@ sardfq_status sfq_quantizer_reparam_fp(const sardfq_quantizer *q, sardfq_model *
         return s;
     }
     *out = m;
+    return SARDFQ_OK;
+}
+
+/* ---- block reconstruction (maths in recon.c) ---------------------------- */
+
+typedef struct {
+    float *m, *v;
+} adam_buf;
+
+static void adam_step(float *x, const float *g, float *m, float *v, size_t n, float lr, int t)
+{
+    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+    const float c1 = 1.0f - powf(b1, (float)t), c2 = 1.0f - powf(b2, (float)t);
+    for (size_t i = 0; i < n; i++) {
+        m[i] = b1 * m[i] + (1 - b1) * g[i];
+        v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
+        x[i] -= lr * (m[i] / c1) / (sqrtf(v[i] / c2) + eps);
+    }
+}
+
+#define RECON_WEIGHT_LR 1e-3f /* BRECQ's Adam default for AdaRound */
+#define RECON_ROUND_WEIGHT 0.01f
+#define RECON_WARMUP 0.2f
+#define RECON_BETA_START 20.0f
+#define RECON_BETA_END 2.0f
+
+/* Set up rb for block l of work (FP weights from the reparameterised FP
+ * model rp). */
+static void rblock_setup(sfq_rblock *rb, const sardfq_model *work, const sardfq_model *rp, int l)
+{
+    const sfq_block *b = &rp->blocks[l];
+    sfq_rblock_w *w = &rb->w;
+    w->ln1_w = b->ln1_w;
+    w->ln1_b = b->ln1_b;
+    w->ln2_w = b->ln2_w;
+    w->ln2_b = b->ln2_b;
+    const float *ws[4] = {b->qkv_w, b->proj_w, b->fc1_w, b->fc2_w}, *bs[4] = {b->qkv_b, b->proj_b, b->fc1_b, b->fc2_b};
+    for (int k = 0; k < 4; k++) {
+        w->w[k] = ws[k];
+        w->b[k] = bs[k];
+        const sfq_qweight *qw = &work->q->lin[sfq_qlin_index(l, k)];
+        rb->wbits[k] = qw->bits;
+        rb->wrows[k] = qw->rows;
+        if (qw->bits)
+            sfq_ada_init(&rb->ada[k], ws[k], qw->rows, sfq_qlin_rows(&work->info, sfq_qlin_index(l, k)),
+                         sfq_qlin_cols(&work->info, sfq_qlin_index(l, k)));
+    }
+    for (int s = 0; s < SFQ_RQ_COUNT; s++) {
+        const sfq_qact *a = &work->q->acts[sfq_qpoint_index(l, sfq_recon_point(s))];
+        rb->on[s] = a->kind == SFQ_QK_UNIFORM;
+        rb->act[s] = a->u;
+    }
+    const sfq_qact *pa = &work->q->acts[sfq_qpoint_index(l, SFQ_AP_PROBS)];
+    rb->log_on = pa->kind == SFQ_QK_LOG;
+    rb->lq = pa->lq;
+    rb->hard = 0;
+}
+
+static sardfq_status recon_block(const sardfq_quantizer *q, sfq_rblock *rb, sardfq_model *work, int l,
+                                 const float *xin, const float *tgt, adam_buf *ab, int64_t *done,
+                                 int64_t total)
+{
+    const int iters = q->p.recon_iters;
+    double sm[SFQ_RQ_COUNT] = {0}, sv[SFQ_RQ_COUNT] = {0};
+    for (int k = 0; k < 4; k++)
+        if (rb->wbits[k]) {
+            memset(ab[k].m, 0, sizeof(float) * rb->wsize[k]);
+            memset(ab[k].v, 0, sizeof(float) * rb->wsize[k]);
+        }
+    const int warm = (int)(RECON_WARMUP * iters);
+    for (int it = 0; it < iters; it++) {
+        sfq_rblock_forward(rb, xin, tgt, 0);
+        sfq_rblock_backward(rb, tgt);
+        if (it >= warm) {
+            const float r = iters > warm ? (float)(it - warm) / (float)(iters - warm) : 1.0f;
+            const float beta = RECON_BETA_END + (RECON_BETA_START - RECON_BETA_END) * (1.0f - r);
+            for (int k = 0; k < 4; k++)
+                if (rb->wbits[k])
+                    sfq_ada_reg(&rb->ada[k], rb->wsize[k], beta, RECON_ROUND_WEIGHT, rb->gv[k]);
+        }
+        for (int k = 0; k < 4; k++)
+            if (rb->wbits[k])
+                adam_step(rb->ada[k].v, rb->gv[k], ab[k].m, ab[k].v, rb->wsize[k], RECON_WEIGHT_LR, it + 1);
+        const float lr = q->p.recon_lr * 0.5f * (1.0f + cosf((float)M_PI * (float)it / (float)iters));
+        for (int s = 0; s < SFQ_RQ_COUNT; s++) {
+            if (!rb->on[s])
+                continue;
+            float x = rb->act[s].scale, g = (float)rb->gs[s], m = (float)sm[s], v = (float)sv[s];
+            adam_step(&x, &g, &m, &v, 1, lr, it + 1);
+            sm[s] = m;
+            sv[s] = v;
+            if (x > 0.0f && isfinite(x))
+                rb->act[s].scale = x;
+        }
+        ++*done;
+        if (q->p.progress && q->p.progress(q->p.user_data, *done, total, "reconstruct"))
+            return sfq_fail(SARDFQ_E_CANCELLED, "sardfq_quantizer_reconstruct: cancelled at block %d", l);
+    }
+    /* harden and write back */
+    for (int k = 0; k < 4; k++) {
+        const int i = sfq_qlin_index(l, k);
+        if (rb->wbits[k])
+            sfq_ada_weight(&rb->ada[k], rb->wrows[k], sfq_qlin_rows(&work->info, i), sfq_qlin_cols(&work->info, i),
+                           1, sfq_qlin_weight(work, i), NULL);
+    }
+    for (int s = 0; s < SFQ_RQ_COUNT; s++)
+        if (rb->on[s])
+            work->q->acts[sfq_qpoint_index(l, sfq_recon_point(s))].u.scale = rb->act[s].scale;
+    return SARDFQ_OK;
+}
+
+SARDFQ_API sardfq_status sardfq_quantizer_reconstruct(sardfq_quantizer *q, const float *images, int32_t n)
+{
+    if (!q)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_quantizer_reconstruct: quantizer is NULL");
+    sardfq_status s = check_calib_images(q->fp, images, n, "sardfq_quantizer_reconstruct");
+    if (s)
+        return s;
+    if (!q->work)
+        return sfq_fail(SARDFQ_E_STATE, "sardfq_quantizer_reconstruct: calibrate first");
+    if (q->p.scheme != SARDFQ_SCHEME_REPQ)
+        return sfq_fail(SARDFQ_E_UNSUPPORTED, "sardfq_quantizer_reconstruct: only the repq scheme");
+    const sardfq_model_info *cfg = &q->fp->info;
+    const size_t act = (size_t)n * cfg->num_tokens * cfg->embed_dim;
+    sardfq_model *work = NULL, *rp = NULL;
+    float *xin = sfq_alloc_array(act, sizeof(float)), *tgt = sfq_alloc_array(act, sizeof(float));
+    adam_buf ab[4] = {{0}};
+    sfq_rblock rb;
+    memset(&rb, 0, sizeof rb);
+    if (!xin || !tgt) {
+        s = sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+        goto out;
+    }
+    if ((s = sfq_model_clone(q->work, &work)) || (s = sfq_quantizer_reparam_fp(q, &rp)) ||
+        (s = sfq_rblock_alloc(&rb, cfg, n)))
+        goto out;
+    for (int k = 0; k < 4; k++) {
+        ab[k].m = sfq_alloc_array(rb.wsize[k], sizeof(float));
+        ab[k].v = sfq_alloc_array(rb.wsize[k], sizeof(float));
+        if (!ab[k].m || !ab[k].v) {
+            s = sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+            goto out;
+        }
+    }
+    int64_t done = 0;
+    const int64_t total = (int64_t)cfg->depth * q->p.recon_iters;
+    for (int l = 0; l < cfg->depth && !s; l++) {
+        if ((s = sfq_forward_blocks(work, images, n, l, xin)) || (s = sfq_forward_blocks(q->fp, images, n, l + 1, tgt)))
+            break;
+        rblock_setup(&rb, work, rp, l);
+        s = recon_block(q, &rb, work, l, xin, tgt, ab, &done, total);
+    }
+out:
+    for (int k = 0; k < 4; k++) {
+        sfq_free(ab[k].m);
+        sfq_free(ab[k].v);
+    }
+    sfq_rblock_free(&rb);
+    sfq_free(xin);
+    sfq_free(tgt);
+    sardfq_model_free(rp);
+    if (s) {
+        sardfq_model_free(work);
+        return s;
+    }
+    sardfq_model_free(q->work);
+    q->work = work;
     return SARDFQ_OK;
 }

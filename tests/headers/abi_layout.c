@@ -121,12 +121,16 @@ FIELD(sardfq_synth_report, seconds, 44, 4);
 FIELD(sardfq_synth_report, model_seconds, 48, 4);
 
 /* 0.2 */
-SIZE(sardfq_quant_params, 20, 4);
+SIZE(sardfq_quant_params, 48, 8);
 FIELD(sardfq_quant_params, struct_size, 0, 4);
 FIELD(sardfq_quant_params, weight_bits, 4, 4);
 FIELD(sardfq_quant_params, act_bits, 8, 4);
 FIELD(sardfq_quant_params, scheme, 12, 4);
 FIELD(sardfq_quant_params, n_threads, 16, 4);
+FIELD(sardfq_quant_params, recon_iters, 20, 4);
+FIELD(sardfq_quant_params, recon_lr, 24, 4);
+FIELD(sardfq_quant_params, progress, 32, 8);
+FIELD(sardfq_quant_params, user_data, 40, 8);
 
 int main(void)
 {
@@ -137,12 +141,16 @@ int main(void)
 #else
 
 /* 0.2 */
-SIZE(sardfq_quant_params, 20, 4);
+SIZE(sardfq_quant_params, 48, 8);
 FIELD(sardfq_quant_params, struct_size, 0, 4);
 FIELD(sardfq_quant_params, weight_bits, 4, 4);
 FIELD(sardfq_quant_params, act_bits, 8, 4);
 FIELD(sardfq_quant_params, scheme, 12, 4);
 FIELD(sardfq_quant_params, n_threads, 16, 4);
+FIELD(sardfq_quant_params, recon_iters, 20, 4);
+FIELD(sardfq_quant_params, recon_lr, 24, 4);
+FIELD(sardfq_quant_params, progress, 32, 8);
+FIELD(sardfq_quant_params, user_data, 40, 8);
 
 int main(void)
 {

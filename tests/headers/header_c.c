@@ -90,6 +90,7 @@ static size_t prototypes(void)
     n += sizeof(sardfq_quantizer_create(m, &qp, &qz));
     n += sizeof(sardfq_quantizer_set_layer(qz, "head", 8, 8));
     n += sizeof(sardfq_quantizer_calibrate(qz, f, 1));
+    n += sizeof(sardfq_quantizer_reconstruct(qz, f, 1));
     n += sizeof(sardfq_quantizer_finalize(qz, &m));
     n += sizeof(sardfq_model_save(m, "x"));
     /* void functions: the comma operator gives sizeof an int operand */

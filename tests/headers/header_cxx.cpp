@@ -76,6 +76,7 @@ SIG(sardfq_quantizer_create,
 SIG(sardfq_quantizer_free, void (*)(sardfq_quantizer *));
 SIG(sardfq_quantizer_set_layer, sardfq_status (*)(sardfq_quantizer *, const char *, int32_t, int32_t));
 SIG(sardfq_quantizer_calibrate, sardfq_status (*)(sardfq_quantizer *, const float *, int32_t));
+SIG(sardfq_quantizer_reconstruct, sardfq_status (*)(sardfq_quantizer *, const float *, int32_t));
 SIG(sardfq_quantizer_finalize, sardfq_status (*)(sardfq_quantizer *, sardfq_model **));
 SIG(sardfq_model_save, sardfq_status (*)(const sardfq_model *, const char *));
 static_assert(std::is_same<sardfq_progress_fn,

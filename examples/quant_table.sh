@@ -1,0 +1,117 @@
+#!/bin/sh
+# quant_table.sh - the end-to-end table of README ("Quantization"): the
+# default model quantized with RepQ-ViT at several bit widths from each
+# calibration source, 3 seeds each, top-1 on the 10000 Fashion-MNIST test
+# images.
+#
+#   sh examples/quant_table.sh [WORKDIR] [RECON_ITERS]
+#
+# Phase 1 writes the calibration sets (32 images per source and seed) into
+# WORKDIR (default build/quant_table) and reuses them when present; phase 2
+# quantizes and evaluates; phase 3 prints markdown tables (mean +- sample
+# standard deviation over the seeds). With RECON_ITERS > 0 every
+# configuration is also run with block reconstruction of that many
+# iterations per block. Needs a release build in build/ and the
+# dataset-fashion-mnist package. Takes about an hour on 2 cores.
+set -eu
+cd "$(dirname "$0")/.."
+W=${1:-build/quant_table}
+RECON=${2:-0}
+S=build/examples/sardfq
+M=examples/models/fmnist_vit.safetensors
+DATA=/usr/share/datasets/fashion-mnist
+SEEDS="0 1 2"
+BITS="8,8 6,6 4,4 4,3 3,3"
+mkdir -p "$W/train" "$W/results" "$W/calib"
+# the training split alone (a folder with both splits would give t10k)
+for f in train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz; do
+    [ -e "$W/train/$f" ] || ln -s "$DATA/$f" "$W/train/$f"
+done
+
+# source name, then the sardfq synth options that make it
+SOURCES="noise psaq sardfq-apa sardfq-msr-sl sardfq"
+synth_opts() {
+    case $1 in
+    noise) echo "--method noise" ;;
+    psaq) echo "--method psaq" ;;
+    sardfq-apa) echo "--method sardfq --no-msr --no-sl" ;;
+    sardfq-msr-sl) echo "--method sardfq --no-apa" ;;
+    sardfq) echo "--method sardfq" ;;
+    esac
+}
+
+echo "phase 1: calibration sets in $W" >&2
+for seed in $SEEDS; do
+    for src in $SOURCES; do
+        d="$W/calib/$src-$seed"
+        if [ ! -f "$d/calib.safetensors" ]; then
+            # shellcheck disable=SC2046
+            $S synth --model $M --out "$d" --seed "$seed" $(synth_opts "$src") 2>/dev/null |
+                tail -n 1 >"$d.log" || { echo "synth $src $seed failed" >&2; exit 1; }
+        fi
+    done
+done
+
+echo "phase 2: quantize and evaluate" >&2
+run() { # name bits seed recon args...
+    name=$1 bits=$2 seed=$3 rec=$4
+    shift 4
+    out="$W/results/$name-w${bits%,*}a${bits#*,}-r$rec-s$seed.txt"
+    [ -s "$out" ] && return 0
+    recopt=""
+    [ "$rec" -gt 0 ] && recopt="--recon-iters $rec"
+    # shellcheck disable=SC2086
+    $S quantize --model $M --out "$W/q.safetensors" --wbits "${bits%,*}" --abits "${bits#*,}" \
+        --eval "$DATA" $recopt "$@" >"$out.tmp" 2>/dev/null
+    mv "$out.tmp" "$out"
+}
+RECONS=0
+[ "$RECON" -gt 0 ] && RECONS="0 $RECON"
+for rec in $RECONS; do
+    for bits in $BITS; do
+        for seed in $SEEDS; do
+            run real "$bits" "$seed" "$rec" --real "$W/train" --seed "$seed"
+            for src in $SOURCES; do
+                run "$src" "$bits" "$seed" "$rec" --calib "$W/calib/$src-$seed/calib.safetensors"
+            done
+        done
+    done
+done
+
+echo "phase 3: tables" >&2
+fp=$(grep -h '^fp_top1=' "$W"/results/*.txt | head -n 1 | sed 's/fp_top1=\([0-9.]*\).*/\1/')
+for rec in $RECONS; do
+    if [ "$rec" -eq 0 ]; then
+        echo "### Calibration only (RepQ-ViT), top-1 % (mean ± std over seeds $SEEDS); FP $fp"
+    else
+        echo "### With block reconstruction ($rec iterations per block), top-1 % (mean ± std over seeds $SEEDS); FP $fp"
+    fi
+    printf '| calibration |'
+    for bits in $BITS; do printf ' W%sA%s |' "${bits%,*}" "${bits#*,}"; done
+    echo
+    printf '|---|'
+    for bits in $BITS; do printf -- '---:|'; done
+    echo
+    for src in real noise psaq sardfq-apa sardfq-msr-sl sardfq; do
+        case $src in
+        real) label="real (32 train images)" ;;
+        noise) label="Gaussian noise" ;;
+        psaq) label="PSAQ-ViT" ;;
+        sardfq-apa) label="SARDFQ: APA only" ;;
+        sardfq-msr-sl) label="SARDFQ: MSR + SL" ;;
+        sardfq) label="SARDFQ (APA + MSR + SL)" ;;
+        esac
+        printf '| %s |' "$label"
+        for bits in $BITS; do
+            tag="w${bits%,*}a${bits#*,}-r$rec"
+            cat "$W"/results/"$src-$tag"-s*.txt 2>/dev/null | sed -n 's/^fp_top1=[0-9.]* q_top1=\([0-9.]*\).*/\1/p' |
+                awk '{ s += $1; ss += $1 * $1; n++ }
+                     END { if (n == 0) { printf " - |"; exit }
+                           m = s / n; v = n > 1 ? (ss - n * m * m) / (n - 1) : 0; if (v < 0) v = 0;
+                           printf " %.2f ± %.2f |", m, sqrt(v) }'
+        done
+        echo
+    done
+    echo
+done
+echo "(\`sh examples/quant_table.sh $W $RECON\`; 32 calibration images; seconds per stage in $W/results and $W/calib/*.log)"
