@@ -2,6 +2,7 @@
  * or real images) -> quantized model -> optional evaluation. */
 #include "cli.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,7 +13,7 @@ void cli_usage_quantize(FILE *f)
           "           [--wbits 4] [--abits 4] [--scheme repq|minmax] [--keep LAYER=W,A]...\n"
           "           [--n 32] [--seed S] [--iters 1000] [--no-apa] [--no-msr] [--no-sl]\n"
           "           [--alpha A] [--prior gmm|laplace] [--prior-k K] [--threads T]\n"
-          "           [--recon-iters N] [--save-calib FILE] [--eval PATH]\n"
+          "           [--recon-iters N] [--save-calib FILE] [--eval PATH [--limit N]]\n"
           "\n"
           "Quantize the model with a calibration set: a file written by `sardfq synth`\n"
           "(--calib), images synthesised now (--synth, the options of `sardfq synth`),\n"
@@ -26,7 +27,8 @@ void cli_usage_quantize(FILE *f)
           "--recon-iters N > 0 adds block reconstruction (N Adam iterations per block,\n"
           "SARDFQ uses 100; repq only) after the calibration.\n"
           "Writes Q.safetensors (sardfq eval/info read it). With --eval, evaluates the\n"
-          "floating-point and the quantized model on PATH; the last line of stdout is\n"
+          "floating-point and the quantized model on PATH (its first N images with\n"
+          "--limit); the last line of stdout is\n"
           "  fp_top1=<percent> q_top1=<percent> n=<count>\n",
           f);
 }
@@ -157,7 +159,7 @@ static int get_images(sardfq_model *m, const sardfq_model_info *info, const sour
     return rc;
 }
 
-static int top1(sardfq_model *m, const char *path, const char *what, double *pct, int64_t *n)
+static int top1(sardfq_model *m, const char *path, long limit, const char *what, double *pct, int64_t *n)
 {
     sardfq_dataset *d = NULL;
     sardfq_status s = sardfq_dataset_open(path, m, &d);
@@ -166,7 +168,10 @@ static int top1(sardfq_model *m, const char *path, const char *what, double *pct
     sardfq_eval_result r;
     memset(&r, 0, sizeof r);
     r.struct_size = sizeof r;
-    s = sardfq_evaluate(m, d, NULL, &r);
+    sardfq_eval_params ep;
+    sardfq_eval_default_params(&ep);
+    ep.limit = limit;
+    s = sardfq_evaluate(m, d, &ep, &r);
     sardfq_dataset_free(d);
     if (s)
         return cli_lib_fail(s, "quantize: evaluating the %s model", what);
@@ -188,7 +193,7 @@ int cli_quantize(int argc, char **argv)
     enum { MAX_KEEP = 64 };
     const char *keeps[MAX_KEEP];
     int nkeep = 0;
-    long recon = 0;
+    long recon = 0, limit = 0;
     for (int i = 1; i < argc; i++) {
         int r;
         long x;
@@ -249,6 +254,9 @@ int cli_quantize(int argc, char **argv)
                 qp.scheme = SARDFQ_SCHEME_MINMAX;
             else
                 return cli_usage_error("quantize: unknown --scheme '%s' (repq, minmax)", v);
+        } else if ((r = cli_option("quantize", argc, argv, &i, "limit", &v)) != 0) {
+            if (r < 0 || cli_parse_long("quantize", "limit", v, 1, INT64_MAX / 2, &limit) < 0)
+                return CLI_EXIT_USAGE;
         } else if ((r = cli_option("quantize", argc, argv, &i, "recon-iters", &v)) != 0) {
             if (r < 0 || cli_parse_long("quantize", "recon-iters", v, 0, 1000000, &recon) < 0)
                 return CLI_EXIT_USAGE;
@@ -283,6 +291,8 @@ int cli_quantize(int argc, char **argv)
         return cli_usage_error("quantize: give exactly one of --calib FILE, --synth METHOD, --real PATH");
     if ((!gp.use_apa || !gp.use_msr || !gp.use_sl) && !(src.synth && gp.method == SARDFQ_SYNTH_SARDFQ))
         return cli_usage_error("quantize: --no-apa/--no-msr/--no-sl apply to --synth sardfq only");
+    if (limit && !src.eval)
+        return cli_usage_error("quantize: --limit applies to --eval");
     if (src.save_calib && !src.synth)
         return cli_usage_error("quantize: --save-calib applies to --synth only");
     if (recon > 0 && qp.scheme != SARDFQ_SCHEME_REPQ)
@@ -345,7 +355,7 @@ int cli_quantize(int argc, char **argv)
         double fp, qt;
         int64_t nf, nq;
         t0 = cli_now();
-        if (top1(m, src.eval, "floating-point", &fp, &nf) || top1(qm, src.eval, "quantized", &qt, &nq))
+        if (top1(m, src.eval, limit, "floating-point", &fp, &nf) || top1(qm, src.eval, limit, "quantized", &qt, &nq))
             goto done;
         printf("seconds_eval=%.2f\n", cli_now() - t0);
         printf("fp_top1=%.2f q_top1=%.2f n=%lld\n", fp, qt, (long long)nq);

@@ -1,6 +1,6 @@
 // cpp_example.cpp - libsardfq from C++ with the wrappers of raii.hpp: load a
-// model, sample attention priors, synthesise a few calibration images and
-// evaluate the model on a labelled image set.
+// model, sample attention priors, synthesise a few calibration images,
+// quantize the model with them and evaluate both models on a labelled set.
 //
 //   cpp_example MODEL.safetensors [DATA_DIR]   (default: Fashion-MNIST)
 #include "raii.hpp"
@@ -51,16 +51,31 @@ int main(int argc, char **argv)
         std::printf("synth: %d images, %d steps, loss %.4f, target_prob %.4f\n", gp.n_images,
                     r.step, r.loss, r.target_prob);
 
-        // Evaluate on the first 200 images of the data set.
+        // Quantize to W6A6 with them (RepQ-ViT, calibration only).
+        sardfq_quant_params qp;
+        sardfq_quant_default_params(&qp);
+        qp.weight_bits = 6;
+        qp.act_bits = 6;
+        const sardfq::quantizer q = sardfq::create_quantizer(m, &qp);
+        sardfq::check(sardfq_quantizer_calibrate(q.get(), images.data(), gp.n_images), "calibrate");
+        const sardfq::model qm = sardfq::finalize(q);
+
+        // Evaluate both on the first 200 images of the data set.
         sardfq::dataset d = sardfq::open_dataset(data, m);
         sardfq_eval_params ep;
         sardfq_eval_default_params(&ep);
         ep.limit = 200;
-        sardfq_eval_result res{};
-        res.struct_size = sizeof res;
-        sardfq::check(sardfq_evaluate(m.get(), d.get(), &ep, &res), "evaluate");
-        std::printf("eval: top1=%.2f top5=%.2f n=%lld\n", 100.0 * res.top1_correct / res.n,
-                    100.0 * res.top5_correct / res.n, static_cast<long long>(res.n));
+        const struct {
+            const char *name;
+            const sardfq::model &model;
+        } runs[] = {{"fp", m}, {"w6a6", qm}};
+        for (const auto &run : runs) {
+            sardfq_eval_result res{};
+            res.struct_size = sizeof res;
+            sardfq::check(sardfq_evaluate(run.model.get(), d.get(), &ep, &res), "evaluate");
+            std::printf("eval %s: top1=%.2f top5=%.2f n=%lld\n", run.name, 100.0 * res.top1_correct / res.n,
+                        100.0 * res.top5_correct / res.n, static_cast<long long>(res.n));
+        }
     } catch (const std::exception &e) {
         std::fprintf(stderr, "cpp_example: %s\n", e.what());
         return 1;

@@ -6,7 +6,9 @@
 LIBRARY defaults to $SARDFQ_LIB, else "libsardfq.so.0" (the loader's search
 path). DATA_DIR defaults to the Debian Fashion-MNIST folder. Loads the model,
 samples attention priors, synthesises 4 images in 3 steps, saves them as a
-calibration set, evaluates the model on 200 images and prints the result.
+calibration set, quantizes the model to W4A4 with them (RepQ-ViT, 2 block
+reconstruction iterations), saves and reloads the quantized model,
+evaluates both models on 200 images and prints the results.
 Exits non-zero on any failure.
 """
 import argparse
@@ -69,10 +71,16 @@ class SynthReport(C.Structure):
                                  "seconds", "model_seconds")]
 
 
-# The 0.1 sizes on x86-64 (tests/headers/abi_layout.c freezes the C side).
+class QuantParams(C.Structure):
+    _fields_ = [("struct_size", C.c_uint32), ("weight_bits", C.c_int32), ("act_bits", C.c_int32),
+                ("scheme", C.c_int32), ("n_threads", C.c_int32), ("recon_iters", C.c_int32),
+                ("recon_lr", C.c_float), ("progress", PROGRESS_FN), ("user_data", C.c_void_p)]
+
+
+# The 0.1 / 0.2 sizes on x86-64 (tests/headers/abi_layout.c freezes the C side).
 if C.sizeof(C.c_void_p) == 8:
     for struct, size in ((ModelParams, 12), (ModelInfo, 176), (EvalParams, 40), (EvalResult, 32),
-                         (PriorParams, 32), (GeneratorParams, 128), (SynthReport, 52)):
+                         (PriorParams, 32), (GeneratorParams, 128), (SynthReport, 52), (QuantParams, 48)):
         assert C.sizeof(struct) == size, (struct.__name__, C.sizeof(struct))
 
 E_STATE = -8
@@ -105,6 +113,14 @@ PROTOTYPES = [
     ("sardfq_dataset_free", None, [OPAQUE]),
     ("sardfq_eval_default_params", None, [P(EvalParams)]),
     ("sardfq_evaluate", C.c_int32, [OPAQUE, OPAQUE, P(EvalParams), P(EvalResult)]),
+    ("sardfq_quant_default_params", None, [P(QuantParams)]),
+    ("sardfq_quantizer_create", C.c_int32, [OPAQUE, P(QuantParams), P(OPAQUE)]),
+    ("sardfq_quantizer_set_layer", C.c_int32, [OPAQUE, C.c_char_p, C.c_int32, C.c_int32]),
+    ("sardfq_quantizer_calibrate", C.c_int32, [OPAQUE, P(C.c_float), C.c_int32]),
+    ("sardfq_quantizer_reconstruct", C.c_int32, [OPAQUE, P(C.c_float), C.c_int32]),
+    ("sardfq_quantizer_finalize", C.c_int32, [OPAQUE, P(OPAQUE)]),
+    ("sardfq_quantizer_free", None, [OPAQUE]),
+    ("sardfq_model_save", C.c_int32, [OPAQUE, C.c_char_p]),
 ]
 
 
@@ -136,6 +152,7 @@ def main():
 
     print("libsardfq", lib.sardfq_version_string().decode())
     model, prior, gen, data = OPAQUE(), OPAQUE(), OPAQUE(), OPAQUE()
+    quant, qmodel, qloaded = OPAQUE(), OPAQUE(), OPAQUE()
     try:
         mp = ModelParams()
         lib.sardfq_model_default_params(mp)
@@ -190,6 +207,26 @@ def main():
                                            info.num_classes]:
                 raise SardfqError("calibration set sizes differ: %s" % [d.value for d in dims])
 
+        # Quantize to W4A4 with the synthetic images (the head kept at 8 bits),
+        # with a short block reconstruction; save and reload the result.
+        qp = QuantParams()
+        lib.sardfq_quant_default_params(qp)
+        qp.weight_bits, qp.act_bits, qp.recon_iters = 4, 4, 2
+        recon_calls = []
+        qp.progress = PROGRESS_FN(lambda user, done, total, stage: recon_calls.append(done) or 0)
+        check(lib.sardfq_quantizer_create(model, qp, C.byref(quant)), "quantizer")
+        check(lib.sardfq_quantizer_set_layer(quant, b"head", 8, 8), "set_layer")
+        check(lib.sardfq_quantizer_calibrate(quant, images, gp.n_images), "calibrate")
+        check(lib.sardfq_quantizer_reconstruct(quant, images, gp.n_images), "reconstruct")
+        check(lib.sardfq_quantizer_finalize(quant, C.byref(qmodel)), "finalize")
+        print("quantize: W4A4, %d reconstruction progress calls" % len(recon_calls))
+        with tempfile.TemporaryDirectory() as tmp:
+            qpath = os.path.join(tmp, "q.safetensors").encode()
+            check(lib.sardfq_model_save(qmodel, qpath), "save quantized model")
+            size = os.path.getsize(qpath)
+            check(lib.sardfq_model_load(qpath, mp, C.byref(qloaded)), "load quantized model")
+        print("quantized model: %d bytes on disk" % size)
+
         # Evaluate on the first 200 images, with a progress callback.
         check(lib.sardfq_dataset_open(args.data.encode(), model, C.byref(data)), args.data)
         batches = []
@@ -201,19 +238,23 @@ def main():
         ep = EvalParams()
         lib.sardfq_eval_default_params(ep)
         ep.limit, ep.batch, ep.progress = 200, 50, PROGRESS_FN(on_progress)
-        result = EvalResult(struct_size=C.sizeof(EvalResult))
-        check(lib.sardfq_evaluate(model, data, ep, result), "evaluate")
+        for name, m in (("fp", model), ("w4a4", qloaded)):
+            result = EvalResult(struct_size=C.sizeof(EvalResult))
+            check(lib.sardfq_evaluate(m, data, ep, result), "evaluate " + name)
+            print("%s: top1=%.2f top5=%.2f n=%d" % (name, 100.0 * result.top1_correct / result.n,
+                                                    100.0 * result.top5_correct / result.n, result.n))
+            if result.n != 200:
+                raise SardfqError("evaluated %d images, expected 200" % result.n)
         print("eval: %d progress calls, of %d images" % (len(batches),
                                                           lib.sardfq_dataset_count(data)))
-        print("top1=%.2f top5=%.2f n=%d" % (100.0 * result.top1_correct / result.n,
-                                            100.0 * result.top5_correct / result.n, result.n))
-        if result.n != 200:
-            raise SardfqError("evaluated %d images, expected 200" % result.n)
     except SardfqError as e:
         print("python_ctypes: %s" % e, file=sys.stderr)
         return 1
     finally:  # the generator before the model it uses; NULL is a no-op
         lib.sardfq_generator_free(gen)
+        lib.sardfq_quantizer_free(quant)
+        lib.sardfq_model_free(qmodel)
+        lib.sardfq_model_free(qloaded)
         lib.sardfq_prior_free(prior)
         lib.sardfq_dataset_free(data)
         lib.sardfq_model_free(model)

@@ -45,6 +45,7 @@ using state = handle<sardfq_state, sardfq_state_free>;
 using dataset = handle<sardfq_dataset, sardfq_dataset_free>;
 using prior = handle<sardfq_prior, sardfq_prior_free>;
 using generator = handle<sardfq_generator, sardfq_generator_free>;
+using quantizer = handle<sardfq_quantizer, sardfq_quantizer_free>;
 
 // Constructors. p may be nullptr for the library's defaults.
 inline model load_model(const char *path, const sardfq_model_params *p = nullptr)
@@ -80,6 +81,21 @@ inline generator create_generator(const model &m, const sardfq_generator_params 
     sardfq_generator *g = nullptr;
     check(sardfq_generator_create(m.get(), p, &g), "create generator");
     return generator(g);
+}
+
+inline quantizer create_quantizer(const model &m, const sardfq_quant_params *p = nullptr)
+{
+    sardfq_quantizer *q = nullptr;
+    check(sardfq_quantizer_create(m.get(), p, &q), "create quantizer");
+    return quantizer(q);
+}
+
+// The quantized model of a calibrated quantizer.
+inline model finalize(const quantizer &q)
+{
+    sardfq_model *m = nullptr;
+    check(sardfq_quantizer_finalize(q.get(), &m), "finalize");
+    return model(m);
 }
 
 // The model's description.

@@ -425,6 +425,142 @@ START_TEST(prior_sequence)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* quantizer: create -> set_layer -> calibrate -> reconstruct -> finalize ->  */
+/* forward -> save -> load, both schemes                                     */
+/* ------------------------------------------------------------------------ */
+
+#define FAKE_QUANT ((sardfq_quantizer *)(void *)&handle_marker[0])
+
+/* Retry a failed call once the injection is spent: it must now succeed. */
+#define FAILED(call, expr)                                                                       \
+    do {                                                                                         \
+        hit = consumed();                                                                        \
+        ck_assert_msg(hit, "countdown %ld: %s failed: %s", k, call, sardfq_last_error());        \
+        expect_nomem(s, k, call);                                                                \
+        s = (expr);                                                                              \
+        ck_assert_msg(s == SARDFQ_OK, "countdown %ld: %s retry: %s", k, call, sardfq_last_error()); \
+    } while (0)
+
+static int quant_pass(sardfq_model *m, const float *images, int n, int scheme, const char *path, float *ref,
+                      size_t nlog, long k)
+{
+    sardfq_quant_params p;
+    sardfq_quant_default_params(&p);
+    p.weight_bits = 4;
+    p.act_bits = 4;
+    p.scheme = scheme;
+    p.recon_iters = 2;
+    p.n_threads = 1;
+    sardfq_quantizer *q = FAKE_QUANT;
+    sardfq_model *qm = FAKE_MODEL, *back = FAKE_MODEL;
+    float *logits = sentinel_buf(nlog);
+    int hit = 0;
+    arm(k);
+    sardfq_status s = sardfq_quantizer_create(m, &p, &q);
+    if (s != SARDFQ_OK) {
+        hit = consumed();
+        ck_assert(hit);
+        expect_nomem(s, k, "sardfq_quantizer_create");
+        ck_assert_ptr_eq(q, FAKE_QUANT);
+        free(logits);
+        return 1;
+    }
+    if ((s = sardfq_quantizer_set_layer(q, "head", 8, 8)) != SARDFQ_OK)
+        FAILED("sardfq_quantizer_set_layer", sardfq_quantizer_set_layer(q, "head", 8, 8));
+    if ((s = sardfq_quantizer_calibrate(q, images, n)) != SARDFQ_OK) {
+        /* nothing calibrated yet: finalize still refuses */
+        sardfq_model *tmp = FAKE_MODEL;
+        sardfq_status s2 = s;
+        hit = consumed();
+        ck_assert(hit);
+        s = s2;
+        expect_nomem(s, k, "sardfq_quantizer_calibrate");
+        ck_assert_int_eq(sardfq_quantizer_finalize(q, &tmp), SARDFQ_E_STATE);
+        ck_assert_ptr_eq(tmp, FAKE_MODEL);
+        s = sardfq_quantizer_calibrate(q, images, n);
+        ck_assert_msg(s == SARDFQ_OK, "countdown %ld: calibrate retry: %s", k, sardfq_last_error());
+    }
+    if (scheme == SARDFQ_SCHEME_REPQ && (s = sardfq_quantizer_reconstruct(q, images, n)) != SARDFQ_OK)
+        FAILED("sardfq_quantizer_reconstruct", sardfq_quantizer_reconstruct(q, images, n));
+    if ((s = sardfq_quantizer_finalize(q, &qm)) != SARDFQ_OK) {
+        ck_assert_ptr_eq(qm, FAKE_MODEL);
+        FAILED("sardfq_quantizer_finalize", sardfq_quantizer_finalize(q, &qm));
+    }
+    if ((s = sardfq_model_forward(qm, images, n, logits)) != SARDFQ_OK) {
+        ck_assert(all_sentinel(logits, nlog));
+        FAILED("sardfq_model_forward (quantized)", sardfq_model_forward(qm, images, n, logits));
+    }
+    remove(path);
+    if ((s = sardfq_model_save(qm, path)) != SARDFQ_OK) {
+        FILE *f = fopen(path, "rb");
+        ck_assert_msg(!f, "countdown %ld: a failed save left %s", k, path);
+        FAILED("sardfq_model_save", sardfq_model_save(qm, path));
+    }
+    if ((s = sardfq_model_load(path, NULL, &back)) != SARDFQ_OK) {
+        ck_assert_ptr_eq(back, FAKE_MODEL);
+        FAILED("sardfq_model_load (quantized)", sardfq_model_load(path, NULL, &back));
+    }
+    if (!hit)
+        hit = consumed();
+    /* the result does not depend on where the failure was absorbed */
+    float *again = sentinel_buf(nlog);
+    ck_assert_int_eq(sardfq_model_forward(back, images, n, again), SARDFQ_OK);
+    ck_assert_msg(memcmp(again, logits, sizeof(float) * nlog) == 0, "countdown %ld: loaded model differs", k);
+    if (k == 0)
+        memcpy(ref, logits, sizeof(float) * nlog);
+    else
+        ck_assert_msg(memcmp(ref, logits, sizeof(float) * nlog) == 0, "countdown %ld: logits differ from a clean pass",
+                      k);
+    free(again);
+    free(logits);
+    sardfq_model_free(back);
+    sardfq_model_free(qm);
+    sardfq_quantizer_free(q);
+    return hit;
+}
+
+static void quant_loop(int scheme)
+{
+    uint8_t *file;
+    size_t len;
+    file = tu_read_file(tu_data(MODEL), &len);
+    ck_assert_ptr_nonnull(file);
+    sardfq_model_params p = one_thread();
+    sardfq_model *m = NULL;
+    ck_assert_int_eq(sardfq_model_load_memory(file, len, &p, &m), SARDFQ_OK);
+    free(file);
+    sardfq_model_info info;
+    info.struct_size = sizeof info;
+    ck_assert_int_eq(sardfq_model_get_info(m, &info), SARDFQ_OK);
+    const int n = 3;
+    const size_t nin = (size_t)n * info.in_chans * info.img_h * info.img_w, nlog = (size_t)n * info.num_classes;
+    float *images = malloc(sizeof(float) * nin), *ref = malloc(sizeof(float) * nlog);
+    for (size_t i = 0; i < nin; i++)
+        images[i] = (float)sin(0.37 * (double)i) * 1.5f;
+    char *dir = tu_make_tmpdir("sfq_oomq");
+    const char *path = tu_join(dir, "q.safetensors");
+    char pathbuf[4096];
+    snprintf(pathbuf, sizeof pathbuf, "%s", path);
+    ck_assert_int_eq(quant_pass(m, images, n, scheme, pathbuf, ref, nlog, 0), 0);
+    long k;
+    for (k = 1; k < MAX_PASSES; k++)
+        if (!quant_pass(m, images, n, scheme, pathbuf, ref, nlog, k))
+            break;
+    ck_assert_int_lt(k, MAX_PASSES);
+    printf("oom quantization (scheme %d): %ld allocations injected\n", scheme, k - 1);
+    tu_rm_rf(dir);
+    free(images);
+    free(ref);
+    sardfq_model_free(m);
+}
+
+START_TEST(quantization_repq) { quant_loop(SARDFQ_SCHEME_REPQ); }
+END_TEST
+
+START_TEST(quantization_minmax) { quant_loop(SARDFQ_SCHEME_MINMAX); }
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("oom");
@@ -434,6 +570,8 @@ int main(void)
     tcase_add_test(tc, synthesis_sardfq);
     tcase_add_test(tc, synthesis_psaq);
     tcase_add_test(tc, prior_sequence);
+    tcase_add_test(tc, quantization_repq);
+    tcase_add_test(tc, quantization_minmax);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

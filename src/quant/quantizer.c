@@ -494,8 +494,24 @@ SARDFQ_API sardfq_status sardfq_quantizer_finalize(sardfq_quantizer *q, sardfq_m
     sardfq_status s = sfq_model_clone(q->work, &m);
     if (s)
         return s;
+    /* the FP model's own metadata (training figures, provenance) describes
+     * that model: keep it under "source." */
+    for (int i = 0; i < m->n_meta && !s; i++) {
+        if (strncmp(m->meta_keys[i], "source.", 7) == 0)
+            continue;
+        const size_t len = strlen(m->meta_keys[i]) + 8;
+        char *k = sfq_alloc(len);
+        if (!k) {
+            s = sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+            break;
+        }
+        snprintf(k, len, "source.%s", m->meta_keys[i]);
+        sfq_free(m->meta_keys[i]);
+        m->meta_keys[i] = k;
+    }
     char buf[16];
-    s = sfq_model_set_metadata(m, "sardfq.quant.scheme",
+    if (!s)
+        s = sfq_model_set_metadata(m, "sardfq.quant.scheme",
                                q->p.scheme == SARDFQ_SCHEME_REPQ ? "repq" : "minmax");
     snprintf(buf, sizeof buf, "%d", (int)q->p.weight_bits);
     if (!s)
