@@ -52,34 +52,39 @@ for seed in $SEEDS; do
     done
 done
 
-echo "phase 2: quantize and evaluate" >&2
-run() { # name bits seed recon args...
-    name=$1 bits=$2 seed=$3 rec=$4
-    shift 4
-    out="$W/results/$name-w${bits%,*}a${bits#*,}-r$rec-s$seed.txt"
-    [ -s "$out" ] && return 0
-    recopt=""
-    [ "$rec" -gt 0 ] && recopt="--recon-iters $rec"
-    # shellcheck disable=SC2086
-    $S quantize --model $M --out "$W/q.safetensors" --wbits "${bits%,*}" --abits "${bits#*,}" \
-        --eval "$DATA" $recopt "$@" >"$out.tmp" 2>/dev/null
-    mv "$out.tmp" "$out"
-}
+echo "phase 2: quantize and evaluate (2 jobs at a time, 1 thread each)" >&2
+[ -s "$W/results/fp.txt" ] || $S eval --model $M --data "$DATA" --threads 2 | tail -n 1 >"$W/results/fp.txt"
 RECONS=0
 [ "$RECON" -gt 0 ] && RECONS="0 $RECON"
+# one line per job: name bits seed recon source-options
 for rec in $RECONS; do
     for bits in $BITS; do
         for seed in $SEEDS; do
-            run real "$bits" "$seed" "$rec" --real "$W/train" --seed "$seed"
+            echo "real $bits $seed $rec --real $W/train --seed $seed"
             for src in $SOURCES; do
-                run "$src" "$bits" "$seed" "$rec" --calib "$W/calib/$src-$seed/calib.safetensors"
+                echo "$src $bits $seed $rec --calib $W/calib/$src-$seed/calib.safetensors"
             done
         done
     done
-done
+done >"$W/jobs.txt"
+export S M DATA W
+# shellcheck disable=SC2016
+xargs -P 2 -L 1 sh -c '
+    name=$0 bits=$1 seed=$2 rec=$3
+    shift 3
+    tag="$name-w${bits%,*}a${bits#*,}-r$rec-s$seed"
+    out="$W/results/$tag.txt"
+    [ -s "$out" ] && exit 0
+    recopt=""
+    [ "$rec" -gt 0 ] && recopt="--recon-iters $rec"
+    $S quantize --model $M --out "$W/$tag.safetensors" --wbits "${bits%,*}" --abits "${bits#*,}" \
+        --threads 1 $recopt "$@" >"$out.tmp" 2>/dev/null &&
+        $S eval --model "$W/$tag.safetensors" --data "$DATA" --threads 1 | tail -n 1 >>"$out.tmp" &&
+        rm -f "$W/$tag.safetensors" && mv "$out.tmp" "$out"
+' <"$W/jobs.txt"
 
 echo "phase 3: tables" >&2
-fp=$(grep -h '^fp_top1=' "$W"/results/*.txt | head -n 1 | sed 's/fp_top1=\([0-9.]*\).*/\1/')
+fp=$(sed -n 's/^top1=\([0-9.]*\).*/\1/p' "$W/results/fp.txt")
 for rec in $RECONS; do
     if [ "$rec" -eq 0 ]; then
         echo "### Calibration only (RepQ-ViT), top-1 % (mean ± std over seeds $SEEDS); FP $fp"
@@ -104,7 +109,7 @@ for rec in $RECONS; do
         printf '| %s |' "$label"
         for bits in $BITS; do
             tag="w${bits%,*}a${bits#*,}-r$rec"
-            cat "$W"/results/"$src-$tag"-s*.txt 2>/dev/null | sed -n 's/^fp_top1=[0-9.]* q_top1=\([0-9.]*\).*/\1/p' |
+            cat "$W"/results/"$src-$tag"-s*.txt 2>/dev/null | sed -n 's/^top1=\([0-9.]*\) .*/\1/p' |
                 awk '{ s += $1; ss += $1 * $1; n++ }
                      END { if (n == 0) { printf " - |"; exit }
                            m = s / n; v = n > 1 ? (ss - n * m * m) / (n - 1) : 0; if (v < 0) v = 0;
@@ -114,4 +119,18 @@ for rec in $RECONS; do
     done
     echo
 done
-echo "(\`sh examples/quant_table.sh $W $RECON\`; 32 calibration images; seconds per stage in $W/results and $W/calib/*.log)"
+echo "### Time per stage (median seconds over the runs)"
+echo "| stage | seconds |"
+echo "|---|---:|"
+for src in psaq sardfq-apa sardfq-msr-sl sardfq; do
+    cat "$W"/calib/"$src"-*.log | sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' | sort -n |
+        awk -v s="$src" '{ v[NR] = $1 } END { if (NR) printf "| synthesis, %s (32 images, 1000 steps, 2 threads) | %.1f |\n", s, v[int((NR + 1) / 2)] }'
+done
+for rec in $RECONS; do
+    key=seconds_calibrate what="calibration (RepQ-ViT, 1 thread)"
+    [ "$rec" -gt 0 ] && key=seconds_reconstruct what="block reconstruction, $rec iterations per block (1 thread)"
+    cat "$W"/results/*-r"$rec"-s*.txt | sed -n "s/.*$key=\([0-9.]*\).*/\1/p" | sort -n |
+        awk -v w="$what" '{ v[NR] = $1 } END { if (NR) printf "| %s | %.2f |\n", w, v[int((NR + 1) / 2)] }'
+done
+echo
+echo "(\`sh examples/quant_table.sh $W $RECON\`; 32 calibration images per run; evaluation on the 10000 test images)"

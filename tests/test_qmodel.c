@@ -782,6 +782,12 @@ int main(void)
     tcase_add_test(tc, minmax_w8a8_matches_pytorch);
     tcase_add_test(tc, minmax_w4a8_matches_pytorch);
     tcase_add_test(tc, reparam_preserves_logits);
+    suite_add_tcase(s, tc);
+    /* 4 x 2 evaluations of the 10000 test images: tagged "heavy", which
+     * tests/run.sh excludes in the sanitizer builds (CK_EXCLUDE_TAGS) */
+    tc = tcase_create("fullset");
+    tcase_set_tags(tc, "heavy");
+    tcase_set_timeout(tc, 600);
     tcase_add_test(tc, top1_matches_pytorch);
     suite_add_tcase(s, tc);
     tc = tcase_create("api");

@@ -14,6 +14,20 @@
 #define SFQ_PRINTF(a, b)
 #endif
 
+/* Function multi-versioning for the vector kernels: SFQ_CLONES compiles a
+ * function for AVX-512, AVX2 and baseline x86-64 and picks one at load time
+ * (an ifunc resolver). Off under the sanitizers: their runtimes are not
+ * ready when the dynamic loader runs the resolvers (ThreadSanitizer crashes
+ * there), and for clang and non-x86 targets. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__) && \
+    !defined(__SANITIZE_THREAD__)
+#define SFQ_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define SFQ_CLONES_AVX2 __attribute__((target_clones("avx2", "default")))
+#else
+#define SFQ_CLONES
+#define SFQ_CLONES_AVX2
+#endif
+
 /* Record a formatted detail message for sardfq_last_error() and return s. */
 sardfq_status sfq_fail(sardfq_status s, const char *fmt, ...) SFQ_PRINTF(2, 3);
 /* Clear the thread's message (called by successful public entry points is

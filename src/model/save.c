@@ -50,19 +50,25 @@ static int plan_init(plan *p, int cap, int mcap)
     return p->t && p->names && p->bufs && p->mk && p->mv && p->vals;
 }
 
-/* Add a tensor (data borrowed unless own is set: then it is freed later). */
-static int add(plan *p, const char *name, sfq_dtype dt, const void *data, int own, int nd, ...)
+/* Take ownership of a buffer (freed with the plan); on failure frees it. */
+static int own(plan *p, void *buf)
+{
+    if (!buf || p->nbufs >= p->cap) {
+        sfq_free(buf);
+        return 0;
+    }
+    p->bufs[p->nbufs++] = buf;
+    return 1;
+}
+
+/* Add a tensor (data borrowed, or owned by the plan through own()). */
+static int add(plan *p, const char *name, sfq_dtype dt, const void *data, int nd, ...)
 {
     if (p->n >= p->cap)
         return 0;
     char *nm = sfq_strdup(name);
-    if (!nm) {
-        if (own)
-            sfq_free((void *)data);
+    if (!nm)
         return 0;
-    }
-    if (own)
-        p->bufs[p->nbufs++] = (void *)data;
     sfq_st_out_tensor *t = &p->t[p->n];
     p->names[p->n++] = nm;
     t->name = nm;
@@ -116,34 +122,30 @@ static sardfq_status add_weight(plan *p, const sardfq_model *m, int i, const cha
     const int is_patch = i == 0;
     const int64_t D = cfg->embed_dim, C = cfg->in_chans, P = cfg->patch_size;
     if (!w || !w->bits) {
-        int ok = is_patch ? add(p, tname, SFQ_DT_F32, data, 0, 4, D, C, P, P)
-                          : add(p, tname, SFQ_DT_F32, data, 0, 2, (int64_t)rows, (int64_t)cols);
+        int ok = is_patch ? add(p, tname, SFQ_DT_F32, data, 4, D, C, P, P)
+                          : add(p, tname, SFQ_DT_F32, data, 2, (int64_t)rows, (int64_t)cols);
         return ok ? SARDFQ_OK : sfq_fail(SARDFQ_E_NOMEM, "out of memory");
     }
     const size_t rb = sfq_qcodes_row_bytes(w->bits, cols);
     uint8_t *codes = sfq_alloc_array((size_t)rows, rb);
-    float *sz = sfq_alloc_array((size_t)rows * 2, sizeof(float));
-    if (!codes || !sz) {
-        sfq_free(codes);
-        sfq_free(sz);
+    if (!own(p, codes))
         return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
-    }
+    float *sz = sfq_alloc_array((size_t)rows * 2, sizeof(float));
+    if (!own(p, sz))
+        return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
     sardfq_status s = sfq_qcodes_pack(w->rows, data, rows, cols, w->bits, codes);
-    if (s) {
-        sfq_free(codes);
-        sfq_free(sz);
+    if (s)
         return s;
-    }
     for (int r = 0; r < rows; r++) {
         sz[r] = w->rows[r].scale;
         sz[rows + r] = w->rows[r].zero;
     }
     snprintf(name, sizeof name, "%s_codes", tname);
-    int ok = add(p, name, SFQ_DT_U8, codes, 1, 2, (int64_t)rows, (int64_t)rb);
+    int ok = add(p, name, SFQ_DT_U8, codes, 2, (int64_t)rows, (int64_t)rb);
     snprintf(name, sizeof name, "%s_scale", tname);
-    ok = ok && add(p, name, SFQ_DT_F32, sz, 1, 1, (int64_t)rows);
+    ok = ok && add(p, name, SFQ_DT_F32, sz, 1, (int64_t)rows);
     snprintf(name, sizeof name, "%s_zero", tname);
-    ok = ok && add(p, name, SFQ_DT_F32, sz + rows, 0, 1, (int64_t)rows);
+    ok = ok && add(p, name, SFQ_DT_F32, sz + rows, 1, (int64_t)rows);
     if (is_patch)
         snprintf(val, sizeof val, "%d %lld,%lld,%lld,%lld", w->bits, (long long)D, (long long)C,
                  (long long)P, (long long)P);
@@ -165,15 +167,15 @@ static sardfq_status add_acts(plan *p, const sardfq_model *m)
         char pt[96];
         sfq_qpoint_name(q->depth, i, pt, sizeof pt);
         float *v = sfq_alloc_array(2, sizeof(float));
-        if (!v)
+        if (!own(p, v))
             return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
         v[0] = a->kind == SFQ_QK_LOG ? a->lq.scale : a->u.scale;
         v[1] = a->u.zero;
         snprintf(name, sizeof name, "%s.scale", pt);
-        int ok = add(p, name, SFQ_DT_F32, v, 1, 1, (int64_t)1);
+        int ok = add(p, name, SFQ_DT_F32, v, 1, (int64_t)1);
         if (ok && a->kind == SFQ_QK_UNIFORM) {
             snprintf(name, sizeof name, "%s.zero", pt);
-            ok = add(p, name, SFQ_DT_F32, v + 1, 0, 1, (int64_t)1);
+            ok = add(p, name, SFQ_DT_F32, v + 1, 1, (int64_t)1);
         }
         snprintf(val, sizeof val, "%s %d",
                  a->kind == SFQ_QK_LOG ? "log" : a->u.form == SFQ_UQ_PSAQ ? "uniform-psaq" : "uniform",
@@ -203,18 +205,17 @@ SARDFQ_API sardfq_status sardfq_model_save(const sardfq_model *m, const char *pa
     const int64_t D = cfg->embed_dim, N = cfg->num_tokens, M = cfg->mlp_hidden, K = cfg->num_classes;
     char name[200], val[128];
     sardfq_status s = SARDFQ_OK;
-    int ok = 1;
 #define TRY(x)                                                 \
     do {                                                       \
         if (!s && !(x))                                        \
             s = sfq_fail(SARDFQ_E_NOMEM, "out of memory");     \
     } while (0)
     s = add_weight(&p, m, 0, "patch_embed.proj.weight");
-    TRY(add(&p, "patch_embed.proj.bias", SFQ_DT_F32, m->patch_b, 0, 1, D));
-    TRY(add(&p, "cls_token", SFQ_DT_F32, m->cls, 0, 3, (int64_t)1, (int64_t)1, D));
+    TRY(add(&p, "patch_embed.proj.bias", SFQ_DT_F32, m->patch_b, 1, D));
+    TRY(add(&p, "cls_token", SFQ_DT_F32, m->cls, 3, (int64_t)1, (int64_t)1, D));
     if (cfg->num_prefix_tokens == 2)
-        TRY(add(&p, "dist_token", SFQ_DT_F32, m->dist, 0, 3, (int64_t)1, (int64_t)1, D));
-    TRY(add(&p, "pos_embed", SFQ_DT_F32, m->pos, 0, 3, (int64_t)1, N, D));
+        TRY(add(&p, "dist_token", SFQ_DT_F32, m->dist, 3, (int64_t)1, (int64_t)1, D));
+    TRY(add(&p, "pos_embed", SFQ_DT_F32, m->pos, 3, (int64_t)1, N, D));
     for (int l = 0; l < depth && !s; l++) {
         const sfq_block *b = &m->blocks[l];
         const char *vn[8] = {"norm1.weight", "norm1.bias", "attn.qkv.bias", "attn.proj.bias",
@@ -223,22 +224,22 @@ SARDFQ_API sardfq_status sardfq_model_save(const sardfq_model *m, const char *pa
         const int64_t vl[8] = {D, D, 3 * D, D, D, D, M, D};
         for (int k = 0; k < 8; k++) {
             snprintf(name, sizeof name, "blocks.%d.%s", l, vn[k]);
-            TRY(add(&p, name, SFQ_DT_F32, vd[k], 0, 1, vl[k]));
+            TRY(add(&p, name, SFQ_DT_F32, vd[k], 1, vl[k]));
         }
         for (int k = 0; k < SFQ_LW_PER_BLOCK && !s; k++) {
             sfq_qlin_tensor_name(depth, sfq_qlin_index(l, k), name, sizeof name);
             s = add_weight(&p, m, sfq_qlin_index(l, k), name);
         }
     }
-    TRY(add(&p, "norm.weight", SFQ_DT_F32, m->norm_w, 0, 1, D));
-    TRY(add(&p, "norm.bias", SFQ_DT_F32, m->norm_b, 0, 1, D));
+    TRY(add(&p, "norm.weight", SFQ_DT_F32, m->norm_w, 1, D));
+    TRY(add(&p, "norm.bias", SFQ_DT_F32, m->norm_b, 1, D));
     if (!s)
         s = add_weight(&p, m, sfq_qlin_head(depth), "head.weight");
-    TRY(add(&p, "head.bias", SFQ_DT_F32, m->head_b, 0, 1, K));
+    TRY(add(&p, "head.bias", SFQ_DT_F32, m->head_b, 1, K));
     if (cfg->num_prefix_tokens == 2) {
         if (!s)
             s = add_weight(&p, m, sfq_qlin_head(depth) + 1, "head_dist.weight");
-        TRY(add(&p, "head_dist.bias", SFQ_DT_F32, m->head_dist_b, 0, 1, K));
+        TRY(add(&p, "head_dist.bias", SFQ_DT_F32, m->head_dist_b, 1, K));
     }
     if (!s && m->q)
         s = add_acts(&p, m);
@@ -275,7 +276,6 @@ SARDFQ_API sardfq_status sardfq_model_save(const sardfq_model *m, const char *pa
         if (!ours(m->meta_keys[i]))
             TRY(meta(&p, m->meta_keys[i], m->meta_vals[i]));
 #undef TRY
-    (void)ok;
     if (!s)
         s = sfq_st_write(path, p.t, p.n, p.mk, p.mv, p.nm);
     plan_free(&p);

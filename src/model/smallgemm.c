@@ -5,13 +5,10 @@
  * fused multiply-adds. */
 #include "smallgemm.h"
 
+#include "core.h"
+
 #include <string.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define SFQ_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define SFQ_CLONES
-#endif
 
 typedef float v16 __attribute__((vector_size(64)));
 

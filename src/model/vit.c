@@ -23,6 +23,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 /* OpenBLAS's thread controls (declared in its cblas.h on Debian, repeated
@@ -51,24 +52,42 @@ int sfq_model_threads(const sardfq_model *m)
 typedef struct {
     int nt;          /* threads for the library's loops */
     int split;       /* row blocks per GEMM (1 = let OpenBLAS thread it) */
-    int blas_before; /* OpenBLAS's thread count to restore, or 0 */
+    int blas_before; /* 1 if this call holds OpenBLAS at one thread */
 } compute;
+
+/* OpenBLAS's thread count is process-global, and several host threads may
+ * compute at once (on one model or several): the first compute call to
+ * start saves the count and sets 1, the last one to end restores it. (With
+ * a save/restore per call, two overlapping calls could restore in the wrong
+ * order and leave a call running GEMMs on OpenBLAS's threads: found by the
+ * threads test under valgrind, which serialises threads.) */
+static pthread_mutex_t blas_lock = PTHREAD_MUTEX_INITIALIZER;
+static int blas_users, blas_saved;
 
 static compute begin_compute(const sardfq_model *m)
 {
     compute c = {sfq_model_threads(m), 1, 0};
     if (m->n_threads > 0) {
         c.split = m->n_threads;
-        c.blas_before = openblas_get_num_threads();
-        openblas_set_num_threads(1);
+        c.blas_before = 1;
+        pthread_mutex_lock(&blas_lock);
+        if (blas_users++ == 0) {
+            blas_saved = openblas_get_num_threads();
+            openblas_set_num_threads(1);
+        }
+        pthread_mutex_unlock(&blas_lock);
     }
     return c;
 }
 
 static void end_compute(const compute *c)
 {
-    if (c->blas_before > 0)
-        openblas_set_num_threads(c->blas_before);
+    if (!c->blas_before)
+        return;
+    pthread_mutex_lock(&blas_lock);
+    if (--blas_users == 0)
+        openblas_set_num_threads(blas_saved);
+    pthread_mutex_unlock(&blas_lock);
 }
 
 typedef struct {

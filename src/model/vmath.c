@@ -1,17 +1,14 @@
 /* vmath.c - element-wise kernels (see vmath.h). */
 #include "vmath.h"
 
+#include "core.h"
+
 #include "threads.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define SFQ_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define SFQ_CLONES
-#endif
 
 static inline float bits_to_float(uint32_t u)
 {

@@ -27,11 +27,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define PSE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define PSE_CLONES
-#endif
 
 #define NGRID 10
 #define FLUSH 16 /* rows summed in float before moving to double */
@@ -69,7 +64,7 @@ static inline float exp_neg(float a)
 }
 
 /* acc[k * stride + j] += exp(-((x_k - g_j) / h)^2 / 2) for j < n. */
-PSE_CLONES static void kde_accumulate(const double *g, int n, const double *x, float *acc,
+SFQ_CLONES static void kde_accumulate(const double *g, int n, const double *x, float *acc,
                                       int stride)
 {
     const double inv_h = 1.0 / kBandwidth;
@@ -105,7 +100,7 @@ static void kde_flush(float *acc, int n, int stride, double p[NGRID])
 
 /* s[j] = scale * sum_k c_k e_k u_k for the entries g[j], j < n; t is
  * scratch for n floats. */
-PSE_CLONES static void grad_row(const double *g, int n, const double *x, const float *c,
+SFQ_CLONES static void grad_row(const double *g, int n, const double *x, const float *c,
                                 double scale, double *s, float *t)
 {
     const double inv_h = 1.0 / kBandwidth;

@@ -15,16 +15,11 @@
 
 #include <math.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define TV_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define TV_CLONES
-#endif
 
 #define LANES 8
 
 /* Sums of squares of the four maps over one plane, added to acc[4]. */
-TV_CLONES static void plane_sums(const float *x, int H, int W, double acc[4])
+SFQ_CLONES_AVX2 static void plane_sums(const float *x, int H, int W, double acc[4])
 {
     double s1 = 0, s2 = 0, s3 = 0, s4 = 0;
     for (int i = 0; i < H; i++) {
@@ -112,7 +107,7 @@ static float pixel_grad(const float *x, int H, int W, int p, int q, const float 
     return g;
 }
 
-TV_CLONES static void plane_grad(const float *x, int H, int W, const float a[4], float *dx)
+SFQ_CLONES_AVX2 static void plane_grad(const float *x, int H, int W, const float a[4], float *dx)
 {
     const float a1 = a[0], a2 = a[1], a3 = a[2], a4 = a[3];
     for (int p = 0; p < H; p++) {
