@@ -97,6 +97,28 @@ static void compare_logits(const char *what, const float *got, const float *want
     ck_assert_double_le(worst, max_diff * scale);
 }
 
+/* Finalize q, compare the logits on the evaluation images with the
+ * fixture's "<run>.logits", and free everything. */
+static void finish_case(sardfq_quantizer *q, sardfq_model *m, tu_fixture *f, const char *run, int min_agree,
+                        double max_diff)
+{
+    sardfq_model *fin = NULL;
+    ck_assert_int_eq(sardfq_quantizer_finalize(q, &fin), 0);
+    int n;
+    float *lg = eval_logits(fin, f, &n);
+    char name[96];
+    snprintf(name, sizeof name, "%s.logits", run);
+    size_t k;
+    float *want = tu_fixture_get(f, name, &k);
+    compare_logits(run, lg, want, n, min_agree, max_diff);
+    free(lg);
+    free(want);
+    sardfq_model_free(fin);
+    sardfq_quantizer_free(q);
+    tu_fixture_close(f);
+    sardfq_model_free(m);
+}
+
 /* RepQ-ViT: every quantizer parameter and the logits against PyTorch. */
 static void repq_case(const char *run, int w, int a, int min_agree, double max_diff, int max_tie_rows,
                       double max_act_rel)
@@ -183,20 +205,7 @@ static void repq_case(const char *run, int w, int a, int min_agree, double max_d
     ck_assert_int_eq(early.off, 0);
     ck_assert_int_le(wfixed.off, max_tie_rows);
     ck_assert_double_le(acts.worst, max_act_rel);
-    sardfq_model *fin = NULL;
-    ck_assert_int_eq(sardfq_quantizer_finalize(q, &fin), 0);
-    int n;
-    float *lg = eval_logits(fin, &f, &n);
-    snprintf(name, sizeof name, "%s.logits", run);
-    size_t k;
-    float *want = tu_fixture_get(&f, name, &k);
-    compare_logits(run, lg, want, n, min_agree, max_diff);
-    free(lg);
-    free(want);
-    sardfq_model_free(fin);
-    sardfq_quantizer_free(q);
-    tu_fixture_close(&f);
-    sardfq_model_free(m);
+    finish_case(q, m, &f, run, min_agree, max_diff);
 }
 
 /* Tolerances. C and PyTorch sum in different orders (last-bit differences,
@@ -303,20 +312,7 @@ static void minmax_case(const char *run, int w, int a, int min_agree, double max
             st.worst);
     ck_assert_int_eq(points, 47);
     ck_assert_int_le(st.off, 2);
-    sardfq_model *fin = NULL;
-    ck_assert_int_eq(sardfq_quantizer_finalize(q, &fin), 0);
-    int n;
-    float *lg = eval_logits(fin, &f, &n);
-    snprintf(name, sizeof name, "%s.logits", run);
-    size_t k;
-    float *want = tu_fixture_get(&f, name, &k);
-    compare_logits(run, lg, want, n, min_agree, max_diff);
-    free(lg);
-    free(want);
-    sardfq_model_free(fin);
-    sardfq_quantizer_free(q);
-    tu_fixture_close(&f);
-    sardfq_model_free(m);
+    finish_case(q, m, &f, run, min_agree, max_diff);
 }
 
 START_TEST(minmax_w8a8_matches_pytorch) { minmax_case("minmax_w8a8", 8, 8, 127, 0.02); }

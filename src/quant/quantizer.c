@@ -360,8 +360,12 @@ static sardfq_status reparam(sardfq_quantizer *q, sardfq_model *work, int l, int
     return s;
 }
 
-static sardfq_status check_calib_images(const sardfq_model *m, const float *images, int n, const char *fn)
+/* The arguments of calibrate / reconstruct. */
+static sardfq_status check_calib_images(const sardfq_quantizer *q, const float *images, int n, const char *fn)
 {
+    if (!q)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "%s: quantizer is NULL", fn);
+    const sardfq_model *m = q->fp;
     if (!images)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "%s: images is NULL", fn);
     if (n <= 0)
@@ -446,9 +450,7 @@ static sardfq_status calibrate_minmax(sardfq_quantizer *q, sardfq_model *work, s
 
 SARDFQ_API sardfq_status sardfq_quantizer_calibrate(sardfq_quantizer *q, const float *images, int32_t n)
 {
-    if (!q)
-        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_quantizer_calibrate: quantizer is NULL");
-    sardfq_status s = check_calib_images(q->fp, images, n, "sardfq_quantizer_calibrate");
+    sardfq_status s = check_calib_images(q, images, n, "sardfq_quantizer_calibrate");
     if (s)
         return s;
     const sardfq_model_info *cfg = &q->fp->info;
@@ -661,9 +663,7 @@ static sardfq_status recon_block(const sardfq_quantizer *q, sfq_rblock *rb, sard
 
 SARDFQ_API sardfq_status sardfq_quantizer_reconstruct(sardfq_quantizer *q, const float *images, int32_t n)
 {
-    if (!q)
-        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_quantizer_reconstruct: quantizer is NULL");
-    sardfq_status s = check_calib_images(q->fp, images, n, "sardfq_quantizer_reconstruct");
+    sardfq_status s = check_calib_images(q, images, n, "sardfq_quantizer_reconstruct");
     if (s)
         return s;
     if (!q->work)

@@ -39,6 +39,20 @@
 
 /* ---- quantizer nodes ---------------------------------------------------- */
 
+/* Clamp an integer level to [0, top]; 1 if it was inside. */
+static int clamp_level(float *lv, float top)
+{
+    if (*lv < 0.0f) {
+        *lv = 0.0f;
+        return 0;
+    }
+    if (*lv > top) {
+        *lv = top;
+        return 0;
+    }
+    return 1;
+}
+
 /* Uniform fake quantization of x[n] in place under u (scale may be the
  * learned one). NORMAL mode records, per element, whether it was clipped
  * (pass = 0) and off = round(x/s) - x/s, or the clamped level if clipped;
@@ -62,14 +76,7 @@ static void uq_node(const sfq_uq *u, float *x, size_t n, int64_t ld, int cols, f
             }
             const float rr = rintf(t);
             float lv = rr + z;
-            int ok = 1;
-            if (lv < 0.0f) {
-                lv = 0.0f;
-                ok = 0;
-            } else if (lv > top) {
-                lv = top;
-                ok = 0;
-            }
+            const int ok = clamp_level(&lv, top);
             *p = (lv - z) * s;
             pass[k] = (uint8_t)ok;
             off[k] = ok ? rr - t : lv;
@@ -148,14 +155,7 @@ void sfq_ada_weight(const sfq_ada *a, const sfq_uq *rows, int nrows, int cols, i
             const size_t k = (size_t)r * cols + c;
             const float h = hard ? (a->v[k] >= 0.0f ? 1.0f : 0.0f) : hsig(a->v[k]);
             float lv = a->base[k] + h + z;
-            int ok = 1;
-            if (lv < 0.0f) {
-                lv = 0.0f;
-                ok = 0;
-            } else if (lv > top) {
-                lv = top;
-                ok = 0;
-            }
+            const int ok = clamp_level(&lv, top);
             out[k] = (lv - z) * s;
             if (dwdv)
                 dwdv[k] = ok ? s * hsig_grad(a->v[k]) : 0.0f;
