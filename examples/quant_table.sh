@@ -11,8 +11,9 @@
 # quantizes and evaluates; phase 3 prints markdown tables (mean +- sample
 # standard deviation over the seeds). With RECON_ITERS > 0 every
 # configuration is also run with block reconstruction of that many
-# iterations per block. Needs a release build in build/ and the
-# dataset-fashion-mnist package. Takes about an hour on 2 cores.
+# iterations per block (at W4A4, W4A3, W3A3). Needs a release build in
+# build/ and the dataset-fashion-mnist package. Takes about an hour on 2
+# cores.
 set -eu
 cd "$(dirname "$0")/.."
 W=${1:-build/quant_table}
@@ -22,6 +23,7 @@ M=examples/models/fmnist_vit.safetensors
 DATA=/usr/share/datasets/fashion-mnist
 SEEDS="0 1 2"
 BITS="8,8 6,6 4,4 4,3 3,3"
+RECON_BITS="4,4 4,3 3,3" # reconstruction is run at the low bit widths only
 mkdir -p "$W/train" "$W/results" "$W/calib"
 # the training split alone (a folder with both splits would give t10k)
 for f in train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz; do
@@ -58,7 +60,9 @@ RECONS=0
 [ "$RECON" -gt 0 ] && RECONS="0 $RECON"
 # one line per job: name bits seed recon source-options
 for rec in $RECONS; do
-    for bits in $BITS; do
+    bitlist=$BITS
+    [ "$rec" -gt 0 ] && bitlist=$RECON_BITS
+    for bits in $bitlist; do
         for seed in $SEEDS; do
             echo "real $bits $seed $rec --real $W/train --seed $seed"
             for src in $SOURCES; do

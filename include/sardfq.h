@@ -26,9 +26,10 @@
  * process-global: when sardfq_model_params.n_threads > 0 the library runs
  * all its work (GEMMs split by rows included) on n_threads threads of its
  * own, and for the duration of each compute call on that model (forward,
- * backward, evaluate, synthesis steps) sets OpenBLAS to one thread,
- * restoring the previous count when the call returns; hosts that call
- * OpenBLAS from other threads meanwhile should use n_threads == 0. With
+ * backward, evaluate, synthesis steps, calibration) sets OpenBLAS to one
+ * thread, restoring the previous count when the last of the library's
+ * concurrent compute calls returns; hosts that call OpenBLAS from other
+ * threads meanwhile should use n_threads == 0. With
  * n_threads == 0 the library never changes OpenBLAS settings, lets OpenBLAS
  * thread each GEMM, and uses OpenBLAS's thread count for its own loops.
  *

@@ -27,6 +27,7 @@ CK_EXCLUDE_TAGS=heavy ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:
 # 3. valgrind memcheck over the light suites (suite 'memcheck') of the
 #    release build, in-process (CK_FORK=no); any error or definite/indirect
 #    leak fails the test.
+rm -f build/meson-logs/memcheck*
 if command -v valgrind >/dev/null 2>&1; then
     CK_FORK=no CK_EXCLUDE_TAGS=heavy meson test -C build --suite memcheck --logbase memcheck --print-errorlogs \
         --wrapper "valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect" \
@@ -40,10 +41,11 @@ setup build-tsan -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debugoptimized
 TSAN_OPTIONS=halt_on_error=1 meson test -C build-tsan --suite threads --print-errorlogs || status=1
 
 python3 - <<'PY'
-import json
+import glob, json
 res = []
-for log in ("build/meson-logs/testlog.json", "build-asan/meson-logs/testlog.json",
-            "build/meson-logs/memcheck.json", "build-tsan/meson-logs/testlog.json"):
+# (meson names the valgrind log after --logbase and the wrapper)
+for log in ["build/meson-logs/testlog.json", "build-asan/meson-logs/testlog.json",
+            "build-tsan/meson-logs/testlog.json"] + glob.glob("build/meson-logs/memcheck*.json"):
     try:
         res += [json.loads(line)["result"] for line in open(log)]
     except OSError:
