@@ -95,11 +95,13 @@ for rec in $RECONS; do
     else
         echo "### With block reconstruction ($rec iterations per block), top-1 % (mean ± std over seeds $SEEDS); FP $fp"
     fi
+    bitlist=$BITS
+    [ "$rec" -gt 0 ] && bitlist=$RECON_BITS
     printf '| calibration |'
-    for bits in $BITS; do printf ' W%sA%s |' "${bits%,*}" "${bits#*,}"; done
+    for bits in $bitlist; do printf ' W%sA%s |' "${bits%,*}" "${bits#*,}"; done
     echo
     printf '|---|'
-    for bits in $BITS; do printf -- '---:|'; done
+    for bits in $bitlist; do printf -- '---:|'; done
     echo
     for src in real noise psaq sardfq-apa sardfq-msr-sl sardfq; do
         case $src in
@@ -111,7 +113,7 @@ for rec in $RECONS; do
         sardfq) label="SARDFQ (APA + MSR + SL)" ;;
         esac
         printf '| %s |' "$label"
-        for bits in $BITS; do
+        for bits in $bitlist; do
             tag="w${bits%,*}a${bits#*,}-r$rec"
             cat "$W"/results/"$src-$tag"-s*.txt 2>/dev/null | sed -n 's/^top1=\([0-9.]*\) .*/\1/p' |
                 awk '{ s += $1; ss += $1 * $1; n++ }
