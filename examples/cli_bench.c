@@ -33,6 +33,7 @@ void cli_usage_bench(FILE *f)
           "pass (to the input, with attention kept) on a random batch; each is the\n"
           "median of R runs after one warm-up. The last line of standard output is\n"
           "  fwd_gflops=X sgemm_gflops=Y ratio=X/Y bwd_over_fwd=R peak_rss_mb=M\n"
+          "(R is \"none\" for a quantized model, which has no backward pass)\n"
           "\n"
           "  --model M    a safetensors model\n"
           "  --arch A     random weights (seed 0) of deit_tiny, deit_small, deit_base,\n"
@@ -211,8 +212,15 @@ int cli_bench(int argc, char **argv)
     /* (c) */
     rss_fwd = cli_peak_rss_mib();
 
-    /* (d) forward keeping activations and attention, then backward */
-    s = sardfq_state_create(m, &st);
+    /* (d) forward keeping activations and attention, then backward (a
+     * quantized model has none: skipped) */
+    const int quantized = sardfq_model_get_metadata(m, "sardfq.quant.scheme") != NULL;
+    if (quantized && synth >= 0) {
+        free_buffers(&buf);
+        sardfq_model_free(m);
+        return cli_usage_error("bench: --synth needs a floating-point model (this one is quantized)");
+    }
+    s = quantized ? SARDFQ_E_STATE : sardfq_state_create(m, &st);
     for (int k = -1; k < repeat && s == SARDFQ_OK; k++) {
         double t0 = cli_now();
         s = sardfq_model_forward_ex(m, st, buf.images, n,
@@ -223,13 +231,13 @@ int cli_bench(int argc, char **argv)
         if (k >= 0)
             buf.t[k] = cli_now() - t0;
     }
-    if (s != SARDFQ_OK) {
+    if (s != SARDFQ_OK && !quantized) {
         free_buffers(&buf);
         sardfq_state_free(st);
         sardfq_model_free(m);
         return cli_lib_fail(s, "bench: forward+backward failed");
     }
-    t_fb = cli_median(buf.t, (int)repeat);
+    t_fb = quantized ? 0 : cli_median(buf.t, (int)repeat);
     rss_fb = cli_peak_rss_mib();
     sardfq_state_free(st);
 
@@ -294,10 +302,14 @@ int cli_bench(int argc, char **argv)
                "-", "-", sgemm_gflops);
         printf("  %-28s %10.2f %10.2f %10.3f %10.2f\n", "forward", t_fwd * 1e3, n / t_fwd,
                t_fwd * 1e3 / n, fwd_gflops);
-        printf("  %-28s %10.2f %10.2f %10.3f %10s\n", "forward_ex + backward", t_fb * 1e3,
-               n / t_fb, t_fb * 1e3 / n, "-");
+        if (quantized)
+            printf("  %-28s %10s   (quantized model: no backward)\n", "forward_ex + backward", "-");
+        else
+            printf("  %-28s %10.2f %10.2f %10.3f %10s\n", "forward_ex + backward", t_fb * 1e3, n / t_fb,
+                   t_fb * 1e3 / n, "-");
         printf("\n  %-40s %.3f\n", "forward GFLOP/s / sgemm GFLOP/s", ratio);
-        printf("  %-40s %.3f\n", "time (forward_ex + backward) / forward", bwd_over_fwd);
+        if (!quantized)
+            printf("  %-40s %.3f\n", "time (forward_ex + backward) / forward", bwd_over_fwd);
         printf("  %-40s %.1f MiB\n", "peak RSS after forward", rss_fwd);
         printf("  %-40s %.1f MiB\n", "peak RSS after forward + backward", rss_fb);
         if (synth >= 0) {
@@ -309,9 +321,13 @@ int cli_bench(int argc, char **argv)
             printf("  %-40s %.3f s (x %.0f steps = %.0f s)\n", "full synthesis estimate", t_step, 1000.0,
                    t_step * 1000.0);
         }
-        printf("fwd_gflops=%.2f sgemm_gflops=%.2f ratio=%.3f bwd_over_fwd=%.3f "
-               "peak_rss_mb=%.2f\n",
-               fwd_gflops, sgemm_gflops, ratio, bwd_over_fwd, rss_fwd);
+        if (quantized)
+            printf("fwd_gflops=%.2f sgemm_gflops=%.2f ratio=%.3f bwd_over_fwd=none peak_rss_mb=%.2f\n",
+                   fwd_gflops, sgemm_gflops, ratio, rss_fwd);
+        else
+            printf("fwd_gflops=%.2f sgemm_gflops=%.2f ratio=%.3f bwd_over_fwd=%.3f "
+                   "peak_rss_mb=%.2f\n",
+                   fwd_gflops, sgemm_gflops, ratio, bwd_over_fwd, rss_fwd);
         if (synth >= 0)
             printf("synth_step_s=%.4f model_s=%.4f loss_share=%.4f fwd_bwd_s=%.4f\n", t_step, t_model,
                    1.0 - t_model / t_step, t_fb);
