@@ -211,11 +211,8 @@ static void apply_rows(void *vc, int64_t r0, int64_t r1)
                 x[j] = sfq_uq_apply(&u, x[j]);
         } else {
             const sfq_lq lq = c->a->lq;
-            for (int j = 0; j < c->ncols; j++) {
-                const int code = sfq_lq_code(&lq, x[j]);
-                if (code >= 0) /* NaN stays NaN */
-                    x[j] = code >= (1 << lq.bits) ? 0.0f : sfq_lq_level_value(code) * lq.scale;
-            }
+            for (int j = 0; j < c->ncols; j++)
+                x[j] = sfq_lq_apply(&lq, x[j]);
         }
     }
 }

@@ -163,6 +163,10 @@ float sfq_lq_level_value(int q);
  * NaN there) are coded as zero. NaN x returns -1. */
 int sfq_lq_code(const sfq_lq *p, float x);
 
+/* Fake quantization of one value: 0 for code 2^b, else level_value(q) * D;
+ * NaN stays NaN. No validation: p must have passed sfq_lq_check. */
+float sfq_lq_apply(const sfq_lq *p, float x);
+
 /* Fake quantization: y = 0 for code 2^b, else level_value(q) * D; NaN stays
  * NaN. y may alias x. */
 sardfq_status sfq_lq_fake(const sfq_lq *p, const float *x, float *y, size_t n);

@@ -663,12 +663,12 @@ int sfq_lq_code(const sfq_lq *p, float x)
     return (int)v;
 }
 
-static inline float lq_apply(const sfq_lq *p, float x, int levels)
+float sfq_lq_apply(const sfq_lq *p, float x)
 {
     int q = sfq_lq_code(p, x);
     if (q < 0)
         return x; /* NaN */
-    if (q >= levels)
+    if (q >= (1 << p->bits))
         return 0.0f;
     return sfq_lq_level_value(q) * p->scale;
 }
@@ -681,9 +681,8 @@ sardfq_status sfq_lq_fake(const sfq_lq *p, const float *x, float *y, size_t n)
     if (s != SARDFQ_OK)
         return s;
     const sfq_lq q = *p;
-    const int levels = 1 << q.bits;
     for (size_t i = 0; i < n; i++)
-        y[i] = lq_apply(&q, x[i], levels);
+        y[i] = sfq_lq_apply(&q, x[i]);
     return SARDFQ_OK;
 }
 
@@ -721,10 +720,9 @@ sardfq_status sfq_lq_decode(const sfq_lq *p, const uint16_t *q, float *y, size_t
 
 static double lq_mse(const sfq_lq *q, const float *x, size_t n)
 {
-    const int levels = 1 << q->bits;
     double acc = 0.0;
     for (size_t i = 0; i < n; i++) {
-        float e = x[i] - lq_apply(q, x[i], levels);
+        float e = x[i] - sfq_lq_apply(q, x[i]);
         acc += (double)e * (double)e;
     }
     return acc / (double)n;

@@ -110,8 +110,7 @@ static void lq_node(const sfq_lq *lq, float *x, size_t n, float *off, uint8_t *p
             x[k] = pass[k] ? x[k] + off[k] : off[k];
             continue;
         }
-        const int code = sfq_lq_code(lq, x[k]);
-        const float y = code < 0 ? x[k] : code >= (1 << lq->bits) ? 0.0f : sfq_lq_level_value(code) * lq->scale;
+        const float y = sfq_lq_apply(lq, x[k]);
         pass[k] = (uint8_t)(x[k] <= lq->scale);
         off[k] = pass[k] ? y - x[k] : y;
         x[k] = y;
