@@ -340,64 +340,68 @@ typedef struct {
     size_t chunk;
 } attn_ctx;
 
-/* S = scale Q K^T, softmax, O = S V for pairs [p0, p1). */
+/* The two halves of one (image, head) pair's attention, with the thread's
+ * scratch buf: S = scale Q K^T into probs, and O = S V into ao (plus the
+ * class-token read-back of S). */
+static void pair_scores(const attn_ctx *c, int64_t pair, float *buf)
+{
+    const sardfq_model_info *cfg = &c->m->info;
+    const int D = cfg->embed_dim, N = cfg->num_tokens, H = cfg->num_heads, hd = cfg->head_dim;
+    const int b = (int)(pair / H), hh = (int)(pair % H), ldN = sfq_pack_ld(N);
+    const float *q = c->qkv + (size_t)b * N * 3 * D + (size_t)hh * hd;
+    sfq_pack_transpose(q + D, 3 * D, N, hd, buf, ldN); /* K^T */
+    sfq_gemm_packed(N, N, hd, 1.0f / sqrtf((float)hd), q, 3 * D, buf, ldN, c->probs + (size_t)pair * N * N, N);
+}
+
+static void pair_pv(const attn_ctx *c, int64_t pair, float *buf)
+{
+    const sardfq_model_info *cfg = &c->m->info;
+    const int D = cfg->embed_dim, N = cfg->num_tokens, H = cfg->num_heads, hd = cfg->head_dim;
+    const int b = (int)(pair / H), hh = (int)(pair % H), ldh = sfq_pack_ld(hd);
+    const float *v = c->qkv + (size_t)b * N * 3 * D + 2 * D + (size_t)hh * hd;
+    const float *S = c->probs + (size_t)pair * N * N;
+    sfq_pack_rows(v, 3 * D, N, hd, buf, ldh);
+    sfq_gemm_packed(N, hd, N, 1.0f, S, N, buf, ldh, c->ao + (size_t)b * N * D + (size_t)hh * hd, D);
+    if (c->attn)
+        memcpy(c->attn + (((size_t)b * cfg->depth + c->l) * H + hh) * N, S, sizeof(float) * (size_t)N);
+}
+
+/* The thread's packing buffer (after its transpose area). */
+static float *pair_buf(const attn_ctx *c, int chunk)
+{
+    const int N = c->m->info.num_tokens;
+    return c->scratch + (size_t)chunk * c->chunk + (size_t)N * sfq_pack_ld(N);
+}
+
+/* S = scale Q K^T, softmax, O = S V for pairs [p0, p1), one pair at a time. */
 static void attention_fwd_range(void *vc, int chunk, int64_t p0, int64_t p1)
 {
     const attn_ctx *c = vc;
-    const sardfq_model_info *cfg = &c->m->info;
-    const int D = cfg->embed_dim, N = cfg->num_tokens, H = cfg->num_heads, hd = cfg->head_dim;
-    const int ldN = sfq_pack_ld(N), ldh = sfq_pack_ld(hd);
-    const float scale = 1.0f / sqrtf((float)hd);
-    float *buf = c->scratch + (size_t)chunk * c->chunk + (size_t)N * ldN;
+    const int N = c->m->info.num_tokens;
+    float *buf = pair_buf(c, chunk);
     for (int64_t pair = p0; pair < p1; pair++) {
-        const int b = (int)(pair / H), hh = (int)(pair % H);
-        const float *q = c->qkv + (size_t)b * N * 3 * D + (size_t)hh * hd;
-        float *S = c->probs + (size_t)pair * N * N;
-        sfq_pack_transpose(q + D, 3 * D, N, hd, buf, ldN); /* K^T */
-        sfq_gemm_packed(N, N, hd, scale, q, 3 * D, buf, ldN, S, N);
-        sfq_softmax_fwd(S, N, N, 1);
-        sfq_pack_rows(q + 2 * D, 3 * D, N, hd, buf, ldh); /* V */
-        sfq_gemm_packed(N, hd, N, 1.0f, S, N, buf, ldh, c->ao + (size_t)b * N * D + (size_t)hh * hd, D);
-        if (c->attn)
-            memcpy(c->attn + (((size_t)b * cfg->depth + c->l) * H + hh) * N, S, sizeof(float) * (size_t)N);
+        pair_scores(c, pair, buf);
+        sfq_softmax_fwd(c->probs + (size_t)pair * N * N, N, N, 1);
+        pair_pv(c, pair, buf);
     }
 }
 
-/* The same in two halves, for a quantized model whose quantizers must see
- * all scores / probabilities of the batch between them: S = scale Q K^T ... */
+/* The same in two passes, for a quantized model whose quantizers must see
+ * all scores / probabilities of the batch between them. */
 static void attention_scores_range(void *vc, int chunk, int64_t p0, int64_t p1)
 {
     const attn_ctx *c = vc;
-    const sardfq_model_info *cfg = &c->m->info;
-    const int D = cfg->embed_dim, N = cfg->num_tokens, H = cfg->num_heads, hd = cfg->head_dim;
-    const int ldN = sfq_pack_ld(N);
-    const float scale = 1.0f / sqrtf((float)hd);
-    float *buf = c->scratch + (size_t)chunk * c->chunk + (size_t)N * ldN;
-    for (int64_t pair = p0; pair < p1; pair++) {
-        const int b = (int)(pair / H), hh = (int)(pair % H);
-        const float *q = c->qkv + (size_t)b * N * 3 * D + (size_t)hh * hd;
-        sfq_pack_transpose(q + D, 3 * D, N, hd, buf, ldN);
-        sfq_gemm_packed(N, N, hd, scale, q, 3 * D, buf, ldN, c->probs + (size_t)pair * N * N, N);
-    }
+    float *buf = pair_buf(c, chunk);
+    for (int64_t pair = p0; pair < p1; pair++)
+        pair_scores(c, pair, buf);
 }
 
-/* ... and O = P V (with the class-token read-back). */
 static void attention_pv_range(void *vc, int chunk, int64_t p0, int64_t p1)
 {
     const attn_ctx *c = vc;
-    const sardfq_model_info *cfg = &c->m->info;
-    const int D = cfg->embed_dim, N = cfg->num_tokens, H = cfg->num_heads, hd = cfg->head_dim;
-    const int ldN = sfq_pack_ld(N), ldh = sfq_pack_ld(hd);
-    float *buf = c->scratch + (size_t)chunk * c->chunk + (size_t)N * ldN;
-    for (int64_t pair = p0; pair < p1; pair++) {
-        const int b = (int)(pair / H), hh = (int)(pair % H);
-        const float *q = c->qkv + (size_t)b * N * 3 * D + (size_t)hh * hd;
-        const float *S = c->probs + (size_t)pair * N * N;
-        sfq_pack_rows(q + 2 * D, 3 * D, N, hd, buf, ldh);
-        sfq_gemm_packed(N, hd, N, 1.0f, S, N, buf, ldh, c->ao + (size_t)b * N * D + (size_t)hh * hd, D);
-        if (c->attn)
-            memcpy(c->attn + (((size_t)b * cfg->depth + c->l) * H + hh) * N, S, sizeof(float) * (size_t)N);
-    }
+    float *buf = pair_buf(c, chunk);
+    for (int64_t pair = p0; pair < p1; pair++)
+        pair_pv(c, pair, buf);
 }
 
 static void attention_fwd(const sardfq_model *m, int l, int n, float *qkv, float *probs,
