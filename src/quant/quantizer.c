@@ -448,6 +448,20 @@ static sardfq_status calibrate_minmax(sardfq_quantizer *q, sardfq_model *work, s
     return SARDFQ_OK;
 }
 
+/* The end of calibrate / reconstruct: on success the new work model
+ * replaces the old one; on failure it is dropped and the quantizer keeps
+ * its state. */
+static sardfq_status commit_work(sardfq_quantizer *q, sardfq_model *work, sardfq_status s)
+{
+    if (s) {
+        sardfq_model_free(work);
+        return s;
+    }
+    sardfq_model_free(q->work);
+    q->work = work;
+    return SARDFQ_OK;
+}
+
 SARDFQ_API sardfq_status sardfq_quantizer_calibrate(sardfq_quantizer *q, const float *images, int32_t n)
 {
     sardfq_status s = check_calib_images(q, images, n, "sardfq_quantizer_calibrate");
@@ -476,13 +490,7 @@ SARDFQ_API sardfq_status sardfq_quantizer_calibrate(sardfq_quantizer *q, const f
     }
     cal_free(cal, np);
     sfq_free(logits);
-    if (s) {
-        sardfq_model_free(work);
-        return s;
-    }
-    sardfq_model_free(q->work);
-    q->work = work;
-    return SARDFQ_OK;
+    return commit_work(q, work, s);
 }
 
 SARDFQ_API sardfq_status sardfq_quantizer_finalize(sardfq_quantizer *q, sardfq_model **out)
@@ -709,11 +717,5 @@ out:
     sfq_free(xin);
     sfq_free(tgt);
     sardfq_model_free(rp);
-    if (s) {
-        sardfq_model_free(work);
-        return s;
-    }
-    sardfq_model_free(q->work);
-    q->work = work;
-    return SARDFQ_OK;
+    return commit_work(q, work, s);
 }
