@@ -37,7 +37,8 @@ void cli_usage_bench(FILE *f)
           "\n"
           "  --model M    a safetensors model\n"
           "  --arch A     random weights (seed 0) of deit_tiny, deit_small, deit_base,\n"
-          "               vit_tiny, vit_small or vit_base (224x224, 1000 classes)\n"
+          "               vit_tiny, vit_small, vit_base, swin_tiny, swin_small or\n"
+          "               swin_base (224x224, 1000 classes)\n"
           "  --batch B    images per call (default 8)\n"
           "  --threads T  threads for the model and for the sgemm (default: the number\n"
           "               of online CPUs)\n"
@@ -49,8 +50,8 @@ void cli_usage_bench(FILE *f)
           f);
 }
 
-static const char *const archs[] = {"deit_tiny", "deit_small", "deit_base",
-                                    "vit_tiny",  "vit_small",  "vit_base"};
+static const char *const archs[] = {"deit_tiny", "deit_small", "deit_base", "vit_tiny",  "vit_small",
+                                    "vit_base",  "swin_tiny",  "swin_small", "swin_base"};
 
 /* (a): GFLOP/s of a square sgemm of size n, median of repeat runs. */
 static int bench_sgemm(int n, int repeat, double *gflops, double *median_s)
@@ -120,7 +121,8 @@ int cli_bench(int argc, char **argv)
                 ;
             if (k == nk)
                 return cli_usage_error("bench: unknown --arch '%s' (deit_tiny, deit_small, "
-                                       "deit_base, vit_tiny, vit_small, vit_base)",
+                                       "deit_base, vit_tiny, vit_small, vit_base, swin_tiny, "
+                                       "swin_small, swin_base)",
                                        v);
             arch = v;
         } else if ((r = cli_option("bench", argc, argv, &i, "batch", &v)) != 0) {

@@ -33,6 +33,7 @@ static const char *arch_name(int32_t a)
     switch (a) {
     case SARDFQ_ARCH_VIT: return "vit (class token)";
     case SARDFQ_ARCH_DEIT_DISTILLED: return "deit_distilled (cls + dist token)";
+    case SARDFQ_ARCH_SWIN: return "swin (shifted windows)";
     default: return "unknown";
     }
 }
@@ -144,8 +145,15 @@ int cli_info(int argc, char **argv)
     snprintf(buf, sizeof buf, "%g", info.ln_eps);
     row(&info, "ln_eps", SARDFQ_FIELD_LN_EPS, buf);
 
-    printf("tokens      %d (%d prefix + %d x %d patches)\n", info.num_tokens,
-           info.num_prefix_tokens, info.grid_h, info.grid_w);
+    if (info.arch == SARDFQ_ARCH_SWIN) {
+        printf("window      %d x %d\n", info.window_size, info.window_size);
+        for (int s = 0; s < info.num_stages; s++)
+            printf("stage %d     %d blocks, dim %d, %d heads, %d x %d tokens\n", s, info.stage_depth[s],
+                   info.stage_dim[s], info.stage_heads[s], info.grid_h >> s, info.grid_w >> s);
+    } else {
+        printf("tokens      %d (%d prefix + %d x %d patches)\n", info.num_tokens,
+               info.num_prefix_tokens, info.grid_h, info.grid_w);
+    }
     grouped(num, sizeof num, info.num_params);
     printf("parameters  %s (%.2f MiB as float32)\n", num,
            (double)info.num_params * 4.0 / (1024.0 * 1024.0));

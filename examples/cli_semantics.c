@@ -181,7 +181,7 @@ int cli_semantics(int argc, char **argv)
     sardfq_status s;
     if (!m || cli_model_info(m, &info))
         goto done;
-    const int D = info.embed_dim, K = info.num_classes;
+    const int D = info.num_features, K = info.num_classes;
     const size_t img = (size_t)info.in_chans * info.img_h * info.img_w;
     if ((s = sardfq_dataset_open(data, m, &ds))) {
         cli_lib_fail(s, "semantics: cannot open %s", data);

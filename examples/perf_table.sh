@@ -1,15 +1,18 @@
 #!/bin/sh
 # Produces the README performance table: `sardfq bench` on random-weight
-# deit_tiny, deit_small and vit_base (224x224), batch 8, all online CPUs,
+# models (224x224; default deit_tiny deit_small vit_base, or the --arch
+# names given after the build directory), batch 8, all online CPUs,
 # each figure the median of 5 timed runs after a warm-up, with the 1024^3
 # OpenBLAS sgemm measured in the same process right before.
-# Usage: sh examples/perf_table.sh [BUILD_DIR]   (default: build)
+# Usage: sh examples/perf_table.sh [BUILD_DIR [ARCH...]]   (default: build)
 build=${1:-build}
+[ $# -gt 0 ] && shift
+archs=${*:-deit_tiny deit_small vit_base}
 cli="$build/examples/sardfq"
 [ -x "$cli" ] || { echo "perf_table.sh: build first ($cli missing)" >&2; exit 1; }
 echo "| model | GFLOP/img | ms/img | forward GFLOP/s | sgemm GFLOP/s | ratio | fwd+bwd / fwd | peak RSS fwd (MiB) | weights (MiB) |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-for arch in deit_tiny deit_small vit_base; do
+for arch in $archs; do
     out=$("$cli" bench --arch "$arch" --batch 8 --repeat 5) || exit 1
     last=$(echo "$out" | tail -n 1)
     get() { echo "$last" | tr ' ' '\n' | sed -n "s/^$1=//p"; }

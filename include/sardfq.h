@@ -78,11 +78,11 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define SARDFQ_VERSION_MAJOR 0
-#define SARDFQ_VERSION_MINOR 2
+#define SARDFQ_VERSION_MINOR 3
 #define SARDFQ_VERSION_PATCH 0
 #define SARDFQ_VERSION_NUMBER \
     (SARDFQ_VERSION_MAJOR * 10000 + SARDFQ_VERSION_MINOR * 100 + SARDFQ_VERSION_PATCH)
-#define SARDFQ_VERSION_STRING "0.2.0"
+#define SARDFQ_VERSION_STRING "0.3.0"
 
 /* Runtime version of the library actually linked; compare with the macros. */
 SARDFQ_API const char *sardfq_version_string(void);
@@ -143,6 +143,11 @@ SARDFQ_API void sardfq_model_default_params(sardfq_model_params *p);
 /* Architectures (sardfq_model_info.arch). */
 #define SARDFQ_ARCH_VIT 0            /* timm ViT / DeiT, class token */
 #define SARDFQ_ARCH_DEIT_DISTILLED 1 /* class + distillation token, two heads */
+#define SARDFQ_ARCH_SWIN 2           /* Swin Transformer (V1): shifted windows,
+                                        patch merging, no class token */
+
+/* Most stages a hierarchical model may have (sardfq_model_info.stage_*). */
+#define SARDFQ_MAX_STAGES 8
 
 /* Weight naming found in the file (sardfq_model_info.naming). */
 #define SARDFQ_NAMING_TIMM 0
@@ -193,6 +198,20 @@ typedef struct sardfq_model_info {
     int64_t num_params;        /* parameter count */
     double flops_per_image;    /* forward FLOPs (2 per multiply-add) */
     int32_t source[SARDFQ_FIELD_COUNT]; /* SARDFQ_SOURCE_* per SARDFQ_FIELD_* */
+    /* Since 0.3. A ViT/DeiT is one stage. A Swin model has num_stages
+     * stages; stage s has stage_depth[s] blocks of width stage_dim[s] with
+     * stage_heads[s] heads on a (grid_h >> s) x (grid_w >> s) token grid,
+     * attends within window_size x window_size windows (clipped to the grid
+     * when the grid is smaller), and the fields above describe its first
+     * stage (embed_dim, num_heads, head_dim, mlp_hidden, grid, num_tokens;
+     * depth is the total block count, num_prefix_tokens 0). */
+    int32_t num_stages;
+    int32_t window_size;                    /* 0 for ViT/DeiT */
+    int32_t stage_depth[SARDFQ_MAX_STAGES]; /* unused entries 0 */
+    int32_t stage_heads[SARDFQ_MAX_STAGES];
+    int32_t stage_dim[SARDFQ_MAX_STAGES];
+    int32_t num_features;     /* width of the head's input (the features) */
+    int64_t attention_floats; /* floats per image of sardfq_state_get_attention */
 } sardfq_model_info;
 
 /* Load a safetensors file (F32, F16 or BF16 tensors; timm or torchvision ViT
@@ -260,23 +279,33 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_forward_ex(sardfq_model *
                                                                   const float *images, int n,
                                                                   uint32_t flags, float *logits);
 
-/* Class-token attention rows of the last forward_ex with
- * SARDFQ_FORWARD_ATTENTION: out[((i * depth + block) * num_heads + head) *
+/* Attention read-back of the last forward_ex with SARDFQ_FORWARD_ATTENTION,
+ * info.attention_floats per image.
+ * ViT/DeiT: class-token rows, out[((i * depth + block) * num_heads + head) *
  * num_tokens + t] is the softmax weight the class token (query 0) gives token
  * t (0 = class token, then the distillation token if any, then the patches
- * in raster order) in image i. count is the number of floats out can hold and
- * must be at least n * depth * num_heads * num_tokens. */
+ * in raster order) in image i.
+ * Swin (no class token): the mean attention over all queries. For each block
+ * in order (stage by stage), each head of its stage, one value per token of
+ * the stage's grid in raster order of image positions (windows and shifts
+ * undone): a[t] = (1 / tokens) * sum over queries q of P[q][t], where
+ * P[q][t] is the weight query q gives key t (0 outside q's window); each
+ * head's values sum to 1.
+ * count is the number of floats out can hold and must be at least
+ * n * attention_floats. */
 SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_state_get_attention(const sardfq_state *s,
                                                                      float *out, size_t count);
 
-/* Final class-token features of the last forward_ex with
- * SARDFQ_FORWARD_FEATURES: out[i * embed_dim + d]; count >= n * embed_dim. */
+/* Final features of the last forward_ex with SARDFQ_FORWARD_FEATURES (the
+ * head's input: the class token after the last LayerNorm, or for Swin the
+ * mean over tokens after it): out[i * num_features + d]; count >= n *
+ * num_features. */
 SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_state_get_features(const sardfq_state *s,
                                                                     float *out, size_t count);
 
 /* Backward to the input of the last forward_ex (which needs
  * SARDFQ_FORWARD_BACKWARD): given dlogits = dL/dlogits (n x num_classes, may
- * be NULL for zero) and dattn = dL/d(class-token attention rows) laid out as
+ * be NULL for zero) and dattn = dL/d(attention read-back) laid out as
  * in sardfq_state_get_attention (may be NULL for zero), writes
  * dimages = dL/dimages (n x C x H x W). The kept activations stay valid, so
  * backward may be called again with other gradients. */

@@ -288,7 +288,7 @@ START_TEST(metadata_contradicts_shapes)
     set_meta(&s, "arch", "deit_distilled");
     set_expect(&s, 0, SARDFQ_E_SHAPE, "distillation");
     set_meta(&s, "arch", "swin_tiny");
-    set_expect(&s, 0, SARDFQ_E_UNSUPPORTED, "Swin");
+    set_expect(&s, 0, SARDFQ_E_SHAPE, "ViT's");
     set_meta(&s, "arch", "vit");
     set_meta(&s, "mlp_ratio", "3");
     set_expect(&s, 0, SARDFQ_E_SHAPE, "mlp_ratio");
@@ -332,10 +332,54 @@ START_TEST(not_a_vit)
     tensor_set s;
     set_load(&s, "vit_p16_rgb.model.safetensors");
     int i = set_find(&s, "patch_embed.proj.weight");
-    s.t[i].name = "layers.0.blocks.0.norm1.weight";
-    set_expect(&s, 0, SARDFQ_E_UNSUPPORTED, "Swin");
+    s.t[i].name = "layers.0.blocks.0.norm1.weight"; /* looks like a Swin */
+    set_expect(&s, 0, SARDFQ_E_SHAPE, "Swin Transformer's");
+    set_meta(&s, "arch", "swin");
+    set_expect(&s, 0, SARDFQ_E_FORMAT, "Swin checkpoint without");
     s.t[i].name = "something.else";
     set_expect(&s, 0, SARDFQ_E_FORMAT, "not a ViT");
+    set_free(&s);
+}
+END_TEST
+
+/* Swin: the configuration rules, on swin_a (2 stages of 2 blocks, 56 px,
+ * window 7) */
+START_TEST(swin_rules)
+{
+    tensor_set s;
+    set_load(&s, "swin_a.timm.model.safetensors");
+    set_expect(&s, 0, SARDFQ_OK, NULL);
+    set_expect(&s, 3, SARDFQ_E_INVALID_ARG, "num_heads");
+    set_meta(&s, "depths", "2,3");
+    set_expect(&s, 0, SARDFQ_E_SHAPE, "depths");
+    set_meta(&s, "depths", "2,x");
+    set_expect(&s, 0, SARDFQ_E_FORMAT, "depths");
+    set_meta(&s, "depths", "2,2");
+    set_meta(&s, "num_heads", "3,3");
+    set_expect(&s, 0, SARDFQ_E_SHAPE, "num_heads");
+    set_meta(&s, "num_heads", "3,6");
+    set_meta(&s, "img_size", "60"); /* 15x15 grid: not a multiple of 7 */
+    set_expect(&s, 0, SARDFQ_E_SHAPE, "windows");
+    set_meta(&s, "img_size", "84"); /* 21x21: three windows, but odd for merging */
+    set_expect(&s, 0, SARDFQ_E_SHAPE, "odd");
+    set_meta(&s, "img_size", "112,56"); /* any compatible size */
+    set_expect(&s, 0, SARDFQ_OK, NULL);
+    set_meta(&s, "img_size", "56");
+    set_meta(&s, "arch", "swinv2_tiny");
+    set_expect(&s, 0, SARDFQ_E_UNSUPPORTED, "V2");
+    set_meta(&s, "arch", "vit_base");
+    set_expect(&s, 0, SARDFQ_E_SHAPE, "Swin");
+    set_meta(&s, "arch", "swin");
+    int i = set_find(&s, "layers.1.blocks.0.attn.relative_position_bias_table");
+    s.t[i].shape[0] = 25; /* a 3x3 window's table on a 7x7 grid */
+    set_expect(&s, 0, SARDFQ_E_SHAPE, "relative_position_bias_table");
+    s.t[i].shape[0] = 169;
+    i = set_find(&s, "layers.1.downsample.reduction.weight");
+    s.t[i].name = "absolute_pos_embed";
+    set_expect(&s, 0, SARDFQ_E_FORMAT, "layers.1.downsample.reduction.weight");
+    s.t[i].name = "layers.1.downsample.reduction.weight";
+    set_remove(&s, "layers.0.blocks.1.mlp.fc2.bias");
+    set_expect(&s, 0, SARDFQ_E_FORMAT, "layers.0.blocks.1.mlp.fc2.bias");
     set_free(&s);
 }
 END_TEST
@@ -370,6 +414,7 @@ int main(void)
     tcase_add_test(tc, unsupported_dtype_and_channels);
     tcase_add_test(tc, non_square_grid_needs_metadata);
     tcase_add_test(tc, not_a_vit);
+    tcase_add_test(tc, swin_rules);
     tcase_add_test(tc, not_safetensors_at_all);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

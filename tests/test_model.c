@@ -52,7 +52,9 @@ static void check_parity(const char *model_file, const char *golden_file, int he
     const size_t per_img = (size_t)info.in_chans * info.img_h * info.img_w;
     const int n = (int)(n_img / per_img);
     ck_assert_uint_eq(n_log, (size_t)n * info.num_classes);
-    ck_assert_uint_eq(n_att, (size_t)n * info.depth * info.num_heads * info.num_tokens);
+    ck_assert_uint_eq(n_att, (size_t)n * info.attention_floats);
+    if (info.arch != SARDFQ_ARCH_SWIN)
+        ck_assert_int_eq(info.attention_floats, (int64_t)info.depth * info.num_heads * info.num_tokens);
 
     float *logits = calloc(n_log, sizeof(float)), *logits2 = calloc(n_log, sizeof(float));
     float *attn = calloc(n_att, sizeof(float)), *dimages = calloc(n_di, sizeof(float));
@@ -102,6 +104,21 @@ END_TEST
 START_TEST(parity_f16_weights) { check_parity("vit_f16.model.safetensors", "vit_f16.golden.safetensors", 0); }
 END_TEST
 START_TEST(parity_bf16_weights) { check_parity("vit_bf16.model.safetensors", "vit_bf16.golden.safetensors", 0); }
+END_TEST
+/* Swin (tests/reference/make_swin_fixtures.py): one set of weights in the
+ * three layouts, a non-square 1-channel model (shift along one axis), and
+ * a grid smaller than the window (clipped window, no shift) */
+START_TEST(parity_swin_timm) { check_parity("swin_a.timm.model.safetensors", "swin_a.golden.safetensors", 0); }
+END_TEST
+START_TEST(parity_swin_timm_old_layout) { check_parity("swin_a.timm_old.model.safetensors", "swin_a.golden.safetensors", 0); }
+END_TEST
+START_TEST(parity_swin_torchvision) { check_parity("swin_a.tv.model.safetensors", "swin_a.golden.safetensors", 0); }
+END_TEST
+START_TEST(parity_swin_nonsquare_gray) { check_parity("swin_b.model.safetensors", "swin_b.golden.safetensors", 0); }
+END_TEST
+START_TEST(parity_swin_clipped_window) { check_parity("swin_c.model.safetensors", "swin_c.golden.safetensors", 0); }
+END_TEST
+START_TEST(parity_swin_clipped_tables) { check_parity("swin_c.clipped.model.safetensors", "swin_c.golden.safetensors", 0); }
 END_TEST
 
 /* ---- finite differences ------------------------------------------------ */
@@ -173,6 +190,10 @@ END_TEST
 START_TEST(fd_logits_only_distilled) { check_fd("deit_distilled.model.safetensors", "deit_distilled.golden.safetensors", 0, 0); }
 END_TEST
 START_TEST(fd_attention_rgb) { check_fd("vit_p16_rgb.model.safetensors", "vit_p16_rgb.golden.safetensors", 0, 1); }
+END_TEST
+START_TEST(fd_swin_logits_and_attention) { check_fd("swin_a.timm.model.safetensors", "swin_a.golden.safetensors", 0, 1); }
+END_TEST
+START_TEST(fd_swin_nonsquare) { check_fd("swin_b.model.safetensors", "swin_b.golden.safetensors", 0, 1); }
 END_TEST
 
 /* ---- threads and determinism ------------------------------------------- */
@@ -380,6 +401,71 @@ START_TEST(random_architectures)
 }
 END_TEST
 
+/* timm's Swin family: parameter counts and MACs from timm's tables
+ * (research/perf_eco.md: Swin-T 28.29 M parameters, 4.51 GMACs), stage
+ * geometry, and a forward that runs */
+START_TEST(random_swin)
+{
+    static const struct {
+        const char *name;
+        int dim, depth, heads3;
+        double mparams;
+    } archs[] = {{"swin_tiny", 96, 12, 24, 28.29}, {"swin_small", 96, 24, 24, 49.61}, {"swin_base", 128, 24, 32, 87.77}};
+    for (int i = 0; i < 3; i++) {
+        sardfq_model *m = NULL;
+        ck_assert_int_eq(sardfq_model_create_random(archs[i].name, 1, NULL, &m), SARDFQ_OK);
+        sardfq_model_info info = info_of(m);
+        ck_assert_int_eq(info.arch, SARDFQ_ARCH_SWIN);
+        ck_assert_int_eq(info.num_stages, 4);
+        ck_assert_int_eq(info.window_size, 7);
+        ck_assert_int_eq(info.embed_dim, archs[i].dim);
+        ck_assert_int_eq(info.depth, archs[i].depth);
+        ck_assert_int_eq(info.stage_heads[3], archs[i].heads3);
+        ck_assert_int_eq(info.num_features, 8 * archs[i].dim);
+        ck_assert_int_eq(info.grid_h, 56);
+        printf("%s: %.3f M parameters, %.3f GMAC\n", archs[i].name, info.num_params / 1e6,
+               info.flops_per_image / 2e9);
+        ck_assert_msg(fabs(info.num_params / 1e6 - archs[i].mparams) < 0.006, "%s: %lld parameters", archs[i].name,
+                      (long long)info.num_params);
+        if (i == 0) {
+            ck_assert_msg(fabs(info.flops_per_image / 2e9 - 4.51) < 0.03 * 4.51, "%.3f GMAC",
+                          info.flops_per_image / 2e9);
+            float *x = malloc(sizeof(float) * 3 * 224 * 224), logits[1000];
+            for (int k = 0; k < 3 * 224 * 224; k++)
+                x[k] = sinf(0.01f * (float)k);
+            ck_assert_int_eq(sardfq_model_forward(m, x, 1, logits), SARDFQ_OK);
+            for (int c = 0; c < 1000; c++)
+                ck_assert(isfinite(logits[c]));
+            free(x);
+        }
+        sardfq_model_free(m);
+    }
+    sardfq_model_params p;
+    sardfq_model_default_params(&p);
+    p.num_heads = 4;
+    sardfq_model *m = NULL;
+    ck_assert_int_eq(sardfq_model_create_random("swin_tiny", 1, &p, &m), SARDFQ_E_INVALID_ARG);
+}
+END_TEST
+
+/* What a Swin model does not do yet fails cleanly */
+START_TEST(swin_unsupported_paths)
+{
+    sardfq_model *m = load("swin_c.model.safetensors", 0);
+    sardfq_quantizer *q = NULL;
+    ck_assert_int_eq(sardfq_quantizer_create(m, NULL, &q), SARDFQ_E_UNSUPPORTED);
+    ck_assert_ptr_null(q);
+    ck_assert_int_eq(sardfq_model_save(m, "/tmp/sardfq-never-written.safetensors"), SARDFQ_E_UNSUPPORTED);
+    sardfq_generator_params gp;
+    sardfq_generator_default_params(&gp);
+    gp.method = SARDFQ_SYNTH_PSAQ;
+    sardfq_generator *g = NULL;
+    ck_assert_int_eq(sardfq_generator_create(m, &gp, &g), SARDFQ_E_UNSUPPORTED);
+    ck_assert_ptr_null(g);
+    sardfq_model_free(m);
+}
+END_TEST
+
 
 /* ---- features and attention outputs ------------------------------------ */
 
@@ -478,11 +564,19 @@ int main(void)
     tcase_add_test(tc, parity_torchvision_legacy_mlp);
     tcase_add_test(tc, parity_f16_weights);
     tcase_add_test(tc, parity_bf16_weights);
+    tcase_add_test(tc, parity_swin_timm);
+    tcase_add_test(tc, parity_swin_timm_old_layout);
+    tcase_add_test(tc, parity_swin_torchvision);
+    tcase_add_test(tc, parity_swin_nonsquare_gray);
+    tcase_add_test(tc, parity_swin_clipped_window);
+    tcase_add_test(tc, parity_swin_clipped_tables);
     suite_add_tcase(s, tc);
     tc = tcase_create("finite_differences");
     tcase_add_test(tc, fd_logits_and_attention);
     tcase_add_test(tc, fd_logits_only_distilled);
     tcase_add_test(tc, fd_attention_rgb);
+    tcase_add_test(tc, fd_swin_logits_and_attention);
+    tcase_add_test(tc, fd_swin_nonsquare);
     tcase_add_test(tc, fd_attention_output);
     suite_add_tcase(s, tc);
     tc = tcase_create("behaviour");
@@ -491,6 +585,8 @@ int main(void)
     tcase_add_test(tc, info_sources);
     tcase_add_test(tc, misuse_returns_status);
     tcase_add_test(tc, random_architectures);
+    tcase_add_test(tc, random_swin);
+    tcase_add_test(tc, swin_unsupported_paths);
     tcase_add_test(tc, features_feed_the_head);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -10,6 +10,7 @@
 #include "rng.h"
 #include "safetensors.h"
 #include "qio.h"
+#include "swin.h"
 #include "vit.h"
 
 #include <ctype.h>
@@ -59,10 +60,21 @@ void sfq_model_fill_derived(sardfq_model *m)
     double per_block = 2 * N * (4 * D * D + 2 * D * M) + 4 * N * N * D;
     cfg->flops_per_image = 2 * G * D * cpp + cfg->depth * per_block + heads * 2 * D * K;
     cfg->num_params = (int64_t)m->n_params;
+    cfg->num_stages = 1;
+    cfg->window_size = 0;
+    for (int s = 0; s < SARDFQ_MAX_STAGES; s++)
+        cfg->stage_depth[s] = cfg->stage_heads[s] = cfg->stage_dim[s] = 0;
+    cfg->stage_depth[0] = cfg->depth;
+    cfg->stage_heads[0] = cfg->num_heads;
+    cfg->stage_dim[0] = cfg->embed_dim;
+    cfg->num_features = cfg->embed_dim;
+    cfg->attention_floats = (int64_t)cfg->depth * cfg->num_heads * cfg->num_tokens;
 }
 
 sardfq_status sfq_model_alloc_params(sardfq_model *m)
 {
+    if (m->info.arch == SARDFQ_ARCH_SWIN)
+        return sfq_swin_alloc_params(m);
     const sardfq_model_info *cfg = &m->info;
     const size_t D = (size_t)cfg->embed_dim, M = (size_t)cfg->mlp_hidden, K = (size_t)cfg->num_classes;
     const size_t cpp = (size_t)cfg->in_chans * cfg->patch_size * cfg->patch_size;
@@ -125,6 +137,7 @@ SARDFQ_API void sardfq_model_free(sardfq_model *m)
     sfq_free(m->blocks);
     sfq_free(m->params);
     sfq_qspec_free(m->q);
+    sfq_swin_free(m->swin);
     sfq_free(m);
 }
 
@@ -371,6 +384,54 @@ static sardfq_status agree(const sfq_st_file *st, const char *key, int from_shap
     return SARDFQ_OK;
 }
 
+/* mean/std, crop_pct and LayerNorm eps: metadata, else the family's
+ * defaults (ImageNet statistics for RGB, 0.5 for gray; crop 0.9). */
+static sardfq_status configure_transform(const sfq_st_file *st, sardfq_model_info *cfg, float default_eps)
+{
+    const float imagenet_mean[3] = {0.485f, 0.456f, 0.406f}, imagenet_std[3] = {0.229f, 0.224f, 0.225f};
+    const char *keys[2] = {"mean", "std"};
+    float *dst[2] = {cfg->mean, cfg->std};
+    for (int k = 0; k < 2; k++) {
+        const char *v = sfq_st_meta(st, keys[k]);
+        float vals[3] = {0, 0, 0};
+        if (v) {
+            int n = parse_floats(v, vals, 3);
+            if (!(n == 1 || n == cfg->in_chans))
+                return sfq_fail(SARDFQ_E_FORMAT, "metadata %s='%s' needs 1 or %d values", keys[k], v,
+                                cfg->in_chans);
+            for (int c = 0; c < 3; c++)
+                dst[k][c] = vals[n == 1 ? 0 : (c < n ? c : 0)];
+            if (k == 1)
+                for (int c = 0; c < cfg->in_chans; c++)
+                    if (!(dst[k][c] > 0))
+                        return sfq_fail(SARDFQ_E_FORMAT, "metadata std='%s' must be positive", v);
+            cfg->source[k ? SARDFQ_FIELD_STD : SARDFQ_FIELD_MEAN] = SARDFQ_SOURCE_METADATA;
+        } else {
+            /* ImageNet statistics for RGB (DeiT, torchvision); 0.5 for gray */
+            for (int c = 0; c < 3; c++)
+                dst[k][c] = cfg->in_chans == 3 ? (k ? imagenet_std[c] : imagenet_mean[c]) : 0.5f;
+            cfg->source[k ? SARDFQ_FIELD_STD : SARDFQ_FIELD_MEAN] = SARDFQ_SOURCE_DEFAULT;
+        }
+    }
+    cfg->crop_pct = 0.9f;
+    cfg->source[SARDFQ_FIELD_CROP_PCT] = SARDFQ_SOURCE_DEFAULT;
+    const char *crop = sfq_st_meta(st, "crop_pct");
+    if (crop) {
+        if (parse_floats(crop, &cfg->crop_pct, 1) != 1 || !(cfg->crop_pct > 0.05f && cfg->crop_pct <= 1.0f))
+            return sfq_fail(SARDFQ_E_FORMAT, "metadata crop_pct='%s' must be in (0.05, 1]", crop);
+        cfg->source[SARDFQ_FIELD_CROP_PCT] = SARDFQ_SOURCE_METADATA;
+    }
+    cfg->ln_eps = default_eps;
+    cfg->source[SARDFQ_FIELD_LN_EPS] = SARDFQ_SOURCE_DEFAULT;
+    const char *eps = sfq_st_meta(st, "ln_eps");
+    if (eps) {
+        if (parse_floats(eps, &cfg->ln_eps, 1) != 1 || !(cfg->ln_eps > 0 && cfg->ln_eps < 1))
+            return sfq_fail(SARDFQ_E_FORMAT, "metadata ln_eps='%s' must be in (0, 1)", eps);
+        cfg->source[SARDFQ_FIELD_LN_EPS] = SARDFQ_SOURCE_METADATA;
+    }
+    return SARDFQ_OK;
+}
+
 static sardfq_status configure(const sfq_st_file *st, const sardfq_model_params *p,
                                sardfq_model_info *cfg, int *naming, int *legacy_mlp)
 {
@@ -384,10 +445,6 @@ static sardfq_status configure(const sfq_st_file *st, const sardfq_model_params 
         *naming = SARDFQ_NAMING_TORCHVISION;
         g = &TV_NAMES;
     } else {
-        const char *arch = sfq_st_meta(st, "arch");
-        if ((arch && strstr(arch, "swin")) || sfq_st_find(st, "layers.0.blocks.0.norm1.weight") ||
-            sfq_st_find(st, "features.0.0.weight"))
-            return sfq_fail(SARDFQ_E_UNSUPPORTED, "Swin Transformer checkpoints are not supported yet");
         return sfq_fail(SARDFQ_E_FORMAT, "not a ViT checkpoint: no 'patch_embed.proj.weight' "
                                          "(timm) or 'conv_proj.weight' (torchvision) tensor");
     }
@@ -412,7 +469,7 @@ static sardfq_status configure(const sfq_st_file *st, const sardfq_model_params 
     const char *arch = sfq_st_meta(st, "arch");
     if (arch) {
         if (strstr(arch, "swin"))
-            return sfq_fail(SARDFQ_E_UNSUPPORTED, "metadata arch='%s': Swin is not supported yet", arch);
+            return sfq_fail(SARDFQ_E_SHAPE, "metadata arch='%s' but the tensors are a ViT's", arch);
         if (strncmp(arch, "vit", 3) != 0 && strncmp(arch, "deit", 4) != 0)
             return sfq_fail(SARDFQ_E_UNSUPPORTED, "metadata arch='%s' is not a ViT/DeiT", arch);
         if ((strstr(arch, "distilled") != NULL) != distilled)
@@ -546,49 +603,7 @@ static sardfq_status configure(const sfq_st_file *st, const sardfq_model_params 
     cfg->num_heads = heads;
     cfg->head_dim = D / heads;
 
-    /* normalisation and evaluation transform */
-    const float imagenet_mean[3] = {0.485f, 0.456f, 0.406f}, imagenet_std[3] = {0.229f, 0.224f, 0.225f};
-    const char *keys[2] = {"mean", "std"};
-    float *dst[2] = {cfg->mean, cfg->std};
-    for (int k = 0; k < 2; k++) {
-        const char *v = sfq_st_meta(st, keys[k]);
-        float vals[3];
-        if (v) {
-            int n = parse_floats(v, vals, 3);
-            if (!(n == 1 || n == cfg->in_chans))
-                return sfq_fail(SARDFQ_E_FORMAT, "metadata %s='%s' needs 1 or %d values", keys[k], v,
-                                cfg->in_chans);
-            for (int c = 0; c < 3; c++)
-                dst[k][c] = vals[n == 1 ? 0 : (c < n ? c : 0)];
-            if (k == 1)
-                for (int c = 0; c < cfg->in_chans; c++)
-                    if (!(dst[k][c] > 0))
-                        return sfq_fail(SARDFQ_E_FORMAT, "metadata std='%s' must be positive", v);
-            cfg->source[k ? SARDFQ_FIELD_STD : SARDFQ_FIELD_MEAN] = SARDFQ_SOURCE_METADATA;
-        } else {
-            /* ImageNet statistics for RGB (DeiT, torchvision); 0.5 for gray */
-            for (int c = 0; c < 3; c++)
-                dst[k][c] = cfg->in_chans == 3 ? (k ? imagenet_std[c] : imagenet_mean[c]) : 0.5f;
-            cfg->source[k ? SARDFQ_FIELD_STD : SARDFQ_FIELD_MEAN] = SARDFQ_SOURCE_DEFAULT;
-        }
-    }
-    cfg->crop_pct = 0.9f;
-    cfg->source[SARDFQ_FIELD_CROP_PCT] = SARDFQ_SOURCE_DEFAULT;
-    const char *crop = sfq_st_meta(st, "crop_pct");
-    if (crop) {
-        if (parse_floats(crop, &cfg->crop_pct, 1) != 1 || !(cfg->crop_pct > 0.05f && cfg->crop_pct <= 1.0f))
-            return sfq_fail(SARDFQ_E_FORMAT, "metadata crop_pct='%s' must be in (0.05, 1]", crop);
-        cfg->source[SARDFQ_FIELD_CROP_PCT] = SARDFQ_SOURCE_METADATA;
-    }
-    cfg->ln_eps = 1e-6f;
-    cfg->source[SARDFQ_FIELD_LN_EPS] = SARDFQ_SOURCE_DEFAULT;
-    const char *eps = sfq_st_meta(st, "ln_eps");
-    if (eps) {
-        if (parse_floats(eps, &cfg->ln_eps, 1) != 1 || !(cfg->ln_eps > 0 && cfg->ln_eps < 1))
-            return sfq_fail(SARDFQ_E_FORMAT, "metadata ln_eps='%s' must be in (0, 1)", eps);
-        cfg->source[SARDFQ_FIELD_LN_EPS] = SARDFQ_SOURCE_METADATA;
-    }
-    return SARDFQ_OK;
+    return configure_transform(st, cfg, 1e-6f);
 }
 
 static sardfq_status bind_all(sardfq_model *m, const sfq_st_file *st, int naming, int legacy_mlp)
@@ -654,6 +669,332 @@ out:
 #undef BIND
 }
 
+/* ---- Swin ----------------------------------------------------------------- */
+
+/* Where a Swin checkpoint keeps its tensors. */
+enum { SWIN_TIMM, SWIN_TIMM_OLD, SWIN_TV };
+
+/* Block tensor `what` (0..12: norm1 w/b, qkv w/b, proj w/b, relative bias
+ * table, norm2 w/b, fc1 w/b, fc2 w/b) of block b of stage s. */
+static void swin_block_name(char *buf, size_t n, int layout, int s, int b, int what)
+{
+    static const char *timm[] = {"norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias",
+                                 "attn.proj.weight", "attn.proj.bias", "attn.relative_position_bias_table",
+                                 "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias",
+                                 "mlp.fc2.weight", "mlp.fc2.bias"};
+    static const char *tv_mlp[] = {"mlp.0.weight", "mlp.0.bias", "mlp.3.weight", "mlp.3.bias"};
+    if (layout == SWIN_TV)
+        snprintf(buf, n, "features.%d.%d.%s", 2 * s + 1, b, what >= 9 ? tv_mlp[what - 9] : timm[what]);
+    else
+        snprintf(buf, n, "layers.%d.blocks.%d.%s", s, b, timm[what]);
+}
+
+/* Patch merging into stage s >= 1: what 0 norm.weight, 1 norm.bias,
+ * 2 reduction.weight. */
+static void swin_merge_name(char *buf, size_t n, int layout, int s, int what)
+{
+    static const char *w[] = {"norm.weight", "norm.bias", "reduction.weight"};
+    if (layout == SWIN_TV)
+        snprintf(buf, n, "features.%d.%s", 2 * s, w[what]);
+    else
+        snprintf(buf, n, "layers.%d.downsample.%s", layout == SWIN_TIMM_OLD ? s - 1 : s, w[what]);
+}
+
+typedef struct {
+    int layout;
+    const char *patch_w, *patch_b, *pe_norm_w, *pe_norm_b, *head_w, *head_b;
+} swin_names;
+
+static int is_swin(const sfq_st_file *st)
+{
+    return sfq_st_find(st, "layers.0.blocks.0.norm1.weight") || sfq_st_find(st, "features.1.0.norm1.weight");
+}
+
+/* Parse a comma list of up to SARDFQ_MAX_STAGES positive integers. */
+static int parse_int_list(const char *s, int *out)
+{
+    float v[SARDFQ_MAX_STAGES];
+    const int n = parse_floats(s, v, SARDFQ_MAX_STAGES);
+    for (int i = 0; i < n; i++) {
+        if (!(v[i] >= 1 && v[i] <= 65536 && v[i] == floorf(v[i])))
+            return 0;
+        out[i] = (int)v[i];
+    }
+    return n;
+}
+
+/* Metadata list `key` (if present) must equal vals[0..n). */
+static sardfq_status agree_list(const sfq_st_file *st, const char *key, const int32_t *vals, int n,
+                                int32_t *source)
+{
+    const char *v = sfq_st_meta(st, key);
+    if (!v)
+        return SARDFQ_OK;
+    int got[SARDFQ_MAX_STAGES];
+    const int k = parse_int_list(v, got);
+    if (!k)
+        return sfq_fail(SARDFQ_E_FORMAT, "metadata %s='%s' is not a list of positive integers", key, v);
+    int ok = k == n;
+    for (int i = 0; ok && i < n; i++)
+        ok = got[i] == vals[i];
+    if (!ok)
+        return sfq_fail(SARDFQ_E_SHAPE, "metadata %s='%s' disagrees with the tensors", key, v);
+    *source = SARDFQ_SOURCE_METADATA;
+    return SARDFQ_OK;
+}
+
+static sardfq_status configure_swin(const sfq_st_file *st, const sardfq_model_params *p, sardfq_model_info *cfg,
+                                    swin_names *nm)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->struct_size = sizeof *cfg;
+    cfg->arch = SARDFQ_ARCH_SWIN;
+    cfg->source[SARDFQ_FIELD_ARCH] = SARDFQ_SOURCE_SHAPES;
+    const char *arch = sfq_st_meta(st, "arch");
+    if (arch) {
+        if (!strstr(arch, "swin"))
+            return sfq_fail(SARDFQ_E_SHAPE, "metadata arch='%s' but the tensors are a Swin Transformer's", arch);
+        if (strstr(arch, "v2"))
+            return sfq_fail(SARDFQ_E_UNSUPPORTED, "metadata arch='%s': Swin V2 is not supported", arch);
+        cfg->source[SARDFQ_FIELD_ARCH] = SARDFQ_SOURCE_METADATA;
+    }
+    if (p->num_heads > 0)
+        return sfq_fail(SARDFQ_E_INVALID_ARG,
+                        "num_heads cannot be overridden for a Swin model (its relative-position tables give the heads)");
+    const int tv = sfq_st_find(st, "features.0.0.weight") != NULL;
+    memset(nm, 0, sizeof *nm);
+    if (tv) {
+        nm->layout = SWIN_TV;
+        cfg->naming = SARDFQ_NAMING_TORCHVISION;
+        nm->patch_w = "features.0.0.weight";
+        nm->patch_b = "features.0.0.bias";
+        nm->pe_norm_w = "features.0.2.weight";
+        nm->pe_norm_b = "features.0.2.bias";
+        nm->head_w = "head.weight";
+        nm->head_b = "head.bias";
+    } else {
+        /* current timm merges at the start of stages 1.., older timm at the
+         * end of stages ..S-2 (so layers.0.downsample exists) */
+        nm->layout = sfq_st_find(st, "layers.0.downsample.reduction.weight") ? SWIN_TIMM_OLD : SWIN_TIMM;
+        cfg->naming = SARDFQ_NAMING_TIMM;
+        nm->patch_w = "patch_embed.proj.weight";
+        nm->patch_b = "patch_embed.proj.bias";
+        nm->pe_norm_w = "patch_embed.norm.weight";
+        nm->pe_norm_b = "patch_embed.norm.bias";
+        const int fc = sfq_st_find(st, "head.fc.weight") != NULL;
+        nm->head_w = fc ? "head.fc.weight" : "head.weight";
+        nm->head_b = fc ? "head.fc.bias" : "head.bias";
+    }
+    const sfq_st_tensor *pw = sfq_st_find(st, nm->patch_w);
+    if (!pw)
+        return sfq_fail(SARDFQ_E_FORMAT, "Swin checkpoint without '%s'", nm->patch_w);
+    if (pw->ndim != 4 || pw->shape[2] != pw->shape[3] || pw->shape[0] < 1 || pw->shape[0] > MAX_DIM ||
+        pw->shape[2] < 1 || pw->shape[2] > 1024)
+        return sfq_fail(SARDFQ_E_SHAPE, "'%s' must be [C, in_chans, p, p]", nm->patch_w);
+    if (pw->shape[1] != 1 && pw->shape[1] != 3)
+        return sfq_fail(SARDFQ_E_UNSUPPORTED, "'%s' has %lld input channels; 1 or 3 are supported", nm->patch_w,
+                        (long long)pw->shape[1]);
+    cfg->in_chans = (int)pw->shape[1];
+    cfg->patch_size = (int)pw->shape[2];
+    /* stages, blocks, widths, heads and window from the tensors */
+    char name[200];
+    int S = 0, depth = 0;
+    for (;;) {
+        swin_block_name(name, sizeof name, nm->layout, S, 0, 0);
+        if (!sfq_st_find(st, name))
+            break;
+        if (S == SARDFQ_MAX_STAGES)
+            return sfq_fail(SARDFQ_E_UNSUPPORTED, "more than %d Swin stages", SARDFQ_MAX_STAGES);
+        const sfq_st_tensor *n1 = sfq_st_find(st, name);
+        if (n1->ndim != 1 || n1->shape[0] < 1 || n1->shape[0] > MAX_DIM)
+            return sfq_fail(SARDFQ_E_SHAPE, "'%s' must be a vector", name);
+        cfg->stage_dim[S] = (int)n1->shape[0];
+        int b = 0;
+        for (;;) {
+            swin_block_name(name, sizeof name, nm->layout, S, b, 0);
+            if (!sfq_st_find(st, name) || b == MAX_DEPTH)
+                break;
+            b++;
+        }
+        cfg->stage_depth[S] = b;
+        depth += b;
+        swin_block_name(name, sizeof name, nm->layout, S, 0, 6);
+        const sfq_st_tensor *tb = sfq_st_find(st, name);
+        if (!tb)
+            return sfq_fail(SARDFQ_E_FORMAT, "missing tensor '%s'", name);
+        if (tb->ndim != 2 || tb->shape[1] < 1 || tb->shape[1] > 4096)
+            return sfq_fail(SARDFQ_E_SHAPE, "'%s' must be [(2w-1)^2, heads]", name);
+        cfg->stage_heads[S] = (int)tb->shape[1];
+        if (S == 0) {
+            /* the window: metadata, else stage 0's table (2w-1)^2 rows;
+             * bind_swin checks every table against it */
+            int found = 0;
+            sardfq_status s = metadata_int(st, "window_size", 1, 64, &cfg->window_size, &found);
+            if (s)
+                return s;
+            const int w = (int)lrint((sqrt((double)tb->shape[0]) + 1) / 2);
+            if (!found && (int64_t)(2 * w - 1) * (2 * w - 1) != tb->shape[0])
+                return sfq_fail(SARDFQ_E_SHAPE, "'%s' has %lld rows, not (2w-1)^2 for a window w", name,
+                                (long long)tb->shape[0]);
+            if (!found)
+                cfg->window_size = w;
+        }
+        S++;
+    }
+    if (S == 0)
+        return sfq_fail(SARDFQ_E_FORMAT, "no Swin block found");
+    cfg->num_stages = S;
+    cfg->embed_dim = cfg->stage_dim[0];
+    if (pw->shape[0] != cfg->embed_dim)
+        return sfq_fail(SARDFQ_E_SHAPE, "'%s' has %lld channels but stage 0 is %d wide", nm->patch_w,
+                        (long long)pw->shape[0], cfg->embed_dim);
+    swin_block_name(name, sizeof name, nm->layout, 0, 0, 9);
+    const sfq_st_tensor *fc1 = sfq_st_find(st, name);
+    if (!fc1 || fc1->ndim != 2 || fc1->shape[1] != cfg->embed_dim || fc1->shape[0] < 1 || fc1->shape[0] > 16 * MAX_DIM)
+        return sfq_fail(SARDFQ_E_SHAPE, "'%s' must be [hidden, %d]", name, cfg->embed_dim);
+    cfg->mlp_hidden = (int)fc1->shape[0];
+    cfg->source[SARDFQ_FIELD_MLP_HIDDEN] = SARDFQ_SOURCE_SHAPES;
+    const sfq_st_tensor *hw = sfq_st_find(st, nm->head_w);
+    if (!hw)
+        return sfq_fail(SARDFQ_E_FORMAT, "missing tensor '%s' (classification head)", nm->head_w);
+    if (hw->ndim != 2 || hw->shape[0] < 1 || hw->shape[0] > 1000000)
+        return sfq_fail(SARDFQ_E_SHAPE, "'%s' must be [classes, features]", nm->head_w);
+    cfg->num_classes = (int)hw->shape[0];
+    /* image size: metadata, else timm's 224 */
+    const char *img = sfq_st_meta(st, "img_size");
+    if (img) {
+        float hwv[2];
+        int k = parse_floats(img, hwv, 2);
+        if (k == 0 || hwv[0] < 1 || hwv[0] > 1 << 16 || (k == 2 && (hwv[1] < 1 || hwv[1] > 1 << 16)) ||
+            hwv[0] != floorf(hwv[0]) || (k == 2 && hwv[1] != floorf(hwv[1])))
+            return sfq_fail(SARDFQ_E_FORMAT, "metadata img_size='%s' is not 'S' or 'H,W'", img);
+        cfg->img_h = (int)hwv[0];
+        cfg->img_w = k == 2 ? (int)hwv[1] : (int)hwv[0];
+        cfg->source[SARDFQ_FIELD_IMG_SIZE] = SARDFQ_SOURCE_METADATA;
+    } else {
+        cfg->img_h = cfg->img_w = 224;
+        cfg->source[SARDFQ_FIELD_IMG_SIZE] = SARDFQ_SOURCE_DEFAULT;
+    }
+    sardfq_status s = sfq_swin_configure(cfg);
+    if (s)
+        return s;
+    int32_t src_depth = SARDFQ_SOURCE_SHAPES, src_heads = SARDFQ_SOURCE_SHAPES;
+    if ((s = agree(st, "embed_dim", cfg->embed_dim, nm->patch_w, &cfg->source[SARDFQ_FIELD_EMBED_DIM])) ||
+        (s = agree(st, "in_chans", cfg->in_chans, nm->patch_w, &cfg->source[SARDFQ_FIELD_IN_CHANS])) ||
+        (s = agree(st, "patch_size", cfg->patch_size, nm->patch_w, &cfg->source[SARDFQ_FIELD_PATCH_SIZE])) ||
+        (s = agree(st, "num_classes", cfg->num_classes, nm->head_w, &cfg->source[SARDFQ_FIELD_NUM_CLASSES])) ||
+        (s = agree_list(st, "depths", cfg->stage_depth, S, &src_depth)) ||
+        (s = agree_list(st, "num_heads", cfg->stage_heads, S, &src_heads)))
+        return s;
+    cfg->source[SARDFQ_FIELD_DEPTH] = src_depth;
+    cfg->source[SARDFQ_FIELD_NUM_HEADS] = src_heads;
+    (void)depth;
+    return configure_transform(st, cfg, 1e-5f);
+}
+
+/* A relative-position table: [(2w-1)^2][heads] for the model's window w,
+ * or [(2wh-1)(2ww-1)][heads] for the window clipped to the stage's grid (as
+ * timm builds it for small grids), which is placed at the centre of the
+ * full table (the only rows a clipped window reads; the rest are 0). */
+static sardfq_status bind_clipped_table(bind_ctx *bc, const char *name, const sfq_swin_stage *g, int w,
+                                        float *dst)
+{
+    const int64_t h = g->heads, full = (int64_t)(2 * w - 1) * (2 * w - 1);
+    const int64_t clip = (int64_t)(2 * g->wh - 1) * (2 * g->ww - 1);
+    const sfq_st_tensor *t = find(bc, name);
+    if (!t || t->ndim != 2 || t->shape[0] == full || t->shape[0] != clip)
+        return bind(bc, name, 0, dst, 2, SHAPE(full, h));
+    float *tmp = sfq_alloc_array((size_t)(clip * h), sizeof(float));
+    if (!tmp)
+        return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    sardfq_status s = bind(bc, name, 0, tmp, 2, SHAPE(clip, h));
+    if (!s) {
+        memset(dst, 0, sizeof(float) * (size_t)(full * h));
+        for (int dy = 1 - g->wh; dy < g->wh; dy++)
+            for (int dx = 1 - g->ww; dx < g->ww; dx++)
+                memcpy(dst + ((int64_t)(dy + w - 1) * (2 * w - 1) + dx + w - 1) * h,
+                       tmp + ((int64_t)(dy + g->wh - 1) * (2 * g->ww - 1) + dx + g->ww - 1) * h,
+                       sizeof(float) * (size_t)h);
+    }
+    sfq_free(tmp);
+    return s;
+}
+
+static sardfq_status bind_swin(sardfq_model *m, const sfq_st_file *st, const swin_names *nm)
+{
+    const sardfq_model_info *cfg = &m->info;
+    const sfq_swin *sw = m->swin;
+    const int64_t C0 = cfg->embed_dim, Cin = cfg->in_chans, P = cfg->patch_size, K = cfg->num_classes,
+                  Cf = cfg->num_features, win = cfg->window_size;
+    bind_ctx bc = {st, sfq_alloc_zero((size_t)st->n_tensors + 1), cfg->naming, m};
+    if (!bc.used)
+        return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    sardfq_status s = SARDFQ_OK;
+    char name[200];
+#define BIND(nmv, opt, dst, nd, ...)                                                    \
+    do {                                                                                \
+        s = bind(&bc, nmv, opt, (float *)(dst), nd, SHAPE(__VA_ARGS__));                \
+        if (s != SARDFQ_OK)                                                             \
+            goto out;                                                                   \
+    } while (0)
+    BIND(nm->patch_w, 0, m->patch_w, 4, C0, Cin, P, P);
+    BIND(nm->patch_b, 0, m->patch_b, 1, C0);
+    BIND(nm->pe_norm_w, 0, sw->pe_norm_w, 1, C0);
+    BIND(nm->pe_norm_b, 0, sw->pe_norm_b, 1, C0);
+    for (int si = 0; si < sw->n_stages; si++) {
+        const sfq_swin_stage *g = &sw->st[si];
+        const int64_t C = g->dim, M = g->hidden, T = (2 * win - 1) * (2 * win - 1), h = g->heads;
+        if (si) {
+            swin_merge_name(name, sizeof name, nm->layout, si, 0);
+            BIND(name, 0, g->ds_norm_w, 1, 2 * C);
+            swin_merge_name(name, sizeof name, nm->layout, si, 1);
+            BIND(name, 0, g->ds_norm_b, 1, 2 * C);
+            swin_merge_name(name, sizeof name, nm->layout, si, 2);
+            BIND(name, 0, g->ds_red_w, 2, C, 2 * C);
+        }
+        for (int b = 0; b < g->depth; b++) {
+            const sfq_block *k = &m->blocks[g->first + b];
+            const float *dsts[13] = {k->ln1_w, k->ln1_b, k->qkv_w, k->qkv_b, k->proj_w, k->proj_b, k->rel_table,
+                                     k->ln2_w, k->ln2_b, k->fc1_w, k->fc1_b, k->fc2_w, k->fc2_b};
+            const int64_t shapes[13][2] = {{C, 0}, {C, 0}, {3 * C, C}, {3 * C, 0}, {C, C}, {C, 0}, {T, h},
+                                           {C, 0}, {C, 0}, {M, C},     {M, 0},     {C, M}, {C, 0}};
+            for (int wi = 0; wi < 13; wi++) {
+                swin_block_name(name, sizeof name, nm->layout, si, b, wi);
+                if (wi == 6 && (s = bind_clipped_table(&bc, name, g, (int)win, (float *)dsts[wi])) != SARDFQ_OK)
+                    goto out;
+                if (wi == 6)
+                    continue;
+                s = bind(&bc, name, wi == 3, (float *)dsts[wi], shapes[wi][1] ? 2 : 1, shapes[wi]);
+                if (s != SARDFQ_OK)
+                    goto out;
+            }
+        }
+    }
+    BIND("norm.weight", 0, m->norm_w, 1, Cf);
+    BIND("norm.bias", 0, m->norm_b, 1, Cf);
+    BIND(nm->head_w, 0, m->head_w, 2, K, Cf);
+    BIND(nm->head_b, 0, m->head_b, 1, K);
+#undef BIND
+    for (int i = 0; i < st->n_tensors; i++) {
+        if (bc.used[i])
+            continue;
+        /* buffers that older checkpoints store: rebuilt from the geometry */
+        const char *tn = st->tensors[i].name;
+        const size_t len = strlen(tn);
+        if ((len > 24 && !strcmp(tn + len - 24, ".relative_position_index")) ||
+            (len > 10 && !strcmp(tn + len - 10, ".attn_mask")))
+            continue;
+        s = sfq_fail(SARDFQ_E_UNSUPPORTED,
+                     "tensor '%s' is not part of the supported Swin graph (absolute position embedding, "
+                     "Swin V2 and other variants are not supported)",
+                     tn);
+        goto out;
+    }
+out:
+    sfq_free(bc.used);
+    return s;
+}
+
 static sardfq_status copy_metadata(sardfq_model *m, const sfq_st_file *st)
 {
     if (st->n_meta == 0)
@@ -703,11 +1044,23 @@ static sardfq_status load_parsed_view(const sfq_st_file *st, const sardfq_model_
         return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
     int naming = 0, legacy = 0;
     m->n_threads = p->n_threads;
-    sardfq_status s = configure(st, p, &m->info, &naming, &legacy);
-    if (!s)
-        s = sfq_model_alloc_params(m);
-    if (!s)
-        s = bind_all(m, st, naming, legacy);
+    sardfq_status s;
+    if (is_swin(st)) {
+        swin_names nm;
+        s = configure_swin(st, p, &m->info, &nm);
+        if (!s && sfq_qfile_is_quantized(st))
+            s = sfq_fail(SARDFQ_E_UNSUPPORTED, "quantized Swin files are not supported yet");
+        if (!s)
+            s = sfq_model_alloc_params(m);
+        if (!s)
+            s = bind_swin(m, st, &nm);
+    } else {
+        s = configure(st, p, &m->info, &naming, &legacy);
+        if (!s)
+            s = sfq_model_alloc_params(m);
+        if (!s)
+            s = bind_all(m, st, naming, legacy);
+    }
     if (!s)
         s = copy_metadata(m, st);
     if (s) {
@@ -778,6 +1131,18 @@ typedef struct {
     int dim, depth, heads, imagenet_stats;
 } arch_spec;
 
+/* timm's swin_*_patch4_window7_224 */
+typedef struct {
+    const char *name;
+    int dim, depths[4], heads[4];
+} swin_spec;
+
+static const swin_spec SWIN_ARCHS[] = {
+    {"swin_tiny", 96, {2, 2, 6, 2}, {3, 6, 12, 24}},
+    {"swin_small", 96, {2, 2, 18, 2}, {3, 6, 12, 24}},
+    {"swin_base", 128, {2, 2, 18, 2}, {4, 8, 16, 32}},
+};
+
 static const arch_spec ARCHS[] = {
     {"vit_tiny", 192, 12, 3, 0},  {"vit_small", 384, 12, 6, 0},  {"vit_base", 768, 12, 12, 0},
     {"deit_tiny", 192, 12, 3, 1}, {"deit_small", 384, 12, 6, 1}, {"deit_base", 768, 12, 12, 1},
@@ -794,6 +1159,67 @@ static void fill_trunc_normal(sfq_rng *r, float *x, size_t n, double std)
     }
 }
 
+static void set_layernorm(const float *w, const float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        ((float *)w)[i] = 1.0f;
+        ((float *)b)[i] = 0.0f;
+    }
+}
+
+static sardfq_status random_swin(sardfq_model *m, const swin_spec *a, uint64_t seed,
+                                 const sardfq_model_params *p, sardfq_model **out)
+{
+    sardfq_model_info *cfg = &m->info;
+    cfg->struct_size = sizeof *cfg;
+    cfg->arch = SARDFQ_ARCH_SWIN;
+    cfg->naming = SARDFQ_NAMING_RANDOM;
+    cfg->img_h = cfg->img_w = 224;
+    cfg->patch_size = 4;
+    cfg->in_chans = 3;
+    cfg->num_stages = 4;
+    cfg->window_size = 7;
+    for (int s = 0; s < 4; s++) {
+        cfg->stage_depth[s] = a->depths[s];
+        cfg->stage_heads[s] = a->heads[s];
+        cfg->stage_dim[s] = a->dim << s;
+    }
+    cfg->mlp_hidden = 4 * a->dim;
+    cfg->num_classes = 1000;
+    const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+    memcpy(cfg->mean, mean, sizeof mean);
+    memcpy(cfg->std, std, sizeof std);
+    cfg->crop_pct = 0.9f;
+    cfg->ln_eps = 1e-5f;
+    for (int f = 0; f < SARDFQ_FIELD_COUNT; f++)
+        cfg->source[f] = SARDFQ_SOURCE_DEFAULT;
+    m->n_threads = p->n_threads;
+    sardfq_status s = sfq_swin_configure(cfg);
+    if (!s)
+        s = sfq_model_alloc_params(m);
+    if (s) {
+        sardfq_model_free(m);
+        return s;
+    }
+    sfq_rng r;
+    sfq_rng_seed(&r, seed);
+    fill_trunc_normal(&r, m->params, m->n_params, 0.02);
+    const sfq_swin *sw = m->swin;
+    set_layernorm(sw->pe_norm_w, sw->pe_norm_b, (size_t)cfg->embed_dim);
+    for (int si = 0; si < sw->n_stages; si++) {
+        const sfq_swin_stage *g = &sw->st[si];
+        if (si)
+            set_layernorm(g->ds_norm_w, g->ds_norm_b, 2 * (size_t)g->dim);
+        for (int l = g->first; l < g->first + g->depth; l++) {
+            set_layernorm(m->blocks[l].ln1_w, m->blocks[l].ln1_b, (size_t)g->dim);
+            set_layernorm(m->blocks[l].ln2_w, m->blocks[l].ln2_b, (size_t)g->dim);
+        }
+    }
+    set_layernorm(m->norm_w, m->norm_b, (size_t)cfg->num_features);
+    *out = m;
+    return SARDFQ_OK;
+}
+
 SARDFQ_API sardfq_status sardfq_model_create_random(const char *arch, uint64_t seed,
                                                     const sardfq_model_params *params,
                                                     sardfq_model **out)
@@ -806,17 +1232,25 @@ SARDFQ_API sardfq_status sardfq_model_create_random(const char *arch, uint64_t s
     if (s)
         return s;
     const arch_spec *a = NULL;
+    const swin_spec *sa = NULL;
     for (size_t i = 0; i < sizeof ARCHS / sizeof ARCHS[0]; i++)
         if (!strcmp(arch, ARCHS[i].name))
             a = &ARCHS[i];
-    if (!a)
+    for (size_t i = 0; i < sizeof SWIN_ARCHS / sizeof SWIN_ARCHS[0]; i++)
+        if (!strcmp(arch, SWIN_ARCHS[i].name))
+            sa = &SWIN_ARCHS[i];
+    if (!a && !sa)
         return sfq_fail(SARDFQ_E_INVALID_ARG,
                         "unknown architecture '%s' (vit_tiny, vit_small, vit_base, deit_tiny, "
-                        "deit_small, deit_base)",
+                        "deit_small, deit_base, swin_tiny, swin_small, swin_base)",
                         arch);
+    if (sa && p.num_heads > 0)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "num_heads cannot be overridden for a Swin model");
     sardfq_model *m = sfq_alloc_zero(sizeof *m);
     if (!m)
         return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    if (sa)
+        return random_swin(m, sa, seed, &p, out);
     sardfq_model_info *cfg = &m->info;
     cfg->struct_size = sizeof *cfg;
     cfg->arch = SARDFQ_ARCH_VIT;

@@ -191,6 +191,8 @@ SARDFQ_API sardfq_status sardfq_model_save(const sardfq_model *m, const char *pa
 {
     if (!m || !path)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_model_save: %s is NULL", !m ? "model" : "path");
+    if (m->swin)
+        return sfq_fail(SARDFQ_E_UNSUPPORTED, "sardfq_model_save: saving Swin models is not supported yet");
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
     return sfq_fail(SARDFQ_E_UNSUPPORTED, "sardfq_model_save: only little-endian hosts are supported");
 #else

@@ -16,6 +16,8 @@
  * distilled DeiT (head(class) + head_dist(dist)) / 2. */
 #include "vit.h"
 
+#include "compute.h"
+#include "swin.h"
 #include "qspec.h"
 #include "smallgemm.h"
 #include "threads.h"
@@ -26,120 +28,20 @@
 #include <pthread.h>
 #include <string.h>
 
-/* OpenBLAS's thread controls (declared in its cblas.h on Debian, repeated
- * here so other cblas headers work too). */
-extern void openblas_set_num_threads(int);
-extern int openblas_get_num_threads(void);
-
 #define MAX_IMAGES (1 << 20)
-
-int sfq_model_threads(const sardfq_model *m)
-{
-    if (m->n_threads > 0)
-        return m->n_threads;
-    int t = openblas_get_num_threads();
-    return t > 0 ? t : 1;
-}
-
-/* Threads. With n_threads > 0 the library runs everything on its own
- * threads: each large GEMM is split by rows into single-threaded OpenBLAS
- * calls, and OpenBLAS is set to one thread for the duration of the compute
- * call (its previous setting is restored by end_compute). Otherwise OpenBLAS
- * threads each GEMM itself and the library's element-wise loops use as many
- * threads as OpenBLAS has. One pool at a time: OpenBLAS's idle workers spin
- * on sched_yield while other threads compute, which cost ~17% of a forward
- * on two cores. */
-typedef struct {
-    int nt;          /* threads for the library's loops */
-    int split;       /* row blocks per GEMM (1 = let OpenBLAS thread it) */
-    int blas_before; /* 1 if this call holds OpenBLAS at one thread */
-} compute;
-
-/* OpenBLAS's thread count is process-global, and several host threads may
- * compute at once (on one model or several): the first compute call to
- * start saves the count and sets 1, the last one to end restores it. (With
- * a save/restore per call, two overlapping calls could restore in the wrong
- * order and leave a call running GEMMs on OpenBLAS's threads: found by the
- * threads test under valgrind, which serialises threads.) */
-static pthread_mutex_t blas_lock = PTHREAD_MUTEX_INITIALIZER;
-static int blas_users, blas_saved;
-
-static compute begin_compute(const sardfq_model *m)
-{
-    compute c = {sfq_model_threads(m), 1, 0};
-    if (m->n_threads > 0) {
-        c.split = m->n_threads;
-        c.blas_before = 1;
-        pthread_mutex_lock(&blas_lock);
-        if (blas_users++ == 0) {
-            blas_saved = openblas_get_num_threads();
-            openblas_set_num_threads(1);
-        }
-        pthread_mutex_unlock(&blas_lock);
-    }
-    return c;
-}
-
-static void end_compute(const compute *c)
-{
-    if (!c->blas_before)
-        return;
-    pthread_mutex_lock(&blas_lock);
-    if (--blas_users == 0)
-        openblas_set_num_threads(blas_saved);
-    pthread_mutex_unlock(&blas_lock);
-}
-
-typedef struct {
-    int transa, transb, M, N, K, lda, ldb, ldc;
-    float alpha, beta;
-    const float *A, *B;
-    float *C;
-} gemm_args;
-
-static void gemm_rows(void *vc, int64_t r0, int64_t r1)
-{
-    const gemm_args *g = vc;
-    const float *A = g->transa ? g->A + r0 : g->A + r0 * g->lda;
-    cblas_sgemm(CblasRowMajor, g->transa ? CblasTrans : CblasNoTrans, g->transb ? CblasTrans : CblasNoTrans,
-                (int)(r1 - r0), g->N, g->K, g->alpha, A, g->lda, g->B, g->ldb, g->beta, g->C + r0 * g->ldc,
-                g->ldc);
-}
-
-/* C = alpha op(A) op(B) + beta C, split in `split` row blocks of at least
- * 64 rows. */
-static void gemm(int split, int transa, int transb, int M, int N, int K, float alpha, const float *A,
-                 int lda, const float *B, int ldb, float beta, float *C, int ldc)
-{
-    gemm_args g = {transa, transb, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C};
-    if (split > M / 64)
-        split = M / 64;
-    sfq_parallel_for(split > 1 ? split : 1, M, gemm_rows, &g);
-}
-
-/* y (rows x out) = x (rows x in) W^T + b, W [out][in]; accumulate adds to y. */
-static void linear(const compute *c, const float *x, const float *W, const float *b, float *y, int rows,
-                   int in, int out, int accumulate)
-{
-    if (!accumulate)
-        sfq_fill_rows(y, b, rows, out, c->nt);
-    gemm(c->split, 0, 1, rows, out, in, 1.0f, x, in, W, in, 1.0f, y, out);
-    if (accumulate)
-        sfq_add_bias(y, b, rows, out, c->nt);
-}
 
 /* x += in W^T + b, or, when the linear's output is a quantization point of
  * the model (PSAQ-ViT's fc outputs), tmp = in W^T + b, quantized, then
  * x += tmp. */
-static void residual_linear(const sardfq_model *m, int l, int point, const compute *c,
+static void residual_linear(const sardfq_model *m, int l, int point, const sfq_compute *c,
                             const float *in, const float *W, const float *b, float *x, float *tmp,
                             int rows, int nin, int nout)
 {
     if (!sfq_qpoint_active(m, l, point)) {
-        linear(c, in, W, b, x, rows, nin, nout, 1);
+        sfq_linear(c, in, W, b, x, rows, nin, nout, 1);
         return;
     }
-    linear(c, in, W, b, tmp, rows, nin, nout, 0);
+    sfq_linear(c, in, W, b, tmp, rows, nin, nout, 0);
     sfq_qhook(m, l, point, tmp, rows, nout, nout, c->nt);
     const size_t total = (size_t)rows * (size_t)nout;
     for (size_t i = 0; i < total; i++)
@@ -227,50 +129,6 @@ static size_t kept_floats(const sardfq_model_info *cfg, const per_image *s, int 
 
 /* ---- forward ---------------------------------------------------------- */
 
-typedef struct {
-    const sardfq_model *m;
-    const float *images;
-    float *patches;
-} im2col_ctx;
-
-/* patches[(b*G + gy*gw + gx)][(c*p + ky)*p + kx] = image[b][c][gy*p+ky][gx*p+kx] */
-static void im2col_range(void *vc, int64_t r0, int64_t r1)
-{
-    const im2col_ctx *c = vc;
-    const sardfq_model_info *cfg = &c->m->info;
-    const int p = cfg->patch_size, C = cfg->in_chans, H = cfg->img_h, W = cfg->img_w, gw = cfg->grid_w;
-    const int G = cfg->grid_h * gw, cpp = C * p * p;
-    for (int64_t r = r0; r < r1; r++) {
-        const int64_t b = r / G;
-        const int g = (int)(r % G), gy = g / gw, gx = g % gw;
-        float *dst = c->patches + r * cpp;
-        for (int ch = 0; ch < C; ch++)
-            for (int ky = 0; ky < p; ky++)
-                memcpy(dst + (ch * p + ky) * p,
-                       c->images + ((b * C + ch) * H + (int64_t)gy * p + ky) * W + (int64_t)gx * p,
-                       sizeof(float) * (size_t)p);
-    }
-}
-
-/* The inverse scatter (patches are disjoint, so it is a permutation). */
-static void col2im_range(void *vc, int64_t r0, int64_t r1)
-{
-    const im2col_ctx *c = vc;
-    const sardfq_model_info *cfg = &c->m->info;
-    const int p = cfg->patch_size, C = cfg->in_chans, H = cfg->img_h, W = cfg->img_w, gw = cfg->grid_w;
-    const int G = cfg->grid_h * gw, cpp = C * p * p;
-    float *img = (float *)c->images;
-    for (int64_t r = r0; r < r1; r++) {
-        const int64_t b = r / G;
-        const int g = (int)(r % G), gy = g / gw, gx = g % gw;
-        const float *src = c->patches + r * cpp;
-        for (int ch = 0; ch < C; ch++)
-            for (int ky = 0; ky < p; ky++)
-                memcpy(img + ((b * C + ch) * H + (int64_t)gy * p + ky) * W + (int64_t)gx * p,
-                       src + (ch * p + ky) * p, sizeof(float) * (size_t)p);
-    }
-}
-
 /* Where a forward writes what backward keeps; NULL members = not kept. */
 typedef struct {
     sfq_saved_block *saved; /* depth entries or NULL */
@@ -283,18 +141,17 @@ typedef struct {
     int upto;
 } keep;
 
-static void embed(const sardfq_model *m, const float *images, int n, work *w, const compute *c)
+static void embed(const sardfq_model *m, const float *images, int n, work *w, const sfq_compute *c)
 {
     const int nt = c->nt;
     const sardfq_model_info *cfg = &m->info;
     const int D = cfg->embed_dim, N = cfg->num_tokens, P = cfg->num_prefix_tokens;
     const int G = cfg->grid_h * cfg->grid_w, cpp = cfg->in_chans * cfg->patch_size * cfg->patch_size;
-    im2col_ctx ic = {m, images, w->patches};
-    sfq_parallel_for(nt, (int64_t)n * G, im2col_range, &ic);
+    sfq_im2col(m, images, n, w->patches, nt);
     /* (the patches are a permutation of the image: same per-tensor quantizer) */
     sfq_qhook(m, -1, SFQ_AG_INPUT, w->patches, (int64_t)n * G, cpp, cpp, nt);
     /* patch tokens into h (B*G rows), then assemble x with the prefix */
-    linear(c, w->patches, m->patch_w, m->patch_b, w->h, n * G, cpp, D, 0);
+    sfq_linear(c, w->patches, m->patch_w, m->patch_b, w->h, n * G, cpp, D, 0);
     sfq_qhook(m, -1, SFQ_AG_PATCH_OUT, w->h, (int64_t)n * G, D, D, nt);
     if (sfq_qpoint_active(m, -1, SFQ_AG_EMBED) || sfq_qpoint_active(m, -1, SFQ_AG_EMBED_POS)) {
         /* PSAQ-ViT quantizes [prefix; tokens], then the sum with pos (whose
@@ -428,7 +285,7 @@ static void attention_fwd(const sardfq_model *m, int l, int n, float *qkv, float
 
 /* The whole forward. images validated by the caller. */
 static void forward(const sardfq_model *m, const float *images, int n, work *w, const keep *k,
-                    float *logits, const compute *c)
+                    float *logits, const sfq_compute *c)
 {
     const int nt = c->nt;
     const sardfq_model_info *cfg = &m->info;
@@ -447,7 +304,7 @@ static void forward(const sardfq_model *m, const float *images, int n, work *w, 
         sfq_layernorm_fwd(w->x, blk->ln1_w, blk->ln1_b, w->h, sv ? sv->xhat1 : NULL,
                           sv ? sv->rstd1 : NULL, BN, D, eps, nt);
         sfq_qhook(m, l, SFQ_AP_QKV_IN, w->h, BN, D, D, nt);
-        linear(c, w->h, blk->qkv_w, blk->qkv_b, qkv, BN, D, 3 * D, 0);
+        sfq_linear(c, w->h, blk->qkv_w, blk->qkv_b, qkv, BN, D, 3 * D, 0);
         sfq_qhook(m, l, SFQ_AP_QKV_OUT, qkv, BN, 3 * D, 3 * D, nt);
         float *ao = k->ao ? k->ao + (size_t)l * BN * D : w->ao;
         attention_fwd(m, l, n, qkv, probs, ao, k->attn, w, sizes(cfg).chunk, nt);
@@ -457,7 +314,7 @@ static void forward(const sardfq_model *m, const float *images, int n, work *w, 
         sfq_layernorm_fwd(w->x, blk->ln2_w, blk->ln2_b, w->h, sv ? sv->xhat2 : NULL,
                           sv ? sv->rstd2 : NULL, BN, D, eps, nt);
         sfq_qhook(m, l, SFQ_AP_FC1_IN, w->h, BN, D, D, nt);
-        linear(c, w->h, blk->fc1_w, blk->fc1_b, pre, BN, D, M, 0);
+        sfq_linear(c, w->h, blk->fc1_w, blk->fc1_b, pre, BN, D, M, 0);
         sfq_gelu_fwd(pre, w->hid, (int64_t)BN * M, nt);
         sfq_qhook(m, l, SFQ_AP_FC2_IN, w->hid, BN, M, M, nt);
         residual_linear(m, l, SFQ_AP_FC2_OUT, c, w->hid, blk->fc2_w, blk->fc2_b, w->x, w->h, BN, M, D);
@@ -481,14 +338,14 @@ static void forward(const sardfq_model *m, const float *images, int n, work *w, 
     if (P == 2)
         sfq_qhook(m, -1, SFQ_AG_HDIST_IN, w->hf + D, n, D, (int64_t)P * D, nt);
     if (P == 1) {
-        linear(c, w->hf, m->head_w, m->head_b, logits, n, D, K, 0);
+        sfq_linear(c, w->hf, m->head_w, m->head_b, logits, n, D, K, 0);
     } else {
         /* (head(cls) + head_dist(dist)) / 2 */
         for (int b = 0; b < n; b++)
             for (int j = 0; j < K; j++)
                 logits[(size_t)b * K + j] = 0.5f * (m->head_b[j] + m->head_dist_b[j]);
-        gemm(c->split, 0, 1, n, K, D, 0.5f, w->hf, P * D, m->head_w, D, 1.0f, logits, K);
-        gemm(c->split, 0, 1, n, K, D, 0.5f, w->hf + D, P * D, m->head_dist_w, D, 1.0f, logits, K);
+        sfq_gemm(c->split, 0, 1, n, K, D, 0.5f, w->hf, P * D, m->head_w, D, 1.0f, logits, K);
+        sfq_gemm(c->split, 0, 1, n, K, D, 0.5f, w->hf + D, P * D, m->head_dist_w, D, 1.0f, logits, K);
     }
     sfq_qhook(m, -1, SFQ_AG_LOGITS, logits, n, K, K, nt);
 }
@@ -512,7 +369,9 @@ SARDFQ_API sardfq_status sardfq_model_forward(sardfq_model *m, const float *imag
         return s;
     if (!logits)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_model_forward: logits is NULL");
-    compute c = begin_compute(m);
+    if (m->swin)
+        return sfq_swin_forward(m, images, n, logits);
+    sfq_compute c = sfq_begin_compute(m);
     const int nt = c.nt;
     per_image sz = sizes(&m->info);
     size_t floats = work_floats(&sz, n, nt);
@@ -524,7 +383,7 @@ SARDFQ_API sardfq_status sardfq_model_forward(sardfq_model *m, const float *imag
     work_carve(&w, base, &sz, n, nt);
     keep k = {0};
     forward(m, images, n, &w, &k, logits, &c);
-    end_compute(&c);
+    sfq_end_compute(&c);
     sfq_free(base);
     return SARDFQ_OK;
 }
@@ -533,12 +392,14 @@ sardfq_status sfq_forward_blocks(const sardfq_model *m, const float *images, int
 {
     if (upto < 0 || upto > m->info.depth)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sfq_forward_blocks: block %d out of range", upto);
-    compute c = begin_compute(m);
+    if (m->swin)
+        return sfq_fail(SARDFQ_E_UNSUPPORTED, "block-wise forward of a Swin model is not supported yet");
+    sfq_compute c = sfq_begin_compute(m);
     per_image sz = sizes(&m->info);
     size_t floats = work_floats(&sz, n, c.nt);
     float *base = sfq_alloc_array(floats, sizeof(float));
     if (!base) {
-        end_compute(&c);
+        sfq_end_compute(&c);
         return sfq_fail(SARDFQ_E_NOMEM, "out of memory (%zu MB of scratch)", floats * sizeof(float) >> 20);
     }
     work w;
@@ -547,7 +408,7 @@ sardfq_status sfq_forward_blocks(const sardfq_model *m, const float *images, int
     k.x_at = x;
     k.upto = upto;
     forward(m, images, n, &w, &k, NULL, &c);
-    end_compute(&c);
+    sfq_end_compute(&c);
     sfq_free(base);
     return SARDFQ_OK;
 }
@@ -585,18 +446,11 @@ SARDFQ_API void sardfq_state_free(sardfq_state *s)
     sfq_free(s);
 }
 
-/* Make the state's buffers fit n images with the given flags and point the
- * views at them. Buffers only grow. On failure the state keeps its old
- * buffers, but the last forward is forgotten (its views may be stale). */
-static sardfq_status state_reserve(sardfq_state *s, int n, uint32_t flags, int nt)
+sardfq_status sfq_state_grow(sardfq_state *s, size_t kept, size_t wf, int n)
 {
-    const sardfq_model_info *cfg = &s->model->info;
-    const per_image sz = sizes(cfg);
-    const int backward = (flags & SARDFQ_FORWARD_BACKWARD) != 0;
-    const size_t kept = kept_floats(cfg, &sz, n, flags), wf = work_floats(&sz, n, nt);
     s->n = 0;
     if (!s->saved) {
-        s->saved = sfq_alloc_zero(sizeof(sfq_saved_block) * (size_t)cfg->depth);
+        s->saved = sfq_alloc_zero(sizeof(sfq_saved_block) * (size_t)s->model->info.depth);
         if (!s->saved)
             return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
     }
@@ -618,6 +472,20 @@ static sardfq_status state_reserve(sardfq_state *s, int n, uint32_t flags, int n
         s->work = buf;
         s->work_floats = wf;
     }
+    return SARDFQ_OK;
+}
+
+/* Make the state's buffers fit n images with the given flags and point the
+ * views at them. On failure the state keeps its old buffers, but the last
+ * forward is forgotten (its views may be stale). */
+static sardfq_status state_reserve(sardfq_state *s, int n, uint32_t flags, int nt)
+{
+    const sardfq_model_info *cfg = &s->model->info;
+    const per_image sz = sizes(cfg);
+    const int backward = (flags & SARDFQ_FORWARD_BACKWARD) != 0;
+    sardfq_status st = sfq_state_grow(s, kept_floats(cfg, &sz, n, flags), work_floats(&sz, n, nt), n);
+    if (st)
+        return st;
     float *p = s->buffers;
 #define TAKE(k) (p += (size_t)n * (k), p - (size_t)n * (k))
     s->attn = TAKE((size_t)cfg->depth * cfg->num_heads * sz.N);
@@ -647,11 +515,13 @@ static sardfq_status state_reserve(sardfq_state *s, int n, uint32_t flags, int n
 sardfq_status sfq_forward_state(sardfq_model *m, sardfq_state *s, const float *images, int n,
                                 uint32_t flags, float *logits)
 {
-    compute c = begin_compute(m);
+    if (m->swin)
+        return sfq_swin_forward_state(m, s, images, n, flags, logits);
+    sfq_compute c = sfq_begin_compute(m);
     const int nt = c.nt;
     sardfq_status st = state_reserve(s, n, flags, nt);
     if (st) {
-        end_compute(&c);
+        sfq_end_compute(&c);
         return st;
     }
     const per_image sz = sizes(&m->info);
@@ -669,7 +539,7 @@ sardfq_status sfq_forward_state(sardfq_model *m, sardfq_state *s, const float *i
         k.feat = s->feat;
     k.ao = s->ao;
     forward(m, images, n, &w, &k, logits, &c);
-    end_compute(&c);
+    sfq_end_compute(&c);
     s->n = n;
     s->flags = flags;
     s->nt = nt;
@@ -698,7 +568,7 @@ SARDFQ_API sardfq_status sardfq_model_forward_ex(sardfq_model *m, sardfq_state *
 
 const float *sfq_state_attn_output(const sardfq_state *s, int block)
 {
-    if (!s->n || !(s->flags & SFQ_FORWARD_KEEP_AO) || block < 0 || block >= s->model->info.depth)
+    if (!s->n || !(s->flags & SFQ_FORWARD_KEEP_AO) || !s->ao || block < 0 || block >= s->model->info.depth)
         return NULL;
     return s->ao + (size_t)block * s->n * s->model->info.num_tokens * s->model->info.embed_dim;
 }
@@ -721,16 +591,15 @@ static sardfq_status state_read(const sardfq_state *s, uint32_t flag, const char
 
 SARDFQ_API sardfq_status sardfq_state_get_attention(const sardfq_state *s, float *out, size_t count)
 {
-    const sardfq_model_info *cfg = s ? &s->model->info : NULL;
     return state_read(s, SARDFQ_FORWARD_ATTENTION, "SARDFQ_FORWARD_ATTENTION", s ? s->attn : NULL,
-                      cfg ? (size_t)cfg->depth * cfg->num_heads * cfg->num_tokens : 0, out, count,
+                      s ? (size_t)s->model->info.attention_floats : 0, out, count,
                       "sardfq_state_get_attention");
 }
 
 SARDFQ_API sardfq_status sardfq_state_get_features(const sardfq_state *s, float *out, size_t count)
 {
     return state_read(s, SARDFQ_FORWARD_FEATURES, "SARDFQ_FORWARD_FEATURES", s ? s->feat : NULL,
-                      s ? (size_t)s->model->info.embed_dim : 0, out, count,
+                      s ? (size_t)s->model->info.num_features : 0, out, count,
                       "sardfq_state_get_features");
 }
 
@@ -798,14 +667,19 @@ sardfq_status sfq_backward_state(sardfq_model *m, sardfq_state *s, const float *
     if (!s->n || !(s->flags & SARDFQ_FORWARD_BACKWARD))
         return sfq_fail(SARDFQ_E_STATE, "sardfq_model_backward: the last forward_ex did not keep "
                                         "activations (flag SARDFQ_FORWARD_BACKWARD)");
+    if (m->swin) {
+        if (dao_ext)
+            return sfq_fail(SARDFQ_E_UNSUPPORTED, "attention-output gradients of a Swin model are not supported");
+        return sfq_swin_backward_state(m, s, dlogits, dattn, dimages);
+    }
     const sardfq_model_info *cfg = &m->info;
     const int n = s->n, D = cfg->embed_dim, N = cfg->num_tokens, M = cfg->mlp_hidden, K = cfg->num_classes;
     const int P = cfg->num_prefix_tokens, BN = n * N, G = cfg->grid_h * cfg->grid_w;
     const int cpp = cfg->in_chans * cfg->patch_size * cfg->patch_size;
     /* the work layout (and its per-thread scratch) is the forward's */
-    compute cc = begin_compute(m);
+    sfq_compute cc = sfq_begin_compute(m);
     cc.nt = s->nt;
-    const compute *c = &cc;
+    const sfq_compute *c = &cc;
     const int nt = s->nt;
     const per_image sz = sizes(cfg);
     work w;
@@ -817,9 +691,9 @@ sardfq_status sfq_backward_state(sardfq_model *m, sardfq_state *s, const float *
     memset(w.xf, 0, sizeof(float) * (size_t)n * P * D);
     if (dlogits) {
         const float a = P == 2 ? 0.5f : 1.0f;
-        gemm(c->split, 0, 0, n, D, K, a, dlogits, K, m->head_w, D, 0.0f, w.hf, P * D);
+        sfq_gemm(c->split, 0, 0, n, D, K, a, dlogits, K, m->head_w, D, 0.0f, w.hf, P * D);
         if (P == 2)
-            gemm(c->split, 0, 0, n, D, K, a, dlogits, K, m->head_dist_w, D, 0.0f, w.hf + D, P * D);
+            sfq_gemm(c->split, 0, 0, n, D, K, a, dlogits, K, m->head_dist_w, D, 0.0f, w.hf + D, P * D);
     }
     sfq_layernorm_bwd(w.hf, s->xhatf, s->rstdf, m->norm_w, w.xf, (int64_t)n * P, D, nt);
     memset(dx, 0, sizeof(float) * (size_t)BN * D);
@@ -829,27 +703,26 @@ sardfq_status sfq_backward_state(sardfq_model *m, sardfq_state *s, const float *
         const sfq_block *blk = &m->blocks[l];
         const sfq_saved_block *sv = &s->saved[l];
         /* MLP branch */
-        gemm(c->split, 0, 0, BN, M, D, 1.0f, dx, D, blk->fc2_w, M, 0.0f, dhid, M);
+        sfq_gemm(c->split, 0, 0, BN, M, D, 1.0f, dx, D, blk->fc2_w, M, 0.0f, dhid, M);
         sfq_gelu_bwd(sv->pre, dhid, (int64_t)BN * M, nt);
-        gemm(c->split, 0, 0, BN, D, M, 1.0f, dhid, M, blk->fc1_w, D, 0.0f, dh, D);
+        sfq_gemm(c->split, 0, 0, BN, D, M, 1.0f, dhid, M, blk->fc1_w, D, 0.0f, dh, D);
         sfq_layernorm_bwd(dh, sv->xhat2, sv->rstd2, blk->ln2_w, dx, BN, D, nt);
         /* attention branch */
-        gemm(c->split, 0, 0, BN, D, D, 1.0f, dx, D, blk->proj_w, D, 0.0f, dao, D);
+        sfq_gemm(c->split, 0, 0, BN, D, D, 1.0f, dx, D, blk->proj_w, D, 0.0f, dao, D);
         if (dao_ext) {
             const float *e = dao_ext + (size_t)l * BN * D;
             for (size_t i = 0; i < (size_t)BN * D; i++)
                 dao[i] += e[i];
         }
         attention_bwd(m, l, n, sv, dao, dattn, &w, nt);
-        gemm(c->split, 0, 0, BN, D, 3 * D, 1.0f, w.dqkv, 3 * D, blk->qkv_w, D, 0.0f, dh, D);
+        sfq_gemm(c->split, 0, 0, BN, D, 3 * D, 1.0f, w.dqkv, 3 * D, blk->qkv_w, D, 0.0f, dh, D);
         sfq_layernorm_bwd(dh, sv->xhat1, sv->rstd1, blk->ln1_w, dx, BN, D, nt);
     }
     /* patch embedding: d(patches) = d(tokens) Wpatch, then scatter */
     for (int b = 0; b < n; b++)
-        gemm(c->split, 0, 0, G, cpp, D, 1.0f, dx + ((size_t)b * N + P) * D, D, m->patch_w, cpp, 0.0f,
+        sfq_gemm(c->split, 0, 0, G, cpp, D, 1.0f, dx + ((size_t)b * N + P) * D, D, m->patch_w, cpp, 0.0f,
              w.patches + (size_t)b * G * cpp, cpp);
-    im2col_ctx ic = {m, dimages, w.patches};
-    sfq_parallel_for(nt, (int64_t)n * G, col2im_range, &ic);
-    end_compute(c);
+    sfq_col2im(m, dimages, n, w.patches, nt);
+    sfq_end_compute(c);
     return SARDFQ_OK;
 }

@@ -17,6 +17,7 @@
 typedef struct {
     const float *ln1_w, *ln1_b, *qkv_w, *qkv_b, *proj_w, *proj_b;
     const float *ln2_w, *ln2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+    const float *rel_table; /* Swin: relative position bias [(2w-1)^2][heads] */
 } sfq_block;
 
 struct sardfq_model {
@@ -29,6 +30,8 @@ struct sardfq_model {
     char **meta_keys, **meta_vals;
     int n_meta;
     int n_threads; /* params.n_threads (0 = OpenBLAS's count) */
+    struct sfq_swin *swin; /* Swin: stage geometry and views (swin.h); NULL
+                              for ViT/DeiT */
     struct sfq_qspec *q; /* quantized model: its activation quantizers (the
                             weights in params are already fake-quantized);
                             NULL for a floating-point model */
@@ -58,6 +61,9 @@ struct sardfq_state {
     float *xhatf, *rstdf;   /* final norm of the prefix rows [B*P][D], [B*P] */
     float *feat;            /* [B][D] final class-token features */
     float *ao;              /* [depth][B][N][D] attention outputs (KEEP_AO) */
+    float *xhat_st[SARDFQ_MAX_STAGES], *rstd_st[SARDFQ_MAX_STAGES];
+                            /* Swin: the LayerNorm entering each stage
+                               (patch embedding, patch merging) */
     float *buffers;         /* one allocation holding all of the above */
     float *work;            /* forward/backward working buffers */
     size_t work_floats;
@@ -87,6 +93,11 @@ int sfq_model_threads(const sardfq_model *m);
 sardfq_status sfq_model_clone(const sardfq_model *src, sardfq_model **out);
 /* Add or replace one metadata pair. */
 sardfq_status sfq_model_set_metadata(sardfq_model *m, const char *key, const char *val);
+
+/* Grow the state's buffers to `kept` floats of kept activations and `work`
+ * floats of scratch (buffers only grow) and allocate its per-block table;
+ * forgets the last forward. */
+sardfq_status sfq_state_grow(sardfq_state *s, size_t kept, size_t work, int n);
 
 /* Compute parameter count and FLOPs into m->info. */
 void sfq_model_fill_derived(sardfq_model *m);

@@ -59,6 +59,8 @@ SARDFQ_API sardfq_status sardfq_quantizer_create(const sardfq_model *fp, const s
 {
     if (!fp || !out)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_quantizer_create: %s is NULL", !fp ? "model" : "out");
+    if (fp->swin)
+        return sfq_fail(SARDFQ_E_UNSUPPORTED, "sardfq_quantizer_create: quantizing Swin models is not supported yet");
     sardfq_quant_params p;
     sardfq_quant_default_params(&p);
     sardfq_status s = sfq_read_params(params, &p, sizeof p, sizeof p, "sardfq_quant_params");

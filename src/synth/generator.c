@@ -242,6 +242,10 @@ SARDFQ_API sardfq_status sardfq_generator_create(sardfq_model *m, const sardfq_g
     sardfq_status s = read_params(params, &p);
     if (s)
         return s;
+    if (m->swin && p.method == SARDFQ_SYNTH_PSAQ)
+        return sfq_fail(SARDFQ_E_UNSUPPORTED, "sardfq_generator_create: PSAQ-ViT synthesis of Swin models is not supported yet");
+    if (m->swin && p.method == SARDFQ_SYNTH_SARDFQ && p.use_apa && p.apa_weight > 0)
+        return sfq_fail(SARDFQ_E_UNSUPPORTED, "sardfq_generator_create: APA on Swin models is not supported yet");
     sardfq_generator *g = sfq_alloc_zero(sizeof *g);
     if (!g)
         return sfq_fail(SARDFQ_E_NOMEM, "out of memory");

@@ -28,7 +28,7 @@ FIELD(sardfq_model_params, struct_size, 0, 4);
 FIELD(sardfq_model_params, num_heads, 4, 4);
 FIELD(sardfq_model_params, n_threads, 8, 4);
 
-SIZE(sardfq_model_info, 176, 8);
+SIZE(sardfq_model_info, 288, 8);
 FIELD(sardfq_model_info, struct_size, 0, 4);
 FIELD(sardfq_model_info, arch, 4, 4);
 FIELD(sardfq_model_info, naming, 8, 4);
@@ -53,6 +53,14 @@ FIELD(sardfq_model_info, ln_eps, 96, 4);
 FIELD(sardfq_model_info, num_params, 104, 8);
 FIELD(sardfq_model_info, flops_per_image, 112, 8);
 FIELD(sardfq_model_info, source, 120, 52);
+/* 0.3: the stage description of hierarchical models */
+FIELD(sardfq_model_info, num_stages, 172, 4);
+FIELD(sardfq_model_info, window_size, 176, 4);
+FIELD(sardfq_model_info, stage_depth, 180, 32);
+FIELD(sardfq_model_info, stage_heads, 212, 32);
+FIELD(sardfq_model_info, stage_dim, 244, 32);
+FIELD(sardfq_model_info, num_features, 276, 4);
+FIELD(sardfq_model_info, attention_floats, 280, 8);
 
 SIZE(sardfq_eval_params, 40, 8);
 FIELD(sardfq_eval_params, struct_size, 0, 4);

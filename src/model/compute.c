@@ -1,0 +1,161 @@
+/* compute.c - the thread policy of compute calls, GEMMs split by rows, and
+ * patch extraction (see compute.h). */
+#include "compute.h"
+
+#include "threads.h"
+#include "vmath.h"
+
+#include <cblas.h>
+#include <pthread.h>
+#include <string.h>
+
+/* OpenBLAS's thread controls (declared in its cblas.h on Debian, repeated
+ * here so other cblas headers work too). */
+extern void openblas_set_num_threads(int);
+extern int openblas_get_num_threads(void);
+
+int sfq_model_threads(const sardfq_model *m)
+{
+    if (m->n_threads > 0)
+        return m->n_threads;
+    int t = openblas_get_num_threads();
+    return t > 0 ? t : 1;
+}
+
+/* Threads. With n_threads > 0 the library runs everything on its own
+ * threads: each large GEMM is split by rows into single-threaded OpenBLAS
+ * calls, and OpenBLAS is set to one thread for the duration of the compute
+ * call (its previous setting is restored by end_compute). Otherwise OpenBLAS
+ * threads each GEMM itself and the library's element-wise loops use as many
+ * threads as OpenBLAS has. One pool at a time: OpenBLAS's idle workers spin
+ * on sched_yield while other threads compute, which cost ~17% of a forward
+ * on two cores. */
+
+/* OpenBLAS's thread count is process-global, and several host threads may
+ * compute at once (on one model or several): the first compute call to
+ * start saves the count and sets 1, the last one to end restores it. (With
+ * a save/restore per call, two overlapping calls could restore in the wrong
+ * order and leave a call running GEMMs on OpenBLAS's threads: found by the
+ * threads test under valgrind, which serialises threads.) */
+static pthread_mutex_t blas_lock = PTHREAD_MUTEX_INITIALIZER;
+static int blas_users, blas_saved;
+
+sfq_compute sfq_begin_compute(const sardfq_model *m)
+{
+    sfq_compute c = {sfq_model_threads(m), 1, 0};
+    if (m->n_threads > 0) {
+        c.split = m->n_threads;
+        c.blas_before = 1;
+        pthread_mutex_lock(&blas_lock);
+        if (blas_users++ == 0) {
+            blas_saved = openblas_get_num_threads();
+            openblas_set_num_threads(1);
+        }
+        pthread_mutex_unlock(&blas_lock);
+    }
+    return c;
+}
+
+void sfq_end_compute(const sfq_compute *c)
+{
+    if (!c->blas_before)
+        return;
+    pthread_mutex_lock(&blas_lock);
+    if (--blas_users == 0)
+        openblas_set_num_threads(blas_saved);
+    pthread_mutex_unlock(&blas_lock);
+}
+
+typedef struct {
+    int transa, transb, M, N, K, lda, ldb, ldc;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+} gemm_args;
+
+static void gemm_rows(void *vc, int64_t r0, int64_t r1)
+{
+    const gemm_args *g = vc;
+    const float *A = g->transa ? g->A + r0 : g->A + r0 * g->lda;
+    cblas_sgemm(CblasRowMajor, g->transa ? CblasTrans : CblasNoTrans, g->transb ? CblasTrans : CblasNoTrans,
+                (int)(r1 - r0), g->N, g->K, g->alpha, A, g->lda, g->B, g->ldb, g->beta, g->C + r0 * g->ldc,
+                g->ldc);
+}
+
+void sfq_gemm(int split, int transa, int transb, int M, int N, int K, float alpha, const float *A,
+              int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    gemm_args g = {transa, transb, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C};
+    if (split > M / 64)
+        split = M / 64;
+    sfq_parallel_for(split > 1 ? split : 1, M, gemm_rows, &g);
+}
+
+void sfq_linear(const sfq_compute *c, const float *x, const float *W, const float *b, float *y,
+                int rows, int in, int out, int accumulate)
+{
+    if (!b) {
+        sfq_gemm(c->split, 0, 1, rows, out, in, 1.0f, x, in, W, in, accumulate ? 1.0f : 0.0f, y, out);
+        return;
+    }
+    if (!accumulate)
+        sfq_fill_rows(y, b, rows, out, c->nt);
+    sfq_gemm(c->split, 0, 1, rows, out, in, 1.0f, x, in, W, in, 1.0f, y, out);
+    if (accumulate)
+        sfq_add_bias(y, b, rows, out, c->nt);
+}
+
+typedef struct {
+    const sardfq_model *m;
+    const float *images;
+    float *patches;
+} im2col_ctx;
+
+static void im2col_range(void *vc, int64_t r0, int64_t r1)
+{
+    const im2col_ctx *c = vc;
+    const sardfq_model_info *cfg = &c->m->info;
+    const int p = cfg->patch_size, C = cfg->in_chans, H = cfg->img_h, W = cfg->img_w, gw = cfg->grid_w;
+    const int G = cfg->grid_h * gw, cpp = C * p * p;
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t b = r / G;
+        const int g = (int)(r % G), gy = g / gw, gx = g % gw;
+        float *dst = c->patches + r * cpp;
+        for (int ch = 0; ch < C; ch++)
+            for (int ky = 0; ky < p; ky++)
+                memcpy(dst + (ch * p + ky) * p,
+                       c->images + ((b * C + ch) * H + (int64_t)gy * p + ky) * W + (int64_t)gx * p,
+                       sizeof(float) * (size_t)p);
+    }
+}
+
+static void col2im_range(void *vc, int64_t r0, int64_t r1)
+{
+    const im2col_ctx *c = vc;
+    const sardfq_model_info *cfg = &c->m->info;
+    const int p = cfg->patch_size, C = cfg->in_chans, H = cfg->img_h, W = cfg->img_w, gw = cfg->grid_w;
+    const int G = cfg->grid_h * gw, cpp = C * p * p;
+    float *img = (float *)c->images;
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t b = r / G;
+        const int g = (int)(r % G), gy = g / gw, gx = g % gw;
+        const float *src = c->patches + r * cpp;
+        for (int ch = 0; ch < C; ch++)
+            for (int ky = 0; ky < p; ky++)
+                memcpy(img + ((b * C + ch) * H + (int64_t)gy * p + ky) * W + (int64_t)gx * p,
+                       src + (ch * p + ky) * p, sizeof(float) * (size_t)p);
+    }
+}
+
+
+void sfq_im2col(const sardfq_model *m, const float *images, int n, float *patches, int nt)
+{
+    im2col_ctx ic = {m, images, patches};
+    sfq_parallel_for(nt, (int64_t)n * m->info.grid_h * m->info.grid_w, im2col_range, &ic);
+}
+
+void sfq_col2im(const sardfq_model *m, float *images, int n, const float *patches, int nt)
+{
+    im2col_ctx ic = {m, images, (float *)patches};
+    sfq_parallel_for(nt, (int64_t)n * m->info.grid_h * m->info.grid_w, col2im_range, &ic);
+}
