@@ -487,8 +487,12 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_generator_create(sardfq_model *
                                                                   sardfq_generator **out);
 SARDFQ_API void sardfq_generator_free(sardfq_generator *g);
 
-/* Replace the APA priors: n_images x depth x num_heads x (grid_h * grid_w)
- * floats (e.g. real attention maps). count is the number of floats. */
+/* Replace the APA priors (e.g. real attention maps). ViT/DeiT: n_images x
+ * depth x num_heads x (grid_h * grid_w) floats. Swin: n_images x
+ * attention_floats, laid out as the attention read-back (per block and
+ * head, the stage's grid); the loss then renormalises each prior to the
+ * mass windowed attention gives each window (see README, Synthesis).
+ * count is the number of floats. */
 SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_generator_set_priors(sardfq_generator *g,
                                                                       const float *priors,
                                                                       size_t count);

@@ -499,6 +499,11 @@ static void pse_case(const char *prefix, int fd_count)
     check_grad(d, dref, n, what);
     /* value without a gradient buffer is the same */
     ck_assert(sfq_loss_pse(ao, c.B, c.N, c.H, c.hd, c.skip, NULL) == L);
+    /* sfq_loss_pse is exactly the windows == 1 case */
+    float *dw = fcalloc(n);
+    ck_assert(sfq_loss_pse_windows(ao, c.B, 1, c.N, c.H, c.hd, c.skip, dw) == L);
+    ck_assert(memcmp(dw, d, n * sizeof(float)) == 0);
+    free(dw);
     unsigned char *skip = pse_grid_tokens(ao, &c);
     for (size_t i = 0; i < n; i++)
         if ((i / (size_t)(c.H * c.hd)) % (size_t)c.N < (size_t)c.skip)
@@ -518,6 +523,108 @@ START_TEST(pse_golden_and_fd)
     pse_case("a.", 30);
     pse_case("b.", 30);
     pse_case("c.", 15);
+}
+END_TEST
+
+/* ---- PSE on windows (Swin) ----------------------------------------------- */
+
+typedef struct {
+    int B, windows, N, H, hd, skip;
+} psew_ctx;
+
+static double psew_fn(void *vc, const float *x)
+{
+    psew_ctx *c = vc;
+    return sfq_loss_pse_windows(x, c->B, c->windows, c->N, c->H, c->hd, c->skip, NULL);
+}
+
+static void pse_windows_case(const char *prefix, int fd_count)
+{
+    tu_fixture f;
+    tu_fixture_open(&f, "losses_pse_windows.safetensors");
+    size_t n;
+    float *dims = fx_getf(&f, prefix, "dims", NULL);
+    float *ao = fx_getf(&f, prefix, "ao", &n);
+    float *loss = fx_getf(&f, prefix, "loss", NULL);
+    float *dref = fx_getf(&f, prefix, "dao", NULL);
+    psew_ctx c = {(int)dims[0], (int)dims[1], (int)dims[2], (int)dims[3], (int)dims[4],
+                  (int)dims[5]};
+    const int D = c.H * c.hd;
+    ck_assert(n == (size_t)c.B * c.windows * c.N * D);
+    float *d = fcalloc(n);
+    for (size_t i = 0; i < n; i++)
+        d[i] = 7.0f; /* written, not accumulated */
+    const double L = sfq_loss_pse_windows(ao, c.B, c.windows, c.N, c.H, c.hd, c.skip, d);
+    char what[64];
+    snprintf(what, sizeof what, "pse windows %sloss", prefix);
+    check_value(L, loss[0], what);
+    snprintf(what, sizeof what, "pse windows %sgradient", prefix);
+    check_grad(d, dref, n, what);
+    ck_assert(sfq_loss_pse_windows(ao, c.B, c.windows, c.N, c.H, c.hd, c.skip, NULL) == L);
+    /* the layout is [B * windows][N][D] row groups: the batch-minimum pair
+     * (which moves the grid) is found by the ViT helper over all windows */
+    const pse_ctx g = {c.B * c.windows, c.N, c.H, c.hd, c.skip};
+    unsigned char *skip = pse_grid_tokens(ao, &g);
+    for (size_t i = 0; i < n; i++)
+        if ((i / (size_t)D) % (size_t)c.N < (size_t)c.skip) {
+            ck_assert(d[i] == 0.0f); /* every window's skipped tokens */
+            skip[i] = 1;
+        }
+    snprintf(what, sizeof what, "pse windows %sfd", prefix);
+    fd_check(psew_fn, &c, ao, n, d, fd_count, 1e-3f, 2e-3, skip, 37, what);
+    free(skip), free(dims), free(ao), free(loss), free(dref), free(d);
+    tu_fixture_close(&f);
+}
+
+START_TEST(pse_windows_golden_and_fd)
+{
+    pse_windows_case("a.", 30);
+    pse_windows_case("b.", 30);
+}
+END_TEST
+
+/* Every window of an image a copy of one ViT image: the pooled density is
+ * the ViT one, so the loss is the same and each window gets 1/windows of
+ * the ViT gradient. */
+START_TEST(pse_windows_replicated)
+{
+    tu_fixture f;
+    tu_fixture_open(&f, "losses_pse.safetensors");
+    size_t n;
+    float *dims = fx_getf(&f, "a.", "dims", NULL);
+    float *ao = fx_getf(&f, "a.", "ao", &n);
+    const int B = (int)dims[0], N = (int)dims[1], H = (int)dims[2], hd = (int)dims[3],
+              skip = (int)dims[4], W = 3;
+    const size_t img = n / B;
+    float *aw = fcalloc(n * W), *d = fcalloc(n), *dw = fcalloc(n * W);
+    for (int b = 0; b < B; b++)
+        for (int w = 0; w < W; w++)
+            memcpy(aw + ((size_t)b * W + w) * img, ao + (size_t)b * img, img * sizeof(float));
+    const double L = sfq_loss_pse(ao, B, N, H, hd, skip, d);
+    const double Lw = sfq_loss_pse_windows(aw, B, W, N, H, hd, skip, dw);
+    ck_assert_msg(fabs(Lw - L) <= 1e-12 * fabs(L), "L %.17g, windows %.17g", L, Lw);
+    const double m = tu_max_abs(d, n);
+    for (int b = 0; b < B; b++)
+        for (int w = 0; w < W; w++)
+            for (size_t i = 0; i < img; i++) {
+                const double got = (double)dw[((size_t)b * W + w) * img + i] * W;
+                ck_assert_msg(fabs(got - d[(size_t)b * img + i]) <= 1e-6 * m,
+                              "b %d w %d i %zu: %.9g vs %.9g", b, w, i, got,
+                              (double)d[(size_t)b * img + i]);
+            }
+    /* empty shapes, and a failed allocation: NaN with dao zeroed */
+    ck_assert(sfq_loss_pse_windows(aw, B, 0, N, H, hd, skip, NULL) == 0.0);
+    ck_assert(sfq_loss_pse_windows(aw, B, W, 1, H, hd, 1, dw) == 0.0);
+    for (size_t i = 0; i < (size_t)B * W * H * hd; i++)
+        ck_assert(dw[i] == 0.0f);
+    sfq_alloc_fail_countdown = 1;
+    const double Ln = sfq_loss_pse_windows(aw, B, W, N, H, hd, skip, dw);
+    sfq_alloc_fail_countdown = 0;
+    ck_assert(isnan(Ln));
+    for (size_t i = 0; i < n * W; i++)
+        ck_assert(dw[i] == 0.0f);
+    free(dims), free(ao), free(aw), free(d), free(dw);
+    tu_fixture_close(&f);
 }
 END_TEST
 
@@ -707,6 +814,8 @@ int main(void)
     tc = tcase_create("pse");
     tcase_add_test(tc, pse_golden_and_fd);
     tcase_add_test(tc, pse_degenerate);
+    tcase_add_test(tc, pse_windows_golden_and_fd);
+    tcase_add_test(tc, pse_windows_replicated);
     suite_add_tcase(s, tc);
     tc = tcase_create("resize");
     tcase_add_test(tc, resize_golden);

@@ -456,12 +456,6 @@ START_TEST(swin_unsupported_paths)
     ck_assert_int_eq(sardfq_quantizer_create(m, NULL, &q), SARDFQ_E_UNSUPPORTED);
     ck_assert_ptr_null(q);
     ck_assert_int_eq(sardfq_model_save(m, "/tmp/sardfq-never-written.safetensors"), SARDFQ_E_UNSUPPORTED);
-    sardfq_generator_params gp;
-    sardfq_generator_default_params(&gp);
-    gp.method = SARDFQ_SYNTH_PSAQ;
-    sardfq_generator *g = NULL;
-    ck_assert_int_eq(sardfq_generator_create(m, &gp, &g), SARDFQ_E_UNSUPPORTED);
-    ck_assert_ptr_null(g);
     sardfq_model_free(m);
 }
 END_TEST

@@ -524,6 +524,31 @@ static int64_t n_triples(const sfq_swin_stage *st, int n)
     return (int64_t)n * (st->gh / st->wh) * (st->gw / st->ww) * st->heads;
 }
 
+void sfq_swin_apa_target(const sardfq_model *m, int l, float *prior)
+{
+    const sfq_swin_stage *st = &m->swin->st[sfq_swin_block_stage(m, l)];
+    const int shifted = block_shifted(st, l), Nw = st->wh * st->ww, N = st->gh * st->gw;
+    const int nW = (st->gh / st->wh) * (st->gw / st->ww);
+    int lab[64 * 64];
+    for (int w = 0; w < nW; w++) {
+        double mass[9] = {0};
+        int count[9] = {0};
+        for (int i = 0; i < Nw; i++)
+            lab[i] = 0;
+        if (shifted)
+            window_labels(st, w, lab);
+        for (int i = 0; i < Nw; i++) {
+            mass[lab[i]] += prior[sfq_swin_token_pos(st, shifted, w, i)];
+            count[lab[i]]++;
+        }
+        for (int i = 0; i < Nw; i++) {
+            float *p = &prior[sfq_swin_token_pos(st, shifted, w, i)];
+            const int g = lab[i];
+            *p = mass[g] > 0 ? (float)(*p / mass[g] * count[g] / N) : 1.0f / (float)N;
+        }
+    }
+}
+
 /* ---- forward ------------------------------------------------------------- */
 
 /* What a forward keeps (NULL = not kept). */
@@ -531,6 +556,7 @@ typedef struct {
     sfq_saved_block *saved;
     float **xhat_st, **rstd_st; /* per stage, or NULL */
     float *xhatf, *rstdf, *attn, *feat;
+    float *ao; /* every block's attention output, sfq_ao_offset layout */
 } sw_keep;
 
 static void forward(const sardfq_model *m, const float *images, int n, sw_work *w, const sw_keep *k,
@@ -568,10 +594,10 @@ static void forward(const sardfq_model *m, const float *images, int n, sw_work *
             sfq_linear(c, w->h, blk->qkv_w, blk->qkv_b, qkv, BN, C, 3 * C, 0);
             ac.qkv = qkv;
             ac.probs = sv ? sv->probs : w->probs;
-            ac.ao = w->ao;
+            ac.ao = k->ao ? k->ao + sfq_swin_ao_offset(m, n, l) : w->ao;
             ac.attn = k->attn;
             sfq_parallel_chunks(nt, n_triples(st, n), attention_fwd_range, &ac);
-            sfq_linear(c, w->ao, blk->proj_w, blk->proj_b, w->h, BN, C, C, 0);
+            sfq_linear(c, ac.ao, blk->proj_w, blk->proj_b, w->h, BN, C, C, 0);
             permute(st, ac.shifted, n, w->h, w->x, 1, 1, nt);
             sfq_layernorm_fwd(w->x, blk->ln2_w, blk->ln2_b, w->h, sv ? sv->xhat2 : NULL, sv ? sv->rstd2 : NULL,
                               BN, C, eps, nt);
@@ -625,6 +651,8 @@ static size_t kept_floats(const sardfq_model *m, int n, uint32_t flags)
     const sw_sizes z = sizes(m);
     const sfq_swin_stage *last = &sw->st[sw->n_stages - 1];
     size_t per = z.T + z.Cf + (size_t)last->gh * last->gw * (z.Cf + 1);
+    if (flags & SFQ_FORWARD_KEEP_AO)
+        per += sfq_swin_ao_offset(m, 1, m->info.depth);
     if (flags & SARDFQ_FORWARD_BACKWARD)
         for (int s = 0; s < sw->n_stages; s++) {
             const sfq_swin_stage *st = &sw->st[s];
@@ -656,7 +684,7 @@ sardfq_status sfq_swin_forward_state(sardfq_model *m, sardfq_state *s, const flo
     s->feat = TAKE(z.Cf);
     s->xhatf = TAKE(Nl * z.Cf);
     s->rstdf = TAKE(Nl);
-    s->ao = NULL;
+    s->ao = flags & SFQ_FORWARD_KEEP_AO ? TAKE(sfq_swin_ao_offset(m, 1, m->info.depth)) : NULL;
     for (int k = 0; k < SARDFQ_MAX_STAGES; k++)
         s->xhat_st[k] = s->rstd_st[k] = NULL;
     for (int l = 0; l < m->info.depth; l++)
@@ -692,6 +720,7 @@ sardfq_status sfq_swin_forward_state(sardfq_model *m, sardfq_state *s, const flo
     if (flags & SARDFQ_FORWARD_ATTENTION)
         k.attn = s->attn;
     k.feat = s->feat;
+    k.ao = s->ao;
     forward(m, images, n, &w, &k, logits, &c);
     sfq_end_compute(&c);
     s->n = n;
@@ -702,8 +731,18 @@ sardfq_status sfq_swin_forward_state(sardfq_model *m, sardfq_state *s, const flo
 
 /* ---- backward ------------------------------------------------------------ */
 
+size_t sfq_swin_ao_offset(const sardfq_model *m, int n, int block)
+{
+    size_t off = 0;
+    for (int k = 0; k < block; k++) {
+        const sfq_swin_stage *st = &m->swin->st[sfq_swin_block_stage(m, k)];
+        off += (size_t)n * st->gh * st->gw * st->dim;
+    }
+    return off;
+}
+
 sardfq_status sfq_swin_backward_state(sardfq_model *m, sardfq_state *s, const float *dlogits,
-                                      const float *dattn, float *dimages)
+                                      const float *dattn, const float *dao_ext, float *dimages)
 {
     const sfq_swin *sw = m->swin;
     const sardfq_model_info *cfg = &m->info;
@@ -744,6 +783,11 @@ sardfq_status sfq_swin_backward_state(sardfq_model *m, sardfq_state *s, const fl
             /* attention branch, in window order */
             permute(st, ac.shifted, n, dx, w.xw, 0, 0, nt);
             sfq_gemm(c->split, 0, 0, BN, C, C, 1.0f, w.xw, C, blk->proj_w, C, 0.0f, w.ao, C);
+            if (dao_ext) {
+                const float *e = dao_ext + sfq_swin_ao_offset(m, n, l);
+                for (size_t i = 0; i < (size_t)BN * C; i++)
+                    w.ao[i] += e[i];
+            }
             ac.qkv = sv->qkv;
             ac.probs = sv->probs;
             ac.dao = w.ao;

@@ -53,7 +53,17 @@ sardfq_status sfq_swin_forward(sardfq_model *m, const float *images, int n, floa
 sardfq_status sfq_swin_forward_state(sardfq_model *m, sardfq_state *s, const float *images, int n,
                                      uint32_t flags, float *logits);
 sardfq_status sfq_swin_backward_state(sardfq_model *m, sardfq_state *s, const float *dlogits,
-                                      const float *dattn, float *dimages);
+                                      const float *dattn, const float *dao, float *dimages);
+/* sfq_ao_offset for a Swin model. */
+size_t sfq_swin_ao_offset(const sardfq_model *m, int n, int block);
+
+/* APA target of block l, in place on one head's prior over the block's
+ * stage grid (raster order, sums to 1). The block's mean attention gives
+ * each attention group (the tokens of one window, split by the
+ * shifted-window mask) the fixed mass |group| / N, whatever the input: the
+ * target keeps the prior's shape within each group and gives the group
+ * that mass (uniform within a group where the prior has no mass). */
+void sfq_swin_apa_target(const sardfq_model *m, int l, float *prior);
 
 /* Read-back geometry: the image position (raster index in the stage grid)
  * of token i of window w in block l's (possibly shifted) partition. */

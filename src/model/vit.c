@@ -566,11 +566,34 @@ SARDFQ_API sardfq_status sardfq_model_forward_ex(sardfq_model *m, sardfq_state *
     return sfq_forward_state(m, s, images, n, flags, logits);
 }
 
+size_t sfq_ao_offset(const sardfq_model *m, int n, int block)
+{
+    if (m->swin)
+        return sfq_swin_ao_offset(m, n, block);
+    return (size_t)block * n * m->info.num_tokens * m->info.embed_dim;
+}
+
+void sfq_block_attention_shape(const sardfq_model *m, int l, int *windows, int *tokens, int *heads, int *head_dim)
+{
+    if (m->swin) {
+        const sfq_swin_stage *st = &m->swin->st[sfq_swin_block_stage(m, l)];
+        *windows = (st->gh / st->wh) * (st->gw / st->ww);
+        *tokens = st->wh * st->ww;
+        *heads = st->heads;
+        *head_dim = st->dim / st->heads;
+        return;
+    }
+    *windows = 1;
+    *tokens = m->info.num_tokens;
+    *heads = m->info.num_heads;
+    *head_dim = m->info.head_dim;
+}
+
 const float *sfq_state_attn_output(const sardfq_state *s, int block)
 {
     if (!s->n || !(s->flags & SFQ_FORWARD_KEEP_AO) || !s->ao || block < 0 || block >= s->model->info.depth)
         return NULL;
-    return s->ao + (size_t)block * s->n * s->model->info.num_tokens * s->model->info.embed_dim;
+    return s->ao + sfq_ao_offset(s->model, s->n, block);
 }
 
 /* Copy a kept per-image array of the last forward (flag) into out. */
@@ -668,9 +691,7 @@ sardfq_status sfq_backward_state(sardfq_model *m, sardfq_state *s, const float *
         return sfq_fail(SARDFQ_E_STATE, "sardfq_model_backward: the last forward_ex did not keep "
                                         "activations (flag SARDFQ_FORWARD_BACKWARD)");
     if (m->swin) {
-        if (dao_ext)
-            return sfq_fail(SARDFQ_E_UNSUPPORTED, "attention-output gradients of a Swin model are not supported");
-        return sfq_swin_backward_state(m, s, dlogits, dattn, dimages);
+        return sfq_swin_backward_state(m, s, dlogits, dattn, dao_ext, dimages);
     }
     const sardfq_model_info *cfg = &m->info;
     const int n = s->n, D = cfg->embed_dim, N = cfg->num_tokens, M = cfg->mlp_hidden, K = cfg->num_classes;

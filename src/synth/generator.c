@@ -39,8 +39,18 @@
  *
  * APA priors are drawn once per (image, block, head) and stay fixed; under
  * jitter the prior is rolled by the jitter rounded to whole patches and
- * flipped with the image, so it keeps describing the same content. */
+ * flipped with the image, so it keeps describing the same content.
+ *
+ * Swin. A block's read-back is the mean attention over all queries on its
+ * stage's grid, so each prior is drawn on that grid (one sampler per stage)
+ * and rolled by the jitter rounded to the stage's token size (patch << s).
+ * Windowed attention fixes how much mass each window (and each region of a
+ * shifted window) receives, so the loss compares the read-back with the
+ * prior renormalised to those masses (sfq_swin_apa_target): APA shapes the
+ * attention inside every window and leaves the per-window masses, which no
+ * input can change, out of the loss. */
 #include "losses.h"
+#include "swin.h"
 #include "synth.h"
 #include "vit.h"
 
@@ -69,7 +79,11 @@ struct sardfq_generator {
     float *targets;        /* [n][K] whole-image targets */
     float *region_targets; /* [n][4][K] */
     int32_t *classes;      /* [n][4] */
-    float *priors;         /* [n][depth][heads][G] */
+    float *priors;         /* [n][prior_img]: ViT [depth][heads][G]; Swin per
+                              block [heads][stage grid] */
+    size_t att_img, prior_img; /* read-back / prior floats per image */
+    sfq_apa_block *apa;    /* per block: layout of read-back and priors */
+    int *apa_gh, *apa_gw, *apa_cell; /* per block: prior grid, token size in pixels */
     float tau;
     float lo[3], hi[3];
     int step, total;
@@ -78,9 +92,9 @@ struct sardfq_generator {
     float *grad;           /* [n][img] */
     float *batch, *dbatch; /* [mb][img] */
     float *logits, *dlogits;
-    float *attn, *dattn; /* [mb][depth][heads][N] */
-    float *prior_aug;    /* [depth][heads][G] */
-    float *dao;          /* [depth][mb][N][D] (PSAQ) */
+    float *attn, *dattn; /* [mb][att_img] */
+    float *prior_aug;    /* [prior_img] */
+    float *dao;          /* [mb] attention outputs, sfq_ao_offset layout (PSAQ) */
 };
 
 SARDFQ_API void sardfq_generator_default_params(sardfq_generator_params *p)
@@ -159,7 +173,7 @@ SARDFQ_API void sardfq_generator_free(sardfq_generator *g)
     sardfq_state_free(g->state);
     void *bufs[] = {g->x, g->am, g->av, g->targets, g->region_targets, g->classes, g->priors,
                     g->items, g->grad, g->batch, g->dbatch, g->logits, g->dlogits, g->attn,
-                    g->dattn, g->prior_aug, g->dao};
+                    g->dattn, g->prior_aug, g->dao, g->apa, g->apa_gh, g->apa_gw, g->apa_cell};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         sfq_free(bufs[i]);
     sfq_free(g);
@@ -230,6 +244,71 @@ static sardfq_status init_targets(sardfq_generator *g)
     return SARDFQ_OK;
 }
 
+/* Where each block's read-back and priors live, and their grids. */
+static void apa_layout(sardfq_generator *g)
+{
+    const sardfq_model_info *I = &g->info;
+    size_t off = 0;
+    for (int l = 0; l < g->depth; l++) {
+        sfq_apa_block *k = &g->apa[l];
+        if (g->m->swin) {
+            const int s = sfq_swin_block_stage(g->m, l);
+            g->apa_gh[l] = I->grid_h >> s;
+            g->apa_gw[l] = I->grid_w >> s;
+            g->apa_cell[l] = I->patch_size << s;
+            k->heads = I->stage_heads[s];
+            k->tokens = g->apa_gh[l] * g->apa_gw[l];
+            k->prefix = 0;
+            k->attn_off = k->prior_off = off;
+            off += (size_t)k->heads * k->tokens;
+        } else {
+            g->apa_gh[l] = I->grid_h;
+            g->apa_gw[l] = I->grid_w;
+            g->apa_cell[l] = I->patch_size;
+            k->heads = g->heads;
+            k->tokens = g->N;
+            k->prefix = g->P;
+            k->attn_off = (size_t)l * g->heads * g->N;
+            k->prior_off = (size_t)l * g->heads * g->G;
+        }
+    }
+}
+
+/* One prior per (image, block, head). ViT: one sampler over the patch
+ * grid, in (image, block, head) order. Swin: one sampler per stage (seeds
+ * drawn in stage order from pp->seed), each over its stage's grid, in
+ * (image, block, head) order within the stage. */
+static sardfq_status draw_priors(sardfq_generator *g, sardfq_prior_params *pp)
+{
+    const sardfq_model_info *I = &g->info;
+    sardfq_prior *pr = NULL;
+    sardfq_status s;
+    if (!g->m->swin) {
+        if ((s = sardfq_prior_create(I->grid_h, I->grid_w, pp, &pr)))
+            return s;
+        s = sardfq_prior_sample(pr, (int)((size_t)g->n * g->depth * g->heads), g->priors);
+        sardfq_prior_free(pr);
+        return s;
+    }
+    sfq_rng seeds;
+    sfq_rng_seed(&seeds, pp->seed);
+    for (int st = 0; st < I->num_stages; st++) {
+        pp->seed = sfq_rng_next(&seeds);
+        if ((s = sardfq_prior_create(I->grid_h >> st, I->grid_w >> st, pp, &pr)))
+            return s;
+        for (int i = 0; i < g->n && !s; i++)
+            for (int l = 0; l < g->depth && !s; l++) {
+                const sfq_apa_block *k = &g->apa[l];
+                if (sfq_swin_block_stage(g->m, l) == st)
+                    s = sardfq_prior_sample(pr, k->heads, g->priors + (size_t)i * g->prior_img + k->prior_off);
+            }
+        sardfq_prior_free(pr);
+        if (s)
+            return s;
+    }
+    return SARDFQ_OK;
+}
+
 SARDFQ_API sardfq_status sardfq_generator_create(sardfq_model *m, const sardfq_generator_params *params,
                                                  sardfq_generator **out)
 {
@@ -242,10 +321,6 @@ SARDFQ_API sardfq_status sardfq_generator_create(sardfq_model *m, const sardfq_g
     sardfq_status s = read_params(params, &p);
     if (s)
         return s;
-    if (m->swin && p.method == SARDFQ_SYNTH_PSAQ)
-        return sfq_fail(SARDFQ_E_UNSUPPORTED, "sardfq_generator_create: PSAQ-ViT synthesis of Swin models is not supported yet");
-    if (m->swin && p.method == SARDFQ_SYNTH_SARDFQ && p.use_apa && p.apa_weight > 0)
-        return sfq_fail(SARDFQ_E_UNSUPPORTED, "sardfq_generator_create: APA on Swin models is not supported yet");
     sardfq_generator *g = sfq_alloc_zero(sizeof *g);
     if (!g)
         return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
@@ -274,6 +349,8 @@ SARDFQ_API sardfq_status sardfq_generator_create(sardfq_model *m, const sardfq_g
     }
     sfq_rng_seed(&g->rng, p.seed);
     const size_t n = (size_t)g->n, mb = (size_t)g->mb, att = (size_t)g->depth * g->heads;
+    g->att_img = (size_t)I->attention_floats;
+    g->prior_img = m->swin ? g->att_img : att * g->G;
 #define ALLOC(ptr, count)                                          \
     do {                                                           \
         (ptr) = sfq_alloc_array((size_t)(count), sizeof(*(ptr)));  \
@@ -286,19 +363,24 @@ SARDFQ_API sardfq_status sardfq_generator_create(sardfq_model *m, const sardfq_g
     ALLOC(g->targets, n * g->K);
     ALLOC(g->region_targets, n * MAX_REGIONS * g->K);
     ALLOC(g->classes, n * MAX_REGIONS);
-    ALLOC(g->priors, n * att * g->G);
+    ALLOC(g->priors, n * g->prior_img);
+    ALLOC(g->apa, g->depth);
+    ALLOC(g->apa_gh, g->depth);
+    ALLOC(g->apa_gw, g->depth);
+    ALLOC(g->apa_cell, g->depth);
     ALLOC(g->items, n * (1 + MAX_REGIONS));
     ALLOC(g->grad, n * g->img);
     ALLOC(g->batch, mb * g->img);
     ALLOC(g->dbatch, mb * g->img);
     ALLOC(g->logits, mb * g->K);
     ALLOC(g->dlogits, mb * g->K);
-    ALLOC(g->attn, mb * att * g->N);
-    ALLOC(g->dattn, mb * att * g->N);
-    ALLOC(g->prior_aug, att * g->G);
+    ALLOC(g->attn, mb * g->att_img);
+    ALLOC(g->dattn, mb * g->att_img);
+    ALLOC(g->prior_aug, g->prior_img);
     if (p.method == SARDFQ_SYNTH_PSAQ)
-        ALLOC(g->dao, (size_t)g->depth * mb * g->N * g->D);
+        ALLOC(g->dao, sfq_ao_offset(m, (int)mb, g->depth));
 #undef ALLOC
+    apa_layout(g);
     memset(g->am, 0, sizeof(float) * n * g->img);
     memset(g->av, 0, sizeof(float) * n * g->img);
     /* initial noise N(0, 1) in normalised space */
@@ -317,12 +399,7 @@ SARDFQ_API sardfq_status sardfq_generator_create(sardfq_model *m, const sardfq_g
         pp.scale_min = p.prior_scale_min;
         pp.scale_max = p.prior_scale_max;
         pp.seed = sfq_rng_next(&g->rng);
-        sardfq_prior *pr = NULL;
-        if ((s = sardfq_prior_create(I->grid_h, I->grid_w, &pp, &pr)))
-            goto fail;
-        s = sardfq_prior_sample(pr, (int)(n * att), g->priors);
-        sardfq_prior_free(pr);
-        if (s)
+        if ((s = draw_priors(g, &pp)))
             goto fail;
     }
     if ((s = sardfq_state_create(m, &g->state)))
@@ -340,10 +417,10 @@ SARDFQ_API sardfq_status sardfq_generator_set_priors(sardfq_generator *g, const 
 {
     if (!g || !priors)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_generator_set_priors: %s is NULL", !g ? "generator" : "priors");
-    size_t need = (size_t)g->n * g->depth * g->heads * g->G;
+    size_t need = (size_t)g->n * g->prior_img;
     if (count != need)
         return sfq_fail(SARDFQ_E_SHAPE, "sardfq_generator_set_priors: %zu floats given, %zu expected "
-                                        "(n_images x depth x heads x patches)", count, need);
+                                        "(n_images x %zu)", count, need, g->prior_img);
     for (size_t i = 0; i < need; i++)
         if (!isfinite(priors[i]))
             return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_generator_set_priors: value %zu is not finite", i);
@@ -448,8 +525,8 @@ static sardfq_status step(sardfq_generator *g, sardfq_synth_report *report)
     const sardfq_generator_params *p = &g->p;
     const int sardfq = p->method == SARDFQ_SYNTH_SARDFQ, psaq = p->method == SARDFQ_SYNTH_PSAQ;
     const int use_apa = sardfq && p->use_apa && p->apa_weight > 0;
-    const int n = g->n, K = g->K, C = g->C, H = g->H, W = g->W, G = g->G;
-    const size_t att = (size_t)g->depth * g->heads;
+    const int n = g->n, K = g->K, C = g->C, H = g->H, W = g->W;
+    const size_t att = g->att_img;
     const float lr = lr_at(g, g->step);
 
     /* 1. jitter for this step */
@@ -457,8 +534,6 @@ static sardfq_status step(sardfq_generator *g, sardfq_synth_report *report)
     const int lim = (int)lround((round + 1) * (double)W / 15.0);
     const int dy = uniform_int(&g->rng, -lim, lim), dx = uniform_int(&g->rng, -lim, lim);
     const int flip = sfq_rng_uniform(&g->rng) < 0.5;
-    const int ps = g->info.patch_size;
-    const int gdy = (int)lround((double)dy / ps), gdx = (int)lround((double)dx / ps);
 
     /* 2. items */
     const int n_items = make_items(g);
@@ -487,7 +562,7 @@ static sardfq_status step(sardfq_generator *g, sardfq_synth_report *report)
         if (s)
             return s;
         /* losses on this micro-batch */
-        memset(g->dattn, 0, sizeof(float) * (size_t)B * att * g->N);
+        memset(g->dattn, 0, sizeof(float) * (size_t)B * att);
         for (int b = 0; b < B; b++) {
             const item *it = &g->items[start + b];
             const float *target = it->region < 0
@@ -514,32 +589,43 @@ static sardfq_status step(sardfq_generator *g, sardfq_synth_report *report)
             }
         }
         if (use_apa) {
-            if ((s = sardfq_state_get_attention(g->state, g->attn, (size_t)B * att * g->N)))
+            if ((s = sardfq_state_get_attention(g->state, g->attn, (size_t)B * att)))
                 return s;
             for (int b = 0; b < B; b++) {
                 const item *it = &g->items[start + b];
                 if (it->region >= 0)
                     continue;
-                const float *pr = g->priors + (size_t)it->image * att * G;
-                for (size_t a = 0; a < att; a++)
-                    sfq_jitter(pr + a * G, g->prior_aug + a * G, g->info.grid_h, g->info.grid_w, gdy, gdx, flip);
-                float *da = g->dattn + (size_t)b * att * g->N;
-                L_apa += sfq_loss_apa(g->attn + (size_t)b * att * g->N, g->prior_aug, 1, g->depth, g->heads,
-                                      g->N, g->P, da) / n;
+                const float *pr = g->priors + (size_t)it->image * g->prior_img;
+                for (int l = 0; l < g->depth; l++) {
+                    const sfq_apa_block *k = &g->apa[l];
+                    const int gh = g->apa_gh[l], gw = g->apa_gw[l], cell = g->apa_cell[l];
+                    const int gdy = (int)lround((double)dy / cell), gdx = (int)lround((double)dx / cell);
+                    for (int h = 0; h < k->heads; h++) {
+                        const size_t o = k->prior_off + (size_t)h * gh * gw;
+                        sfq_jitter(pr + o, g->prior_aug + o, gh, gw, gdy, gdx, flip);
+                        if (g->m->swin)
+                            sfq_swin_apa_target(g->m, l, g->prior_aug + o);
+                    }
+                }
+                float *da = g->dattn + (size_t)b * att;
+                L_apa += sfq_loss_apa_blocks(g->attn + (size_t)b * att, g->prior_aug, g->depth, g->apa, 1.0, da) / n;
                 const float wgt = p->apa_weight / (float)n;
-                for (size_t j = 0; j < att * g->N; j++)
+                for (size_t j = 0; j < att; j++)
                     da[j] *= wgt;
             }
         }
         if (psaq) {
             /* L_PSE = -sum_l H_l, averaged over images (weight B/n per
              * micro-batch) */
-            const size_t blk = (size_t)B * g->N * g->D;
             for (int l = 0; l < g->depth; l++) {
-                float *dao = g->dao + (size_t)l * blk;
-                /* PSAQ-ViT drops token 0 only (also for a distilled DeiT) */
-                double pse = sfq_loss_pse(sfq_state_attn_output(g->state, l), B, g->N, g->heads,
-                                          g->info.head_dim, 1, dao);
+                float *dao = g->dao + sfq_ao_offset(g->m, B, l);
+                const size_t blk = sfq_ao_offset(g->m, B, l + 1) - sfq_ao_offset(g->m, B, l);
+                int windows, tokens, heads, hd;
+                sfq_block_attention_shape(g->m, l, &windows, &tokens, &heads, &hd);
+                /* PSAQ-ViT drops token 0 only (also for a distilled DeiT);
+                 * on Swin, token 0 of every window */
+                double pse = sfq_loss_pse_windows(sfq_state_attn_output(g->state, l), B, windows, tokens, heads,
+                                                  hd, 1, dao);
                 if (isnan(pse))
                     return sfq_fail(SARDFQ_E_NOMEM, "out of memory in the patch-similarity loss");
                 L_pse += pse * B / n;

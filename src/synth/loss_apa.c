@@ -3,6 +3,33 @@
 
 #include <string.h>
 
+/* sum_t (a[t] - p[t])^2 over G values, in four double partial sums; with
+ * d, writes d[t] = c (a[t] - p[t]). */
+static double row_sq_error(const float *a, const float *p, int G, float c, float *d)
+{
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int t = 0;
+    for (; t + 4 <= G; t += 4) {
+        const double e0 = (double)a[t] - p[t], e1 = (double)a[t + 1] - p[t + 1];
+        const double e2 = (double)a[t + 2] - p[t + 2], e3 = (double)a[t + 3] - p[t + 3];
+        s0 += e0 * e0;
+        s1 += e1 * e1;
+        s2 += e2 * e2;
+        s3 += e3 * e3;
+    }
+    for (; t < G; t++) {
+        const double e = (double)a[t] - p[t];
+        s0 += e * e;
+    }
+    if (d)
+        for (t = 0; t < G; t++)
+            d[t] = c * (a[t] - p[t]);
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* 1-based first block the loss uses */
+static int first_block(int depth) { return depth / 2 > 1 ? depth / 2 : 1; }
+
 double sfq_loss_apa(const float *attn, const float *prior, int B, int depth, int H, int N, int P,
                     float *dattn)
 {
@@ -13,37 +40,43 @@ double sfq_loss_apa(const float *attn, const float *prior, int B, int depth, int
         memset(dattn, 0, total * sizeof(float));
     if (B <= 0 || depth <= 0 || H <= 0 || G <= 0)
         return 0.0;
-    const int first = depth / 2 > 1 ? depth / 2 : 1; /* 1-based first used block */
     double loss = 0.0;
     for (int b = 0; b < B; b++) {
-        for (int l = first; l <= depth; l++) {
+        for (int l = first_block(depth); l <= depth; l++) {
             /* d/d attn of (1/B)(l/depth)(1/G) sum_t e_t^2 is c * e_t with: */
             const double wl = (double)l / depth / ((double)B * G);
             const float c = (float)(2.0 * wl);
             for (int h = 0; h < H; h++) {
                 const size_t r = (((size_t)b * depth + (l - 1)) * H + h);
-                const float *a = attn + r * row + P;
-                const float *p = prior + r * (size_t)G;
-                float *d = dattn ? dattn + r * row + P : NULL;
-                double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-                int t = 0;
-                for (; t + 4 <= G; t += 4) {
-                    const double e0 = (double)a[t] - p[t], e1 = (double)a[t + 1] - p[t + 1];
-                    const double e2 = (double)a[t + 2] - p[t + 2], e3 = (double)a[t + 3] - p[t + 3];
-                    s0 += e0 * e0;
-                    s1 += e1 * e1;
-                    s2 += e2 * e2;
-                    s3 += e3 * e3;
-                }
-                for (; t < G; t++) {
-                    const double e = (double)a[t] - p[t];
-                    s0 += e * e;
-                }
-                loss += wl * ((s0 + s1) + (s2 + s3));
-                if (d)
-                    for (t = 0; t < G; t++)
-                        d[t] = c * (a[t] - p[t]);
+                loss += wl * row_sq_error(attn + r * row + P, prior + r * (size_t)G, G, c,
+                                          dattn ? dattn + r * row + P : NULL);
             }
+        }
+    }
+    return loss;
+}
+
+double sfq_loss_apa_blocks(const float *attn, const float *target, int depth, const sfq_apa_block *blk,
+                           double scale, float *dattn)
+{
+    if (depth <= 0)
+        return 0.0;
+    if (dattn) {
+        const sfq_apa_block *last = &blk[depth - 1];
+        memset(dattn, 0, (last->attn_off + (size_t)last->heads * last->tokens) * sizeof(float));
+    }
+    double loss = 0.0;
+    for (int l = first_block(depth); l <= depth; l++) {
+        const sfq_apa_block *k = &blk[l - 1];
+        const int G = k->tokens - k->prefix;
+        if (G <= 0)
+            continue;
+        const double wl = (double)l / depth / G * scale;
+        const float c = (float)(2.0 * wl);
+        for (int h = 0; h < k->heads; h++) {
+            const size_t a = k->attn_off + (size_t)h * k->tokens + k->prefix;
+            loss += wl * row_sq_error(attn + a, target + k->prior_off + (size_t)h * G, G, c,
+                                      dattn ? dattn + a : NULL);
         }
     }
     return loss;

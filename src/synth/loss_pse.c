@@ -1,18 +1,20 @@
 /* loss_pse.c - PSAQ-ViT's patch-similarity entropy (see losses.h).
  *
- * Per image b: F = mean over heads of ao[b, skip:, :] (M x hd), fhat_i =
- * f_i / max(|f_i|, 1e-8), Gamma = Fhat Fhat^T (torch.cosine_similarity).
- * The grid x_0..x_9 = linspace(min Gamma, max Gamma) over the batch,
- *   p_k = c / M^2 sum_{i,j} exp(-(x_k - Gamma_ij)^2 / (2 h^2)),
+ * Per window w of image b (windows == 1: the ViT case): F = mean over
+ * heads of ao[b, w, skip:, :] (M x hd), fhat_i = f_i / max(|f_i|, 1e-8),
+ * Gamma_w = Fhat Fhat^T (torch.cosine_similarity). The grid x_0..x_9 =
+ * linspace(min Gamma, max Gamma) over the batch (all windows),
+ *   p_k = c / (nW M^2) sum_{w,i,j} exp(-(x_k - Gamma_w,ij)^2 / (2 h^2)),
  *   c = 1 / sqrt(2 pi h^2), h = 0.01,
  *   q_k = p_k + 1e-4, H_b = sum_k w_k (-q_k log q_k) (trapezoid weights w),
  *   L = -(1/B) sum_b H_b.
  * Backward (analytic): dL/dp_k = w_k (log q_k + 1) / B;
- *   dL/dGamma_ij = sum_k dL/dp_k c / (M^2 h) e_k u_k, u_k = (x_k - Gamma_ij)/h;
- *   dL/dFhat = S Fhat with S = 2 dL/dGamma (Gamma is symmetric);
+ *   dL/dGamma_w,ij = sum_k dL/dp_k c / (nW M^2 h) e_k u_k,
+ *   u_k = (x_k - Gamma_w,ij) / h;
+ *   dL/dFhat = S Fhat with S = 2 dL/dGamma_w (Gamma_w is symmetric);
  *   dL/df_i = (g_i - (g_i . fhat_i) fhat_i) / |f_i|  (g_i / 1e-8 where the
  *   norm is clamped, the clamp being treated as a constant);
- *   dao[b, skip + i, h*hd + d] = dL/df_i[d] / H.
+ *   dao[b, w, skip + i, h*hd + d] = dL/df_i[d] / H.
  * Gamma is symmetric, so only its upper triangle is computed (dsyrk) and
  * visited: each off-diagonal entry counts twice. Gram matrices and the
  * matrix products are in double (the kernel is so narrow, h = 0.01, that a
@@ -126,24 +128,27 @@ static void make_grid(double lo, double hi, double x[NGRID])
         x[k] = k < NGRID / 2 ? lo + step * k : hi - step * (NGRID - 1 - k);
 }
 
-double sfq_loss_pse(const float *ao, int B, int N, int H, int hd, int skip, float *dao)
+double sfq_loss_pse_windows(const float *ao, int B, int windows, int N, int H, int hd, int skip,
+                            float *dao)
 {
     const int D = H * hd;
-    if (B <= 0 || N <= 0 || H <= 0 || hd <= 0)
+    if (B <= 0 || windows <= 0 || N <= 0 || H <= 0 || hd <= 0)
         return 0.0;
     if (skip < 0)
         skip = 0;
     const int M = N - skip;
+    /* A group is one window of one image: rows g*N .. g*N + N-1 of ao. */
+    const size_t ng = (size_t)B * windows;
     if (dao) /* prefix rows; the patch rows are written below */
-        for (int b = 0; b < B; b++)
-            memset(dao + (size_t)b * N * D, 0, (size_t)(M > 0 ? skip : N) * D * sizeof(float));
+        for (size_t g = 0; g < ng; g++)
+            memset(dao + g * N * D, 0, (size_t)(M > 0 ? skip : N) * D * sizeof(float));
     if (M <= 0)
         return 0.0;
 
     const size_t MM = (size_t)M * M, Mh = (size_t)M * hd;
-    double *fhat = sfq_alloc_array((size_t)B * Mh, sizeof(double));
-    double *norm = sfq_alloc_array((size_t)B * M, sizeof(double));
-    double *gam = sfq_alloc_array((size_t)B * MM, sizeof(double));
+    double *fhat = sfq_alloc_array(ng * Mh, sizeof(double));
+    double *norm = sfq_alloc_array(ng * M, sizeof(double));
+    double *gam = sfq_alloc_array(ng * MM, sizeof(double));
     double *S = dao ? sfq_alloc_array(MM, sizeof(double)) : NULL;
     double *dF = dao ? sfq_alloc_array(Mh, sizeof(double)) : NULL;
     float *trow = dao ? sfq_alloc_array((size_t)M, sizeof(float)) : NULL;
@@ -159,17 +164,18 @@ double sfq_loss_pse(const float *ao, int B, int N, int H, int hd, int skip, floa
         sfq_free(S);
         sfq_free(dF);
         if (dao)
-            memset(dao, 0, (size_t)B * N * D * sizeof(float));
+            memset(dao, 0, ng * N * D * sizeof(float));
         return NAN;
     }
 
-    /* Head means, norms, normalised rows, Gram matrices, batch min/max. */
+    /* Head means, norms, normalised rows, Gram matrices (one per window),
+     * batch min/max. */
     const double invH = 1.0 / H;
     double lo = INFINITY, hi = -INFINITY;
-    for (int b = 0; b < B; b++) {
+    for (size_t g = 0; g < ng; g++) {
         for (int i = 0; i < M; i++) {
-            const float *a = ao + ((size_t)b * N + skip + i) * D;
-            double *f = fhat + (size_t)b * Mh + (size_t)i * hd;
+            const float *a = ao + (g * N + skip + i) * D;
+            double *f = fhat + g * Mh + (size_t)i * hd;
             for (int d = 0; d < hd; d++)
                 f[d] = a[d];
             for (int h = 1; h < H; h++)
@@ -181,14 +187,14 @@ double sfq_loss_pse(const float *ao, int B, int N, int H, int hd, int skip, floa
                 ss += f[d] * f[d];
             }
             const double nr = sqrt(ss);
-            norm[(size_t)b * M + i] = nr;
+            norm[g * M + i] = nr;
             const double inv = 1.0 / (nr > kEps ? nr : kEps);
             for (int d = 0; d < hd; d++)
                 f[d] *= inv;
         }
-        double *G = gam + (size_t)b * MM;
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, M, hd, 1.0, fhat + (size_t)b * Mh, hd,
-                    0.0, G, M);
+        double *G = gam + g * MM;
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, M, hd, 1.0, fhat + g * Mh, hd, 0.0, G,
+                    M);
         for (int i = 0; i < M; i++)
             for (int j = i; j < M; j++) {
                 const double v = G[(size_t)i * M + j];
@@ -205,21 +211,25 @@ double sfq_loss_pse(const float *ao, int B, int N, int H, int hd, int skip, floa
         w[k] = 0.5 * ((k + 1 < NGRID ? x[k + 1] : x[k]) - (k > 0 ? x[k - 1] : x[k]));
 
     const double coef = 1.0 / sqrt(2.0 * M_PI * kBandwidth * kBandwidth);
-    const double pnorm = coef / (double)MM;
+    const double pnorm = coef / ((double)MM * windows); /* 1 / (nW M^2) */
     double loss = 0.0;
     for (int b = 0; b < B; b++) {
-        const double *G = gam + (size_t)b * MM;
-        /* p = diagonal + 2 * strict upper triangle, each summed in float
-         * column accumulators over at most FLUSH rows, then in double. */
+        const size_t g0 = (size_t)b * windows;
+        /* p = diagonals + 2 * strict upper triangles over the image's
+         * windows, each summed in float column accumulators over at most
+         * FLUSH rows (never across windows), then in double. */
         double p[NGRID] = {0}, pd[NGRID] = {0};
-        for (int i = 0; i < M; i++)
-            diag[i] = G[(size_t)i * M + i];
-        kde_accumulate(diag, M, x, acc, M);
-        kde_flush(acc, M, M, pd);
-        for (int i = 0; i < M; i++) {
-            kde_accumulate(G + (size_t)i * M + i + 1, M - 1 - i, x, acc + i + 1, M);
-            if ((i + 1) % FLUSH == 0 || i == M - 1)
-                kde_flush(acc, M, M, p);
+        for (int wi = 0; wi < windows; wi++) {
+            const double *G = gam + (g0 + wi) * MM;
+            for (int i = 0; i < M; i++)
+                diag[i] = G[(size_t)i * M + i];
+            kde_accumulate(diag, M, x, acc, M);
+            kde_flush(acc, M, M, pd);
+            for (int i = 0; i < M; i++) {
+                kde_accumulate(G + (size_t)i * M + i + 1, M - 1 - i, x, acc + i + 1, M);
+                if ((i + 1) % FLUSH == 0 || i == M - 1)
+                    kde_flush(acc, M, M, p);
+            }
         }
         for (int k = 0; k < NGRID; k++)
             p[k] = 2.0 * p[k] + pd[k];
@@ -235,31 +245,36 @@ double sfq_loss_pse(const float *ao, int B, int N, int H, int hd, int skip, floa
         if (!dao)
             continue;
 
-        /* S = 2 dL/dGamma (upper triangle), then dFhat = S Fhat. */
+        /* Per window: S = 2 dL/dGamma (upper triangle), dFhat = S Fhat. */
         const double scale = 2.0 * pnorm / kBandwidth;
-        for (int i = 0; i < M; i++)
-            grad_row(G + (size_t)i * M + i, M - i, x, ck, scale, S + (size_t)i * M + i, trow);
-        const double *Fb = fhat + (size_t)b * Mh;
-        cblas_dsymm(CblasRowMajor, CblasLeft, CblasUpper, M, hd, 1.0, S, M, Fb, hd, 0.0, dF, hd);
-        for (int i = 0; i < M; i++) {
-            const double *fi = Fb + (size_t)i * hd;
-            const double *gi = dF + (size_t)i * hd;
-            const double nr = norm[(size_t)b * M + i];
-            float *out = dao + ((size_t)b * N + skip + i) * D;
-            if (nr > kEps) {
-                double dot = 0;
-                for (int d = 0; d < hd; d++)
-                    dot += gi[d] * fi[d];
-                const double s = invH / nr;
-                for (int d = 0; d < hd; d++)
-                    out[d] = (float)((gi[d] - dot * fi[d]) * s);
-            } else {
-                const double s = invH / kEps;
-                for (int d = 0; d < hd; d++)
-                    out[d] = (float)(gi[d] * s);
+        for (int wi = 0; wi < windows; wi++) {
+            const size_t g = g0 + wi;
+            const double *G = gam + g * MM;
+            for (int i = 0; i < M; i++)
+                grad_row(G + (size_t)i * M + i, M - i, x, ck, scale, S + (size_t)i * M + i, trow);
+            const double *Fg = fhat + g * Mh;
+            cblas_dsymm(CblasRowMajor, CblasLeft, CblasUpper, M, hd, 1.0, S, M, Fg, hd, 0.0, dF,
+                        hd);
+            for (int i = 0; i < M; i++) {
+                const double *fi = Fg + (size_t)i * hd;
+                const double *gi = dF + (size_t)i * hd;
+                const double nr = norm[g * M + i];
+                float *out = dao + (g * N + skip + i) * D;
+                if (nr > kEps) {
+                    double dot = 0;
+                    for (int d = 0; d < hd; d++)
+                        dot += gi[d] * fi[d];
+                    const double s = invH / nr;
+                    for (int d = 0; d < hd; d++)
+                        out[d] = (float)((gi[d] - dot * fi[d]) * s);
+                } else {
+                    const double s = invH / kEps;
+                    for (int d = 0; d < hd; d++)
+                        out[d] = (float)(gi[d] * s);
+                }
+                for (int h = 1; h < H; h++)
+                    memcpy(out + (size_t)h * hd, out, (size_t)hd * sizeof(float));
             }
-            for (int h = 1; h < H; h++)
-                memcpy(out + (size_t)h * hd, out, (size_t)hd * sizeof(float));
         }
     }
     sfq_free(fhat);
@@ -271,4 +286,9 @@ double sfq_loss_pse(const float *ao, int B, int N, int H, int hd, int skip, floa
     sfq_free(acc);
     sfq_free(diag);
     return loss / B;
+}
+
+double sfq_loss_pse(const float *ao, int B, int N, int H, int hd, int skip, float *dao)
+{
+    return sfq_loss_pse_windows(ao, B, 1, N, H, hd, skip, dao);
 }

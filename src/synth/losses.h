@@ -23,6 +23,20 @@
 double sfq_loss_apa(const float *attn, const float *prior, int B, int depth, int H, int N, int P,
                     float *dattn);
 
+/* The same loss for one image of a model whose blocks differ (Swin): block
+ * l has heads x tokens read-back values at attn + attn_off (the first
+ * `prefix` of each head's row excluded) and heads x (tokens - prefix)
+ * targets at target + prior_off. With the weights above times `scale`:
+ *   L = scale sum_{l >= depth/2} (l/depth) sum_h mean_t (attn - target)^2.
+ * dattn (may be NULL) is written over the whole read-back (blocks in
+ * order, contiguous). */
+typedef struct {
+    int heads, tokens, prefix;
+    size_t attn_off, prior_off;
+} sfq_apa_block;
+double sfq_loss_apa_blocks(const float *attn, const float *target, int depth, const sfq_apa_block *blk,
+                           double scale, float *dattn);
+
 /* ---- soft-label cross-entropy (loss_ce.c) ----------------------------- *
  * L = -(1/B) sum_b sum_k T[b,k] log softmax(z_b)[k]; one-hot targets give
  * the ordinary cross-entropy (nn.CrossEntropyLoss, mean reduction). Rows of
@@ -72,6 +86,24 @@ double sfq_loss_tv(const float *x, int B, int C, int H, int W, float tau, float 
  * prefix tokens). Kernel values below 2^-87 are flushed to 0. Returns L, or
  * NaN (dao zeroed) if scratch memory cannot be allocated. */
 double sfq_loss_pse(const float *ao, int B, int N, int H, int hd, int skip, float *dao);
+
+/* The same term for windowed attention (Swin), which PSAQ-ViT runs with the
+ * same code: ao [B][windows][N][H*hd], the block's attention output (B*nW,
+ * heads, Nw, hd) with the windows of an image consecutive (window_partition
+ * order), N = Nw tokens per window, heads contiguous.
+ *  - f = mean over heads; the first `skip` tokens of EVERY window are
+ *    dropped (PSAQ-ViT: [:, 1:, :] on the (B*nW, Nw, hd) tensor), M = N -
+ *    skip; Gamma_{b,w} = the M x M cosine similarities within window w.
+ *  - .view(B, -1) merges an image's windows: p_b(x) = (1/(windows M^2))
+ *    sum_{w,i,j} kernel(x - Gamma_{b,w}[i][j]) (no cross-window pairs).
+ *  - Grid lo/hi = min/max over the whole batch, all windows; the rest
+ *    (h = 0.01, the 1e-4 floor, trapz over 10 points, L = -mean_b H_b) as
+ *    above. dao has ao's layout (zero on every window's skipped tokens).
+ * sfq_loss_pse is exactly (bit for bit) the windows == 1 case. Returns L,
+ * 0 for empty shapes (windows <= 0 included), NaN (dao zeroed) if scratch
+ * memory cannot be allocated. */
+double sfq_loss_pse_windows(const float *ao, int B, int windows, int N, int H, int hd, int skip,
+                            float *dao);
 
 /* ---- MSR region resize (msr.c) ---------------------------------------- *
  * Bilinear resize (PyTorch F.interpolate(size=(H, W), mode='bilinear',

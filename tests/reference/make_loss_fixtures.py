@@ -19,6 +19,11 @@ Independent float64 PyTorch implementations, gradients by autograd:
         gradient), p(x) = mean_i N(x; sims_i, h^2) over the M*M entries of
         each image, H = trapz(-(p+1e-4) log(p+1e-4), grid) averaged over the
         batch, L = -H.
+  PSE windows  the same code on Swin: the hooked output is [B*nW, H, Nw, hd]
+        (window-major within an image); mean over heads, [:, skip:, :] drops
+        the first tokens of every window, cosine similarities within each
+        window [B*nW, M, M], then .view(B, -1) pools an image's nW*M*M values
+        into one KDE; the grid spans the min/max over the whole batch.
   crop-resize  F.interpolate(crop, size=(H, W), mode='bilinear',
         align_corners=False) of src[:, y0:y0+h, x0:x0+w]; its adjoint by
         autograd of <resize(src), g> with respect to the whole src.
@@ -101,6 +106,49 @@ def pse_ref(ao, H, skip, bounds=None):
     return -ent, sims
 
 
+def pse_windows_ref(ao, nW, H, skip, bounds=None):
+    """ao [B, nW, N, H*hd] (the C layout); written directly from the Swin
+    shapes rather than through pse_ref."""
+    B, _, N, D = ao.shape
+    hd = D // H
+    hooked = ao.reshape(B * nW, N, H, hd).permute(0, 2, 1, 3)   # [B*nW, H, Nw, hd]
+    a = hooked.mean(dim=1)[:, skip:, :]                          # [B*nW, M, hd]
+    sims = torch.cosine_similarity(a.unsqueeze(1), a.unsqueeze(2), dim=3)  # [B*nW, M, M]
+    lo, hi = bounds if bounds is not None else (sims.min().item(), sims.max().item())
+    grid = torch.linspace(lo, hi, steps=10, dtype=D64).repeat(B, 1)
+    p = gaussian_kde(grid, sims.view(B, -1)) + 1e-4
+    ent = torch.trapz(-p * torch.log(p), grid, dim=-1).mean()
+    return -ent, sims
+
+
+def pse_windows_loop(ao, nW, H, skip):
+    """The windowed loss by explicit loops over images and windows (value
+    only, no broadcasting tricks), to check pse_windows_ref."""
+    B, _, N, D = ao.shape
+    hd = D // H
+    vals = []
+    for b in range(B):
+        v = []
+        for w in range(nW):
+            f = [[sum(ao[b, w, t, h * hd + d] for h in range(H)) / H for d in range(hd)]
+                 for t in range(skip, N)]
+            nr = [max(math.sqrt(sum(x * x for x in fi)), 1e-8) for fi in f]
+            for i in range(len(f)):
+                for j in range(len(f)):
+                    v.append(sum(f[i][d] * f[j][d] for d in range(hd)) / (nr[i] * nr[j]))
+        vals.append(v)
+    lo = min(min(v) for v in vals)
+    hi = max(max(v) for v in vals)
+    xs = [lo + (hi - lo) * k / 9 for k in range(10)]
+    c = 1 / math.sqrt(2 * math.pi * 1e-4)
+    ent = 0.0
+    for v in vals:
+        q = [sum(c * math.exp(-(x - g) ** 2 / 2e-4) for g in v) / len(v) + 1e-4 for x in xs]
+        ent += sum(0.5 * (xs[k + 1] - xs[k]) * (-q[k] * math.log(q[k]) - q[k + 1] * math.log(q[k + 1]))
+                   for k in range(9))
+    return -ent / B
+
+
 def resize_ref(src, y0, x0, h, w):
     C, H, W = src.shape
     crop = src[:, y0:y0 + h, x0:x0 + w].unsqueeze(0)
@@ -125,6 +173,17 @@ def self_check(gen):
     bounds = (sims.min().item(), sims.max().item())
     assert torch.autograd.gradcheck(lambda t: pse_ref(t, 2, 1, bounds)[0],
                                      (ao.requires_grad_(True),), eps=1e-7, atol=1e-5, rtol=1e-4)
+    # PSE windows (own generator, so the other fixtures do not move):
+    # gradcheck, the loop version, and windows == 1 is the ViT reference
+    wgen = torch.Generator().manual_seed(20250611)
+    ao = torch.randn(2, 3, 5, 2 * 3, generator=wgen, dtype=D64)
+    sims = pse_windows_ref(ao, 3, 2, 1)[1]
+    bounds = (sims.min().item(), sims.max().item())
+    assert torch.autograd.gradcheck(lambda t: pse_windows_ref(t, 3, 2, 1, bounds)[0],
+                                     (ao.requires_grad_(True),), eps=1e-7, atol=1e-5, rtol=1e-4)
+    ao = ao.detach()
+    assert abs(pse_windows_ref(ao, 3, 2, 1)[0].item() - pse_windows_loop(ao, 3, 2, 1)) < 1e-10
+    assert abs(pse_windows_ref(ao[:, :1], 1, 2, 1)[0] - pse_ref(ao[:, 0], 2, 1)[0]) < 1e-14
     # the cosine similarity is the textbook one away from tiny norms
     a = torch.randn(5, 4, generator=gen, dtype=D64)
     an = a / a.norm(dim=1, keepdim=True)
@@ -233,6 +292,33 @@ def build_pse(gen):
     return t
 
 
+def build_pse_windows(_gen):
+    """Own generator (seed 20250612): adding this file leaves the others
+    byte-identical."""
+    gen = torch.Generator().manual_seed(20250612)
+    t = {}
+    # a: spread similarities, skip 1 (Swin as PSAQ-ViT hooks it); b: similarities
+    # concentrated around a shared direction, no skipped token, odd sizes
+    specs = (("a", 2, 4, 9, 2, 4, 1, None), ("b", 3, 2, 7, 3, 5, 0, 0.3))
+    for name, B, nW, N, H, hd, skip, noise in specs:
+        if noise is None:
+            ao = torch.randn(B, nW, N, H * hd, generator=gen, dtype=D64)
+        else:
+            base = torch.randn(1, 1, 1, H * hd, generator=gen, dtype=D64)
+            ao = base + noise * torch.randn(B, nW, N, H * hd, generator=gen, dtype=D64)
+        ao = f32(ao)
+        v, (g,) = value_and_grad(lambda a: pse_windows_ref(a, nW, H, skip), ao)
+        sims = pse_windows_ref(ao, nW, H, skip)[1]
+        assert abs(v.item() - pse_windows_loop(ao, nW, H, skip)) < 1e-10
+        assert torch.all(g[:, :, :skip] == 0)
+        print("pse_windows %s: loss %.6f, sims in [%.4f, %.4f]"
+              % (name, v.item(), sims.min(), sims.max()))
+        t.update({name + ".ao": ao,
+                  name + ".dims": torch.tensor([B, nW, N, H, hd, skip], dtype=D64),
+                  name + ".loss": v.reshape(1), name + ".dao": g})
+    return t
+
+
 def build_resize(gen):
     t = {}
     images = (("sq", 3, 16, 16, [(0, 0, 16, 16), (2, 3, 8, 8), (5, 1, 7, 12), (0, 10, 16, 6),
@@ -258,7 +344,8 @@ def main():
     self_check(gen)
     total = 0
     for name, build in (("apa", build_apa), ("ce", build_ce), ("tv", build_tv),
-                        ("pse", build_pse), ("resize", build_resize)):
+                        ("pse", build_pse), ("resize", build_resize),
+                        ("pse_windows", build_pse_windows)):
         tensors = build(gen)
         path = os.path.join(DATA, "losses_%s.safetensors" % name)
         n = stio.save(path, tensors, {"generator": "tests/reference/make_loss_fixtures.py"})
