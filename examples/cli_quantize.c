@@ -8,12 +8,12 @@
 
 void cli_usage_quantize(FILE *f)
 {
-    fputs("usage: sardfq quantize --out Q.safetensors [--model M]\n"
+    fputs("usage: sardfq quantize (--out Q.safetensors | --eval PATH) [--model M]\n"
           "           (--calib FILE | --synth noise|psaq|sardfq | --real PATH)\n"
           "           [--wbits 4] [--abits 4] [--scheme repq|minmax] [--keep LAYER=W,A]...\n"
           "           [--n 32] [--seed S] [--iters 1000] [--no-apa] [--no-msr] [--no-sl]\n"
           "           [--alpha A] [--prior gmm|laplace] [--prior-k K] [--threads T]\n"
-          "           [--recon-iters N] [--save-calib FILE] [--eval PATH [--limit N]]\n"
+          "           [--recon-iters N] [--save-calib FILE] [--out Q] [--eval PATH [--limit N]]\n"
           "\n"
           "Quantize the model with a calibration set: a file written by `sardfq synth`\n"
           "(--calib), images synthesised now (--synth, the options of `sardfq synth`),\n"
@@ -23,10 +23,12 @@ void cli_usage_quantize(FILE *f)
           "images). --scheme repq (default) is RepQ-ViT's quantizer, minmax PSAQ-ViT's.\n"
           "--keep LAYER=W,A overrides the bits of the layers matching LAYER (fnmatch\n"
           "pattern over names such as patch_embed, blocks.3.mlp.fc2, blocks.*.attn.qkv,\n"
-          "blocks.0.attn.matmul2, head); 0 keeps that side in floating point.\n"
+          "blocks.0.attn.matmul2, head; Swin: layers.1.blocks.0.attn.qkv,\n"
+          "layers.2.downsample.reduction); 0 keeps that side in floating point.\n"
           "--recon-iters N > 0 adds block reconstruction (N Adam iterations per block,\n"
           "SARDFQ uses 100; repq only) after the calibration.\n"
-          "Writes Q.safetensors (sardfq eval/info read it). With --eval, evaluates the\n"
+          "Writes Q.safetensors (sardfq eval/info read it; not for Swin models yet, which\n"
+          "need --eval instead). With --eval, evaluates the\n"
           "floating-point and the quantized model on PATH (its first N images with\n"
           "--limit); the last line of stdout is\n"
           "  fp_top1=<percent> q_top1=<percent> n=<count>\n",
@@ -283,8 +285,8 @@ int cli_quantize(int argc, char **argv)
             return cli_usage_error("quantize: unknown option '%s'", argv[i]);
         }
     }
-    if (!out)
-        return cli_usage_error("quantize: --out FILE is required");
+    if (!out && !src.eval)
+        return cli_usage_error("quantize: --out FILE or --eval PATH is required");
     if (!model_path)
         return cli_usage_error("quantize: --model is required (no installed default model)");
     if (!!src.calib + !!src.synth + !!src.real != 1)
@@ -343,14 +345,14 @@ int cli_quantize(int argc, char **argv)
         goto done;
     }
     const double t_recon = cli_now() - t0;
-    if ((s = sardfq_quantizer_finalize(q, &qm)) || (s = sardfq_model_save(qm, out))) {
-        cli_lib_fail(s, "quantize: cannot write %s", out);
+    if ((s = sardfq_quantizer_finalize(q, &qm)) || (out && (s = sardfq_model_save(qm, out)))) {
+        cli_lib_fail(s, "quantize: cannot write %s", out ? out : "the quantized model");
         goto done;
     }
     printf("images=%d source=%s scheme=%s wbits=%d abits=%d recon_iters=%ld seconds_images=%.2f "
            "seconds_calibrate=%.3f seconds_reconstruct=%.2f out=%s\n",
            n, src.calib ? "file" : src.real ? "real" : src.synth, qp.scheme == SARDFQ_SCHEME_REPQ ? "repq" : "minmax",
-           (int)qp.weight_bits, (int)qp.act_bits, recon, t_images, t_calib, t_recon, out);
+           (int)qp.weight_bits, (int)qp.act_bits, recon, t_images, t_calib, t_recon, out ? out : "none");
     if (src.eval) {
         double fp, qt;
         int64_t nf, nq;

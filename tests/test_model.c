@@ -448,14 +448,53 @@ START_TEST(random_swin)
 }
 END_TEST
 
-/* What a Swin model does not do yet fails cleanly */
-START_TEST(swin_unsupported_paths)
+/* The quantizer on a Swin model: RepQ-ViT only, no reconstruction or
+ * saving yet; timm-style layer names; with every layer kept in floating
+ * point the quantized model computes the FP logits (to the rounding of
+ * timm's "q * scale before Q K^T" order). Parity with PyTorch: test_qmodel. */
+START_TEST(swin_quantizer_paths)
 {
-    sardfq_model *m = load("swin_c.model.safetensors", 0);
+    sardfq_model *m = load("swin_a.timm.model.safetensors", 0);
+    sardfq_model_info info = info_of(m);
+    const int n = 2;
+    const size_t per = (size_t)3 * 56 * 56;
+    float *x = malloc(sizeof(float) * per * n), fp[20], ql[20];
+    for (size_t i = 0; i < per * n; i++)
+        x[i] = sinf((float)i * 0.13f);
+    ck_assert_int_eq(sardfq_model_forward(m, x, n, fp), SARDFQ_OK);
+    sardfq_quant_params qp;
+    sardfq_quant_default_params(&qp);
+    qp.scheme = SARDFQ_SCHEME_MINMAX;
     sardfq_quantizer *q = NULL;
-    ck_assert_int_eq(sardfq_quantizer_create(m, NULL, &q), SARDFQ_E_UNSUPPORTED);
+    ck_assert_int_eq(sardfq_quantizer_create(m, &qp, &q), SARDFQ_E_UNSUPPORTED);
     ck_assert_ptr_null(q);
+    ck_assert_int_eq(sardfq_quantizer_create(m, NULL, &q), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_quantizer_set_layer(q, "layers.1.downsample.reduction", 8, 8), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_quantizer_set_layer(q, "layers.*.blocks.*.attn.matmul2", 8, 8), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_quantizer_set_layer(q, "blocks.0.attn.qkv", 8, 8), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sardfq_quantizer_calibrate(q, x, n), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_quantizer_reconstruct(q, x, n), SARDFQ_E_UNSUPPORTED);
+    sardfq_model *qm = NULL;
+    ck_assert_int_eq(sardfq_quantizer_finalize(q, &qm), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_model_forward(qm, x, n, ql), SARDFQ_OK);
+    for (int i = 0; i < n * info.num_classes; i++)
+        ck_assert(isfinite(ql[i]));
+    ck_assert_int_eq(sardfq_model_save(qm, "/tmp/sardfq-never-written.safetensors"), SARDFQ_E_UNSUPPORTED);
+    sardfq_model_free(qm);
+    sardfq_quantizer_free(q);
+    /* everything floating point */
+    ck_assert_int_eq(sardfq_quantizer_create(m, NULL, &q), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_quantizer_set_layer(q, "*", 0, 0), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_quantizer_calibrate(q, x, n), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_quantizer_finalize(q, &qm), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_model_forward(qm, x, n, ql), SARDFQ_OK);
+    const double e = tu_max_abs_diff(ql, fp, (size_t)n * info.num_classes) / tu_max_abs(fp, (size_t)n * info.num_classes);
+    printf("Swin, every layer kept FP: logits %.2e of max |logit| from the FP model\n", e);
+    ck_assert(e < 1e-5);
+    sardfq_model_free(qm);
+    sardfq_quantizer_free(q);
     ck_assert_int_eq(sardfq_model_save(m, "/tmp/sardfq-never-written.safetensors"), SARDFQ_E_UNSUPPORTED);
+    free(x);
     sardfq_model_free(m);
 }
 END_TEST
@@ -580,7 +619,7 @@ int main(void)
     tcase_add_test(tc, misuse_returns_status);
     tcase_add_test(tc, random_architectures);
     tcase_add_test(tc, random_swin);
-    tcase_add_test(tc, swin_unsupported_paths);
+    tcase_add_test(tc, swin_quantizer_paths);
     tcase_add_test(tc, features_feed_the_head);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -133,11 +133,11 @@ static void repq_case(const char *run, int w, int a, int min_agree, double max_d
     const int depth = m->info.depth;
     char name[200], pt[96];
     cmp_stats acts = {0}, early = {0}, wts = {0}, wfixed = {0};
-    for (int i = 0; i < sfq_qspec_n_points(depth); i++) {
+    for (int i = 0; i < sfq_qspec_n_points(&m->info); i++) {
         const sfq_qact *ac = &spec->acts[i];
         if (!ac->kind)
             continue;
-        sfq_qpoint_name(depth, i, pt, sizeof pt);
+        sfq_qpoint_name(&m->info, i, pt, sizeof pt);
         size_t k;
         snprintf(name, sizeof name, "%s.%s.scale", run, pt);
         float *sc = tu_fixture_get(&f, name, &k);
@@ -158,11 +158,11 @@ static void repq_case(const char *run, int w, int a, int min_agree, double max_d
             free(zr);
         }
     }
-    for (int i = 0; i < sfq_qspec_n_linears(depth); i++) {
+    for (int i = 0; i < sfq_qspec_n_linears(&m->info); i++) {
         const sfq_qweight *qw = &spec->lin[i];
         if (!qw->bits)
             continue;
-        sfq_qlin_name(depth, i, pt, sizeof pt);
+        sfq_qlin_name(&m->info, i, pt, sizeof pt);
         size_t k;
         snprintf(name, sizeof name, "%s.%s.weight.scale", run, pt);
         float *sc = tu_fixture_get(&f, name, &k);
@@ -171,7 +171,7 @@ static void repq_case(const char *run, int w, int a, int min_agree, double max_d
         ck_assert_int_eq((int)k, sfq_qlin_rows(&m->info, i));
         /* qkv and fc1 are searched on reparameterised weights, which depend
          * on the (diverging) activations; the others only on the FP weights */
-        const int kind = i == 0 || i >= sfq_qlin_head(depth) ? -1 : (i - 1) % SFQ_LW_PER_BLOCK;
+        const int kind = i == 0 || i >= sfq_qlin_head(&m->info) ? -1 : (i - 1) % SFQ_LW_PER_BLOCK;
         cmp_stats *into = kind == SFQ_LW_QKV || kind == SFQ_LW_FC1 ? &wts : &wfixed;
         for (size_t r = 0; r < k; r++) {
             cmp(into, qw->rows[r].scale, sc[r]);
@@ -278,16 +278,15 @@ static void minmax_case(const char *run, int w, int a, int min_agree, double max
     tu_fixture_open(&f, FIX);
     sardfq_quantizer *q = calibrated(m, &f, SARDFQ_SCHEME_MINMAX, w, a);
     const sardfq_model *qm = sfq_quantizer_model(q);
-    const int depth = m->info.depth;
     cmp_stats st = {0};
     char name[200], pt[96], ref[96];
     int points = 0;
-    for (int i = 0; i < sfq_qspec_n_points(depth); i++) {
+    for (int i = 0; i < sfq_qspec_n_points(&m->info); i++) {
         const sfq_qact *ac = &qm->q->acts[i];
         if (!ac->kind)
             continue;
         points++;
-        sfq_qpoint_name(depth, i, pt, sizeof pt);
+        sfq_qpoint_name(&m->info, i, pt, sizeof pt);
         snprintf(ref, sizeof ref, "%s", pt);
         for (size_t t = 0; t < sizeof map / sizeof map[0]; t++) {
             const char *hit = strstr(pt, map[t][0]);
@@ -399,7 +398,7 @@ START_TEST(layer_overrides)
     float *calib = tu_fixture_get(&f, "calib.images", &n);
     ck_assert_int_eq(sardfq_quantizer_calibrate(q, calib, 32), 0);
     const sardfq_model *qm = sfq_quantizer_model(q);
-    const int d = m->info.depth, head = sfq_qlin_head(d);
+    const int d = m->info.depth, head = sfq_qlin_head(&m->info);
     ck_assert_int_eq(qm->q->lin[head].bits, 8);
     ck_assert_int_eq(qm->q->acts[sfq_qpoint_index(-1, SFQ_AG_HEAD_IN)].bits, 8);
     ck_assert_int_eq(qm->q->lin[sfq_qlin_index(1, SFQ_LW_FC1)].bits, 4);

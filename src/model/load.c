@@ -250,10 +250,10 @@ static sardfq_status bind_codes(bind_ctx *b, const sfq_st_tensor *t, const char 
 {
     const sardfq_model_info *cfg = &b->m->info;
     char wname[200];
-    for (int i = 0; b->m->q && i < sfq_qspec_n_linears(cfg->depth); i++) {
+    for (int i = 0; b->m->q && i < sfq_qspec_n_linears(cfg); i++) {
         if (!sfq_qlin_exists(cfg, i))
             continue;
-        sfq_qlin_tensor_name(cfg->depth, i, wname, sizeof wname);
+        sfq_qlin_tensor_name(cfg, i, wname, sizeof wname);
         const sfq_qweight *w = &b->m->q->lin[i];
         if (strcmp(wname, name) != 0 || !w->bits)
             continue;
@@ -1208,8 +1208,10 @@ static sardfq_status random_swin(sardfq_model *m, const swin_spec *a, uint64_t s
     set_layernorm(sw->pe_norm_w, sw->pe_norm_b, (size_t)cfg->embed_dim);
     for (int si = 0; si < sw->n_stages; si++) {
         const sfq_swin_stage *g = &sw->st[si];
-        if (si)
+        if (si) {
             set_layernorm(g->ds_norm_w, g->ds_norm_b, 2 * (size_t)g->dim);
+            memset((float *)g->ds_red_b, 0, sizeof(float) * (size_t)g->dim);
+        }
         for (int l = g->first; l < g->first + g->depth; l++) {
             set_layernorm(m->blocks[l].ln1_w, m->blocks[l].ln1_b, (size_t)g->dim);
             set_layernorm(m->blocks[l].ln2_w, m->blocks[l].ln2_b, (size_t)g->dim);

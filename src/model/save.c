@@ -160,12 +160,12 @@ static sardfq_status add_acts(plan *p, const sardfq_model *m)
 {
     const sfq_qspec *q = m->q;
     char name[200], val[64];
-    for (int i = 0; i < sfq_qspec_n_points(q->depth); i++) {
+    for (int i = 0; i < q->npoints; i++) {
         const sfq_qact *a = &q->acts[i];
         if (!a->kind)
             continue;
         char pt[96];
-        sfq_qpoint_name(q->depth, i, pt, sizeof pt);
+        sfq_qpoint_name(&m->info, i, pt, sizeof pt);
         float *v = sfq_alloc_array(2, sizeof(float));
         if (!own(p, v))
             return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
@@ -197,8 +197,8 @@ SARDFQ_API sardfq_status sardfq_model_save(const sardfq_model *m, const char *pa
     return sfq_fail(SARDFQ_E_UNSUPPORTED, "sardfq_model_save: only little-endian hosts are supported");
 #else
     const sardfq_model_info *cfg = &m->info;
-    const int depth = cfg->depth, npts = m->q ? sfq_qspec_n_points(depth) : 0;
-    const int nlin = sfq_qspec_n_linears(depth);
+    const int depth = cfg->depth, npts = m->q ? sfq_qspec_n_points(cfg) : 0;
+    const int nlin = sfq_qspec_n_linears(cfg);
     plan p;
     if (!plan_init(&p, 16 + depth * 16 + nlin * 3 + npts * 2, 32 + m->n_meta + nlin + npts)) {
         plan_free(&p);
@@ -229,18 +229,18 @@ SARDFQ_API sardfq_status sardfq_model_save(const sardfq_model *m, const char *pa
             TRY(add(&p, name, SFQ_DT_F32, vd[k], 1, vl[k]));
         }
         for (int k = 0; k < SFQ_LW_PER_BLOCK && !s; k++) {
-            sfq_qlin_tensor_name(depth, sfq_qlin_index(l, k), name, sizeof name);
+            sfq_qlin_tensor_name(cfg, sfq_qlin_index(l, k), name, sizeof name);
             s = add_weight(&p, m, sfq_qlin_index(l, k), name);
         }
     }
     TRY(add(&p, "norm.weight", SFQ_DT_F32, m->norm_w, 1, D));
     TRY(add(&p, "norm.bias", SFQ_DT_F32, m->norm_b, 1, D));
     if (!s)
-        s = add_weight(&p, m, sfq_qlin_head(depth), "head.weight");
+        s = add_weight(&p, m, sfq_qlin_head(cfg), "head.weight");
     TRY(add(&p, "head.bias", SFQ_DT_F32, m->head_b, 1, K));
     if (cfg->num_prefix_tokens == 2) {
         if (!s)
-            s = add_weight(&p, m, sfq_qlin_head(depth) + 1, "head_dist.weight");
+            s = add_weight(&p, m, sfq_qlin_head(cfg) + 1, "head_dist.weight");
         TRY(add(&p, "head_dist.bias", SFQ_DT_F32, m->head_dist_b, 1, K));
     }
     if (!s && m->q)

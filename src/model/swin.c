@@ -22,6 +22,7 @@
 #include "swin.h"
 
 #include "compute.h"
+#include "qspec.h"
 #include "smallgemm.h"
 #include "threads.h"
 #include "vmath.h"
@@ -171,7 +172,7 @@ sardfq_status sfq_swin_alloc_params(sardfq_model *m)
     for (int s = 0; s < w->n_stages; s++) {
         const size_t C = (size_t)w->st[s].dim, M = (size_t)w->st[s].hidden, h = (size_t)w->st[s].heads;
         if (s)
-            total += 2 * 2 * C + C * 2 * C; /* merge norm [4C'] = [2C], reduction [C][2C] */
+            total += 2 * 2 * C + C * 2 * C + C; /* merge norm [4C'] = [2C], reduction [C][2C] + [C] */
         total += (size_t)w->st[s].depth * (4 * C + 3 * C * C + 3 * C + C * C + C + table_rows * h + 2 * M * C + M + C);
     }
     const size_t Cf = (size_t)cfg->num_features;
@@ -209,6 +210,8 @@ sardfq_status sfq_swin_alloc_params(sardfq_model *m)
             st->ds_norm_w = TAKE(2 * C);
             st->ds_norm_b = TAKE(2 * C);
             st->ds_red_w = TAKE(C * 2 * C);
+            st->ds_red_b = TAKE(C);
+            memset((float *)st->ds_red_b, 0, sizeof(float) * C);
         }
         for (int l = st->first; l < st->first + st->depth; l++) {
             sfq_block *b = &m->blocks[l];
@@ -245,7 +248,11 @@ sardfq_status sfq_swin_alloc_params(sardfq_model *m)
     }
     fl += 2.0 * Cf * K;
     cfg->flops_per_image = fl;
-    cfg->num_params = (int64_t)total;
+    /* the reduction biases are not parameters of the checkpoint's model */
+    int64_t extra = 0;
+    for (int s = 1; s < w->n_stages; s++)
+        extra += w->st[s].dim;
+    cfg->num_params = (int64_t)total - extra;
     return SARDFQ_OK;
 }
 
@@ -390,6 +397,7 @@ typedef struct {
     const int *relidx;
     const float *table;
     int shifted, l;
+    float alpha;      /* on Q K^T: the scale, or 1 when Q holds scale q */
     int64_t attn_off; /* this block's offset in an image's read-back */
     int64_t T;        /* read-back floats per image */
     const float *qkv, *dao, *dattn;
@@ -427,43 +435,84 @@ static void window_labels(const sfq_swin_stage *st, int w, int *lab)
     }
 }
 
+/* The two halves of one triple's attention with the thread's packing
+ * buffer: S = alpha Q K^T + bias + mask, softmax (into probs); and
+ * O = P V (into ao) with the read-back of P. */
+static void triple_scores(const sw_attn *c, int64_t t, float *buf)
+{
+    const sfq_swin_stage *st = c->st;
+    const int C = st->dim, h = st->heads, hd = C / h, Nw = st->wh * st->ww, ldN = sfq_pack_ld(Nw);
+    const triple r = split_triple(c, t);
+    const float *q = c->qkv + r.row0 * 3 * C + (size_t)r.hh * hd;
+    float *S = c->probs + (size_t)t * Nw * Nw;
+    int lab[64 * 64];
+    sfq_pack_transpose(q + C, 3 * C, Nw, hd, buf, ldN); /* K^T */
+    sfq_gemm_packed(Nw, Nw, hd, c->alpha, q, 3 * C, buf, ldN, S, Nw);
+    for (int i = 0; i < Nw * Nw; i++)
+        S[i] += c->table[(size_t)c->relidx[i] * h + r.hh];
+    if (c->shifted) {
+        window_labels(st, r.w, lab);
+        for (int i = 0; i < Nw; i++)
+            for (int j = 0; j < Nw; j++)
+                if (lab[i] != lab[j])
+                    S[i * Nw + j] += MASK_VALUE;
+    }
+    sfq_softmax_fwd(S, Nw, Nw, 1);
+}
+
+static void triple_pv(const sw_attn *c, int64_t t, float *buf)
+{
+    const sfq_swin_stage *st = c->st;
+    const int C = st->dim, h = st->heads, hd = C / h, Nw = st->wh * st->ww, N = st->gh * st->gw;
+    const int ldh = sfq_pack_ld(hd);
+    const triple r = split_triple(c, t);
+    const float *q = c->qkv + r.row0 * 3 * C + (size_t)r.hh * hd;
+    const float *S = c->probs + (size_t)t * Nw * Nw;
+    sfq_pack_rows(q + 2 * C, 3 * C, Nw, hd, buf, ldh); /* V */
+    sfq_gemm_packed(Nw, hd, Nw, 1.0f, S, Nw, buf, ldh, c->ao + r.row0 * C + (size_t)r.hh * hd, C);
+    if (c->attn) {
+        float *a = c->attn + (size_t)r.b * c->T + c->attn_off + (size_t)r.hh * N;
+        for (int j = 0; j < Nw; j++) {
+            double sum = 0;
+            for (int i = 0; i < Nw; i++)
+                sum += S[i * Nw + j];
+            a[sfq_swin_token_pos(st, c->shifted, r.w, j)] = (float)(sum / N);
+        }
+    }
+}
+
+static float *triple_buf(const sw_attn *c, int chunk)
+{
+    const int Nw = c->st->wh * c->st->ww;
+    return c->scratch + (size_t)chunk * c->chunk + (size_t)Nw * sfq_pack_ld(Nw);
+}
+
 static void attention_fwd_range(void *vc, int chunk, int64_t t0, int64_t t1)
 {
     const sw_attn *c = vc;
-    const sfq_swin_stage *st = c->st;
-    const int C = st->dim, h = st->heads, hd = C / h, Nw = st->wh * st->ww, N = st->gh * st->gw;
-    const int ldN = sfq_pack_ld(Nw), ldh = sfq_pack_ld(hd);
-    const float scale = 1.0f / sqrtf((float)hd);
-    float *buf = c->scratch + (size_t)chunk * c->chunk + (size_t)Nw * ldN;
-    int lab[64 * 64];
+    float *buf = triple_buf(c, chunk);
     for (int64_t t = t0; t < t1; t++) {
-        const triple r = split_triple(c, t);
-        const float *q = c->qkv + r.row0 * 3 * C + (size_t)r.hh * hd;
-        float *S = c->probs + (size_t)t * Nw * Nw;
-        sfq_pack_transpose(q + C, 3 * C, Nw, hd, buf, ldN); /* K^T */
-        sfq_gemm_packed(Nw, Nw, hd, scale, q, 3 * C, buf, ldN, S, Nw);
-        for (int i = 0; i < Nw * Nw; i++)
-            S[i] += c->table[(size_t)c->relidx[i] * h + r.hh];
-        if (c->shifted) {
-            window_labels(st, r.w, lab);
-            for (int i = 0; i < Nw; i++)
-                for (int j = 0; j < Nw; j++)
-                    if (lab[i] != lab[j])
-                        S[i * Nw + j] += MASK_VALUE;
-        }
-        sfq_softmax_fwd(S, Nw, Nw, 1);
-        sfq_pack_rows(q + 2 * C, 3 * C, Nw, hd, buf, ldh); /* V */
-        sfq_gemm_packed(Nw, hd, Nw, 1.0f, S, Nw, buf, ldh, c->ao + r.row0 * C + (size_t)r.hh * hd, C);
-        if (c->attn) {
-            float *a = c->attn + (size_t)r.b * c->T + c->attn_off + (size_t)r.hh * N;
-            for (int j = 0; j < Nw; j++) {
-                double sum = 0;
-                for (int i = 0; i < Nw; i++)
-                    sum += S[i * Nw + j];
-                a[sfq_swin_token_pos(st, c->shifted, r.w, j)] = (float)(sum / N);
-            }
-        }
+        triple_scores(c, t, buf);
+        triple_pv(c, t, buf);
     }
+}
+
+/* The same in two passes, for a quantized model whose probability
+ * quantizer sees the whole batch between them. */
+static void attention_scores_range(void *vc, int chunk, int64_t t0, int64_t t1)
+{
+    const sw_attn *c = vc;
+    float *buf = triple_buf(c, chunk);
+    for (int64_t t = t0; t < t1; t++)
+        triple_scores(c, t, buf);
+}
+
+static void attention_pv_range(void *vc, int chunk, int64_t t0, int64_t t1)
+{
+    const sw_attn *c = vc;
+    float *buf = triple_buf(c, chunk);
+    for (int64_t t = t0; t < t1; t++)
+        triple_pv(c, t, buf);
 }
 
 /* dPr = dO V^T (+ dattn[pos(j)] / N on every row), dV = Pr^T dO, dS =
@@ -511,6 +560,7 @@ static sw_attn attn_ctx(const sardfq_model *m, int l, const sw_work *w, size_t c
     const sfq_swin_stage *st = &sw->st[s];
     sw_attn c = {.st = st, .relidx = sw->relidx[s], .table = m->blocks[l].rel_table,
                  .shifted = block_shifted(st, l), .l = l, .T = m->info.attention_floats,
+                 .alpha = 1.0f / sqrtf((float)(st->dim / st->heads)),
                  .scratch = w->scratch, .chunk = chunk};
     for (int k = 0; k < l; k++) {
         const sfq_swin_stage *sk = &sw->st[sfq_swin_block_stage(m, k)];
@@ -569,6 +619,7 @@ static void forward(const sardfq_model *m, const float *images, int n, sw_work *
     const float eps = cfg->ln_eps;
     const size_t chunk = sizes(m).chunk;
     sfq_im2col(m, images, n, w->patches, nt);
+    sfq_qhook(m, -1, SFQ_AG_INPUT, w->patches, (int64_t)n * G, cpp, cpp, nt);
     sfq_linear(c, w->patches, m->patch_w, m->patch_b, w->h, n * G, cpp, C0, 0);
     sfq_layernorm_fwd(w->h, sw->pe_norm_w, sw->pe_norm_b, w->x, k->xhat_st ? k->xhat_st[0] : NULL,
                       k->rstd_st ? k->rstd_st[0] : NULL, (int64_t)n * G, C0, eps, nt);
@@ -581,7 +632,8 @@ static void forward(const sardfq_model *m, const float *images, int n, sw_work *
             sfq_parallel_for(nt, (int64_t)BN, merge_range, &mc);
             sfq_layernorm_fwd(w->xw, st->ds_norm_w, st->ds_norm_b, w->h, k->xhat_st ? k->xhat_st[s] : NULL,
                               k->rstd_st ? k->rstd_st[s] : NULL, BN, 2 * C, eps, nt);
-            sfq_linear(c, w->h, st->ds_red_w, NULL, w->x, BN, 2 * C, C, 0);
+            sfq_qhook(m, -1, sfq_qpoint_reduction(cfg, s), w->h, BN, 2 * C, 2 * C, nt);
+            sfq_linear(c, w->h, st->ds_red_w, st->ds_red_b, w->x, BN, 2 * C, C, 0);
         }
         for (int l = st->first; l < st->first + st->depth; l++) {
             const sfq_block *blk = &m->blocks[l];
@@ -591,18 +643,39 @@ static void forward(const sardfq_model *m, const float *images, int n, sw_work *
             permute(st, ac.shifted, n, w->x, w->xw, 0, 0, nt);
             sfq_layernorm_fwd(w->xw, blk->ln1_w, blk->ln1_b, w->h, sv ? sv->xhat1 : NULL, sv ? sv->rstd1 : NULL,
                               BN, C, eps, nt);
+            sfq_qhook(m, l, SFQ_AP_QKV_IN, w->h, BN, C, C, nt);
             sfq_linear(c, w->h, blk->qkv_w, blk->qkv_b, qkv, BN, C, 3 * C, 0);
             ac.qkv = qkv;
             ac.probs = sv ? sv->probs : w->probs;
             ac.ao = k->ao ? k->ao + sfq_swin_ao_offset(m, n, l) : w->ao;
             ac.attn = k->attn;
-            sfq_parallel_chunks(nt, n_triples(st, n), attention_fwd_range, &ac);
+            if (!m->q) {
+                sfq_parallel_chunks(nt, n_triples(st, n), attention_fwd_range, &ac);
+            } else {
+                /* timm (and RepQ-ViT's matmul1) multiply q by the scale
+                 * before Q K^T: the quantizer sees scale q */
+                for (int64_t r = 0; r < BN; r++)
+                    for (int i = 0; i < C; i++)
+                        qkv[r * 3 * C + i] *= ac.alpha;
+                ac.alpha = 1.0f;
+                const int Nw = st->wh * st->ww;
+                const int64_t rows = n_triples(st, n) * Nw;
+                sfq_qhook(m, l, SFQ_AP_Q, qkv, BN, C, 3 * C, nt);
+                sfq_qhook(m, l, SFQ_AP_K, qkv + C, BN, C, 3 * C, nt);
+                sfq_qhook(m, l, SFQ_AP_V, qkv + 2 * C, BN, C, 3 * C, nt);
+                sfq_parallel_chunks(nt, n_triples(st, n), attention_scores_range, &ac);
+                sfq_qhook(m, l, SFQ_AP_PROBS, ac.probs, rows, Nw, Nw, nt);
+                sfq_parallel_chunks(nt, n_triples(st, n), attention_pv_range, &ac);
+            }
+            sfq_qhook(m, l, SFQ_AP_PROJ_IN, ac.ao, BN, C, C, nt);
             sfq_linear(c, ac.ao, blk->proj_w, blk->proj_b, w->h, BN, C, C, 0);
             permute(st, ac.shifted, n, w->h, w->x, 1, 1, nt);
             sfq_layernorm_fwd(w->x, blk->ln2_w, blk->ln2_b, w->h, sv ? sv->xhat2 : NULL, sv ? sv->rstd2 : NULL,
                               BN, C, eps, nt);
+            sfq_qhook(m, l, SFQ_AP_FC1_IN, w->h, BN, C, C, nt);
             sfq_linear(c, w->h, blk->fc1_w, blk->fc1_b, pre, BN, C, M, 0);
             sfq_gelu_fwd(pre, w->hid, (int64_t)BN * M, nt);
+            sfq_qhook(m, l, SFQ_AP_FC2_IN, w->hid, BN, M, M, nt);
             sfq_linear(c, w->hid, blk->fc2_w, blk->fc2_b, w->x, BN, M, C, 1);
         }
     }
@@ -619,8 +692,13 @@ static void forward(const sardfq_model *m, const float *images, int n, sw_work *
             feat[(size_t)b * Cf + d] = (float)(sum / N);
         }
     }
-    if (logits)
-        sfq_linear(c, feat, m->head_w, m->head_b, logits, n, Cf, K, 0);
+    if (!logits)
+        return;
+    if (m->q && feat != w->pool) /* the kept features stay unquantized */
+        memcpy(w->pool, feat, sizeof(float) * (size_t)n * Cf);
+    feat = m->q ? w->pool : feat;
+    sfq_qhook(m, -1, SFQ_AG_HEAD_IN, feat, n, Cf, Cf, nt);
+    sfq_linear(c, feat, m->head_w, m->head_b, logits, n, Cf, K, 0);
 }
 
 sardfq_status sfq_swin_forward(sardfq_model *m, const float *images, int n, float *logits)

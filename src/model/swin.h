@@ -4,7 +4,9 @@
  * Parameters (one buffer, in this order; C_s = stage width, h_s heads,
  * M_s mlp hidden, w the window of the relative-position tables):
  *   patch_w [C_0][C*p*p]  patch_b [C_0]  patch norm w/b [C_0]
- *   stage s > 0: merge norm w/b [4 C_{s-1}], reduction [C_s][4 C_{s-1}]
+ *   stage s > 0: merge norm w/b [4 C_{s-1}], reduction [C_s][4 C_{s-1}],
+ *                reduction bias [C_s] (0 in checkpoints, which have none;
+ *                RepQ-ViT's reparameterisation gives it a value)
  *   per block: ln1 w/b, qkv [3C][C] + [3C], proj [C][C] + [C],
  *              rel_table [(2w-1)^2][h_s], ln2 w/b, fc1 [M][C] + [M],
  *              fc2 [C][M] + [C]
@@ -23,8 +25,8 @@ typedef struct {
     int sh, sw;             /* shift of the odd blocks (0 on an axis whose grid
                                is one window) */
     int depth, first;       /* blocks first .. first + depth - 1 */
-    const float *ds_norm_w, *ds_norm_b, *ds_red_w; /* patch merging into the
-                                                      stage (NULL for s = 0) */
+    const float *ds_norm_w, *ds_norm_b, *ds_red_w, *ds_red_b; /* patch merging
+                                                      into the stage (NULL for s = 0) */
 } sfq_swin_stage;
 
 typedef struct sfq_swin {

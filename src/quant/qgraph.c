@@ -3,6 +3,7 @@
  * calibrate then apply). */
 #include "qspec.h"
 
+#include "swin.h"
 #include "threads.h"
 #include "vit.h"
 
@@ -19,48 +20,80 @@ static const char *const GLOBAL_POINTS[SFQ_AG_COUNT] = {
 static const char *const BLOCK_LINEARS[SFQ_LW_PER_BLOCK] = {"attn.qkv", "attn.proj", "mlp.fc1",
                                                             "mlp.fc2"};
 
-void sfq_qpoint_name(int depth, int index, char *buf, size_t n)
+/* Block l's name prefix: "blocks.L" (ViT), "layers.S.blocks.B" (Swin,
+ * timm's names). */
+static void block_prefix(const sardfq_model_info *cfg, int l, char *buf, size_t n)
 {
-    if (index < SFQ_AG_COUNT)
+    if (cfg->num_stages <= 1) {
+        snprintf(buf, n, "blocks.%d", l);
+        return;
+    }
+    int s = 0;
+    while (s + 1 < cfg->num_stages && l >= cfg->stage_depth[s]) {
+        l -= cfg->stage_depth[s];
+        s++;
+    }
+    snprintf(buf, n, "layers.%d.blocks.%d", s, l);
+}
+
+/* Stage s of a reduction index (linear or point), 0 if none. */
+static int merge_stage(int index, int first_merge, int merges)
+{
+    return index >= first_merge && index < first_merge + merges ? index - first_merge + 1 : 0;
+}
+
+void sfq_qpoint_name(const sardfq_model_info *cfg, int index, char *buf, size_t n)
+{
+    char pre[48];
+    const int s = merge_stage(index, sfq_qpoint_reduction(cfg, 1), sfq_qspec_merges(cfg));
+    if (index < 0)
+        snprintf(buf, n, "?");
+    else if (index < SFQ_AG_COUNT)
         snprintf(buf, n, "%s", GLOBAL_POINTS[index]);
-    else if (index < sfq_qspec_n_points(depth))
-        snprintf(buf, n, "blocks.%d.%s", (index - SFQ_AG_COUNT) / SFQ_AP_COUNT,
-                 BLOCK_POINTS[(index - SFQ_AG_COUNT) % SFQ_AP_COUNT]);
-    else
+    else if (s)
+        snprintf(buf, n, "layers.%d.downsample.reduction.input", s);
+    else if (index < sfq_qspec_n_points(cfg)) {
+        block_prefix(cfg, (index - SFQ_AG_COUNT) / SFQ_AP_COUNT, pre, sizeof pre);
+        snprintf(buf, n, "%s.%s", pre, BLOCK_POINTS[(index - SFQ_AG_COUNT) % SFQ_AP_COUNT]);
+    } else
         snprintf(buf, n, "?");
 }
 
-void sfq_qlin_name(int depth, int index, char *buf, size_t n)
+void sfq_qlin_name(const sardfq_model_info *cfg, int index, char *buf, size_t n)
 {
+    char pre[48];
+    const int s = merge_stage(index, sfq_qlin_reduction(cfg, 1), sfq_qspec_merges(cfg));
     if (index == 0)
         snprintf(buf, n, "patch_embed");
-    else if (index == sfq_qlin_head(depth))
+    else if (index == sfq_qlin_head(cfg))
         snprintf(buf, n, "head");
-    else if (index == sfq_qlin_head(depth) + 1)
+    else if (index == sfq_qlin_head(cfg) + 1)
         snprintf(buf, n, "head_dist");
-    else if (index > 0 && index < sfq_qlin_head(depth))
-        snprintf(buf, n, "blocks.%d.%s", (index - 1) / SFQ_LW_PER_BLOCK,
-                 BLOCK_LINEARS[(index - 1) % SFQ_LW_PER_BLOCK]);
-    else
+    else if (s)
+        snprintf(buf, n, "layers.%d.downsample.reduction", s);
+    else if (index > 0 && index < sfq_qlin_head(cfg)) {
+        block_prefix(cfg, (index - 1) / SFQ_LW_PER_BLOCK, pre, sizeof pre);
+        snprintf(buf, n, "%s.%s", pre, BLOCK_LINEARS[(index - 1) % SFQ_LW_PER_BLOCK]);
+    } else
         snprintf(buf, n, "?");
 }
 
-int sfq_qpoint_find(int depth, const char *name)
+int sfq_qpoint_find(const sardfq_model_info *cfg, const char *name)
 {
     char buf[96];
-    for (int i = 0; i < sfq_qspec_n_points(depth); i++) {
-        sfq_qpoint_name(depth, i, buf, sizeof buf);
+    for (int i = 0; i < sfq_qspec_n_points(cfg); i++) {
+        sfq_qpoint_name(cfg, i, buf, sizeof buf);
         if (strcmp(buf, name) == 0)
             return i;
     }
     return -1;
 }
 
-int sfq_qlin_find(int depth, const char *name)
+int sfq_qlin_find(const sardfq_model_info *cfg, const char *name)
 {
     char buf[96];
-    for (int i = 0; i < sfq_qspec_n_linears(depth); i++) {
-        sfq_qlin_name(depth, i, buf, sizeof buf);
+    for (int i = 0; i < sfq_qspec_n_linears(cfg); i++) {
+        sfq_qlin_name(cfg, i, buf, sizeof buf);
         if (strcmp(buf, name) == 0)
             return i;
     }
@@ -69,42 +102,67 @@ int sfq_qlin_find(int depth, const char *name)
 
 int sfq_qlin_exists(const sardfq_model_info *cfg, int index)
 {
-    if (index == sfq_qlin_head(cfg->depth) + 1)
+    if (index == sfq_qlin_head(cfg) + 1)
         return cfg->num_prefix_tokens == 2;
-    return index >= 0 && index <= sfq_qlin_head(cfg->depth);
+    return index >= 0 && index < sfq_qspec_n_linears(cfg);
+}
+
+/* Width and mlp hidden of block l's stage. */
+static void block_dims(const sardfq_model_info *cfg, int l, int *dim, int *hidden)
+{
+    int s = 0;
+    while (s + 1 < cfg->num_stages && l >= cfg->stage_depth[s]) {
+        l -= cfg->stage_depth[s];
+        s++;
+    }
+    *dim = cfg->num_stages > 1 ? cfg->stage_dim[s] : cfg->embed_dim;
+    *hidden = (int)((int64_t)*dim * cfg->mlp_hidden / cfg->embed_dim);
 }
 
 int sfq_qlin_rows(const sardfq_model_info *cfg, int index)
 {
+    const int s = merge_stage(index, sfq_qlin_reduction(cfg, 1), sfq_qspec_merges(cfg));
     if (index == 0)
         return cfg->embed_dim;
-    if (index >= sfq_qlin_head(cfg->depth))
+    if (s)
+        return cfg->stage_dim[s];
+    if (index >= sfq_qlin_head(cfg))
         return cfg->num_classes;
+    int D, M;
+    block_dims(cfg, (index - 1) / SFQ_LW_PER_BLOCK, &D, &M);
     switch ((index - 1) % SFQ_LW_PER_BLOCK) {
-    case SFQ_LW_QKV: return 3 * cfg->embed_dim;
-    case SFQ_LW_FC1: return cfg->mlp_hidden;
-    default: return cfg->embed_dim;
+    case SFQ_LW_QKV: return 3 * D;
+    case SFQ_LW_FC1: return M;
+    default: return D;
     }
 }
 
 int sfq_qlin_cols(const sardfq_model_info *cfg, int index)
 {
+    const int s = merge_stage(index, sfq_qlin_reduction(cfg, 1), sfq_qspec_merges(cfg));
     if (index == 0)
         return cfg->in_chans * cfg->patch_size * cfg->patch_size;
-    if (index >= sfq_qlin_head(cfg->depth))
-        return cfg->embed_dim;
-    return (index - 1) % SFQ_LW_PER_BLOCK == SFQ_LW_FC2 ? cfg->mlp_hidden : cfg->embed_dim;
+    if (s)
+        return 2 * cfg->stage_dim[s];
+    if (index >= sfq_qlin_head(cfg))
+        return cfg->num_features;
+    int D, M;
+    block_dims(cfg, (index - 1) / SFQ_LW_PER_BLOCK, &D, &M);
+    return (index - 1) % SFQ_LW_PER_BLOCK == SFQ_LW_FC2 ? M : D;
 }
 
 float *sfq_qlin_weight(const sardfq_model *m, int index)
 {
-    const int depth = m->info.depth;
+    const sardfq_model_info *cfg = &m->info;
+    const int s = merge_stage(index, sfq_qlin_reduction(cfg, 1), sfq_qspec_merges(cfg));
     const float *w;
     if (index == 0)
         w = m->patch_w;
-    else if (index == sfq_qlin_head(depth))
+    else if (s)
+        w = m->swin->st[s].ds_red_w;
+    else if (index == sfq_qlin_head(cfg))
         w = m->head_w;
-    else if (index == sfq_qlin_head(depth) + 1)
+    else if (index == sfq_qlin_head(cfg) + 1)
         w = m->head_dist_w;
     else {
         const sfq_block *b = &m->blocks[(index - 1) / SFQ_LW_PER_BLOCK];
@@ -124,8 +182,10 @@ sardfq_status sfq_qspec_new(const sardfq_model_info *cfg, sfq_qspec **out)
     if (!q)
         return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
     q->depth = cfg->depth;
-    q->acts = sfq_alloc_zero(sizeof(sfq_qact) * (size_t)sfq_qspec_n_points(cfg->depth));
-    q->lin = sfq_alloc_zero(sizeof(sfq_qweight) * (size_t)sfq_qspec_n_linears(cfg->depth));
+    q->npoints = sfq_qspec_n_points(cfg);
+    q->nlin = sfq_qspec_n_linears(cfg);
+    q->acts = sfq_alloc_zero(sizeof(sfq_qact) * (size_t)q->npoints);
+    q->lin = sfq_alloc_zero(sizeof(sfq_qweight) * (size_t)q->nlin);
     if (!q->acts || !q->lin) {
         sfq_qspec_free(q);
         return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
@@ -139,7 +199,7 @@ void sfq_qspec_free(sfq_qspec *q)
     if (!q)
         return;
     if (q->lin)
-        for (int i = 0; i < sfq_qspec_n_linears(q->depth); i++)
+        for (int i = 0; i < q->nlin; i++)
             sfq_free(q->lin[i].rows);
     sfq_free(q->lin);
     sfq_free(q->acts);
@@ -173,8 +233,8 @@ sardfq_status sfq_qspec_copy(const sfq_qspec *src, const sardfq_model_info *cfg,
     q->scheme = src->scheme;
     q->wbits = src->wbits;
     q->abits = src->abits;
-    memcpy(q->acts, src->acts, sizeof(sfq_qact) * (size_t)sfq_qspec_n_points(cfg->depth));
-    for (int i = 0; i < sfq_qspec_n_linears(cfg->depth); i++) {
+    memcpy(q->acts, src->acts, sizeof(sfq_qact) * (size_t)sfq_qspec_n_points(cfg));
+    for (int i = 0; i < sfq_qspec_n_linears(cfg); i++) {
         if (!src->lin[i].bits)
             continue;
         if ((s = sfq_qspec_set_weight(q, cfg, i, src->lin[i].bits)) != SARDFQ_OK) {

@@ -22,14 +22,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-void sfq_qlin_tensor_name(int depth, int i, char *buf, size_t n)
+void sfq_qlin_tensor_name(const sardfq_model_info *cfg, int i, char *buf, size_t n)
 {
     if (i == 0) {
         snprintf(buf, n, "patch_embed.proj.weight");
         return;
     }
     char lin[96];
-    sfq_qlin_name(depth, i, lin, sizeof lin);
+    sfq_qlin_name(cfg, i, lin, sizeof lin);
     snprintf(buf, n, "%s.weight", lin);
 }
 
@@ -210,8 +210,8 @@ sardfq_status sfq_qspec_read(const sfq_st_file *st, const sardfq_model_info *cfg
     }
     q->wbits = wb ? atoi(wb) : 0;
     q->abits = ab ? atoi(ab) : 0;
-    for (int i = 0; i < sfq_qspec_n_points(cfg->depth); i++) {
-        sfq_qpoint_name(cfg->depth, i, name, sizeof name);
+    for (int i = 0; i < sfq_qspec_n_points(cfg); i++) {
+        sfq_qpoint_name(cfg, i, name, sizeof name);
         snprintf(key, sizeof key, "sardfq.q.%s", name);
         const char *v = sfq_st_meta(st, key);
         if (!v)
@@ -249,10 +249,10 @@ sardfq_status sfq_qspec_read(const sfq_st_file *st, const sardfq_model_info *cfg
         if (s)
             goto fail;
     }
-    for (int i = 0; i < sfq_qspec_n_linears(cfg->depth); i++) {
+    for (int i = 0; i < sfq_qspec_n_linears(cfg); i++) {
         if (!sfq_qlin_exists(cfg, i))
             continue;
-        sfq_qlin_tensor_name(cfg->depth, i, name, sizeof name);
+        sfq_qlin_tensor_name(cfg, i, name, sizeof name);
         snprintf(key, sizeof key, "sardfq.q.%s", name);
         const char *v = sfq_st_meta(st, key);
         if (!v)

@@ -97,8 +97,10 @@ typedef struct sfq_qspec {
     int scheme; /* SARDFQ_SCHEME_* */
     int wbits, abits;
     int depth;
-    sfq_qact *acts;     /* SFQ_AG_COUNT globals, then depth * SFQ_AP_COUNT */
-    sfq_qweight *lin;   /* sfq_qspec_n_linears(depth) */
+    int npoints, nlin;  /* sfq_qspec_n_points / n_linears of the model */
+    sfq_qact *acts;     /* npoints: SFQ_AG_COUNT globals, depth * SFQ_AP_COUNT,
+                           the reduction inputs */
+    sfq_qweight *lin;   /* nlin */
     sfq_qcal *cal;      /* non-NULL only while calibrating */
 } sfq_qspec;
 
@@ -107,19 +109,36 @@ static inline int sfq_qpoint_index(int l, int which)
 {
     return l < 0 ? which : SFQ_AG_COUNT + l * SFQ_AP_COUNT + which;
 }
-static inline int sfq_qspec_n_points(int depth) { return SFQ_AG_COUNT + depth * SFQ_AP_COUNT; }
-/* Linear index: patch_embed 0, block l's k at 1 + 4 l + k, head, head_dist. */
+/* Stages after the first (Swin: each begins with a patch merging). */
+static inline int sfq_qspec_merges(const sardfq_model_info *c) { return c->num_stages > 1 ? c->num_stages - 1 : 0; }
+/* Points: the globals, every block's, then the input of each stage s >= 1's
+ * patch-merging reduction (a global point: pass its index as `which`
+ * with l = -1). */
+static inline int sfq_qspec_n_points(const sardfq_model_info *c)
+{
+    return SFQ_AG_COUNT + c->depth * SFQ_AP_COUNT + sfq_qspec_merges(c);
+}
+static inline int sfq_qpoint_reduction(const sardfq_model_info *c, int s)
+{
+    return SFQ_AG_COUNT + c->depth * SFQ_AP_COUNT + s - 1;
+}
+/* Linear index: patch_embed 0, block l's k at 1 + 4 l + k, head, head_dist,
+ * then stage s >= 1's reduction. */
 static inline int sfq_qlin_index(int l, int k) { return 1 + l * SFQ_LW_PER_BLOCK + k; }
-static inline int sfq_qspec_n_linears(int depth) { return 3 + depth * SFQ_LW_PER_BLOCK; }
-static inline int sfq_qlin_head(int depth) { return 1 + depth * SFQ_LW_PER_BLOCK; }
+static inline int sfq_qlin_head(const sardfq_model_info *c) { return 1 + c->depth * SFQ_LW_PER_BLOCK; }
+static inline int sfq_qlin_reduction(const sardfq_model_info *c, int s) { return 3 + c->depth * SFQ_LW_PER_BLOCK + s - 1; }
+static inline int sfq_qspec_n_linears(const sardfq_model_info *c)
+{
+    return 3 + c->depth * SFQ_LW_PER_BLOCK + sfq_qspec_merges(c);
+}
 
 /* Names: "blocks.3.attn.matmul1.a", "patch_embed.input", ...; linears
  * "patch_embed", "blocks.0.attn.qkv", "head". buf of n bytes. */
-void sfq_qpoint_name(int depth, int index, char *buf, size_t n);
-void sfq_qlin_name(int depth, int index, char *buf, size_t n);
+void sfq_qpoint_name(const sardfq_model_info *cfg, int index, char *buf, size_t n);
+void sfq_qlin_name(const sardfq_model_info *cfg, int index, char *buf, size_t n);
 /* Index of a point / linear name, or -1. */
-int sfq_qpoint_find(int depth, const char *name);
-int sfq_qlin_find(int depth, const char *name);
+int sfq_qpoint_find(const sardfq_model_info *cfg, const char *name);
+int sfq_qlin_find(const sardfq_model_info *cfg, const char *name);
 
 struct sardfq_model;
 /* Output rows / input columns of linear `index` of model m (the patch

@@ -20,6 +20,7 @@
 #include "qspec.h"
 #include "recon.h"
 
+#include "swin.h"
 #include "vit.h"
 
 #include <fnmatch.h>
@@ -52,6 +53,7 @@ SARDFQ_API void sardfq_quant_default_params(sardfq_quant_params *p)
     p->recon_lr = 4e-5f;
 }
 
+static int n_sites(const sardfq_model_info *cfg);
 static int bits_ok(int b) { return b >= SFQ_QBITS_MIN && b <= SFQ_QBITS_MAX; }
 
 SARDFQ_API sardfq_status sardfq_quantizer_create(const sardfq_model *fp, const sardfq_quant_params *params,
@@ -59,8 +61,6 @@ SARDFQ_API sardfq_status sardfq_quantizer_create(const sardfq_model *fp, const s
 {
     if (!fp || !out)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_quantizer_create: %s is NULL", !fp ? "model" : "out");
-    if (fp->swin)
-        return sfq_fail(SARDFQ_E_UNSUPPORTED, "sardfq_quantizer_create: quantizing Swin models is not supported yet");
     sardfq_quant_params p;
     sardfq_quant_default_params(&p);
     sardfq_status s = sfq_read_params(params, &p, sizeof p, sizeof p, "sardfq_quant_params");
@@ -72,6 +72,9 @@ SARDFQ_API sardfq_status sardfq_quantizer_create(const sardfq_model *fp, const s
                         SFQ_QBITS_MIN, SFQ_QBITS_MAX, (int)p.weight_bits, (int)p.act_bits);
     if (p.scheme != SARDFQ_SCHEME_REPQ && p.scheme != SARDFQ_SCHEME_MINMAX)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_quantizer_create: unknown scheme %d", (int)p.scheme);
+    if (fp->swin && p.scheme != SARDFQ_SCHEME_REPQ)
+        return sfq_fail(SARDFQ_E_UNSUPPORTED,
+                        "sardfq_quantizer_create: the min/max scheme is for ViT/DeiT; quantize Swin with repq");
     if (p.n_threads < 0)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_quantizer_create: n_threads must be >= 0");
     if (p.recon_iters < 1 || p.recon_iters > 1000000 || !(p.recon_lr > 0) || !isfinite(p.recon_lr))
@@ -85,12 +88,12 @@ SARDFQ_API sardfq_status sardfq_quantizer_create(const sardfq_model *fp, const s
     q->fp = fp;
     q->p = p;
     const int depth = fp->info.depth;
-    q->nlin = sfq_qspec_n_linears(depth);
+    q->nlin = sfq_qspec_n_linears(&fp->info);
     q->lin_w = sfq_alloc_array((size_t)q->nlin, sizeof(int));
     q->lin_a = sfq_alloc_array((size_t)q->nlin, sizeof(int));
     q->mm1_a = sfq_alloc_array((size_t)depth, sizeof(int));
     q->mm2_a = sfq_alloc_array((size_t)depth, sizeof(int));
-    q->chan = sfq_alloc_zero(sizeof(sfq_uq *) * 2 * (size_t)depth);
+    q->chan = sfq_alloc_zero(sizeof(sfq_uq *) * (size_t)n_sites(&fp->info));
     if (!q->lin_w || !q->lin_a || !q->mm1_a || !q->mm2_a || !q->chan) {
         sardfq_quantizer_free(q);
         return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
@@ -109,7 +112,7 @@ SARDFQ_API void sardfq_quantizer_free(sardfq_quantizer *q)
         return;
     sardfq_model_free(q->work);
     if (q->chan)
-        for (int i = 0; i < 2 * q->fp->info.depth; i++)
+        for (int i = 0; i < n_sites(&q->fp->info); i++)
             sfq_free(q->chan[i]);
     sfq_free(q->chan);
     sfq_free(q->lin_w);
@@ -135,7 +138,7 @@ SARDFQ_API sardfq_status sardfq_quantizer_set_layer(sardfq_quantizer *q, const c
     for (int i = 0; i < q->nlin; i++) {
         if (!sfq_qlin_exists(cfg, i))
             continue;
-        sfq_qlin_name(cfg->depth, i, name, sizeof name);
+        sfq_qlin_name(cfg, i, name, sizeof name);
         if (fnmatch(pattern, name, 0) == 0) {
             q->lin_w[i] = weight_bits;
             q->lin_a[i] = act_bits;
@@ -144,7 +147,9 @@ SARDFQ_API sardfq_status sardfq_quantizer_set_layer(sardfq_quantizer *q, const c
     }
     for (int l = 0; l < cfg->depth; l++)
         for (int k = 1; k <= 2; k++) {
-            snprintf(name, sizeof name, "blocks.%d.attn.matmul%d", l, k);
+            /* the matmul's name: its first operand's point without ".a" */
+            sfq_qpoint_name(cfg, sfq_qpoint_index(l, k == 1 ? SFQ_AP_Q : SFQ_AP_PROBS), name, sizeof name);
+            name[strlen(name) - 2] = '\0';
             if (fnmatch(pattern, name, 0) == 0) {
                 (k == 1 ? q->mm1_a : q->mm2_a)[l] = act_bits;
                 matched++;
@@ -153,7 +158,8 @@ SARDFQ_API sardfq_status sardfq_quantizer_set_layer(sardfq_quantizer *q, const c
     if (!matched)
         return sfq_fail(SARDFQ_E_INVALID_ARG,
                         "sardfq_quantizer_set_layer: '%s' matches no layer (names look like "
-                        "\"patch_embed\", \"blocks.0.attn.qkv\", \"blocks.*.attn.matmul2\", \"head\")",
+                        "\"patch_embed\", \"blocks.0.attn.qkv\", \"blocks.*.attn.matmul2\", \"head\"; "
+                        "Swin: \"layers.0.blocks.1.mlp.fc1\", \"layers.1.downsample.reduction\")",
                         pattern);
     return SARDFQ_OK;
 }
@@ -188,7 +194,7 @@ static sardfq_status configure(const sardfq_quantizer *q, sfq_qspec *s)
         if (st)
             return st;
     }
-    const int head = sfq_qlin_head(cfg->depth);
+    const int head = sfq_qlin_head(cfg);
     /* RepQ-ViT forces the image to 8 bits; PSAQ-ViT quantizes it like the rest */
     act_on(s, -1, SFQ_AG_INPUT, pick(q->lin_a[0], repq ? 8 : A), U);
     act_on(s, -1, SFQ_AG_HEAD_IN, pick(q->lin_a[head], A), U);
@@ -199,6 +205,8 @@ static sardfq_status configure(const sardfq_quantizer *q, sfq_qspec *s)
             act_on(s, -1, g, A, U);
     if (!repq)
         act_on(s, -1, SFQ_AG_LOGITS, A, U);
+    for (int st = 1; st <= sfq_qspec_merges(cfg); st++)
+        act_on(s, -1, sfq_qpoint_reduction(cfg, st), pick(q->lin_a[sfq_qlin_reduction(cfg, st)], A), U);
     for (int l = 0; l < cfg->depth; l++) {
         const int *la = q->lin_a;
         act_on(s, l, SFQ_AP_QKV_IN, pick(la[sfq_qlin_index(l, SFQ_LW_QKV)], A), U);
@@ -282,21 +290,53 @@ static sardfq_status quantize_weight(sardfq_quantizer *q, sardfq_model *work, in
     return sfq_uq_fake_rows(qw->rows, w, sfq_qlin_weight(work, i), rows, cols);
 }
 
-/* RepQ-ViT's reparameterisation of block l's LayerNorm k (0: norm1 -> qkv,
- * 1: norm2 -> fc1) from the per-channel quantizers cols[D] of the linear's
- * input: writes dst's LayerNorm and bias from fp's, and the new FP weight
- * into wnew [rows][D]; *u receives the per-tensor input quantizer. */
-static sardfq_status fold(const sardfq_model *fp, sardfq_model *dst, int l, int k, const sfq_uq *cols,
-                          int bits, float *wnew, sfq_uq *u)
+/* RepQ-ViT's LayerNorm -> linear pairs ("sites"), whose linear input is
+ * calibrated per channel and folded: site j < 2 depth is block j / 2's
+ * norm1 -> qkv (j even) or norm2 -> fc1 (j odd); site 2 depth + s - 1 is
+ * stage s's patch-merging norm -> reduction (Swin). */
+typedef struct {
+    float *lnw, *lnb, *bias;
+    int lin, point;
+} fold_site;
+
+static int n_sites(const sardfq_model_info *cfg) { return 2 * cfg->depth + sfq_qspec_merges(cfg); }
+
+static fold_site site_of(const sardfq_model *m, int j)
+{
+    const sardfq_model_info *cfg = &m->info;
+    fold_site f;
+    if (j < 2 * cfg->depth) {
+        const int l = j / 2, k = j % 2;
+        const sfq_block *b = &m->blocks[l];
+        f.lnw = (float *)(k ? b->ln2_w : b->ln1_w);
+        f.lnb = (float *)(k ? b->ln2_b : b->ln1_b);
+        f.bias = (float *)(k ? b->fc1_b : b->qkv_b);
+        f.lin = sfq_qlin_index(l, k ? SFQ_LW_FC1 : SFQ_LW_QKV);
+        f.point = sfq_qpoint_index(l, k ? SFQ_AP_FC1_IN : SFQ_AP_QKV_IN);
+    } else {
+        const int s = j - 2 * cfg->depth + 1;
+        const sfq_swin_stage *st = &m->swin->st[s];
+        f.lnw = (float *)st->ds_norm_w;
+        f.lnb = (float *)st->ds_norm_b;
+        f.bias = (float *)st->ds_red_b;
+        f.lin = sfq_qlin_reduction(cfg, s);
+        f.point = sfq_qpoint_reduction(cfg, s);
+    }
+    return f;
+}
+
+/* RepQ-ViT's reparameterisation of site j from the per-channel quantizers
+ * cols[D] of the linear's input: writes dst's LayerNorm and bias from fp's,
+ * and the new FP weight into wnew [rows][D]; *u receives the per-tensor
+ * input quantizer. */
+static sardfq_status fold(const sardfq_model *fp, sardfq_model *dst, int j, const sfq_uq *cols, int bits,
+                          float *wnew, sfq_uq *u)
 {
     const sardfq_model_info *cfg = &fp->info;
-    const int D = cfg->embed_dim, i = sfq_qlin_index(l, k ? SFQ_LW_FC1 : SFQ_LW_QKV);
-    const int R = sfq_qlin_rows(cfg, i);
-    const sfq_block *fb = &fp->blocks[l], *db = &dst->blocks[l];
-    const float *fp_lnw = k ? fb->ln2_w : fb->ln1_w, *fp_lnb = k ? fb->ln2_b : fb->ln1_b;
-    const float *fp_bias = k ? fb->fc1_b : fb->qkv_b;
-    float *lnw = (float *)(k ? db->ln2_w : db->ln1_w), *lnb = (float *)(k ? db->ln2_b : db->ln1_b);
-    float *bias = (float *)(k ? db->fc1_b : db->qkv_b);
+    const fold_site fs = site_of(fp, j), ds = site_of(dst, j);
+    const int i = fs.lin, D = sfq_qlin_cols(cfg, i), R = sfq_qlin_rows(cfg, i);
+    const float *fp_lnw = fs.lnw, *fp_lnb = fs.lnb, *fp_bias = fs.bias;
+    float *lnw = ds.lnw, *lnb = ds.lnb, *bias = ds.bias;
     double sd = 0, sz = 0;
     for (int c = 0; c < D; c++) {
         sd += cols[c].scale;
@@ -339,24 +379,23 @@ static sardfq_status fold(const sardfq_model *fp, sardfq_model *dst, int l, int 
 
 /* Fold, then quantize the new weight into the work model (quantized) or
  * store it as is (floating point, work->q may be NULL). */
-static sardfq_status reparam(sardfq_quantizer *q, sardfq_model *work, int l, int k, const sfq_uq *cols,
-                             int quantized, int nt)
+static sardfq_status reparam(sardfq_quantizer *q, sardfq_model *work, int j, const sfq_uq *cols, int quantized,
+                             int nt)
 {
     const sardfq_model_info *cfg = &work->info;
-    const int i = sfq_qlin_index(l, k ? SFQ_LW_FC1 : SFQ_LW_QKV);
-    const int pt = sfq_qpoint_index(l, k ? SFQ_AP_FC1_IN : SFQ_AP_QKV_IN);
-    const size_t n = (size_t)sfq_qlin_rows(cfg, i) * (size_t)cfg->embed_dim;
+    const fold_site f = site_of(work, j);
+    const size_t n = (size_t)sfq_qlin_rows(cfg, f.lin) * (size_t)sfq_qlin_cols(cfg, f.lin);
     float *wnew = sfq_alloc_array(n, sizeof(float));
     if (!wnew)
         return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
     sfq_uq u;
-    const int bits = quantized ? work->q->acts[pt].bits : 8;
-    sardfq_status s = fold(q->fp, work, l, k, cols, bits, wnew, &u);
+    const int bits = quantized ? work->q->acts[f.point].bits : 8;
+    sardfq_status s = fold(q->fp, work, j, cols, bits, wnew, &u);
     if (!s && quantized) {
-        work->q->acts[pt].u = u;
-        s = quantize_weight(q, work, i, wnew, nt);
+        work->q->acts[f.point].u = u;
+        s = quantize_weight(q, work, f.lin, wnew, nt);
     } else if (!s) {
-        memcpy(sfq_qlin_weight(work, i), wnew, n * sizeof(float));
+        memcpy(sfq_qlin_weight(work, f.lin), wnew, n * sizeof(float));
     }
     sfq_free(wnew);
     return s;
@@ -387,28 +426,25 @@ static sardfq_status calibrate_repq(sardfq_quantizer *q, sardfq_model *work, sfq
     for (int i = 0; i < q->nlin; i++)
         if (sfq_qlin_exists(cfg, i) && (s = quantize_weight(q, work, i, sfq_qlin_weight(q->fp, i), nt)))
             return s;
-    for (int l = 0; l < cfg->depth; l++) {
-        cal->chanwise[sfq_qpoint_index(l, SFQ_AP_QKV_IN)] = 1;
-        cal->chanwise[sfq_qpoint_index(l, SFQ_AP_FC1_IN)] = 1;
-    }
+    for (int j = 0; j < n_sites(cfg); j++)
+        cal->chanwise[site_of(work, j).point] = 1;
     s = sardfq_model_forward(work, images, n, logits);
     if (s)
         return s;
     if (cal->err)
         return sfq_fail(cal->err, "calibration: %s", cal->msg);
     /* keep the per-channel quantizers (sfq_quantizer_reparam_fp) */
-    for (int l = 0; l < cfg->depth; l++)
-        for (int k = 0; k < 2; k++) {
-            const int pt = sfq_qpoint_index(l, k ? SFQ_AP_FC1_IN : SFQ_AP_QKV_IN);
-            sfq_free(q->chan[2 * l + k]);
-            q->chan[2 * l + k] = NULL;
-            if (!cal->inited[pt])
-                continue;
-            q->chan[2 * l + k] = cal->cols[pt];
-            cal->cols[pt] = NULL;
-            if ((s = reparam(q, work, l, k, q->chan[2 * l + k], 1, nt)))
-                return s;
-        }
+    for (int j = 0; j < n_sites(cfg); j++) {
+        const int pt = site_of(work, j).point;
+        sfq_free(q->chan[j]);
+        q->chan[j] = NULL;
+        if (!cal->inited[pt])
+            continue;
+        q->chan[j] = cal->cols[pt];
+        cal->cols[pt] = NULL;
+        if ((s = reparam(q, work, j, q->chan[j], 1, nt)))
+            return s;
+    }
     return SARDFQ_OK;
 }
 
@@ -428,13 +464,13 @@ static sardfq_status calibrate_minmax(sardfq_quantizer *q, sardfq_model *work, s
             return s;
         cal->seen[ppos] = 1;
     }
-    for (int i = 0; i < sfq_qspec_n_points(cfg->depth); i++) {
+    for (int i = 0; i < sfq_qspec_n_points(cfg); i++) {
         sfq_qact *a = &spec->acts[i];
         if (!a->kind)
             continue;
         if (!cal->seen[i]) {
             char name[96];
-            sfq_qpoint_name(cfg->depth, i, name, sizeof name);
+            sfq_qpoint_name(cfg, i, name, sizeof name);
             return sfq_fail(SARDFQ_E_INTERNAL, "calibration: point %s saw no data", name);
         }
         if ((s = sfq_psaq_act(cal->mn[i], cal->mx[i], a->bits, &a->u)))
@@ -470,7 +506,7 @@ SARDFQ_API sardfq_status sardfq_quantizer_calibrate(sardfq_quantizer *q, const f
     if (s)
         return s;
     const sardfq_model_info *cfg = &q->fp->info;
-    const int np = sfq_qspec_n_points(cfg->depth);
+    const int np = sfq_qspec_n_points(cfg);
     const int nt = q->p.n_threads > 0 ? q->p.n_threads : sfq_model_threads(q->fp);
     sardfq_model *work = NULL;
     sfq_qcal *cal = NULL;
@@ -551,10 +587,9 @@ sardfq_status sfq_quantizer_reparam_fp(const sardfq_quantizer *q, sardfq_model *
         return sfq_fail(SARDFQ_E_STATE, "not calibrated");
     sardfq_model *m = NULL;
     sardfq_status s = sfq_model_clone(q->fp, &m);
-    for (int l = 0; !s && l < q->fp->info.depth; l++)
-        for (int k = 0; !s && k < 2; k++)
-            if (q->chan[2 * l + k])
-                s = reparam((sardfq_quantizer *)q, m, l, k, q->chan[2 * l + k], 0, 1);
+    for (int j = 0; !s && j < n_sites(&q->fp->info); j++)
+        if (q->chan[j])
+            s = reparam((sardfq_quantizer *)q, m, j, q->chan[j], 0, 1);
     if (s) {
         sardfq_model_free(m);
         return s;
@@ -680,6 +715,9 @@ SARDFQ_API sardfq_status sardfq_quantizer_reconstruct(sardfq_quantizer *q, const
         return sfq_fail(SARDFQ_E_STATE, "sardfq_quantizer_reconstruct: calibrate first");
     if (q->p.scheme != SARDFQ_SCHEME_REPQ)
         return sfq_fail(SARDFQ_E_UNSUPPORTED, "sardfq_quantizer_reconstruct: only the repq scheme");
+    if (q->fp->swin)
+        return sfq_fail(SARDFQ_E_UNSUPPORTED,
+                        "sardfq_quantizer_reconstruct: block reconstruction of Swin models is not supported yet");
     const sardfq_model_info *cfg = &q->fp->info;
     const size_t act = (size_t)n * cfg->num_tokens * cfg->embed_dim;
     sardfq_model *work = NULL, *rp = NULL;
