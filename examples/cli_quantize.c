@@ -27,8 +27,8 @@ void cli_usage_quantize(FILE *f)
           "layers.2.downsample.reduction); 0 keeps that side in floating point.\n"
           "--recon-iters N > 0 adds block reconstruction (N Adam iterations per block,\n"
           "SARDFQ uses 100; repq only) after the calibration.\n"
-          "Writes Q.safetensors (sardfq eval/info read it; not for Swin models yet, which\n"
-          "need --eval instead). With --eval, evaluates the\n"
+          "Writes Q.safetensors (sardfq eval/info read it), if --out is given. With\n"
+          "--eval, evaluates the\n"
           "floating-point and the quantized model on PATH (its first N images with\n"
           "--limit); the last line of stdout is\n"
           "  fp_top1=<percent> q_top1=<percent> n=<count>\n",

@@ -693,7 +693,7 @@ static void swin_block_name(char *buf, size_t n, int layout, int s, int b, int w
  * 2 reduction.weight. */
 static void swin_merge_name(char *buf, size_t n, int layout, int s, int what)
 {
-    static const char *w[] = {"norm.weight", "norm.bias", "reduction.weight"};
+    static const char *w[] = {"norm.weight", "norm.bias", "reduction.weight", "reduction.bias"};
     if (layout == SWIN_TV)
         snprintf(buf, n, "features.%d.%s", 2 * s, w[what]);
     else
@@ -931,6 +931,8 @@ static sardfq_status bind_swin(sardfq_model *m, const sfq_st_file *st, const swi
         return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
     sardfq_status s = SARDFQ_OK;
     char name[200];
+    if (sfq_qfile_is_quantized(st) && (s = sfq_qspec_read(st, cfg, bc.used, &m->q)) != SARDFQ_OK)
+        goto out;
 #define BIND(nmv, opt, dst, nd, ...)                                                    \
     do {                                                                                \
         s = bind(&bc, nmv, opt, (float *)(dst), nd, SHAPE(__VA_ARGS__));                \
@@ -951,6 +953,10 @@ static sardfq_status bind_swin(sardfq_model *m, const sfq_st_file *st, const swi
             BIND(name, 0, g->ds_norm_b, 1, 2 * C);
             swin_merge_name(name, sizeof name, nm->layout, si, 2);
             BIND(name, 0, g->ds_red_w, 2, C, 2 * C);
+            /* a reduction bias exists only in files this library wrote
+             * after RepQ-ViT's reparameterisation */
+            swin_merge_name(name, sizeof name, nm->layout, si, 3);
+            BIND(name, 1, g->ds_red_b, 1, C);
         }
         for (int b = 0; b < g->depth; b++) {
             const sfq_block *k = &m->blocks[g->first + b];
@@ -1048,8 +1054,6 @@ static sardfq_status load_parsed_view(const sfq_st_file *st, const sardfq_model_
     if (is_swin(st)) {
         swin_names nm;
         s = configure_swin(st, p, &m->info, &nm);
-        if (!s && sfq_qfile_is_quantized(st))
-            s = sfq_fail(SARDFQ_E_UNSUPPORTED, "quantized Swin files are not supported yet");
         if (!s)
             s = sfq_model_alloc_params(m);
         if (!s)

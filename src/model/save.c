@@ -2,6 +2,7 @@
  * timm-named safetensors file that sardfq_model_load reads back exactly
  * (quantized layout in src/quant/qio.c). */
 #include "qio.h"
+#include "swin.h"
 #include "vit.h"
 
 #include <stdarg.h>
@@ -103,13 +104,80 @@ static int meta(plan *p, const char *key, const char *val)
 /* Is key one this function writes itself (so an old value is not kept)? */
 static int ours(const char *key)
 {
-    static const char *const cfg[] = {"arch", "img_size", "patch_size", "in_chans", "embed_dim",
-                                      "depth", "num_heads", "mlp_ratio", "num_classes", "mean",
-                                      "std", "crop_pct", "ln_eps"};
+    static const char *const cfg[] = {"arch",  "img_size", "patch_size", "in_chans",
+                                      "embed_dim", "depth", "num_heads", "mlp_ratio",
+                                      "num_classes", "mean", "std", "crop_pct",
+                                      "ln_eps", "depths", "window_size"};
     for (size_t i = 0; i < sizeof cfg / sizeof cfg[0]; i++)
         if (strcmp(key, cfg[i]) == 0)
             return 1;
     return strncmp(key, "sardfq.q", 8) == 0;
+}
+
+static sardfq_status add_weight(plan *p, const sardfq_model *m, int i, const char *tname);
+
+/* A Swin model's tensors under current timm names (plus the reduction
+ * biases RepQ-ViT's reparameterisation creates, which the loader reads
+ * when present). */
+static sardfq_status add_swin(plan *p, const sardfq_model *m)
+{
+    const sardfq_model_info *cfg = &m->info;
+    const sfq_swin *sw = m->swin;
+    const int64_t C0 = cfg->embed_dim, K = cfg->num_classes, Cf = cfg->num_features;
+    const int64_t T = (int64_t)(2 * cfg->window_size - 1) * (2 * cfg->window_size - 1);
+    char name[200];
+    sardfq_status s = add_weight(p, m, 0, "patch_embed.proj.weight");
+    int ok = !s && add(p, "patch_embed.proj.bias", SFQ_DT_F32, m->patch_b, 1, C0) &&
+             add(p, "patch_embed.norm.weight", SFQ_DT_F32, sw->pe_norm_w, 1, C0) &&
+             add(p, "patch_embed.norm.bias", SFQ_DT_F32, sw->pe_norm_b, 1, C0);
+    for (int si = 0; ok && si < sw->n_stages; si++) {
+        const sfq_swin_stage *g = &sw->st[si];
+        const int64_t C = g->dim, M = g->hidden;
+        if (si) {
+            snprintf(name, sizeof name, "layers.%d.downsample.norm.weight", si);
+            ok = add(p, name, SFQ_DT_F32, g->ds_norm_w, 1, 2 * C);
+            snprintf(name, sizeof name, "layers.%d.downsample.norm.bias", si);
+            ok = ok && add(p, name, SFQ_DT_F32, g->ds_norm_b, 1, 2 * C);
+            snprintf(name, sizeof name, "layers.%d.downsample.reduction.bias", si);
+            ok = ok && add(p, name, SFQ_DT_F32, g->ds_red_b, 1, C);
+            sfq_qlin_tensor_name(cfg, sfq_qlin_reduction(cfg, si), name, sizeof name);
+            if (ok && (s = add_weight(p, m, sfq_qlin_reduction(cfg, si), name)))
+                return s;
+        }
+        for (int bl = 0; ok && bl < g->depth; bl++) {
+            const int l = g->first + bl;
+            const sfq_block *b = &m->blocks[l];
+            const char *vn[9] = {"norm1.weight", "norm1.bias", "attn.qkv.bias", "attn.proj.bias",
+                                 "norm2.weight", "norm2.bias", "mlp.fc1.bias", "mlp.fc2.bias",
+                                 "attn.relative_position_bias_table"};
+            const float *vd[9] = {b->ln1_w, b->ln1_b, b->qkv_b, b->proj_b, b->ln2_w, b->ln2_b,
+                                  b->fc1_b, b->fc2_b, b->rel_table};
+            const int64_t vl[8] = {C, C, 3 * C, C, C, C, M, C};
+            for (int k = 0; ok && k < 9; k++) {
+                snprintf(name, sizeof name, "layers.%d.blocks.%d.%s", si, bl, vn[k]);
+                ok = k < 8 ? add(p, name, SFQ_DT_F32, vd[k], 1, vl[k])
+                           : add(p, name, SFQ_DT_F32, vd[k], 2, T, (int64_t)g->heads);
+            }
+            for (int k = 0; ok && k < SFQ_LW_PER_BLOCK; k++) {
+                sfq_qlin_tensor_name(cfg, sfq_qlin_index(l, k), name, sizeof name);
+                if ((s = add_weight(p, m, sfq_qlin_index(l, k), name)))
+                    return s;
+            }
+        }
+    }
+    ok = ok && add(p, "norm.weight", SFQ_DT_F32, m->norm_w, 1, Cf) && add(p, "norm.bias", SFQ_DT_F32, m->norm_b, 1, Cf);
+    if (ok && (s = add_weight(p, m, sfq_qlin_head(cfg), "head.fc.weight")))
+        return s;
+    ok = ok && add(p, "head.fc.bias", SFQ_DT_F32, m->head_b, 1, K);
+    return s ? s : ok ? SARDFQ_OK : sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+}
+
+/* "a,b,c" of n ints */
+static void int_list(char *buf, size_t n, const int32_t *v, int count)
+{
+    buf[0] = '\0';
+    for (int i = 0; i < count; i++)
+        snprintf(buf + strlen(buf), n - strlen(buf), "%s%d", i ? "," : "", (int)v[i]);
 }
 
 static sardfq_status add_weight(plan *p, const sardfq_model *m, int i, const char *tname)
@@ -191,8 +259,6 @@ SARDFQ_API sardfq_status sardfq_model_save(const sardfq_model *m, const char *pa
 {
     if (!m || !path)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_model_save: %s is NULL", !m ? "model" : "path");
-    if (m->swin)
-        return sfq_fail(SARDFQ_E_UNSUPPORTED, "sardfq_model_save: saving Swin models is not supported yet");
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
     return sfq_fail(SARDFQ_E_UNSUPPORTED, "sardfq_model_save: only little-endian hosts are supported");
 #else
@@ -200,7 +266,7 @@ SARDFQ_API sardfq_status sardfq_model_save(const sardfq_model *m, const char *pa
     const int depth = cfg->depth, npts = m->q ? sfq_qspec_n_points(cfg) : 0;
     const int nlin = sfq_qspec_n_linears(cfg);
     plan p;
-    if (!plan_init(&p, 16 + depth * 16 + nlin * 3 + npts * 2, 32 + m->n_meta + nlin + npts)) {
+    if (!plan_init(&p, 16 + depth * 20 + cfg->num_stages * 8 + nlin * 3 + npts * 2, 32 + m->n_meta + nlin + npts)) {
         plan_free(&p);
         return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
     }
@@ -212,6 +278,10 @@ SARDFQ_API sardfq_status sardfq_model_save(const sardfq_model *m, const char *pa
         if (!s && !(x))                                        \
             s = sfq_fail(SARDFQ_E_NOMEM, "out of memory");     \
     } while (0)
+    if (m->swin) {
+        s = add_swin(&p, m);
+        goto tensors_done;
+    }
     s = add_weight(&p, m, 0, "patch_embed.proj.weight");
     TRY(add(&p, "patch_embed.proj.bias", SFQ_DT_F32, m->patch_b, 1, D));
     TRY(add(&p, "cls_token", SFQ_DT_F32, m->cls, 3, (int64_t)1, (int64_t)1, D));
@@ -243,14 +313,24 @@ SARDFQ_API sardfq_status sardfq_model_save(const sardfq_model *m, const char *pa
             s = add_weight(&p, m, sfq_qlin_head(cfg) + 1, "head_dist.weight");
         TRY(add(&p, "head_dist.bias", SFQ_DT_F32, m->head_dist_b, 1, K));
     }
+tensors_done:
     if (!s && m->q)
         s = add_acts(&p, m);
     /* configuration, then the model's other metadata */
-    TRY(meta(&p, "arch", cfg->num_prefix_tokens == 2 ? "deit_distilled" : "vit"));
+    TRY(meta(&p, "arch", m->swin ? "swin" : cfg->num_prefix_tokens == 2 ? "deit_distilled" : "vit"));
     snprintf(val, sizeof val, "%d,%d", cfg->img_h, cfg->img_w);
     TRY(meta(&p, "img_size", val));
-    snprintf(val, sizeof val, "%d", cfg->num_heads);
-    TRY(meta(&p, "num_heads", val));
+    if (m->swin) {
+        int_list(val, sizeof val, cfg->stage_heads, cfg->num_stages);
+        TRY(meta(&p, "num_heads", val));
+        int_list(val, sizeof val, cfg->stage_depth, cfg->num_stages);
+        TRY(meta(&p, "depths", val));
+        snprintf(val, sizeof val, "%d", cfg->window_size);
+        TRY(meta(&p, "window_size", val));
+    } else {
+        snprintf(val, sizeof val, "%d", cfg->num_heads);
+        TRY(meta(&p, "num_heads", val));
+    }
     const int nc = cfg->in_chans;
     if (nc == 1)
         snprintf(val, sizeof val, "%.9g", cfg->mean[0]);

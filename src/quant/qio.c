@@ -28,6 +28,10 @@ void sfq_qlin_tensor_name(const sardfq_model_info *cfg, int i, char *buf, size_t
         snprintf(buf, n, "patch_embed.proj.weight");
         return;
     }
+    if (cfg->arch == SARDFQ_ARCH_SWIN && i == sfq_qlin_head(cfg)) {
+        snprintf(buf, n, "head.fc.weight"); /* current timm */
+        return;
+    }
     char lin[96];
     sfq_qlin_name(cfg, i, lin, sizeof lin);
     snprintf(buf, n, "%s.weight", lin);

@@ -100,6 +100,40 @@ def tiny_vit(dtype="F32", meta=True, naming="timm", distilled=False):
     return safetensors(t, m, dtype)
 
 
+def tiny_swin():
+    """Two Swin stages on an 8x8 gray image: patch 2 (4x4 grid, 2x2
+    windows, shifted block 1), merging to 2x2 (one window)."""
+    r = random.Random(6)  # its own stream: the other seeds stay as they were
+    w, ones = 2, lambda n: [1.0 + r.uniform(-0.1, 0.1) for _ in range(n)]
+    t = [("patch_embed.proj.weight", [4, 1, 2, 2], None), ("patch_embed.proj.bias", [4], None),
+         ("patch_embed.norm.weight", [4], ones(4)), ("patch_embed.norm.bias", [4], None)]
+    for s, (c, h, depth) in enumerate([(4, 1, 2), (8, 2, 1)]):
+        if s:
+            t += [("layers.%d.downsample.norm.weight" % s, [2 * c], ones(2 * c)),
+                  ("layers.%d.downsample.norm.bias" % s, [2 * c], None),
+                  ("layers.%d.downsample.reduction.weight" % s, [c, 2 * c], None)]
+        for b in range(depth):
+            p = "layers.%d.blocks.%d." % (s, b)
+            t += [(p + "norm1.weight", [c], ones(c)), (p + "norm1.bias", [c], None),
+                  (p + "attn.qkv.weight", [3 * c, c], None), (p + "attn.qkv.bias", [3 * c], None),
+                  (p + "attn.proj.weight", [c, c], None), (p + "attn.proj.bias", [c], None),
+                  (p + "attn.relative_position_bias_table", [(2 * w - 1) ** 2, h], None),
+                  (p + "norm2.weight", [c], ones(c)), (p + "norm2.bias", [c], None),
+                  (p + "mlp.fc1.weight", [2 * c, c], None), (p + "mlp.fc1.bias", [2 * c], None),
+                  (p + "mlp.fc2.weight", [c, 2 * c], None), (p + "mlp.fc2.bias", [c], None)]
+    t += [("norm.weight", [8], ones(8)), ("norm.bias", [8], None),
+          ("head.fc.weight", [3, 8], None), ("head.fc.bias", [3], None)]
+    t = [(n, s, v if v is not None else [r.uniform(-0.3, 0.3) for _ in range(_numel(s))]) for n, s, v in t]
+    return safetensors(t, {"arch": "swin", "img_size": "8"})
+
+
+def _numel(shape):
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
 def main():
     for kind in ("safetensors", "idx", "png", "calib"):
         d = os.path.join(CORPUS, kind)
@@ -162,6 +196,9 @@ def main():
     b = bytearray(small)
     b[20] ^= 0x7F  # width, CRC now wrong
     put("png", "bad_crc.png", bytes(b))
+
+    # a Swin model (last: its own random stream)
+    put("safetensors", "swin", tiny_swin())
 
 
 if __name__ == "__main__":
