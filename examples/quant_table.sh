@@ -6,6 +6,13 @@
 #
 #   sh examples/quant_table.sh [WORKDIR] [RECON_ITERS]
 #
+# Environment (defaults: the README's ViT table): MODEL (a model file),
+# BITS (W,A pairs), SOURCES (synthesis sources among noise psaq sardfq-apa
+# sardfq-msr-sl sardfq; real calibration always runs), SEEDS. E.g. the Swin
+# rows:
+#   MODEL=examples/models/fmnist_swin.safetensors BITS="8,8 6,6 4,4" \
+#   SOURCES="noise psaq sardfq" sh examples/quant_table.sh build/quant_table_swin 0
+#
 # Phase 1 writes the calibration sets (32 images per source and seed) into
 # WORKDIR (default build/quant_table) and reuses them when present; phase 2
 # quantizes and evaluates; phase 3 prints markdown tables (mean +- sample
@@ -19,10 +26,10 @@ cd "$(dirname "$0")/.."
 W=${1:-build/quant_table}
 RECON=${2:-0}
 S=build/examples/sardfq
-M=examples/models/fmnist_vit.safetensors
+M=${MODEL:-examples/models/fmnist_vit.safetensors}
 DATA=/usr/share/datasets/fashion-mnist
-SEEDS="0 1 2"
-BITS="8,8 6,6 4,4 4,3 3,3"
+SEEDS=${SEEDS:-"0 1 2"}
+BITS=${BITS:-"8,8 6,6 4,4 4,3 3,3"}
 RECON_BITS="4,4 4,3 3,3" # reconstruction is run at the low bit widths only
 mkdir -p "$W/train" "$W/results" "$W/calib"
 # the training split alone (a folder with both splits would give t10k)
@@ -31,7 +38,7 @@ for f in train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz; do
 done
 
 # source name, then the sardfq synth options that make it
-SOURCES="noise psaq sardfq-apa sardfq-msr-sl sardfq"
+SOURCES=${SOURCES:-"noise psaq sardfq-apa sardfq-msr-sl sardfq"}
 synth_opts() {
     case $1 in
     noise) echo "--method noise" ;;
@@ -103,7 +110,7 @@ for rec in $RECONS; do
     printf '|---|'
     for bits in $bitlist; do printf -- '---:|'; done
     echo
-    for src in real noise psaq sardfq-apa sardfq-msr-sl sardfq; do
+    for src in real $SOURCES; do
         case $src in
         real) label="real (32 train images)" ;;
         noise) label="Gaussian noise" ;;
@@ -139,4 +146,4 @@ for rec in $RECONS; do
         awk -v w="$what" '{ v[NR] = $1 } END { if (NR) printf "| %s | %.2f |\n", w, v[int((NR + 1) / 2)] }'
 done
 echo
-echo "(\`sh examples/quant_table.sh $W $RECON\`; 32 calibration images per run; evaluation on the 10000 test images)"
+echo "(\`MODEL=$M BITS=\"$BITS\" SOURCES=\"$SOURCES\" SEEDS=\"$SEEDS\" sh examples/quant_table.sh $W $RECON\`; 32 calibration images per run; evaluation on the 10000 test images)"

@@ -215,8 +215,16 @@ typedef struct sardfq_model_info {
 } sardfq_model_info;
 
 /* Load a safetensors file (F32, F16 or BF16 tensors; timm or torchvision ViT
- * names). p may be NULL for the defaults. On success *out owns the model;
- * on failure *out is left unchanged. Thread: any. */
+ * names; Swin V1 with current timm names, older timm's (patch merging at
+ * the end of stages, relative_position_index / attn_mask buffers, which
+ * are ignored and rebuilt) or torchvision's). A Swin file's image size
+ * comes from metadata "img_size" (default 224); every stage's grid must be
+ * a whole number of windows (a grid smaller than the window clips it, as
+ * timm does; torchvision pads instead, so its files need grids that are
+ * multiples of the window) and even for patch merging. LayerNorm eps
+ * defaults to 1e-6 (ViT) and 1e-5 (Swin). p may be NULL for the defaults;
+ * p->num_heads cannot override a Swin model's heads. On success *out owns
+ * the model; on failure *out is left unchanged. Thread: any. */
 SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_load(const char *path,
                                                             const sardfq_model_params *p,
                                                             sardfq_model **out);
@@ -227,7 +235,8 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_load_memory(const void *b
 /* A model of a named architecture with random weights (timm's init:
  * truncated normal, std 0.02, LayerNorm 1/0), for benchmarks and tests.
  * arch: "vit_tiny", "vit_small", "vit_base", "deit_tiny", "deit_small",
- * "deit_base" (224x224, patch 16, 1000 classes). */
+ * "deit_base" (224x224, patch 16, 1000 classes), "swin_tiny", "swin_small",
+ * "swin_base" (timm's swin_*_patch4_window7_224; since 0.3). */
 SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_create_random(const char *arch,
                                                                      uint64_t seed,
                                                                      const sardfq_model_params *p,
@@ -564,7 +573,11 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_images_write_png(const char *di
  * scheme's points, so every value entering a matrix product lies on its
  * integer grid. It has no backward pass (SARDFQ_E_UNSUPPORTED) and cannot
  * drive a generator. Metadata "sardfq.quant.scheme", ".weight_bits" and
- * ".act_bits" say how it was made. */
+ * ".act_bits" say how it was made.
+ * Swin models (since 0.3): RepQ-ViT only (the min/max scheme is
+ * SARDFQ_E_UNSUPPORTED at create), no block reconstruction yet; the
+ * relative position bias and the shifted-window masks stay floating
+ * point. */
 typedef struct sardfq_quantizer sardfq_quantizer;
 
 #define SARDFQ_SCHEME_REPQ 0   /* RepQ-ViT (ICCV 2023), see README */
@@ -602,7 +615,9 @@ SARDFQ_API void sardfq_quantizer_free(sardfq_quantizer *q);
  * Layers: "patch_embed" (its input is the image; RepQ's default is 8 bits),
  * "blocks.<l>.attn.qkv", ".attn.matmul1" (inputs q and k; no weight),
  * ".attn.matmul2" (softmax and v), ".attn.proj", ".mlp.fc1", ".mlp.fc2",
- * "head", "head_dist". A pattern that matches nothing is
+ * "head", "head_dist". Swin models use timm's names: "layers.<s>.blocks.<b>"
+ * in place of "blocks.<l>", and "layers.<s>.downsample.reduction" (the
+ * patch-merging linear of stage s >= 1). A pattern that matches nothing is
  * SARDFQ_E_INVALID_ARG. */
 SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_quantizer_set_layer(sardfq_quantizer *q,
                                                                      const char *pattern,
@@ -613,14 +628,17 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_quantizer_set_layer(sardfq_quan
  * batch as both reference implementations do: RepQ-ViT initialises each
  * quantizer the first time data reaches it, with everything upstream
  * already quantized, then folds the per-channel post-LayerNorm quantizers
- * into LayerNorm and the next linear; PSAQ-ViT records the min/max of one
+ * into LayerNorm and the next linear (qkv, fc1 and, on Swin, the
+ * patch-merging reduction, which thereby gains a bias); on Swin the
+ * matmul1 quantizer sees q times the attention scale, as in timm's and
+ * RepQ-ViT's window attention; PSAQ-ViT records the min/max of one
  * floating-point forward. Calling it again restarts from the FP model. */
 SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_quantizer_calibrate(sardfq_quantizer *q,
                                                                      const float *images,
                                                                      int32_t n);
 
-/* Optional, after calibrate (RepQ-ViT scheme only; minmax is
- * SARDFQ_E_UNSUPPORTED): block reconstruction on n images (normally the
+/* Optional, after calibrate (RepQ-ViT scheme only; minmax and Swin models
+ * are SARDFQ_E_UNSUPPORTED): block reconstruction on n images (normally the
  * calibration images). Block by block, with the quantized model's input to
  * the block and the FP model's output of it as target, minimise the squared
  * error of the block output by learning the rounding of each weight
@@ -641,7 +659,8 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_quantizer_finalize(sardfq_quant
                                                                     sardfq_model **out);
 
 /* Save a model (floating-point or quantized) as safetensors with timm names
- * and the configuration in __metadata__, through a temporary file and
+ * (Swin: current timm's, plus "layers.<s>.downsample.reduction.bias" once
+ * reparameterised) and the configuration in __metadata__, through a temporary file and
  * rename. A quantized model stores each quantized weight as U8 codes (two
  * 4-bit codes per byte, low nibble first, when its bits are <= 4) with
  * per-row "<layer>.weight_scale" / "<layer>.weight_zero", and each

@@ -120,6 +120,65 @@ def evaluate(model, x, y, batch=500):
     return correct, correct5, min_margin
 
 
+def fit(model, xtr, ytr, xte, yte, args, g, pad_value, is_decay, logits_of, evaluate_fn):
+    """AdamW (weight decay on the parameters is_decay(name, p) selects),
+    linear warm-up then cosine, the training loop with augmentation, label
+    smoothing and gradient clipping at 1; prints progress and the test
+    top-1 after each epoch. Returns the training time, or None after
+    --time-steps steps. Shared by train_default.py and train_swin.py."""
+    decay = [p for n, p in model.named_parameters() if is_decay(n, p)]
+    no_decay = [p for n, p in model.named_parameters() if not is_decay(n, p)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.wd},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=args.lr, betas=(0.9, 0.999))
+    n = xtr.shape[0]
+    steps_per_epoch = n // args.batch            # drop the last partial batch
+    total = steps_per_epoch * args.epochs
+    warm = int(args.warmup_epochs * steps_per_epoch)
+
+    def lr_at(s):
+        if s < warm:
+            return args.lr * (s + 1) / warm
+        return 0.5 * args.lr * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm)))
+
+    step = 0
+    t_train = time.time()
+    for ep in range(args.epochs):
+        model.train()
+        perm = torch.randperm(n, generator=g)
+        te = time.time()
+        run_loss = run_acc = 0.0
+        for bi in range(steps_per_epoch):
+            idx = perm[bi * args.batch:(bi + 1) * args.batch]
+            xb = augment(xtr[idx], g, pad_value, args.aug_p)
+            yb = ytr[idx]
+            for grp in opt.param_groups:
+                grp["lr"] = lr_at(step)
+            logits = logits_of(model(xb))
+            loss = torch.nn.functional.cross_entropy(logits, yb, label_smoothing=args.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+            run_loss += float(loss)
+            run_acc += float((logits.argmax(1) == yb).float().mean())
+            if args.time_steps and step == args.time_steps:
+                dt = time.time() - te
+                print("%d steps in %.1fs -> %.1fs/epoch (%d steps/epoch)" % (
+                    step, dt, dt / step * steps_per_epoch, steps_per_epoch))
+                return None
+            if (bi + 1) % 100 == 0:
+                print("  ep %d step %d/%d loss %.4f acc %.4f lr %.2e (%.0fs)" % (
+                    ep + 1, bi + 1, steps_per_epoch, run_loss / (bi + 1),
+                    run_acc / (bi + 1), lr_at(step), time.time() - te), flush=True)
+        c = evaluate_fn(model, xte, yte)[0]
+        print("epoch %d: train loss %.4f acc %.4f | test top1 %.2f%% (%.0fs, total %.0fs)" % (
+            ep + 1, run_loss / steps_per_epoch, run_acc / steps_per_epoch,
+            100.0 * c / xte.shape[0], time.time() - te, time.time() - t_train), flush=True)
+    return time.time() - t_train
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=12)
@@ -148,59 +207,11 @@ def main():
     model = vit_ref.ViTModule(cfg, init_params(cfg, g), fast=True)
     nparam = sum(p.numel() for p in model.parameters())
     print("model: %r, %d parameters" % (cfg, nparam), flush=True)
-    decay = [p for n, p in model.named_parameters()
-             if p.ndim >= 2 and "pos_embed" not in n and "cls_token" not in n]
-    no_decay = [p for n, p in model.named_parameters()
-                if not (p.ndim >= 2 and "pos_embed" not in n and "cls_token" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.wd},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=args.lr, betas=(0.9, 0.999))
-    n = xtr.shape[0]
-    steps_per_epoch = n // args.batch            # drop the last partial batch
-    total = steps_per_epoch * args.epochs
-    warm = int(args.warmup_epochs * steps_per_epoch)
-
-    def lr_at(s):
-        if s < warm:
-            return args.lr * (s + 1) / warm
-        return 0.5 * args.lr * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm)))
-
-    step = 0
-    t_train = time.time()
-    for ep in range(args.epochs):
-        model.train()
-        perm = torch.randperm(n, generator=g)
-        te = time.time()
-        run_loss = run_acc = 0.0
-        for bi in range(steps_per_epoch):
-            idx = perm[bi * args.batch:(bi + 1) * args.batch]
-            xb = augment(xtr[idx], g, pad_value, args.aug_p)
-            yb = ytr[idx]
-            for grp in opt.param_groups:
-                grp["lr"] = lr_at(step)
-            logits, _ = model(xb)
-            loss = torch.nn.functional.cross_entropy(logits, yb, label_smoothing=args.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            step += 1
-            run_loss += float(loss)
-            run_acc += float((logits.argmax(1) == yb).float().mean())
-            if args.time_steps and step == args.time_steps:
-                dt = time.time() - te
-                print("%d steps in %.1fs -> %.1fs/epoch (%d steps/epoch)" % (
-                    step, dt, dt / step * steps_per_epoch, steps_per_epoch))
-                return
-            if (bi + 1) % 100 == 0:
-                print("  ep %d step %d/%d loss %.4f acc %.4f lr %.2e (%.0fs)" % (
-                    ep + 1, bi + 1, steps_per_epoch, run_loss / (bi + 1),
-                    run_acc / (bi + 1), lr_at(step), time.time() - te), flush=True)
-        c, c5, mm = evaluate(model, xte, yte)
-        print("epoch %d: train loss %.4f acc %.4f | test top1 %.2f%% (%.0fs, total %.0fs)" % (
-            ep + 1, run_loss / steps_per_epoch, run_acc / steps_per_epoch,
-            100.0 * c / xte.shape[0], time.time() - te, time.time() - t_train), flush=True)
-    train_time = time.time() - t_train
+    train_time = fit(model, xtr, ytr, xte, yte, args, g, pad_value,
+                     lambda n, p: p.ndim >= 2 and "pos_embed" not in n and "cls_token" not in n,
+                     lambda out: out[0], evaluate)
+    if train_time is None:
+        return
 
     # final evaluation in float32 eval mode, batch 500
     correct, correct5, min_margin = evaluate(model, xte, yte, batch=500)
