@@ -2,7 +2,8 @@
  * on the Fashion-MNIST test set (Debian package dataset-fashion-mnist) must
  * count exactly as many correct images as PyTorch did when the model was
  * trained (metadata test_correct, written by tests/reference/
- * train_default.py); datasets and evaluate refuse misuse. */
+ * train_default.py), and so must the Swin model (train_swin.py); datasets
+ * and evaluate refuse misuse. */
 #include "sardfq.h"
 #include "testutil.h"
 
@@ -14,17 +15,21 @@
 #define FMNIST "/usr/share/datasets/fashion-mnist"
 #define DEFAULT_MODEL "examples/models/fmnist_vit.safetensors"
 
-static sardfq_model *default_model(void)
+#define SWIN_MODEL "examples/models/fmnist_swin.safetensors"
+
+static sardfq_model *load_model(const char *file)
 {
     sardfq_model *m = NULL;
-    sardfq_status s = sardfq_model_load(tu_src(DEFAULT_MODEL), NULL, &m);
+    sardfq_status s = sardfq_model_load(tu_src(file), NULL, &m);
     ck_assert_msg(s == SARDFQ_OK, "%s", sardfq_last_error());
     return m;
 }
 
-START_TEST(default_model_matches_pytorch_count)
+static sardfq_model *default_model(void) { return load_model(DEFAULT_MODEL); }
+
+static void matches_pytorch_count(const char *file)
 {
-    sardfq_model *m = default_model();
+    sardfq_model *m = load_model(file);
     const char *want = sardfq_model_get_metadata(m, "test_correct");
     const char *want_n = sardfq_model_get_metadata(m, "test_n");
     ck_assert_ptr_nonnull(want);
@@ -39,7 +44,7 @@ START_TEST(default_model_matches_pytorch_count)
     sardfq_eval_result r;
     r.struct_size = sizeof r;
     ck_assert_int_eq(sardfq_evaluate(m, d, &p, &r), SARDFQ_OK);
-    printf("default model: %lld/%lld correct (PyTorch: %s/%s), top-5 %lld\n", (long long)r.top1_correct,
+    printf("%s: %lld/%lld correct (PyTorch: %s/%s), top-5 %lld\n", file, (long long)r.top1_correct,
            (long long)r.n, want, want_n, (long long)r.top5_correct);
     ck_assert_int_eq(r.n, atoll(want_n));
     ck_assert_int_eq(r.top1_correct, atoll(want));
@@ -47,6 +52,11 @@ START_TEST(default_model_matches_pytorch_count)
     sardfq_dataset_free(d);
     sardfq_model_free(m);
 }
+
+START_TEST(default_model_matches_pytorch_count) { matches_pytorch_count(DEFAULT_MODEL); }
+END_TEST
+/* the Swin model of tests/reference/train_swin.py */
+START_TEST(swin_model_matches_pytorch_count) { matches_pytorch_count(SWIN_MODEL); }
 END_TEST
 
 static int cancel_after_two(void *ud, int64_t done, int64_t total, const char *stage)
@@ -122,6 +132,7 @@ int main(void)
     TCase *tc = tcase_create("default_model");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, default_model_matches_pytorch_count);
+    tcase_add_test(tc, swin_model_matches_pytorch_count);
     tcase_add_test(tc, evaluate_limit_cancel_and_misuse);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
