@@ -381,6 +381,13 @@ START_TEST(swin_rules)
     set_remove(&s, "layers.0.blocks.1.mlp.fc2.bias");
     set_expect(&s, 0, SARDFQ_E_FORMAT, "layers.0.blocks.1.mlp.fc2.bias");
     set_free(&s);
+    /* torchvision names, a 16 px image: 4x4 grid < window 7, which
+     * torchvision would pad (timm clips) */
+    set_load(&s, "swin_a.tv.model.safetensors");
+    set_expect(&s, 0, SARDFQ_OK, NULL);
+    set_meta(&s, "img_size", "16");
+    set_expect(&s, 0, SARDFQ_E_UNSUPPORTED, "pads");
+    set_free(&s);
 }
 END_TEST
 

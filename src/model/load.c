@@ -878,6 +878,16 @@ static sardfq_status configure_swin(const sfq_st_file *st, const sardfq_model_pa
     sardfq_status s = sfq_swin_configure(cfg);
     if (s)
         return s;
+    /* torchvision pads a grid smaller than the window (the padding tokens
+     * then take part in attention) where timm clips the window: only timm's
+     * behaviour is implemented */
+    for (int si = 0; tv && si < S; si++)
+        if ((cfg->grid_h >> si) < cfg->window_size || (cfg->grid_w >> si) < cfg->window_size)
+            return sfq_fail(SARDFQ_E_UNSUPPORTED,
+                            "image %dx%d: stage %d's %dx%d grid is smaller than the window %d, which "
+                            "torchvision pads (timm clips the window instead; only timm's behaviour is "
+                            "implemented)",
+                            cfg->img_h, cfg->img_w, si, cfg->grid_h >> si, cfg->grid_w >> si, cfg->window_size);
     int32_t src_depth = SARDFQ_SOURCE_SHAPES, src_heads = SARDFQ_SOURCE_SHAPES;
     if ((s = agree(st, "embed_dim", cfg->embed_dim, nm->patch_w, &cfg->source[SARDFQ_FIELD_EMBED_DIM])) ||
         (s = agree(st, "in_chans", cfg->in_chans, nm->patch_w, &cfg->source[SARDFQ_FIELD_IN_CHANS])) ||
