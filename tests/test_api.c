@@ -132,8 +132,14 @@ int main(void)
     TCase *tc = tcase_create("default_model");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, default_model_matches_pytorch_count);
-    tcase_add_test(tc, swin_model_matches_pytorch_count);
     tcase_add_test(tc, evaluate_limit_cancel_and_misuse);
+    suite_add_tcase(s, tc);
+    /* the whole test set through the Swin model: tagged "heavy" (the
+     * sanitizer runs skip it; it tests numbers, not memory) */
+    tc = tcase_create("swin_model");
+    tcase_set_timeout(tc, 600);
+    tcase_set_tags(tc, "heavy");
+    tcase_add_test(tc, swin_model_matches_pytorch_count);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
