@@ -36,19 +36,97 @@ static int argmax(const float *x, int k)
 static double rel(double a, double b) { return fabs(a - b) / fmax(fabs(b), 1e-30); }
 
 typedef struct {
-    int n;       /* quantizer parameters compared */
-    int off;     /* relative difference > 1e-5 */
+    int n;        /* quantizer parameters compared */
+    int off;      /* relative difference > 1e-5 */
+    int big;      /* relative difference > 1e-2 (a flipped quantile candidate) */
+    int rows;     /* weight rows with a value off by > 1e-5 */
     double worst; /* largest relative difference */
 } cmp_stats;
 
-static void cmp(cmp_stats *c, double got, double want)
+static void cmp_rel(cmp_stats *c, double r)
 {
-    const double r = rel(got, want);
     c->n++;
-    if (r > 1e-5)
-        c->off++;
-    if (r > c->worst)
-        c->worst = r;
+    c->off += r > 1e-5;
+    c->big += r > 1e-2;
+    c->worst = fmax(c->worst, r);
+}
+
+static void cmp(cmp_stats *c, double got, double want) { cmp_rel(c, rel(got, want)); }
+
+/* The fixture's tensor "<run>.<name><suffix>"; *k values. */
+static float *fixture_run_get(tu_fixture *f, const char *run, const char *name, const char *suffix, size_t *k)
+{
+    char key[256];
+    snprintf(key, sizeof key, "%s.%s%s", run, name, suffix);
+    return tu_fixture_get(f, key, k);
+}
+
+/* Activation quantizer ac (of point `name`) against the fixture's
+ * "<run>.<name>.scale" / ".zero"; the fixture has a zero (0) for a log
+ * quantizer when log_zero. Zero points, fractional after the
+ * reparameterisation, compare relatively (+ 1000). */
+static void cmp_act(cmp_stats *into, tu_fixture *f, const char *run, const char *name, const sfq_qact *ac,
+                    int log_zero)
+{
+    size_t k;
+    float *sc = fixture_run_get(f, run, name, ".scale", &k);
+    cmp(into, ac->kind == SFQ_QK_LOG ? ac->lq.scale : ac->u.scale, sc[0]);
+    free(sc);
+    if (ac->kind == SFQ_QK_UNIFORM || log_zero) {
+        float *zr = fixture_run_get(f, run, name, ".zero", &k);
+        if (ac->kind == SFQ_QK_UNIFORM)
+            cmp(into, ac->u.zero + 1000.0, zr[0] + 1000.0);
+        else
+            ck_assert_float_eq(zr[0], 0.0f);
+        free(zr);
+    }
+}
+
+/* The `rows` per-row weight quantizers qw of linear `name` against the
+ * fixture's "<run>.<name>.weight.scale" / ".zero"; counts the rows off. */
+static void cmp_weight_rows(cmp_stats *into, tu_fixture *f, const char *run, const char *name,
+                            const sfq_qweight *qw, int rows)
+{
+    size_t k;
+    float *sc = fixture_run_get(f, run, name, ".weight.scale", &k);
+    float *zr = fixture_run_get(f, run, name, ".weight.zero", &k);
+    ck_assert_int_eq((int)k, rows);
+    for (size_t r = 0; r < k; r++) {
+        const int before = into->off;
+        cmp(into, qw->rows[r].scale, sc[r]);
+        cmp(into, qw->rows[r].zero + 1000.0, zr[r] + 1000.0);
+        into->rows += into->off > before;
+    }
+    free(sc);
+    free(zr);
+}
+
+/* Which statistics (an index) the quantizer of activation point or linear i,
+ * called name, is counted in. */
+typedef int (*quant_class)(const sardfq_model *m, int i, const char *name);
+
+/* Every active activation and weight quantizer of qm, the model m being
+ * calibrated, against the fixture (cmp_act, cmp_weight_rows), into
+ * stats[act_class / lin_class]. Counts the active points and linears. */
+static void compare_quantizers(cmp_stats *stats, const sardfq_model *m, const sardfq_model *qm, tu_fixture *f,
+                               const char *run, int log_zero, quant_class act_class, quant_class lin_class,
+                               int *points, int *linears)
+{
+    const sfq_qspec *spec = qm->q;
+    char pt[96];
+    *points = *linears = 0;
+    for (int i = 0; i < sfq_qspec_n_points(&m->info); i++)
+        if (spec->acts[i].kind) {
+            sfq_qpoint_name(&m->info, i, pt, sizeof pt);
+            cmp_act(&stats[act_class(m, i, pt)], f, run, pt, &spec->acts[i], log_zero);
+            ++*points;
+        }
+    for (int i = 0; i < sfq_qspec_n_linears(&m->info); i++)
+        if (spec->lin[i].bits) {
+            sfq_qlin_name(&m->info, i, pt, sizeof pt);
+            cmp_weight_rows(&stats[lin_class(m, i, pt)], f, run, pt, &spec->lin[i], sfq_qlin_rows(&m->info, i));
+            ++*linears;
+        }
 }
 
 /* Calibrate the default model with the fixture's images. */
@@ -66,6 +144,14 @@ static sardfq_quantizer *calibrated(sardfq_model *m, tu_fixture *f, int scheme, 
     ck_assert_int_eq(sardfq_quantizer_calibrate(q, calib, (int)(n / 784)), 0);
     free(calib);
     return q;
+}
+
+/* Open fixture into f and calibrate m with RepQ-ViT at w / a bits on its
+ * images. */
+static sardfq_quantizer *repq_calibrated(sardfq_model *m, tu_fixture *f, const char *fixture, int w, int a)
+{
+    tu_fixture_open(f, fixture);
+    return calibrated(m, f, SARDFQ_SCHEME_REPQ, w, a);
 }
 
 /* Logits of model m on the fixture's evaluation images; *n images. */
@@ -120,67 +206,45 @@ static void finish_case(sardfq_quantizer *q, sardfq_model *m, tu_fixture *f, con
     sardfq_model_free(m);
 }
 
+enum { VIT_EARLY, VIT_ACTS, VIT_WFIXED, VIT_WTS, VIT_N };
+
+/* Before the first point fed by per-channel-reparameterised data downstream
+ * of block 0's attention, C and PyTorch see the same activations up to the
+ * last bit or two. */
+static int vit_point_class(const sardfq_model *m, int i, const char *name)
+{
+    (void)m;
+    (void)name;
+    const int early = i < SFQ_AG_COUNT ? i == SFQ_AG_INPUT
+                                       : (i - SFQ_AG_COUNT) / SFQ_AP_COUNT == 0 &&
+                                             (i - SFQ_AG_COUNT) % SFQ_AP_COUNT <= SFQ_AP_PROJ_IN;
+    return early ? VIT_EARLY : VIT_ACTS;
+}
+
+/* qkv and fc1 are searched on reparameterised weights, which depend on the
+ * (diverging) activations; the others only on the FP weights. */
+static int vit_linear_class(const sardfq_model *m, int i, const char *name)
+{
+    (void)name;
+    const int kind = i == 0 || i >= sfq_qlin_head(&m->info) ? -1 : (i - 1) % SFQ_LW_PER_BLOCK;
+    return kind == SFQ_LW_QKV || kind == SFQ_LW_FC1 ? VIT_WTS : VIT_WFIXED;
+}
+
 /* RepQ-ViT: every quantizer parameter and the logits against PyTorch. */
 static void repq_case(const char *run, int w, int a, int min_agree, double max_diff, int max_tie_rows,
                       double max_act_rel)
 {
     sardfq_model *m = load_default();
     tu_fixture f;
-    tu_fixture_open(&f, FIX);
-    sardfq_quantizer *q = calibrated(m, &f, SARDFQ_SCHEME_REPQ, w, a);
+    sardfq_quantizer *q = repq_calibrated(m, &f, FIX, w, a);
     const sardfq_model *qm = sfq_quantizer_model(q);
     ck_assert_ptr_nonnull(qm);
-    const sfq_qspec *spec = qm->q;
     const int depth = m->info.depth;
-    char name[200], pt[96];
-    cmp_stats acts = {0}, early = {0}, wts = {0}, wfixed = {0};
-    for (int i = 0; i < sfq_qspec_n_points(&m->info); i++) {
-        const sfq_qact *ac = &spec->acts[i];
-        if (!ac->kind)
-            continue;
-        sfq_qpoint_name(&m->info, i, pt, sizeof pt);
-        size_t k;
-        snprintf(name, sizeof name, "%s.%s.scale", run, pt);
-        float *sc = tu_fixture_get(&f, name, &k);
-        /* before the first point fed by per-channel-reparameterised data
-         * downstream of block 0's attention, C and PyTorch see the same
-         * activations up to the last bit or two */
-        const int is_early = i < SFQ_AG_COUNT ? i == SFQ_AG_INPUT
-                                              : (i - SFQ_AG_COUNT) / SFQ_AP_COUNT == 0 &&
-                                                    (i - SFQ_AG_COUNT) % SFQ_AP_COUNT <= SFQ_AP_PROJ_IN;
-        cmp(is_early ? &early : &acts, ac->kind == SFQ_QK_LOG ? ac->lq.scale : ac->u.scale, sc[0]);
-
-        free(sc);
-        if (ac->kind == SFQ_QK_UNIFORM) {
-            snprintf(name, sizeof name, "%s.%s.zero", run, pt);
-            float *zr = tu_fixture_get(&f, name, &k);
-            /* fractional (reparameterised) zero points compare relatively */
-            cmp(is_early ? &early : &acts, ac->u.zero + 1000.0, zr[0] + 1000.0);
-            free(zr);
-        }
-    }
-    for (int i = 0; i < sfq_qspec_n_linears(&m->info); i++) {
-        const sfq_qweight *qw = &spec->lin[i];
-        if (!qw->bits)
-            continue;
-        sfq_qlin_name(&m->info, i, pt, sizeof pt);
-        size_t k;
-        snprintf(name, sizeof name, "%s.%s.weight.scale", run, pt);
-        float *sc = tu_fixture_get(&f, name, &k);
-        snprintf(name, sizeof name, "%s.%s.weight.zero", run, pt);
-        float *zr = tu_fixture_get(&f, name, &k);
-        ck_assert_int_eq((int)k, sfq_qlin_rows(&m->info, i));
-        /* qkv and fc1 are searched on reparameterised weights, which depend
-         * on the (diverging) activations; the others only on the FP weights */
-        const int kind = i == 0 || i >= sfq_qlin_head(&m->info) ? -1 : (i - 1) % SFQ_LW_PER_BLOCK;
-        cmp_stats *into = kind == SFQ_LW_QKV || kind == SFQ_LW_FC1 ? &wts : &wfixed;
-        for (size_t r = 0; r < k; r++) {
-            cmp(into, qw->rows[r].scale, sc[r]);
-            cmp(into, qw->rows[r].zero + 1000.0, zr[r] + 1000.0);
-        }
-        free(sc);
-        free(zr);
-    }
+    char name[200];
+    cmp_stats st[VIT_N] = {{0}};
+    int points, linears;
+    compare_quantizers(st, m, qm, &f, run, 0, vit_point_class, vit_linear_class, &points, &linears);
+    const cmp_stats *early = &st[VIT_EARLY], *acts = &st[VIT_ACTS], *wfixed = &st[VIT_WFIXED], *wts = &st[VIT_WTS];
     /* the reparameterised LayerNorms */
     cmp_stats ln = {0};
     for (int l = 0; l < depth; l++) {
@@ -201,11 +265,11 @@ static void repq_case(const char *run, int w, int a, int min_agree, double max_d
             "activation quantizers %d, %d off (worst %.3g); data-independent weight rows %d, %d off "
             "(worst %.3g); reparameterised weight rows %d, %d off (worst %.3g); LayerNorm %d, %d off "
             "(worst %.3g)\n",
-            run, early.n, early.off, early.worst, acts.n, acts.off, acts.worst, wfixed.n, wfixed.off,
-            wfixed.worst, wts.n, wts.off, wts.worst, ln.n, ln.off, ln.worst);
-    ck_assert_int_eq(early.off, 0);
-    ck_assert_int_le(wfixed.off, max_tie_rows);
-    ck_assert_double_le(acts.worst, max_act_rel);
+            run, early->n, early->off, early->worst, acts->n, acts->off, acts->worst, wfixed->n, wfixed->off,
+            wfixed->worst, wts->n, wts->off, wts->worst, ln.n, ln.off, ln.worst);
+    ck_assert_int_eq(early->off, 0);
+    ck_assert_int_le(wfixed->off, max_tie_rows);
+    ck_assert_double_le(acts->worst, max_act_rel);
     finish_case(q, m, &f, run, min_agree, max_diff);
 }
 
@@ -321,36 +385,60 @@ END_TEST
 START_TEST(minmax_w4a8_matches_pytorch) { minmax_case("minmax_w4a8", 4, 8, 125, 0.05); }
 END_TEST
 
+/* The RepQ W4A4 calibration of m on its fixture, the reparameterised FP
+ * model rp (no rounding), both models' logits a, b on the n evaluation
+ * images, and max |b - a| (d) and max |b - PyTorch's reparameterised
+ * logits "fp_reparam_w4a4.logits"| (d_torch). */
+typedef struct {
+    sardfq_model *m, *rp;
+    tu_fixture f;
+    sardfq_quantizer *q;
+    int n;
+    float *a, *b;
+    double d, d_torch;
+} reparam_case;
+
+static void reparam_open(reparam_case *r, sardfq_model *m, const char *fixture)
+{
+    r->m = m;
+    r->q = repq_calibrated(m, &r->f, fixture, 4, 4);
+    r->rp = NULL;
+    ck_assert_int_eq(sfq_quantizer_reparam_fp(r->q, &r->rp), 0);
+    r->a = eval_logits(m, &r->f, &r->n);
+    r->b = eval_logits(r->rp, &r->f, &r->n);
+    size_t k;
+    float *want = tu_fixture_get(&r->f, "fp_reparam_w4a4.logits", &k);
+    ck_assert_int_eq((int)k, 10 * r->n);
+    r->d = tu_max_abs_diff(r->b, r->a, k);
+    r->d_torch = tu_max_abs_diff(r->b, want, k);
+    free(want);
+}
+
+static void reparam_close(reparam_case *r)
+{
+    free(r->a);
+    free(r->b);
+    sardfq_model_free(r->rp);
+    sardfq_quantizer_free(r->q);
+    tu_fixture_close(&r->f);
+    sardfq_model_free(r->m);
+}
+
 /* The reparameterised FP model (LayerNorm / r - b, W r, bias + W r b, no
  * rounding) gives the original logits within 1e-4 (of max |logit|), and
  * PyTorch's reparameterised logits. */
 START_TEST(reparam_preserves_logits)
 {
-    sardfq_model *m = load_default();
-    tu_fixture f;
-    tu_fixture_open(&f, FIX);
-    sardfq_quantizer *q = calibrated(m, &f, SARDFQ_SCHEME_REPQ, 4, 4);
-    sardfq_model *rp = NULL;
-    ck_assert_int_eq(sfq_quantizer_reparam_fp(q, &rp), 0);
-    int n;
-    float *a = eval_logits(m, &f, &n), *b = eval_logits(rp, &f, &n);
-    const double d = tu_max_abs_diff(b, a, (size_t)n * 10), s = tu_max_abs(a, (size_t)n * 10);
-    size_t k;
-    float *want = tu_fixture_get(&f, "fp_reparam_w4a4.logits", &k);
-    const double d2 = tu_max_abs_diff(b, want, (size_t)n * 10);
-    fprintf(stderr, "reparameterised FP vs FP: max |diff| %.3g of max |logit| %.3g; vs PyTorch %.3g\n", d, s,
-            d2);
-    ck_assert_double_le(d, 1e-4 * s);
-    ck_assert_double_le(d2, 1e-4 * s);
+    reparam_case r;
+    reparam_open(&r, load_default(), FIX);
+    const double s = tu_max_abs(r.a, (size_t)r.n * 10);
+    fprintf(stderr, "reparameterised FP vs FP: max |diff| %.3g of max |logit| %.3g; vs PyTorch %.3g\n", r.d, s,
+            r.d_torch);
+    ck_assert_double_le(r.d, 1e-4 * s);
+    ck_assert_double_le(r.d_torch, 1e-4 * s);
     /* and it really changed the parameters */
-    ck_assert(memcmp(rp->blocks[0].ln1_w, m->blocks[0].ln1_w, sizeof(float) * 96) != 0);
-    free(a);
-    free(b);
-    free(want);
-    sardfq_model_free(rp);
-    sardfq_quantizer_free(q);
-    tu_fixture_close(&f);
-    sardfq_model_free(m);
+    ck_assert(memcmp(r.rp->blocks[0].ln1_w, r.m->blocks[0].ln1_w, sizeof(float) * 96) != 0);
+    reparam_close(&r);
 }
 END_TEST
 
@@ -796,42 +884,25 @@ static int swin_stage0(const char *name)
     return strcmp(name, "patch_embed.input") == 0 || strncmp(name, "layers.0.", 9) == 0;
 }
 
-typedef struct {
-    cmp_stats c;
-    int big;  /* relative difference > 1e-2 (a flipped quantile candidate) */
-    int rows; /* weight rows with a value off by > 1e-5 */
-} sw_stats;
-
-static void sw_cmp(sw_stats *s, double got, double want)
-{
-    cmp(&s->c, got, want);
-    s->big += rel(got, want) > 1e-2;
-}
-
 /* The k values of fixture tensor `name` against got[]: difference relative
  * to max(1, |value|) (LayerNorm biases and folded biases cross 0 and -1). */
-static void sw_cmp_tensor(sw_stats *s, tu_fixture *f, const char *name, const float *got, int k)
+static void cmp_tensor(cmp_stats *s, tu_fixture *f, const char *name, const float *got, int k)
 {
     size_t n;
     float *want = tu_fixture_get(f, name, &n);
     ck_assert_int_eq((int)n, k);
-    for (int i = 0; i < k; i++) {
-        const double r = fabs((double)got[i] - want[i]) / fmax(1.0, fabs(want[i]));
-        s->c.n++;
-        s->c.off += r > 1e-5;
-        s->big += r > 1e-2;
-        s->c.worst = fmax(s->c.worst, r);
-    }
+    for (int i = 0; i < k; i++)
+        cmp_rel(s, fabs((double)got[i] - want[i]) / fmax(1.0, fabs(want[i])));
     free(want);
 }
 
-static void sw_print(const char *what, const sw_stats *s)
+static void print_stats(const char *what, const cmp_stats *s)
 {
     char rows[32] = "";
     if (s->rows)
         snprintf(rows, sizeof rows, " (%d rows)", s->rows);
-    printf("  %-46s %5d values, %4d off by > 1e-5%s, %3d by > 1e-2, worst %.3g\n", what, s->c.n, s->c.off,
-           rows, s->big, s->c.worst);
+    printf("  %-46s %5d values, %4d off by > 1e-5%s, %3d by > 1e-2, worst %.3g\n", what, s->n, s->off, rows,
+           s->big, s->worst);
 }
 
 typedef struct {
@@ -844,6 +915,25 @@ typedef struct {
     double max_act_rel; /* stage >= 1 activation quantizers: worst */
 } swin_tol;
 
+enum { SW_EARLY, SW_ACTS, SW_WFIXED, SW_WTS0, SW_WTS, SW_LN0, SW_LN, SW_N };
+
+static int swin_point_class(const sardfq_model *m, int i, const char *name)
+{
+    (void)m;
+    (void)i;
+    return swin_stage0(name) ? SW_EARLY : SW_ACTS;
+}
+
+/* qkv, fc1 and the reductions are searched on reparameterised weights,
+ * which depend on the activations; the others only on the FP weights. */
+static int swin_linear_class(const sardfq_model *m, int i, const char *name)
+{
+    (void)m;
+    (void)i;
+    const int folded = ends_with(name, ".attn.qkv") || ends_with(name, ".mlp.fc1") || ends_with(name, ".reduction");
+    return !folded ? SW_WFIXED : swin_stage0(name) ? SW_WTS0 : SW_WTS;
+}
+
 /* RepQ-ViT on the Fashion-MNIST Swin: every quantizer parameter, the
  * reparameterised LayerNorms and folded biases, and the logits against
  * PyTorch. */
@@ -851,76 +941,26 @@ static void repq_swin_case(const char *run, const swin_tol *t)
 {
     sardfq_model *m = load_swin();
     tu_fixture f;
-    tu_fixture_open(&f, QSWIN);
-    sardfq_quantizer *q = calibrated(m, &f, SARDFQ_SCHEME_REPQ, t->w, t->a);
+    sardfq_quantizer *q = repq_calibrated(m, &f, QSWIN, t->w, t->a);
     const sardfq_model *qm = sfq_quantizer_model(q);
     ck_assert_ptr_nonnull(qm);
-    const sfq_qspec *spec = qm->q;
-    char name[200], pt[96];
-    sw_stats early = {0}, acts = {0}, wfixed = {0}, wts0 = {0}, wts = {0}, ln0 = {0}, ln = {0};
-    int points = 0, linears = 0;
-    for (int i = 0; i < sfq_qspec_n_points(&m->info); i++) {
-        const sfq_qact *ac = &spec->acts[i];
-        if (!ac->kind)
-            continue;
-        points++;
-        sfq_qpoint_name(&m->info, i, pt, sizeof pt);
-        size_t k;
-        snprintf(name, sizeof name, "%s.%s.scale", run, pt);
-        float *sc = tu_fixture_get(&f, name, &k);
-        snprintf(name, sizeof name, "%s.%s.zero", run, pt);
-        float *zr = tu_fixture_get(&f, name, &k);
-        sw_stats *into = swin_stage0(pt) ? &early : &acts;
-        if (ac->kind == SFQ_QK_LOG) {
-            sw_cmp(into, ac->lq.scale, sc[0]);
-            ck_assert_float_eq(zr[0], 0.0f);
-        } else {
-            sw_cmp(into, ac->u.scale, sc[0]);
-            /* fractional (reparameterised) zero points compare relatively */
-            sw_cmp(into, ac->u.zero + 1000.0, zr[0] + 1000.0);
-        }
-        free(sc);
-        free(zr);
-    }
-    for (int i = 0; i < sfq_qspec_n_linears(&m->info); i++) {
-        const sfq_qweight *qw = &spec->lin[i];
-        if (!qw->bits)
-            continue;
-        linears++;
-        sfq_qlin_name(&m->info, i, pt, sizeof pt);
-        size_t k;
-        snprintf(name, sizeof name, "%s.%s.weight.scale", run, pt);
-        float *sc = tu_fixture_get(&f, name, &k);
-        snprintf(name, sizeof name, "%s.%s.weight.zero", run, pt);
-        float *zr = tu_fixture_get(&f, name, &k);
-        ck_assert_int_eq((int)k, sfq_qlin_rows(&m->info, i));
-        /* qkv, fc1 and the reductions are searched on reparameterised
-         * weights, which depend on the activations; the others only on the
-         * FP weights */
-        const int folded = ends_with(pt, ".attn.qkv") || ends_with(pt, ".mlp.fc1") || ends_with(pt, ".reduction");
-        sw_stats *into = !folded ? &wfixed : swin_stage0(pt) ? &wts0 : &wts;
-        for (size_t r = 0; r < k; r++) {
-            const int before = into->c.off;
-            sw_cmp(into, qw->rows[r].scale, sc[r]);
-            sw_cmp(into, qw->rows[r].zero + 1000.0, zr[r] + 1000.0);
-            into->rows += into->c.off > before;
-        }
-        free(sc);
-        free(zr);
-    }
+    char name[200];
+    cmp_stats c[SW_N] = {{0}};
+    int points, linears;
+    compare_quantizers(c, m, qm, &f, run, 1, swin_point_class, swin_linear_class, &points, &linears);
     /* the reparameterised LayerNorms and the biases that absorbed W_new bb */
     const sfq_swin *sw = qm->swin;
     for (int s = 0; s < sw->n_stages; s++) {
         const sfq_swin_stage *st = &sw->st[s];
         const int C = st->dim;
-        sw_stats *into = s ? &ln : &ln0;
+        cmp_stats *into = &c[s ? SW_LN : SW_LN0];
         if (s) {
             snprintf(name, sizeof name, "%s.layers.%d.downsample.norm.weight", run, s);
-            sw_cmp_tensor(into, &f, name, st->ds_norm_w, 2 * C);
+            cmp_tensor(into, &f, name, st->ds_norm_w, 2 * C);
             snprintf(name, sizeof name, "%s.layers.%d.downsample.norm.bias", run, s);
-            sw_cmp_tensor(into, &f, name, st->ds_norm_b, 2 * C);
+            cmp_tensor(into, &f, name, st->ds_norm_b, 2 * C);
             snprintf(name, sizeof name, "%s.layers.%d.downsample.reduction.bias", run, s);
-            sw_cmp_tensor(into, &f, name, st->ds_red_b, C);
+            cmp_tensor(into, &f, name, st->ds_red_b, C);
         }
         for (int l = st->first; l < st->first + st->depth; l++) {
             const sfq_block *b = &qm->blocks[l];
@@ -930,30 +970,32 @@ static void repq_swin_case(const char *run, const swin_tol *t)
             const int len[6] = {C, C, C, C, 3 * C, st->hidden};
             for (int k = 0; k < 6; k++) {
                 snprintf(name, sizeof name, "%s.layers.%d.blocks.%d.%s", run, s, l - st->first, nm[k]);
-                sw_cmp_tensor(into, &f, name, mine[k], len[k]);
+                cmp_tensor(into, &f, name, mine[k], len[k]);
             }
         }
     }
     printf("%s (Swin): %d activation points, %d linears; C vs PyTorch, relative differences:\n", run, points,
            linears);
-    sw_print("image + stage-0 activation quantizers", &early);
-    sw_print("stage >= 1 activation quantizers", &acts);
-    sw_print("FP-weight rows (patch_embed, proj, fc2, head)", &wfixed);
-    sw_print("stage-0 reparameterised weight rows", &wts0);
-    sw_print("stage >= 1 reparameterised weight rows", &wts);
-    sw_print("stage-0 LayerNorms + folded biases", &ln0);
-    sw_print("stage >= 1 LayerNorms + folded biases", &ln);
+    static const char *const what[SW_N] = {"image + stage-0 activation quantizers",
+                                           "stage >= 1 activation quantizers",
+                                           "FP-weight rows (patch_embed, proj, fc2, head)",
+                                           "stage-0 reparameterised weight rows",
+                                           "stage >= 1 reparameterised weight rows",
+                                           "stage-0 LayerNorms + folded biases",
+                                           "stage >= 1 LayerNorms + folded biases"};
+    for (int i = 0; i < SW_N; i++)
+        print_stats(what[i], &c[i]);
     fflush(stdout);
     /* 1 image + 6 blocks x 8 + 1 reduction + head; 1 + 6 x 4 + 1 + 1 */
     ck_assert_int_eq(points, 51);
     ck_assert_int_eq(linears, 27);
-    ck_assert_int_eq(early.c.off, 0);
-    ck_assert_int_eq(ln0.c.off, 0);
-    ck_assert_int_le(wfixed.rows, t->max_tie_rows);
-    ck_assert_int_le(wts0.rows, t->max_tie_rows0);
-    ck_assert_int_le(acts.big, t->max_big);
-    ck_assert_double_le(acts.c.worst, t->max_act_rel);
-    ck_assert_double_le(wts.c.worst, t->max_act_rel);
+    ck_assert_int_eq(c[SW_EARLY].off, 0);
+    ck_assert_int_eq(c[SW_LN0].off, 0);
+    ck_assert_int_le(c[SW_WFIXED].rows, t->max_tie_rows);
+    ck_assert_int_le(c[SW_WTS0].rows, t->max_tie_rows0);
+    ck_assert_int_le(c[SW_ACTS].big, t->max_big);
+    ck_assert_double_le(c[SW_ACTS].worst, t->max_act_rel);
+    ck_assert_double_le(c[SW_WTS].worst, t->max_act_rel);
     finish_case(q, m, &f, run, t->min_agree, t->max_diff);
 }
 
@@ -987,27 +1029,21 @@ END_TEST
  * rounding) gives the original logits. */
 START_TEST(swin_reparam_preserves_logits)
 {
-    sardfq_model *m = load_swin();
-    tu_fixture f;
-    tu_fixture_open(&f, QSWIN);
-    sardfq_quantizer *q = calibrated(m, &f, SARDFQ_SCHEME_REPQ, 4, 4);
-    sardfq_model *rp = NULL;
-    ck_assert_int_eq(sfq_quantizer_reparam_fp(q, &rp), 0);
-    int n;
-    float *a = eval_logits(m, &f, &n), *b = eval_logits(rp, &f, &n);
+    reparam_case r;
+    reparam_open(&r, load_swin(), QSWIN);
     size_t k;
-    float *fp = tu_fixture_get(&f, "fp.logits", &k), *want = tu_fixture_get(&f, "fp_reparam_w4a4.logits", &k);
-    ck_assert_int_eq((int)k, 10 * n);
-    const double s = tu_max_abs(fp, k), d_fp = tu_max_abs_diff(a, fp, k), d = tu_max_abs_diff(b, a, k),
-                 d2 = tu_max_abs_diff(b, want, k);
+    float *fp = tu_fixture_get(&r.f, "fp.logits", &k);
+    ck_assert_int_eq((int)k, 10 * r.n);
+    const double s = tu_max_abs(fp, k), d_fp = tu_max_abs_diff(r.a, fp, k);
     printf("Swin FP vs PyTorch: max |diff| %.3g of max |logit| %.3g; reparameterised FP vs FP %.3g, vs "
            "PyTorch's reparameterised %.3g\n",
-           d_fp, s, d, d2);
+           d_fp, s, r.d, r.d_torch);
     fflush(stdout);
     ck_assert_double_le(d_fp, 1e-5 * s);
-    ck_assert_double_le(d, 1e-5 * s);
-    ck_assert_double_le(d2, 1e-5 * s);
+    ck_assert_double_le(r.d, 1e-5 * s);
+    ck_assert_double_le(r.d_torch, 1e-5 * s);
     /* every fold site changed its parameters; the reduction gained a bias */
+    const sardfq_model *m = r.m, *rp = r.rp;
     const sfq_swin_stage *st = &rp->swin->st[1];
     for (int l = 0; l < m->info.depth; l++) {
         ck_assert(memcmp(rp->blocks[l].ln1_w, m->blocks[l].ln1_w, sizeof(float) * 48) != 0);
@@ -1015,14 +1051,8 @@ START_TEST(swin_reparam_preserves_logits)
     }
     ck_assert(memcmp(st->ds_norm_w, m->swin->st[1].ds_norm_w, sizeof(float) * 2 * st->dim) != 0);
     ck_assert_double_gt(tu_max_abs(st->ds_red_b, (size_t)st->dim), 0.0);
-    free(a);
-    free(b);
     free(fp);
-    free(want);
-    sardfq_model_free(rp);
-    sardfq_quantizer_free(q);
-    tu_fixture_close(&f);
-    sardfq_model_free(m);
+    reparam_close(&r);
 }
 END_TEST
 

@@ -151,10 +151,22 @@ def repq_point(name):
     return None if m is None else (pre + m[0], m[1])
 
 
+def fold_sites(cfg):
+    """(LayerNorm prefix, linear, input point) of every reparameterised pair."""
+    return [("blocks.%d.%s" % (i, ln), "blocks.%d.%s" % (i, lin), "blocks.%d.%s.input" % (i, lin))
+            for i in range(cfg.depth) for ln, lin in (("norm1", "attn.qkv"), ("norm2", "mlp.fc1"))]
+
+
 class RepQ:
+    """RepQ-ViT calibration hook, for any model: the forward calls
+    act(point, x, kind) at every quantized activation point (kind "image",
+    "tensor", "channel" or "log") and weight(layer, W) for every linear; each
+    quantizer is searched when data first reaches it (sequential
+    calibration). Also used by make_qswin_fixtures.py."""
+
     def __init__(self, wbits, abits):
         self.wbits, self.abits = wbits, abits
-        self.act_q = {}      # name -> (kind, scale, zero, bits)
+        self.act_q = {}      # point -> (kind, scale, zero, bits), in initialisation order
         self.chan_q = {}     # first-pass per-channel params of reparam'd inputs
         self.w_q = {}        # layer -> (scale [rows], zero [rows])
         self.w_first = {}    # first-pass weight params of reparam'd linears
@@ -166,29 +178,25 @@ class RepQ:
             self.ties.append("%s (%s)" % (label, r["err"]))
         return r["scale"], r["zero"]
 
-    def act(self, name, x):
-        p = repq_point(name)
-        if p is None:
-            return x
-        qn, kind = p
-        if qn not in self.act_q:
+    def act(self, name, x, kind):
+        if name not in self.act_q:
             if kind == "log":
-                r = mq.lq_search(x, self.abits)
+                r = mq.lq_search(x.contiguous(), self.abits)
                 if r["err"]:
-                    self.ties.append("%s (%s)" % (qn, r["err"]))
-                self.act_q[qn] = ("log", r["scale"], None, self.abits)
+                    self.ties.append("%s (%s)" % (name, r["err"]))
+                self.act_q[name] = ("log", r["scale"], None, self.abits)
             elif kind == "channel":
                 xc = x.reshape(-1, x.shape[-1])
-                res = [self._search(xc[:, c], self.abits, "%s[%d]" % (qn, c))
+                res = [self._search(xc[:, c], self.abits, "%s[%d]" % (name, c))
                        for c in range(xc.shape[1])]
-                self.act_q[qn] = ("channel", torch.stack([s for s, _ in res]),
-                                  torch.stack([z for _, z in res]), self.abits)
+                self.act_q[name] = ("channel", torch.stack([s for s, _ in res]),
+                                    torch.stack([z for _, z in res]), self.abits)
             else:
                 bits = IMG_BITS if kind == "image" else self.abits
-                s, z = self._search(x, bits, qn)
-                self.act_q[qn] = ("tensor", s, z, bits)
-        kind, s, z, bits = self.act_q[qn]
-        if kind == "log":
+                s, z = self._search(x, bits, name)
+                self.act_q[name] = ("tensor", s, z, bits)
+        k, s, z, bits = self.act_q[name]
+        if k == "log":
             return mq.lq_fake(x, s, bits)
         return mq.uq_fake(x, s, z, bits)
 
@@ -203,34 +211,74 @@ class RepQ:
         s, z = self.w_q[layer]
         return mq.uq_fake(w, s[:, None], z[:, None], self.wbits)
 
-    def reparam(self, P, cfg):
-        """Returns the reparameterised parameter dict; switches the qkv/fc1
-        input quantizers to per tensor and re-searches their weights."""
+    def reparam(self, P, sites):
+        """Scale reparameterisation of every (LayerNorm prefix, linear, input
+        point) in sites. Returns (reparameterised parameter dict, {linear:
+        r}); switches the folded inputs to per tensor and re-searches their
+        linears' weights. A linear without a bias gains one."""
         P = dict(P)
         info = {}
-        for i in range(cfg.depth):
-            b = "blocks.%d." % i
-            for ln, lin in (("norm1", "attn.qkv"), ("norm2", "mlp.fc1")):
-                qn = b + lin + ".input"
-                kind, d, z, bits = self.act_q[qn]
-                assert kind == "channel"
-                a_min = -z * d
-                s_d = d.mean()
-                s_z = z.mean()
-                t_min = -s_z * s_d
-                r = d / s_d
-                bb = a_min / r - t_min
-                P[b + ln + ".weight"] = P[b + ln + ".weight"] / r
-                P[b + ln + ".bias"] = P[b + ln + ".bias"] / r - bb
-                w_new = P[b + lin + ".weight"] * r[None, :]
-                P[b + lin + ".weight"] = w_new
-                P[b + lin + ".bias"] = P[b + lin + ".bias"] + w_new @ bb
-                self.chan_q[qn] = (d, z)
-                self.act_q[qn] = ("tensor", s_d, s_z, bits)
-                self.w_first[b + lin] = self.w_q.pop(b + lin)
-                self.search_weight(b + lin, w_new, " reparam")
-                info[b + lin] = r
+        for ln, lin, qn in sites:
+            kind, d, z, bits = self.act_q[qn]
+            assert kind == "channel"
+            a_min = -z * d
+            s_d = d.mean()
+            s_z = z.mean()
+            t_min = -s_z * s_d
+            r = d / s_d
+            bb = a_min / r - t_min
+            P[ln + ".weight"] = P[ln + ".weight"] / r
+            P[ln + ".bias"] = P[ln + ".bias"] / r - bb
+            w_new = P[lin + ".weight"] * r[None, :]
+            P[lin + ".weight"] = w_new
+            bias = P[lin + ".bias"] if lin + ".bias" in P else torch.zeros(w_new.shape[0], dtype=F32)
+            P[lin + ".bias"] = bias + w_new @ bb
+            self.chan_q[qn] = (d, z)
+            self.act_q[qn] = ("tensor", s_d, s_z, bits)
+            self.w_first[lin] = self.w_q.pop(lin)
+            self.search_weight(lin, w_new, " reparam")
+            info[lin] = r
         return P, info
+
+    def calibrate(self, qforward, P, cfg, x, sites):
+        """Sequential calibration: one forward of x through qforward(P, cfg,
+        x, self), then reparam(P, sites)."""
+        qforward(P, cfg, x, self)
+        return self.reparam(P, sites)
+
+    def store(self, st, run, log_zero=None):
+        """Adds every quantizer to st as <run>.<name>.{scale,zero} (a log
+        quantizer's zero only if log_zero is given: stored as that tensor),
+        <run>.<input>_channel.* (first pass of a folded input),
+        <run>.<linear>.weight.* and <run>.<linear>.weight_first.*."""
+        for qn, (kind, s, z, bits) in self.act_q.items():
+            st["%s.%s.scale" % (run, qn)] = s.reshape(-1)
+            if kind != "log":
+                st["%s.%s.zero" % (run, qn)] = z.reshape(-1)
+            elif log_zero is not None:
+                st["%s.%s.zero" % (run, qn)] = log_zero.reshape(-1)
+        for qn, (d, z) in self.chan_q.items():
+            st["%s.%s_channel.scale" % (run, qn)] = d
+            st["%s.%s_channel.zero" % (run, qn)] = z
+        for layer, (s, z) in self.w_q.items():
+            st["%s.%s.weight.scale" % (run, layer)] = s
+            st["%s.%s.weight.zero" % (run, layer)] = z
+        for layer, (s, z) in self.w_first.items():
+            st["%s.%s.weight_first.scale" % (run, layer)] = s
+            st["%s.%s.weight_first.zero" % (run, layer)] = z
+
+    def note(self, run):
+        return "%s: %d quantizers, %d near-tie searches (float64 margin < 1e-5)%s" % (
+            run, len(self.act_q) + len(self.w_q), len(self.ties), "".join("\n    " + t for t in self.ties))
+
+
+class RepQViT(RepQ):
+    """RepQ on the ViT forward above: its canonical point names -> RepQ-ViT
+    quantizers (repq_point)."""
+
+    def act(self, name, x):
+        p = repq_point(name)
+        return x if p is None else RepQ.act(self, p[0], x, p[1])
 
 
 # --------------------------------------------------------------------------
@@ -297,35 +345,90 @@ def load_model():
     return {k: v.to(F32).contiguous() for k, v in P.items()}, cfg
 
 
+# --------------------------------------------------------------------------
+# Shared with make_qswin_fixtures.py: data, fixture file, summary
+# --------------------------------------------------------------------------
+
+def load_data(n_calib, n_eval):
+    """(calibration images: training images 0..n_calib-1, evaluation images
+    and labels: test images 0..n_eval-1, the whole test set's images, labels)."""
+    xtr, _ = train_default.load_split("train")
+    xte, yte = train_default.load_split("t10k")
+    return xtr[:n_calib].contiguous(), xte[:n_eval].contiguous(), yte[:n_eval], xte, yte
+
+
+def count_correct(qforward, params, cfg, hook, xte, yte):
+    """Correct predictions on the whole Fashion-MNIST test set (10000
+    images, batches of 500) with every quantizer fixed."""
+    c = 0
+    for i in range(0, xte.shape[0], 500):
+        lg = qforward(params, cfg, xte[i:i + 500], hook)
+        c += int((lg.argmax(1) == yte[i:i + 500]).sum())
+    return torch.tensor([float(c)])
+
+
+def new_fixture(model, script, xc, xe, ye, model_meta=()):
+    """(tensors, metadata) every fixture starts with: the images, the labels,
+    where they come from; model_meta: (key, value) pairs after "model"."""
+    st = {"calib.images": xc, "eval.images": xe, "eval.labels": ye.to(F32)}
+    meta = {"model": model}
+    meta.update(model_meta)
+    meta.update({"calib": "Fashion-MNIST train images 0..%d, one batch" % (xc.shape[0] - 1),
+                 "eval": "Fashion-MNIST test images 0..%d" % (xe.shape[0] - 1),
+                 "normalisation": "(pixel/255 - 0.2860) / 0.3530",
+                 "fp": "float32 model, no quantization",
+                 "generated_by": script})
+    return st, meta
+
+
+def save_fixture(path, st, meta):
+    """Writes st (as F32) and meta to path, checks it reads back the same and
+    prints its size. Returns (the F32 tensors, bytes)."""
+    st = {k: v.detach().to(F32).contiguous() for k, v in st.items()}
+    nbytes = stio.save(path, st, meta)
+    back, bmeta, _ = stio.load(path)
+    assert bmeta == meta and all(torch.equal(back[k], v) for k, v in st.items())
+    print("%s: %d tensors, %d bytes" % (os.path.relpath(path, ROOT), len(st), nbytes))
+    return st, nbytes
+
+
+def min_margin(lg):
+    """Smallest top-1 - top-2 logit margin."""
+    top2 = lg.topk(2, dim=1).values
+    return float((top2[:, 0] - top2[:, 1]).min())
+
+
+def print_summary(summary, ye, n_calib, margins=False):
+    """Top-1 on the evaluation images and arg-max agreement with the FP run
+    (summary[0]) of every (run, logits) in summary."""
+    fp_arg = summary[0][1].argmax(1)
+    n = ye.shape[0]
+    print("eval n=%d, calib n=%d, fp min top1-top2 margin %.3g" % (n, n_calib, min_margin(summary[0][1])))
+    for name, lg in summary:
+        acc = int((lg.argmax(1) == ye).sum())
+        agree = int((lg.argmax(1) == fp_arg).sum())
+        print("  %-12s top-1 %6.2f %% (%d/%d)  argmax == fp: %d/%d%s" % (
+            name, 100.0 * acc / n, acc, n, agree, n,
+            "  min margin %.3g" % min_margin(lg) if margins else ""))
+
+
+def print_test_correct(st):
+    for k in sorted(k for k in st if k.endswith(".test_correct")):
+        print("  %-28s %d / 10000" % (k, int(st[k][0])))
+
+
+# --------------------------------------------------------------------------
+
 def main():
     t0 = time.time()
     P, cfg = load_model()
-    xtr, _ = train_default.load_split("train")
-    xte, yte = train_default.load_split("t10k")
-    xc = xtr[:N_CALIB].contiguous()
-    xe = xte[:N_EVAL].contiguous()
-    ye = yte[:N_EVAL]
-    del xtr
+    xc, xe, ye, xte, yte = load_data(N_CALIB, N_EVAL)
 
     def test_correct(params, hook):
-        """Correct predictions on the whole Fashion-MNIST test set (10000
-        images, batches of 500) with every quantizer fixed."""
-        c = 0
-        for i in range(0, xte.shape[0], 500):
-            lg = qforward(params, cfg, xte[i:i + 500], hook)
-            c += int((lg.argmax(1) == yte[i:i + 500]).sum())
-        return torch.tensor([float(c)])
+        return count_correct(qforward, params, cfg, hook, xte, yte)
 
-    st = {}
-    st["calib.images"] = xc
-    st["eval.images"] = xe
-    st["eval.labels"] = ye.to(F32)
-    meta = {"model": "examples/models/fmnist_vit.safetensors",
-            "calib": "Fashion-MNIST train images 0..%d, one batch" % (N_CALIB - 1),
-            "eval": "Fashion-MNIST test images 0..%d" % (N_EVAL - 1),
-            "normalisation": "(pixel/255 - 0.2860) / 0.3530",
-            "fp": "float32 model, no quantization",
-            "generated_by": "tests/reference/make_qmodel_fixtures.py"}
+    st, meta = new_fixture("examples/models/fmnist_vit.safetensors",
+                           "tests/reference/make_qmodel_fixtures.py", xc, xe, ye)
 
     with torch.no_grad():
         fp = qforward(P, cfg, xe, FP())
@@ -333,34 +436,17 @@ def main():
         assert torch.allclose(fp, ref, atol=1e-5, rtol=0), float((fp - ref).abs().max())
         st["fp.logits"] = fp
         st["fp.test_correct"] = test_correct(P, FP())
-        top2 = fp.topk(2, dim=1).values
-        fp_margin = float((top2[:, 0] - top2[:, 1]).min())
-        fp_arg = fp.argmax(1)
         summary = [("fp", fp)]
         notes = []
         reparam_diff = None
 
         for run, method, wb, ab in RUNS:
             if method == "repq":
-                hk = RepQ(wb, ab)
-                qforward(P, cfg, xc, hk)                   # sequential calibration
-                Pr, ratios = hk.reparam(P, cfg)
+                hk = RepQViT(wb, ab)
+                Pr, ratios = hk.calibrate(qforward, P, cfg, xc, fold_sites(cfg))
                 logits = qforward(Pr, cfg, xe, hk)
                 st[run + ".test_correct"] = test_correct(Pr, hk)
-                nq = len(hk.act_q) + len(hk.w_q)
-                for qn, (kind, s, z, bits) in hk.act_q.items():
-                    st["%s.%s.scale" % (run, qn)] = s.reshape(-1)
-                    if kind != "log":
-                        st["%s.%s.zero" % (run, qn)] = z.reshape(-1)
-                for qn, (d, z) in hk.chan_q.items():
-                    st["%s.%s_channel.scale" % (run, qn)] = d
-                    st["%s.%s_channel.zero" % (run, qn)] = z
-                for layer, (s, z) in hk.w_q.items():
-                    st["%s.%s.weight.scale" % (run, layer)] = s
-                    st["%s.%s.weight.zero" % (run, layer)] = z
-                for layer, (s, z) in hk.w_first.items():
-                    st["%s.%s.weight_first.scale" % (run, layer)] = s
-                    st["%s.%s.weight_first.zero" % (run, layer)] = z
+                hk.store(st, run)
                 for i in range(cfg.depth):
                     b = "blocks.%d." % i
                     for n in ("norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias",
@@ -380,8 +466,7 @@ def main():
                              "scale reparameterisation of norm1->qkv and norm2->fc1 (input per "
                              "tensor (mean D, mean z), weights re-searched); logits of the "
                              "final fake-quant model on the eval images" % (wb, ab))
-                notes.append("%s: %d quantizers, %d near-tie searches (float64 margin < 1e-5)%s" % (
-                    run, nq, len(hk.ties), "".join("\n    " + t for t in hk.ties)))
+                notes.append(hk.note(run))
             else:
                 hk = MinMax(wb, ab)
                 qforward(P, cfg, xc, hk)                   # FP ranges
@@ -402,24 +487,14 @@ def main():
             st[run + ".logits"] = logits
             summary.append((run, logits))
 
-    st = {k: v.detach().to(F32).contiguous() for k, v in st.items()}
     meta["fp_reparam_w4a4"] = ("FP logits of the model reparameterised with the repq_w4a4 "
                                "per-channel LN-output scales, no quantization")
     meta["full_reparam_weights"] = "%s block %d (other blocks: W[:, c] * reparam_r[c])" % FULL_REPARAM_W
-    nbytes = stio.save(OUT, st, meta)
-    back, bmeta, _ = stio.load(OUT)
-    assert bmeta == meta and all(torch.equal(back[k], v) for k, v in st.items())
+    st, nbytes = save_fixture(OUT, st, meta)
 
-    print("%s: %d tensors, %d bytes" % (os.path.relpath(OUT, ROOT), len(st), nbytes))
-    print("eval n=%d, calib n=%d, fp min top1-top2 margin %.3g" % (N_EVAL, N_CALIB, fp_margin))
-    for name, lg in summary:
-        acc = int((lg.argmax(1) == ye).sum())
-        agree = int((lg.argmax(1) == fp_arg).sum())
-        print("  %-12s top-1 %6.2f %% (%d/%d)  argmax == fp: %d/%d" % (
-            name, 100.0 * acc / N_EVAL, acc, N_EVAL, agree, N_EVAL))
+    print_summary(summary, ye, N_CALIB)
     print("max |fp_reparam_w4a4 - fp| = %.3g" % reparam_diff)
-    for k in sorted(k for k in st if k.endswith(".test_correct")):
-        print("  %-28s %d / 10000" % (k, int(st[k][0])))
+    print_test_correct(st)
     for n in notes:
         print("  " + n)
     print("%.1f s" % (time.time() - t0))

@@ -74,18 +74,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-import make_quant_fixtures as mq  # noqa: E402
+import make_qmodel_fixtures as mqm  # noqa: E402
 import stio  # noqa: E402
 import swin_ref  # noqa: E402
 import train_default  # noqa: E402
+# the ViT fixture's data (32 calibration, 128 evaluation images) and size limit
+from make_qmodel_fixtures import F32, MAX_BYTES, N_CALIB, N_EVAL  # noqa: E402
 
-F32 = torch.float32
 MODEL = os.path.join(ROOT, "examples", "models", "fmnist_swin.safetensors")
 OUT = os.path.join(ROOT, "tests", "data", "qswin_fmnist.safetensors")
-N_CALIB = 32
-N_EVAL = 128
-MAX_BYTES = 1000 * 1000
-IMG_BITS = 8
 RUNS = [("repq_w8a8", 8, 8), ("repq_w4a4", 4, 4)]
 
 torch.set_num_threads(1)
@@ -129,12 +126,7 @@ def red_bias(P, s):
 def qblock(x, P, cfg, s, b, hook):
     """One Swin block (swin_ref.swin_block semantics) with hooks; x [B, H, W, C]."""
     A, Wq = hook.act, hook.weight
-    B, H, W, C = x.shape
-    nh = cfg.num_heads[s]
-    hd = C // nh
-    wh, ww, sh, sw = cfg.block_geom(s, b)
-    N = wh * ww
-    k = "layers.%d.blocks.%d." % (s, b)
+    B, H, W, C, nh, hd, wh, ww, sh, sw, N, k = swin_ref.block_dims(x, cfg, s, b)
     y = swin_ref.layer_norm(x, P[k + "norm1.weight"], P[k + "norm1.bias"])
     if sh or sw:
         y = torch.roll(y, shifts=(-sh, -sw), dims=(1, 2))
@@ -183,9 +175,7 @@ def qforward(P, cfg, x, hook):
     for s in range(cfg.num_stages):
         if s > 0:
             d = "layers.%d.downsample." % s
-            y = torch.cat([h[:, 0::2, 0::2], h[:, 1::2, 0::2], h[:, 0::2, 1::2], h[:, 1::2, 1::2]], dim=-1)
-            y = swin_ref.layer_norm(y, P[d + "norm.weight"], P[d + "norm.bias"])
-            y = A(d + "reduction.input", y, "channel")
+            y = A(d + "reduction.input", swin_ref.merge_norm(h, P, s), "channel")
             h = linear(y, Wq(d + "reduction", P[d + "reduction.weight"]), red_bias(P, s))
         for b in range(cfg.depths[s]):
             h = qblock(h, P, cfg, s, b, hook)
@@ -210,82 +200,6 @@ def fold_sites(cfg):
             out.append((k + "norm1", k + "attn.qkv", k + "attn.qkv.input"))
             out.append((k + "norm2", k + "mlp.fc1", k + "mlp.fc1.input"))
     return out
-
-
-class RepQ:
-    def __init__(self, wbits, abits):
-        self.wbits, self.abits = wbits, abits
-        self.act_q = {}      # point -> (kind, scale, zero, bits), in initialisation order
-        self.chan_q = {}     # first-pass per-channel params of reparam'd inputs
-        self.w_q = {}        # layer -> (scale [rows], zero [rows])
-        self.w_first = {}    # first-pass weight params of reparam'd linears
-        self.ties = []       # near-tie messages from the searches
-
-    def _search(self, x, bits, label):
-        r = mq.uq_search(x.contiguous(), bits)
-        if r["err"]:
-            self.ties.append("%s (%s)" % (label, r["err"]))
-        return r["scale"], r["zero"]
-
-    def act(self, name, x, kind):
-        if name not in self.act_q:
-            if kind == "log":
-                r = mq.lq_search(x.contiguous(), self.abits)
-                if r["err"]:
-                    self.ties.append("%s (%s)" % (name, r["err"]))
-                self.act_q[name] = ("log", r["scale"], None, self.abits)
-            elif kind == "channel":
-                xc = x.reshape(-1, x.shape[-1])
-                res = [self._search(xc[:, c], self.abits, "%s[%d]" % (name, c))
-                       for c in range(xc.shape[1])]
-                self.act_q[name] = ("channel", torch.stack([s for s, _ in res]),
-                                    torch.stack([z for _, z in res]), self.abits)
-            else:
-                bits = IMG_BITS if kind == "image" else self.abits
-                s, z = self._search(x, bits, name)
-                self.act_q[name] = ("tensor", s, z, bits)
-        k, s, z, bits = self.act_q[name]
-        if k == "log":
-            return mq.lq_fake(x, s, bits)
-        return mq.uq_fake(x, s, z, bits)
-
-    def search_weight(self, layer, w, tag=""):
-        res = [self._search(w[r], self.wbits, "%s.weight[%d]%s" % (layer, r, tag))
-               for r in range(w.shape[0])]
-        self.w_q[layer] = (torch.stack([s for s, _ in res]), torch.stack([z for _, z in res]))
-
-    def weight(self, layer, w):
-        if layer not in self.w_q:
-            self.search_weight(layer, w)
-        s, z = self.w_q[layer]
-        return mq.uq_fake(w, s[:, None], z[:, None], self.wbits)
-
-    def reparam(self, P, cfg):
-        """Returns (reparameterised parameter dict, {linear: r}); switches the
-        folded inputs to per tensor and re-searches their linears' weights."""
-        P = dict(P)
-        info = {}
-        for ln, lin, qn in fold_sites(cfg):
-            kind, d, z, bits = self.act_q[qn]
-            assert kind == "channel"
-            a_min = -z * d
-            s_d = d.mean()
-            s_z = z.mean()
-            t_min = -s_z * s_d
-            r = d / s_d
-            bb = a_min / r - t_min
-            P[ln + ".weight"] = P[ln + ".weight"] / r
-            P[ln + ".bias"] = P[ln + ".bias"] / r - bb
-            w_new = P[lin + ".weight"] * r[None, :]
-            P[lin + ".weight"] = w_new
-            bias = P[lin + ".bias"] if lin + ".bias" in P else torch.zeros(w_new.shape[0], dtype=F32)
-            P[lin + ".bias"] = bias + w_new @ bb
-            self.chan_q[qn] = (d, z)
-            self.act_q[qn] = ("tensor", s_d, s_z, bits)
-            self.w_first[lin] = self.w_q.pop(lin)
-            self.search_weight(lin, w_new, " reparam")
-            info[lin] = r
-        return P, info
 
 
 # --------------------------------------------------------------------------
@@ -331,10 +245,10 @@ def is_early(point):
 
 
 def calibrate(P, cfg, xc, wb, ab):
-    hk = RepQ(wb, ab)
-    qforward(P, cfg, xc, hk)                               # sequential calibration
+    """RepQ-ViT (make_qmodel_fixtures.RepQ) on the Swin forward."""
+    hk = mqm.RepQ(wb, ab)
+    Pr, ratios = hk.calibrate(qforward, P, cfg, xc, fold_sites(cfg))
     assert list(hk.act_q) == expected_order(cfg), list(hk.act_q)
-    Pr, ratios = hk.reparam(P, cfg)
     return hk, Pr, ratios
 
 
@@ -374,35 +288,16 @@ def main():
     args = ap.parse_args()
     t0 = time.time()
     P, cfg, mmeta = load_model(args.model)
-    xtr, _ = train_default.load_split("train")
-    xte, yte = train_default.load_split("t10k")
-    xc = xtr[:N_CALIB].contiguous()
-    xe = xte[:N_EVAL].contiguous()
-    ye = yte[:N_EVAL]
-    del xtr
+    xc, xe, ye, xte, yte = mqm.load_data(N_CALIB, N_EVAL)
 
     def test_correct(params, hook):
-        """Correct predictions on the whole Fashion-MNIST test set (10000
-        images, batches of 500) with every quantizer fixed."""
         if args.no_testset:
             return torch.tensor([-1.0])
-        c = 0
-        for i in range(0, xte.shape[0], 500):
-            lg = qforward(params, cfg, xte[i:i + 500], hook)
-            c += int((lg.argmax(1) == yte[i:i + 500]).sum())
-        return torch.tensor([float(c)])
+        return mqm.count_correct(qforward, params, cfg, hook, xte, yte)
 
-    st = {}
-    st["calib.images"] = xc
-    st["eval.images"] = xe
-    st["eval.labels"] = ye.to(F32)
-    meta = {"model": "examples/models/fmnist_swin.safetensors",
-            "model_test_correct": mmeta.get("test_correct", "?"),
-            "calib": "Fashion-MNIST train images 0..%d, one batch" % (N_CALIB - 1),
-            "eval": "Fashion-MNIST test images 0..%d" % (N_EVAL - 1),
-            "normalisation": "(pixel/255 - 0.2860) / 0.3530",
-            "fp": "float32 model, no quantization",
-            "generated_by": "tests/reference/make_qswin_fixtures.py"}
+    st, meta = mqm.new_fixture("examples/models/fmnist_swin.safetensors",
+                               "tests/reference/make_qswin_fixtures.py", xc, xe, ye,
+                               [("model_test_correct", mmeta.get("test_correct", "?"))])
 
     with torch.no_grad():
         fp = qforward(P, cfg, xe, FP())
@@ -414,9 +309,6 @@ def main():
         assert fp_tv_diff < 1e-5 * float(tv.abs().max()), fp_tv_diff
         st["fp.logits"] = fp
         st["fp.test_correct"] = test_correct(P, FP())
-        top2 = fp.topk(2, dim=1).values
-        fp_margin = float((top2[:, 0] - top2[:, 1]).min())
-        fp_arg = fp.argmax(1)
         summary = [("fp", fp)]
         notes = []
         reparam_diff = None
@@ -426,19 +318,7 @@ def main():
             hk, Pr, ratios = calibrate(P, cfg, xc, wb, ab)
             logits = qforward(Pr, cfg, xe, hk)
             st[run + ".test_correct"] = test_correct(Pr, hk)
-            nq = len(hk.act_q) + len(hk.w_q)
-            for qn, (kind, s, z, bits) in hk.act_q.items():
-                st["%s.%s.scale" % (run, qn)] = s.reshape(-1)
-                st["%s.%s.zero" % (run, qn)] = (torch.zeros(1) if kind == "log" else z).reshape(-1)
-            for qn, (d, z) in hk.chan_q.items():
-                st["%s.%s_channel.scale" % (run, qn)] = d
-                st["%s.%s_channel.zero" % (run, qn)] = z
-            for layer, (s, z) in hk.w_q.items():
-                st["%s.%s.weight.scale" % (run, layer)] = s
-                st["%s.%s.weight.zero" % (run, layer)] = z
-            for layer, (s, z) in hk.w_first.items():
-                st["%s.%s.weight_first.scale" % (run, layer)] = s
-                st["%s.%s.weight_first.zero" % (run, layer)] = z
+            hk.store(st, run, log_zero=torch.zeros(1))
             for ln, lin, _ in fold_sites(cfg):
                 for n in (ln + ".weight", ln + ".bias", lin + ".bias"):
                     st["%s.%s" % (run, n)] = Pr[n]
@@ -460,33 +340,20 @@ def main():
                          "norm2->fc1 and downsample.norm->reduction (input per tensor "
                          "(mean D, mean z), weights re-searched); logits of the final "
                          "fake-quant model on the eval images" % (wb, ab))
-            notes.append("%s: %d quantizers, %d near-tie searches (float64 margin < 1e-5)%s" % (
-                run, nq, len(hk.ties), "".join("\n    " + t for t in hk.ties)))
+            notes.append(hk.note(run))
             st[run + ".logits"] = logits
             summary.append((run, logits))
 
-    st = {k: v.detach().to(F32).contiguous() for k, v in st.items()}
     meta["fp_reparam"] = ("fp_reparam_<wXaY>.logits: FP logits of the model reparameterised with "
                           "that run's per-channel input scales (all three fold sites), no quantization")
     meta["order"] = ",".join(expected_order(cfg))
-    nbytes = stio.save(args.out, st, meta)
-    back, bmeta, _ = stio.load(args.out)
-    assert bmeta == meta and all(torch.equal(back[k], v) for k, v in st.items())
+    st, nbytes = mqm.save_fixture(args.out, st, meta)
 
-    print("%s: %d tensors, %d bytes" % (os.path.relpath(args.out, ROOT), len(st), nbytes))
     print("fp forward vs swin_ref.forward: max |diff| %.3g, vs torchvision float32 %.3g "
           "(max |logit| %.3g)" % (fp_ref_diff, fp_tv_diff, float(ref.abs().max())))
-    print("eval n=%d, calib n=%d, fp min top1-top2 margin %.3g" % (N_EVAL, N_CALIB, fp_margin))
-    for name, lg in summary:
-        acc = int((lg.argmax(1) == ye).sum())
-        agree = int((lg.argmax(1) == fp_arg).sum())
-        top2 = lg.topk(2, dim=1).values
-        print("  %-12s top-1 %6.2f %% (%d/%d)  argmax == fp: %d/%d  min margin %.3g" % (
-            name, 100.0 * acc / N_EVAL, acc, N_EVAL, agree, N_EVAL,
-            float((top2[:, 0] - top2[:, 1]).min())))
+    mqm.print_summary(summary, ye, N_CALIB, margins=True)
     print("max |fp_reparam - fp| = %.3g" % reparam_diff)
-    for k in sorted(k for k in st if k.endswith(".test_correct")):
-        print("  %-28s %d / 10000" % (k, int(st[k][0])))
+    mqm.print_test_correct(st)
     for run, o in sens.items():
         print("  %s, float64 linears vs float32 (max rel): early %.2g, later acts %.2g, FP-weight rows "
               "%.2g, reparam weight rows %.2g, LN/bias %.2g; logits %.3g of max |logit|, argmax "

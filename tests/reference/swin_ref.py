@@ -450,25 +450,35 @@ def timm_old_to_timm(sd):
 # Forward
 # --------------------------------------------------------------------------
 
-def patch_merge(x, P, s):
+def merge_norm(x, P, s):
+    """Patch merging of stage s up to the reduction's input: the 2x2
+    neighbours concatenated (x0, x1, x2, x3 order), then the merging LayerNorm."""
     d = "layers.%d.downsample." % s
     x0 = x[:, 0::2, 0::2]
     x1 = x[:, 1::2, 0::2]
     x2 = x[:, 0::2, 1::2]
     x3 = x[:, 1::2, 1::2]
     y = torch.cat([x0, x1, x2, x3], dim=-1)
-    y = layer_norm(y, P[d + "norm.weight"], P[d + "norm.bias"])
-    return y @ P[d + "reduction.weight"].t()
+    return layer_norm(y, P[d + "norm.weight"], P[d + "norm.bias"])
+
+
+def patch_merge(x, P, s):
+    return merge_norm(x, P, s) @ P["layers.%d.downsample.reduction.weight" % s].t()
+
+
+def block_dims(x, cfg, s, b):
+    """Sizes of block b of stage s on x [B, H, W, C]: (B, H, W, C, heads,
+    head dim, window h, window w, shift h, shift w, tokens per window,
+    parameter-name prefix)."""
+    B, H, W, C = x.shape
+    nh = cfg.num_heads[s]
+    wh, ww, sh, sw = cfg.block_geom(s, b)
+    return B, H, W, C, nh, C // nh, wh, ww, sh, sw, wh * ww, "layers.%d.blocks.%d." % (s, b)
 
 
 def swin_block(x, P, cfg, s, b, trace=None):
     """x [B, H, W, C] -> (x', read-back [B, heads*H*W])."""
-    B, H, W, C = x.shape
-    nh = cfg.num_heads[s]
-    hd = C // nh
-    wh, ww, sh, sw = cfg.block_geom(s, b)
-    N = wh * ww
-    k = "layers.%d.blocks.%d." % (s, b)
+    B, H, W, C, nh, hd, wh, ww, sh, sw, N, k = block_dims(x, cfg, s, b)
     y = layer_norm(x, P[k + "norm1.weight"], P[k + "norm1.bias"])
     if sh or sw:
         y = torch.roll(y, shifts=(-sh, -sw), dims=(1, 2))
