@@ -8,10 +8,11 @@
 #
 # Environment (defaults: the README's ViT table): MODEL (a model file),
 # BITS (W,A pairs), SOURCES (synthesis sources among noise psaq sardfq-apa
-# sardfq-msr-sl sardfq; real calibration always runs), SEEDS. E.g. the Swin
+# sardfq-msr-sl sardfq; real calibration always runs), SEEDS, ALPHA (the APA
+# weight of the sardfq sources; default the library's, 100). E.g. the Swin
 # rows:
-#   MODEL=examples/models/fmnist_swin.safetensors BITS="8,8 6,6 4,4" \
-#   SOURCES="noise psaq sardfq" sh examples/quant_table.sh build/quant_table_swin 0
+#   MODEL=examples/models/fmnist_swin.safetensors BITS="8,8 6,6 4,4" ALPHA=1 \
+#   SOURCES="noise psaq sardfq" sh examples/quant_table.sh build/quant_table_swin_a1 0
 #
 # Phase 1 writes the calibration sets (32 images per source and seed) into
 # WORKDIR (default build/quant_table) and reuses them when present; phase 2
@@ -43,9 +44,9 @@ synth_opts() {
     case $1 in
     noise) echo "--method noise" ;;
     psaq) echo "--method psaq" ;;
-    sardfq-apa) echo "--method sardfq --no-msr --no-sl" ;;
+    sardfq-apa) echo "--method sardfq --no-msr --no-sl ${ALPHA:+--alpha $ALPHA}" ;;
     sardfq-msr-sl) echo "--method sardfq --no-apa" ;;
-    sardfq) echo "--method sardfq" ;;
+    sardfq) echo "--method sardfq ${ALPHA:+--alpha $ALPHA}" ;;
     esac
 }
 
@@ -146,4 +147,4 @@ for rec in $RECONS; do
         awk -v w="$what" '{ v[NR] = $1 } END { if (NR) printf "| %s | %.2f |\n", w, v[int((NR + 1) / 2)] }'
 done
 echo
-echo "(\`MODEL=$M BITS=\"$BITS\" SOURCES=\"$SOURCES\" SEEDS=\"$SEEDS\" sh examples/quant_table.sh $W $RECON\`; 32 calibration images per run; evaluation on the 10000 test images)"
+echo "(\`MODEL=$M BITS=\"$BITS\" SOURCES=\"$SOURCES\" SEEDS=\"$SEEDS\" ALPHA=${ALPHA:-} sh examples/quant_table.sh $W $RECON\`; 32 calibration images per run; evaluation on the 10000 test images)"
