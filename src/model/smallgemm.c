@@ -6,6 +6,7 @@
 #include "smallgemm.h"
 
 #include "core.h"
+#include "vmath.h"
 
 #include <string.h>
 
@@ -94,4 +95,27 @@ SFQ_CLONES void sfq_gemm_packed(int M, int N, int K, float alpha, const float *A
             }
         }
     }
+}
+
+void sfq_attention_head_bwd_pv(const float *q, float *dq, int D, const float *dO, const float *P, float *dS,
+                               int N, int hd, float *At, float *buf)
+{
+    const int ldN = sfq_pack_ld(N), ldh = sfq_pack_ld(hd);
+    sfq_pack_transpose(q + 2 * D, 3 * D, N, hd, buf, ldN); /* V^T */
+    sfq_gemm_packed(N, N, hd, 1.0f, dO, D, buf, ldN, dS, N);
+    sfq_pack_transpose(P, N, N, N, At, ldN); /* P^T */
+    sfq_pack_rows(dO, D, N, hd, buf, ldh);
+    sfq_gemm_packed(N, hd, N, 1.0f, At, ldN, buf, ldh, dq + 2 * D, 3 * D);
+}
+
+void sfq_attention_head_bwd_qk(const float *q, float *dq, int D, const float *P, float *dS, int N, int hd,
+                               float scale, float *At, float *buf)
+{
+    const int ldN = sfq_pack_ld(N), ldh = sfq_pack_ld(hd);
+    sfq_softmax_bwd(P, dS, N, N, 1);
+    sfq_pack_rows(q + D, 3 * D, N, hd, buf, ldh); /* K */
+    sfq_gemm_packed(N, hd, N, scale, dS, N, buf, ldh, dq, 3 * D);
+    sfq_pack_transpose(dS, N, N, N, At, ldN); /* dS^T */
+    sfq_pack_rows(q, 3 * D, N, hd, buf, ldh);  /* Q */
+    sfq_gemm_packed(N, hd, N, scale, At, ldN, buf, ldh, dq + D, 3 * D);
 }

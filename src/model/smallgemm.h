@@ -25,4 +25,18 @@ void sfq_pack_transpose(const float *src, int ld, int rows, int cols, float *dst
 void sfq_gemm_packed(int M, int N, int K, float alpha, const float *A, int lda, const float *Bp,
                      int ldb, float *C, int ldc);
 
+/* Backward of one head's attention O = P V over N tokens (one image of a
+ * ViT, one window of a Swin), in two halves so the caller can add the
+ * read-back's gradient to dP in between. The head's Q, K and V rows start
+ * at q, q + D and q + 2 D with row stride 3 D (the qkv layout), dq likewise
+ * for their gradients; dO has row stride D; P and dS are N x N. At holds
+ * N x ld(N) floats and buf the larger packed operand (see vit.c sizes()).
+ *   _pv: dS = dO V^T (dP), and dV = P^T dO into dq + 2 D;
+ *   _qk: dS = softmax backward of dS given P, dQ = scale dS K into dq,
+ *        dK = scale dS^T Q into dq + D. */
+void sfq_attention_head_bwd_pv(const float *q, float *dq, int D, const float *dO, const float *P, float *dS,
+                               int N, int hd, float *At, float *buf);
+void sfq_attention_head_bwd_qk(const float *q, float *dq, int D, const float *P, float *dS, int N, int hd,
+                               float scale, float *At, float *buf);
+
 #endif

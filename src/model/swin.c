@@ -522,21 +522,16 @@ static void attention_bwd_range(void *vc, int chunk, int64_t t0, int64_t t1)
     const sw_attn *c = vc;
     const sfq_swin_stage *st = c->st;
     const int C = st->dim, h = st->heads, hd = C / h, Nw = st->wh * st->ww, N = st->gh * st->gw;
-    const int ldN = sfq_pack_ld(Nw), ldh = sfq_pack_ld(hd);
     const float scale = 1.0f / sqrtf((float)hd);
-    float *At = c->scratch + (size_t)chunk * c->chunk, *buf = At + (size_t)Nw * ldN;
+    float *At = c->scratch + (size_t)chunk * c->chunk, *buf = At + (size_t)Nw * sfq_pack_ld(Nw);
     for (int64_t t = t0; t < t1; t++) {
         const triple r = split_triple(c, t);
         const size_t qo = r.row0 * 3 * C + (size_t)r.hh * hd;
-        const float *q = c->qkv + qo, *dO = c->dao + r.row0 * C + (size_t)r.hh * hd;
         const float *Pr = c->probs + (size_t)t * Nw * Nw;
-        float *dS = c->dS + (size_t)t * Nw * Nw, *dq = c->dqkv + qo;
-        sfq_pack_transpose(q + 2 * C, 3 * C, Nw, hd, buf, ldN); /* V^T */
-        sfq_gemm_packed(Nw, Nw, hd, 1.0f, dO, C, buf, ldN, dS, Nw);
-        sfq_pack_transpose(Pr, Nw, Nw, Nw, At, ldN); /* Pr^T */
-        sfq_pack_rows(dO, C, Nw, hd, buf, ldh);
-        sfq_gemm_packed(Nw, hd, Nw, 1.0f, At, ldN, buf, ldh, dq + 2 * C, 3 * C);
-        if (c->dattn) {
+        float *dS = c->dS + (size_t)t * Nw * Nw;
+        sfq_attention_head_bwd_pv(c->qkv + qo, c->dqkv + qo, C, c->dao + r.row0 * C + (size_t)r.hh * hd, Pr, dS,
+                                  Nw, hd, At, buf);
+        if (c->dattn) { /* every query row: the read-back averages them */
             const float *g = c->dattn + (size_t)r.b * c->T + c->attn_off + (size_t)r.hh * N;
             for (int j = 0; j < Nw; j++) {
                 const float gj = g[sfq_swin_token_pos(st, c->shifted, r.w, j)] / (float)N;
@@ -544,12 +539,7 @@ static void attention_bwd_range(void *vc, int chunk, int64_t t0, int64_t t1)
                     dS[i * Nw + j] += gj;
             }
         }
-        sfq_softmax_bwd(Pr, dS, Nw, Nw, 1);
-        sfq_pack_rows(q + C, 3 * C, Nw, hd, buf, ldh); /* K */
-        sfq_gemm_packed(Nw, hd, Nw, scale, dS, Nw, buf, ldh, dq, 3 * C);
-        sfq_pack_transpose(dS, Nw, Nw, Nw, At, ldN); /* dS^T */
-        sfq_pack_rows(q, 3 * C, Nw, hd, buf, ldh);    /* Q */
-        sfq_gemm_packed(Nw, hd, Nw, scale, At, ldN, buf, ldh, dq + C, 3 * C);
+        sfq_attention_head_bwd_qk(c->qkv + qo, c->dqkv + qo, C, Pr, dS, Nw, hd, scale, At, buf);
     }
 }
 

@@ -636,31 +636,21 @@ static void attention_bwd_range(void *vc, int chunk, int64_t p0, int64_t p1)
     const attn_ctx *c = vc;
     const sardfq_model_info *cfg = &c->m->info;
     const int D = cfg->embed_dim, N = cfg->num_tokens, H = cfg->num_heads, hd = cfg->head_dim;
-    const int ldN = sfq_pack_ld(N), ldh = sfq_pack_ld(hd);
     const float scale = 1.0f / sqrtf((float)hd);
-    float *At = c->scratch + (size_t)chunk * c->chunk, *buf = At + (size_t)N * ldN;
+    float *At = c->scratch + (size_t)chunk * c->chunk, *buf = At + (size_t)N * sfq_pack_ld(N);
     for (int64_t pair = p0; pair < p1; pair++) {
         const int b = (int)(pair / H), hh = (int)(pair % H);
         const size_t qo = (size_t)b * N * 3 * D + (size_t)hh * hd;
-        const float *q = c->qkv + qo, *dO = c->dao + (size_t)b * N * D + (size_t)hh * hd;
         const float *Pr = c->probs + (size_t)pair * N * N;
-        float *dS = c->dS + (size_t)pair * N * N, *dq = c->dqkv + qo;
-        sfq_pack_transpose(q + 2 * D, 3 * D, N, hd, buf, ldN); /* V^T */
-        sfq_gemm_packed(N, N, hd, 1.0f, dO, D, buf, ldN, dS, N);
-        sfq_pack_transpose(Pr, N, N, N, At, ldN); /* Pr^T */
-        sfq_pack_rows(dO, D, N, hd, buf, ldh);
-        sfq_gemm_packed(N, hd, N, 1.0f, At, ldN, buf, ldh, dq + 2 * D, 3 * D);
-        if (c->dattn) {
+        float *dS = c->dS + (size_t)pair * N * N;
+        sfq_attention_head_bwd_pv(c->qkv + qo, c->dqkv + qo, D, c->dao + (size_t)b * N * D + (size_t)hh * hd, Pr,
+                                  dS, N, hd, At, buf);
+        if (c->dattn) { /* the class-token row */
             const float *g = c->dattn + (((size_t)b * cfg->depth + c->l) * H + hh) * N;
             for (int t = 0; t < N; t++)
                 dS[t] += g[t];
         }
-        sfq_softmax_bwd(Pr, dS, N, N, 1);
-        sfq_pack_rows(q + D, 3 * D, N, hd, buf, ldh); /* K */
-        sfq_gemm_packed(N, hd, N, scale, dS, N, buf, ldh, dq, 3 * D);
-        sfq_pack_transpose(dS, N, N, N, At, ldN); /* dS^T */
-        sfq_pack_rows(q, 3 * D, N, hd, buf, ldh);  /* Q */
-        sfq_gemm_packed(N, hd, N, scale, At, ldN, buf, ldh, dq + D, 3 * D);
+        sfq_attention_head_bwd_qk(c->qkv + qo, c->dqkv + qo, D, Pr, dS, N, hd, scale, At, buf);
     }
 }
 
