@@ -384,6 +384,41 @@ static sardfq_status agree(const sfq_st_file *st, const char *key, int from_shap
     return SARDFQ_OK;
 }
 
+/* The patch-embedding convolution pw [D][C][p][p] (named name): embed_dim,
+ * in_chans, patch_size into cfg. */
+static sardfq_status patch_embedding(const sfq_st_tensor *pw, const char *name, sardfq_model_info *cfg)
+{
+    if (pw->ndim != 4 || pw->shape[2] != pw->shape[3] || pw->shape[0] < 1 || pw->shape[0] > MAX_DIM ||
+        pw->shape[2] < 1 || pw->shape[2] > 1024)
+        return sfq_fail(SARDFQ_E_SHAPE, "'%s' must be [D, C, p, p] with D <= %d", name, MAX_DIM);
+    if (pw->shape[1] != 1 && pw->shape[1] != 3)
+        return sfq_fail(SARDFQ_E_UNSUPPORTED, "'%s' has %lld input channels; 1 or 3 are supported", name,
+                        (long long)pw->shape[1]);
+    cfg->embed_dim = (int)pw->shape[0];
+    cfg->in_chans = (int)pw->shape[1];
+    cfg->patch_size = (int)pw->shape[2];
+    return SARDFQ_OK;
+}
+
+/* Metadata img_size ("S" or "H,W") into cfg->img_h/img_w (source
+ * METADATA); *found = 0 when absent. */
+static sardfq_status metadata_img_size(const sfq_st_file *st, sardfq_model_info *cfg, int *found)
+{
+    const char *img = sfq_st_meta(st, "img_size");
+    *found = img != NULL;
+    if (!img)
+        return SARDFQ_OK;
+    float hwv[2];
+    int k = parse_floats(img, hwv, 2);
+    if (k == 0 || hwv[0] < 1 || hwv[0] > 1 << 16 || (k == 2 && (hwv[1] < 1 || hwv[1] > 1 << 16)) ||
+        hwv[0] != floorf(hwv[0]) || (k == 2 && hwv[1] != floorf(hwv[1])))
+        return sfq_fail(SARDFQ_E_FORMAT, "metadata img_size='%s' is not 'S' or 'H,W'", img);
+    cfg->img_h = (int)hwv[0];
+    cfg->img_w = k == 2 ? (int)hwv[1] : (int)hwv[0];
+    cfg->source[SARDFQ_FIELD_IMG_SIZE] = SARDFQ_SOURCE_METADATA;
+    return SARDFQ_OK;
+}
+
 /* mean/std, crop_pct and LayerNorm eps: metadata, else the family's
  * defaults (ImageNet statistics for RGB, 0.5 for gray; crop 0.9). */
 static sardfq_status configure_transform(const sfq_st_file *st, sardfq_model_info *cfg, float default_eps)
@@ -449,17 +484,9 @@ static sardfq_status configure(const sfq_st_file *st, const sardfq_model_params 
                                          "(timm) or 'conv_proj.weight' (torchvision) tensor");
     }
     cfg->naming = *naming;
-    const sfq_st_tensor *pw = sfq_st_find(st, g->patch_w);
-    if (pw->ndim != 4 || pw->shape[2] != pw->shape[3] || pw->shape[0] < 1 ||
-        pw->shape[0] > MAX_DIM || pw->shape[2] < 1 || pw->shape[2] > 1024)
-        return sfq_fail(SARDFQ_E_SHAPE, "'%s' must be [D, C, p, p] with D <= %d", g->patch_w,
-                        MAX_DIM);
-    if (pw->shape[1] != 1 && pw->shape[1] != 3)
-        return sfq_fail(SARDFQ_E_UNSUPPORTED, "'%s' has %lld input channels; 1 or 3 are supported",
-                        g->patch_w, (long long)pw->shape[1]);
-    cfg->embed_dim = (int)pw->shape[0];
-    cfg->in_chans = (int)pw->shape[1];
-    cfg->patch_size = (int)pw->shape[2];
+    sardfq_status ps = patch_embedding(sfq_st_find(st, g->patch_w), g->patch_w, cfg);
+    if (ps)
+        return ps;
     const int D = cfg->embed_dim;
 
     /* architecture */
@@ -536,16 +563,11 @@ static sardfq_status configure(const sfq_st_file *st, const sardfq_model_params 
                         g->pos, D, cfg->num_prefix_tokens);
     cfg->num_tokens = (int)pos->shape[1];
     const int grid_tokens = cfg->num_tokens - cfg->num_prefix_tokens;
-    const char *img = sfq_st_meta(st, "img_size");
-    if (img) {
-        float hwv[2];
-        int k = parse_floats(img, hwv, 2);
-        if (k == 0 || hwv[0] < 1 || hwv[0] > 1 << 16 || (k == 2 && (hwv[1] < 1 || hwv[1] > 1 << 16)) ||
-            hwv[0] != floorf(hwv[0]) || (k == 2 && hwv[1] != floorf(hwv[1])))
-            return sfq_fail(SARDFQ_E_FORMAT, "metadata img_size='%s' is not 'S' or 'H,W'", img);
-        cfg->img_h = (int)hwv[0];
-        cfg->img_w = k == 2 ? (int)hwv[1] : (int)hwv[0];
-        cfg->source[SARDFQ_FIELD_IMG_SIZE] = SARDFQ_SOURCE_METADATA;
+    int img_found;
+    sardfq_status ms = metadata_img_size(st, cfg, &img_found);
+    if (ms)
+        return ms;
+    if (img_found) {
         if (cfg->img_h % cfg->patch_size || cfg->img_w % cfg->patch_size)
             return sfq_fail(SARDFQ_E_SHAPE, "img_size %dx%d is not a multiple of the patch size %d",
                             cfg->img_h, cfg->img_w, cfg->patch_size);
@@ -788,17 +810,12 @@ static sardfq_status configure_swin(const sfq_st_file *st, const sardfq_model_pa
     const sfq_st_tensor *pw = sfq_st_find(st, nm->patch_w);
     if (!pw)
         return sfq_fail(SARDFQ_E_FORMAT, "Swin checkpoint without '%s'", nm->patch_w);
-    if (pw->ndim != 4 || pw->shape[2] != pw->shape[3] || pw->shape[0] < 1 || pw->shape[0] > MAX_DIM ||
-        pw->shape[2] < 1 || pw->shape[2] > 1024)
-        return sfq_fail(SARDFQ_E_SHAPE, "'%s' must be [C, in_chans, p, p]", nm->patch_w);
-    if (pw->shape[1] != 1 && pw->shape[1] != 3)
-        return sfq_fail(SARDFQ_E_UNSUPPORTED, "'%s' has %lld input channels; 1 or 3 are supported", nm->patch_w,
-                        (long long)pw->shape[1]);
-    cfg->in_chans = (int)pw->shape[1];
-    cfg->patch_size = (int)pw->shape[2];
+    sardfq_status s = patch_embedding(pw, nm->patch_w, cfg);
+    if (s)
+        return s;
     /* stages, blocks, widths, heads and window from the tensors */
     char name[200];
-    int S = 0, depth = 0;
+    int S = 0;
     for (;;) {
         swin_block_name(name, sizeof name, nm->layout, S, 0, 0);
         if (!sfq_st_find(st, name))
@@ -817,7 +834,6 @@ static sardfq_status configure_swin(const sfq_st_file *st, const sardfq_model_pa
             b++;
         }
         cfg->stage_depth[S] = b;
-        depth += b;
         swin_block_name(name, sizeof name, nm->layout, S, 0, 6);
         const sfq_st_tensor *tb = sfq_st_find(st, name);
         if (!tb)
@@ -829,7 +845,7 @@ static sardfq_status configure_swin(const sfq_st_file *st, const sardfq_model_pa
             /* the window: metadata, else stage 0's table (2w-1)^2 rows;
              * bind_swin checks every table against it */
             int found = 0;
-            sardfq_status s = metadata_int(st, "window_size", 1, 64, &cfg->window_size, &found);
+            s = metadata_int(st, "window_size", 1, 64, &cfg->window_size, &found);
             if (s)
                 return s;
             const int w = (int)lrint((sqrt((double)tb->shape[0]) + 1) / 2);
@@ -844,8 +860,7 @@ static sardfq_status configure_swin(const sfq_st_file *st, const sardfq_model_pa
     if (S == 0)
         return sfq_fail(SARDFQ_E_FORMAT, "no Swin block found");
     cfg->num_stages = S;
-    cfg->embed_dim = cfg->stage_dim[0];
-    if (pw->shape[0] != cfg->embed_dim)
+    if (pw->shape[0] != cfg->stage_dim[0])
         return sfq_fail(SARDFQ_E_SHAPE, "'%s' has %lld channels but stage 0 is %d wide", nm->patch_w,
                         (long long)pw->shape[0], cfg->embed_dim);
     swin_block_name(name, sizeof name, nm->layout, 0, 0, 9);
@@ -861,22 +876,14 @@ static sardfq_status configure_swin(const sfq_st_file *st, const sardfq_model_pa
         return sfq_fail(SARDFQ_E_SHAPE, "'%s' must be [classes, features]", nm->head_w);
     cfg->num_classes = (int)hw->shape[0];
     /* image size: metadata, else timm's 224 */
-    const char *img = sfq_st_meta(st, "img_size");
-    if (img) {
-        float hwv[2];
-        int k = parse_floats(img, hwv, 2);
-        if (k == 0 || hwv[0] < 1 || hwv[0] > 1 << 16 || (k == 2 && (hwv[1] < 1 || hwv[1] > 1 << 16)) ||
-            hwv[0] != floorf(hwv[0]) || (k == 2 && hwv[1] != floorf(hwv[1])))
-            return sfq_fail(SARDFQ_E_FORMAT, "metadata img_size='%s' is not 'S' or 'H,W'", img);
-        cfg->img_h = (int)hwv[0];
-        cfg->img_w = k == 2 ? (int)hwv[1] : (int)hwv[0];
-        cfg->source[SARDFQ_FIELD_IMG_SIZE] = SARDFQ_SOURCE_METADATA;
-    } else {
+    int found;
+    if ((s = metadata_img_size(st, cfg, &found)))
+        return s;
+    if (!found) {
         cfg->img_h = cfg->img_w = 224;
         cfg->source[SARDFQ_FIELD_IMG_SIZE] = SARDFQ_SOURCE_DEFAULT;
     }
-    sardfq_status s = sfq_swin_configure(cfg);
-    if (s)
+    if ((s = sfq_swin_configure(cfg)))
         return s;
     /* torchvision pads a grid smaller than the window (the padding tokens
      * then take part in attention) where timm clips the window: only timm's
@@ -898,7 +905,6 @@ static sardfq_status configure_swin(const sfq_st_file *st, const sardfq_model_pa
         return s;
     cfg->source[SARDFQ_FIELD_DEPTH] = src_depth;
     cfg->source[SARDFQ_FIELD_NUM_HEADS] = src_heads;
-    (void)depth;
     return configure_transform(st, cfg, 1e-5f);
 }
 
