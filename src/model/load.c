@@ -71,6 +71,27 @@ void sfq_model_fill_derived(sardfq_model *m)
     cfg->attention_floats = (int64_t)cfg->depth * cfg->num_heads * cfg->num_tokens;
 }
 
+size_t sfq_block_floats(size_t D, size_t M) { return 4 * D + 3 * D * D + 3 * D + D * D + D + 2 * M * D + M + D; }
+
+float *sfq_block_views(sfq_block *b, float *p, size_t D, size_t M)
+{
+#define TAKE(n) (p += (n), p - (n))
+    b->ln1_w = TAKE(D);
+    b->ln1_b = TAKE(D);
+    b->qkv_w = TAKE(3 * D * D);
+    b->qkv_b = TAKE(3 * D);
+    b->proj_w = TAKE(D * D);
+    b->proj_b = TAKE(D);
+    b->ln2_w = TAKE(D);
+    b->ln2_b = TAKE(D);
+    b->fc1_w = TAKE(M * D);
+    b->fc1_b = TAKE(M);
+    b->fc2_w = TAKE(D * M);
+    b->fc2_b = TAKE(D);
+#undef TAKE
+    return p;
+}
+
 sardfq_status sfq_model_alloc_params(sardfq_model *m)
 {
     if (m->info.arch == SARDFQ_ARCH_SWIN)
@@ -79,7 +100,7 @@ sardfq_status sfq_model_alloc_params(sardfq_model *m)
     const size_t D = (size_t)cfg->embed_dim, M = (size_t)cfg->mlp_hidden, K = (size_t)cfg->num_classes;
     const size_t cpp = (size_t)cfg->in_chans * cfg->patch_size * cfg->patch_size;
     const int distilled = cfg->arch == SARDFQ_ARCH_DEIT_DISTILLED;
-    size_t per_block = 2 * D + 3 * D * D + 3 * D + D * D + D + 2 * D + M * D + M + D * M + D;
+    size_t per_block = sfq_block_floats(D, M);
     size_t total = D * cpp + D + D + (distilled ? D : 0) + (size_t)cfg->num_tokens * D +
                    (size_t)cfg->depth * per_block + 2 * D + (K * D + K) * (distilled ? 2 : 1);
     m->blocks = sfq_alloc_zero(sizeof(sfq_block) * (size_t)cfg->depth);
@@ -94,21 +115,8 @@ sardfq_status sfq_model_alloc_params(sardfq_model *m)
     m->cls = TAKE(D);
     m->dist = distilled ? TAKE(D) : NULL;
     m->pos = TAKE((size_t)cfg->num_tokens * D);
-    for (int l = 0; l < cfg->depth; l++) {
-        sfq_block *b = &m->blocks[l];
-        b->ln1_w = TAKE(D);
-        b->ln1_b = TAKE(D);
-        b->qkv_w = TAKE(3 * D * D);
-        b->qkv_b = TAKE(3 * D);
-        b->proj_w = TAKE(D * D);
-        b->proj_b = TAKE(D);
-        b->ln2_w = TAKE(D);
-        b->ln2_b = TAKE(D);
-        b->fc1_w = TAKE(M * D);
-        b->fc1_b = TAKE(M);
-        b->fc2_w = TAKE(D * M);
-        b->fc2_b = TAKE(D);
-    }
+    for (int l = 0; l < cfg->depth; l++)
+        p = sfq_block_views(&m->blocks[l], p, D, M);
     m->norm_w = TAKE(D);
     m->norm_b = TAKE(D);
     m->head_w = TAKE(K * D);

@@ -173,7 +173,7 @@ sardfq_status sfq_swin_alloc_params(sardfq_model *m)
         const size_t C = (size_t)w->st[s].dim, M = (size_t)w->st[s].hidden, h = (size_t)w->st[s].heads;
         if (s)
             total += 2 * 2 * C + C * 2 * C + C; /* merge norm [4C'] = [2C], reduction [C][2C] + [C] */
-        total += (size_t)w->st[s].depth * (4 * C + 3 * C * C + 3 * C + C * C + C + table_rows * h + 2 * M * C + M + C);
+        total += (size_t)w->st[s].depth * (sfq_block_floats(C, M) + table_rows * h);
     }
     const size_t Cf = (size_t)cfg->num_features;
     total += 2 * Cf + K * Cf + K;
@@ -214,20 +214,8 @@ sardfq_status sfq_swin_alloc_params(sardfq_model *m)
             memset((float *)st->ds_red_b, 0, sizeof(float) * C);
         }
         for (int l = st->first; l < st->first + st->depth; l++) {
-            sfq_block *b = &m->blocks[l];
-            b->ln1_w = TAKE(C);
-            b->ln1_b = TAKE(C);
-            b->qkv_w = TAKE(3 * C * C);
-            b->qkv_b = TAKE(3 * C);
-            b->proj_w = TAKE(C * C);
-            b->proj_b = TAKE(C);
-            b->rel_table = TAKE(table_rows * h);
-            b->ln2_w = TAKE(C);
-            b->ln2_b = TAKE(C);
-            b->fc1_w = TAKE(M * C);
-            b->fc1_b = TAKE(M);
-            b->fc2_w = TAKE(C * M);
-            b->fc2_b = TAKE(C);
+            p = sfq_block_views(&m->blocks[l], p, C, M);
+            m->blocks[l].rel_table = TAKE(table_rows * h);
         }
     }
     m->norm_w = TAKE(Cf);

@@ -7,9 +7,8 @@
  *   stage s > 0: merge norm w/b [4 C_{s-1}], reduction [C_s][4 C_{s-1}],
  *                reduction bias [C_s] (0 in checkpoints, which have none;
  *                RepQ-ViT's reparameterisation gives it a value)
- *   per block: ln1 w/b, qkv [3C][C] + [3C], proj [C][C] + [C],
- *              rel_table [(2w-1)^2][h_s], ln2 w/b, fc1 [M][C] + [M],
- *              fc2 [C][M] + [C]
+ *   per block: the ViT block's parameters (vit.h, sfq_block_views), then
+ *              rel_table [(2w-1)^2][h_s]
  *   norm w/b [C_last]  head [K][C_last] + [K]
  * The relative-position index and the shifted-window masks are derived
  * from the geometry, never stored. */

@@ -110,6 +110,12 @@ sardfq_status sfq_state_grow(sardfq_state *s, size_t kept, size_t work, int n);
 /* Compute parameter count and FLOPs into m->info. */
 void sfq_model_fill_derived(sardfq_model *m);
 
+/* One transformer block's parameters (width D, mlp hidden M) in the
+ * order of the shapes comment above: their float count, and the views set
+ * from p (returns p advanced past them). */
+size_t sfq_block_floats(size_t D, size_t M);
+float *sfq_block_views(sfq_block *b, float *p, size_t D, size_t M);
+
 /* Allocate m->params for the current info (depth, dims) and set the views;
  * dist/head_dist views only if distilled. Returns SARDFQ_E_NOMEM. */
 sardfq_status sfq_model_alloc_params(sardfq_model *m);
