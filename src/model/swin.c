@@ -310,44 +310,36 @@ typedef struct {
     int shifted, C, N;
     const float *src;
     float *dst;
-    int add; /* scatter: dst += src */
+    int scatter, add; /* scatter (else gather); scatter adding to dst */
 } perm_ctx;
 
-/* window-order row r of image b <- raster row (gather), for rows [r0, r1) of
- * all images */
-static void gather_range(void *vc, int64_t r0, int64_t r1)
+/* Window-order row r (all images) <-> its raster row: gather copies the
+ * raster row to row r, scatter copies (or adds) row r back. */
+static void perm_range(void *vc, int64_t r0, int64_t r1)
 {
     const perm_ctx *c = vc;
     const int Nw = c->st->wh * c->st->ww;
+    const size_t bytes = sizeof(float) * (size_t)c->C;
     for (int64_t r = r0; r < r1; r++) {
         const int64_t b = r / c->N;
         const int k = (int)(r % c->N), pos = sfq_swin_token_pos(c->st, c->shifted, k / Nw, k % Nw);
-        memcpy(c->dst + r * c->C, c->src + (b * c->N + pos) * c->C, sizeof(float) * (size_t)c->C);
-    }
-}
-
-static void scatter_range(void *vc, int64_t r0, int64_t r1)
-{
-    const perm_ctx *c = vc;
-    const int Nw = c->st->wh * c->st->ww;
-    for (int64_t r = r0; r < r1; r++) {
-        const int64_t b = r / c->N;
-        const int k = (int)(r % c->N), pos = sfq_swin_token_pos(c->st, c->shifted, k / Nw, k % Nw);
-        float *d = c->dst + (b * c->N + pos) * c->C;
-        const float *s = c->src + r * c->C;
-        if (c->add)
+        const int64_t raster = (b * c->N + pos) * c->C, window = r * c->C;
+        if (!c->scatter) {
+            memcpy(c->dst + window, c->src + raster, bytes);
+        } else if (c->add) {
             for (int i = 0; i < c->C; i++)
-                d[i] += s[i];
-        else
-            memcpy(d, s, sizeof(float) * (size_t)c->C);
+                c->dst[raster + i] += c->src[window + i];
+        } else {
+            memcpy(c->dst + raster, c->src + window, bytes);
+        }
     }
 }
 
 static void permute(const sfq_swin_stage *st, int shifted, int n, const float *src, float *dst, int scatter,
                     int add, int nt)
 {
-    perm_ctx c = {st, shifted, st->dim, st->gh * st->gw, src, dst, add};
-    sfq_parallel_for(nt, (int64_t)n * c.N, scatter ? scatter_range : gather_range, &c);
+    perm_ctx c = {st, shifted, st->dim, st->gh * st->gw, src, dst, scatter, add};
+    sfq_parallel_for(nt, (int64_t)n * c.N, perm_range, &c);
 }
 
 /* Patch merging gather: m4[b][t][k C' + c] from the previous stage's x
