@@ -20,20 +20,28 @@ static const char *const GLOBAL_POINTS[SFQ_AG_COUNT] = {
 static const char *const BLOCK_LINEARS[SFQ_LW_PER_BLOCK] = {"attn.qkv", "attn.proj", "mlp.fc1",
                                                             "mlp.fc2"};
 
-/* Block l's name prefix: "blocks.L" (ViT), "layers.S.blocks.B" (Swin,
- * timm's names). */
-static void block_prefix(const sardfq_model_info *cfg, int l, char *buf, size_t n)
+/* Stage of block l (0 for a ViT) and its index within the stage. */
+static int block_stage(const sardfq_model_info *cfg, int l, int *in_stage)
 {
-    if (cfg->num_stages <= 1) {
-        snprintf(buf, n, "blocks.%d", l);
-        return;
-    }
     int s = 0;
     while (s + 1 < cfg->num_stages && l >= cfg->stage_depth[s]) {
         l -= cfg->stage_depth[s];
         s++;
     }
-    snprintf(buf, n, "layers.%d.blocks.%d", s, l);
+    *in_stage = l;
+    return s;
+}
+
+/* Block l's name prefix: "blocks.L" (ViT), "layers.S.blocks.B" (Swin,
+ * timm's names). */
+static void block_prefix(const sardfq_model_info *cfg, int l, char *buf, size_t n)
+{
+    int b;
+    const int s = block_stage(cfg, l, &b);
+    if (cfg->num_stages <= 1)
+        snprintf(buf, n, "blocks.%d", l);
+    else
+        snprintf(buf, n, "layers.%d.blocks.%d", s, b);
 }
 
 /* Stage s of a reduction index (linear or point), 0 if none. */
@@ -110,11 +118,8 @@ int sfq_qlin_exists(const sardfq_model_info *cfg, int index)
 /* Width and mlp hidden of block l's stage. */
 static void block_dims(const sardfq_model_info *cfg, int l, int *dim, int *hidden)
 {
-    int s = 0;
-    while (s + 1 < cfg->num_stages && l >= cfg->stage_depth[s]) {
-        l -= cfg->stage_depth[s];
-        s++;
-    }
+    int b;
+    const int s = block_stage(cfg, l, &b);
     *dim = cfg->num_stages > 1 ? cfg->stage_dim[s] : cfg->embed_dim;
     *hidden = (int)((int64_t)*dim * cfg->mlp_hidden / cfg->embed_dim);
 }
