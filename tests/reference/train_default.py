@@ -104,19 +104,28 @@ def init_params(cfg, g):
     return p
 
 
-def evaluate(model, x, y, batch=500):
+def evaluate(model, x, y, batch=500, logits_of=lambda out: out[0], return_logits=False):
+    """Top-1 and top-5 counts and the smallest top-1/top-2 logit gap of the
+    model on (x, y), in eval mode; logits_of picks the logits from the
+    model's output (ViTModule returns (logits, attention)); with
+    return_logits also all logits."""
     model.eval()
     correct = correct5 = 0
     min_margin = float("inf")
+    all_logits = []
     with torch.no_grad():
         for i in range(0, x.shape[0], batch):
-            logits, _ = model(x[i:i + batch])
+            logits = logits_of(model(x[i:i + batch]))
             top = logits.topk(5, dim=1)
             pred = logits.argmax(dim=1)
             correct += int((pred == y[i:i + batch]).sum())
             correct5 += int((top.indices == y[i:i + batch, None]).any(1).sum())
             margin = top.values[:, 0] - top.values[:, 1]
             min_margin = min(min_margin, float(margin.min()))
+            if return_logits:
+                all_logits.append(logits)
+    if return_logits:
+        return correct, correct5, min_margin, torch.cat(all_logits)
     return correct, correct5, min_margin
 
 
@@ -179,9 +188,10 @@ def fit(model, xtr, ytr, xte, yte, args, g, pad_value, is_decay, logits_of, eval
     return time.time() - t_train
 
 
-def main():
+def parse_args(epochs):
+    """The trainers' command line (--epochs defaults to `epochs`)."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=epochs)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--wd", type=float, default=0.05)
@@ -190,8 +200,12 @@ def main():
     ap.add_argument("--label-smoothing", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--time-steps", type=int, default=0)
-    args = ap.parse_args()
+    return ap.parse_args()
 
+
+def setup(args):
+    """Threads, seeds and the data: (generator, xtr, ytr, xte, yte,
+    normalised value of a black pixel)."""
     # 1 thread: on this shared 2-core machine 2 threads were ~2x slower
     torch.set_num_threads(args.threads)
     torch.manual_seed(SEED)
@@ -201,7 +215,12 @@ def main():
     xte, yte = load_split("t10k")
     print("data: train %s test %s (%.1fs)" % (tuple(xtr.shape), tuple(xte.shape),
                                              time.time() - t0), flush=True)
-    pad_value = (0.0 - float(MEAN_S)) / float(STD_S)
+    return g, xtr, ytr, xte, yte, (0.0 - float(MEAN_S)) / float(STD_S)
+
+
+def main():
+    args = parse_args(12)
+    g, xtr, ytr, xte, yte, pad_value = setup(args)
 
     cfg = make_config()
     model = vit_ref.ViTModule(cfg, init_params(cfg, g), fast=True)

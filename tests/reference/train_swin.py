@@ -24,11 +24,9 @@ names by this script's own converter and checked to give identical logits.
 
 --time-steps K only times K training steps and exits (nothing is written).
 """
-import argparse
 import os
 import re
 import sys
-import time
 
 import torch
 import torch.nn as nn
@@ -38,7 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 import stio  # noqa: E402
-from train_default import fit, load_split, MEAN_S, STD_S, SEED  # noqa: E402
+from train_default import evaluate as evaluate_model, fit, parse_args, setup, MEAN_S, STD_S, SEED  # noqa: E402
 
 from torchvision.models.swin_transformer import SwinTransformer  # noqa: E402
 
@@ -170,48 +168,13 @@ def model_from_timm(sd):
 
 
 def evaluate(model, x, y, batch=500, return_logits=False):
-    model.eval()
-    correct = correct5 = 0
-    min_margin = float("inf")
-    all_logits = []
-    with torch.no_grad():
-        for i in range(0, x.shape[0], batch):
-            logits = model(x[i:i + batch])
-            top = logits.topk(5, dim=1)
-            pred = logits.argmax(dim=1)
-            correct += int((pred == y[i:i + batch]).sum())
-            correct5 += int((top.indices == y[i:i + batch, None]).any(1).sum())
-            margin = top.values[:, 0] - top.values[:, 1]
-            min_margin = min(min_margin, float(margin.min()))
-            if return_logits:
-                all_logits.append(logits)
-    if return_logits:
-        return correct, correct5, min_margin, torch.cat(all_logits)
-    return correct, correct5, min_margin
+    """train_default.evaluate for a model that returns the logits alone."""
+    return evaluate_model(model, x, y, batch, lambda out: out, return_logits)
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--wd", type=float, default=0.05)
-    ap.add_argument("--warmup-epochs", type=float, default=0.5)
-    ap.add_argument("--aug-p", type=float, default=1.0)
-    ap.add_argument("--label-smoothing", type=float, default=0.1)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--time-steps", type=int, default=0)
-    args = ap.parse_args()
-
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(SEED)
-    g = torch.Generator().manual_seed(SEED)
-    t0 = time.time()
-    xtr, ytr = load_split("train")
-    xte, yte = load_split("t10k")
-    print("data: train %s test %s (%.1fs)" % (tuple(xtr.shape), tuple(xte.shape),
-                                             time.time() - t0), flush=True)
-    pad_value = (0.0 - float(MEAN_S)) / float(STD_S)
+    args = parse_args(4)
+    g, xtr, ytr, xte, yte, pad_value = setup(args)
 
     model = build_model(stochastic_depth_prob=0.1)
     nparam = sum(p.numel() for p in model.parameters())
