@@ -319,12 +319,26 @@ static sardfq_status bind(bind_ctx *b, const char *name, int optional, float *ds
 }
 
 #define SHAPE(...) ((const int64_t[]){__VA_ARGS__})
-#define BIND(name, opt, dst, nd, ...)                                                  \
-    do {                                                                               \
-        sardfq_status s_ = bind(&bc, name, opt, (float *)(dst), nd, SHAPE(__VA_ARGS__)); \
-        if (s_ != SARDFQ_OK)                                                           \
-            return s_;                                                                 \
+/* Inside bind_all / bind_swin: bind one tensor or fail to their `out`. */
+#define BIND(nm, opt, dst, nd, ...)                                                     \
+    do {                                                                                \
+        s = bind(&bc, nm, opt, (float *)(dst), nd, SHAPE(__VA_ARGS__));                 \
+        if (s != SARDFQ_OK)                                                             \
+            goto out;                                                                   \
     } while (0)
+
+/* Start binding st into m: the per-tensor "used" marks, and for a
+ * quantized file its quantizers (which also mark their tensors). On
+ * failure bc->used is NULL or must be freed by the caller. */
+static sardfq_status bind_open(bind_ctx *bc, const sfq_st_file *st, int naming, sardfq_model *m)
+{
+    *bc = (bind_ctx){st, sfq_alloc_zero((size_t)st->n_tensors + 1), naming, m};
+    if (!bc->used)
+        return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    if (sfq_qfile_is_quantized(st))
+        return sfq_qspec_read(st, &m->info, bc->used, &m->q);
+    return SARDFQ_OK;
+}
 
 typedef struct {
     const char *patch_w, *patch_b, *cls, *dist, *pos, *norm_w, *norm_b, *head_w, *head_b,
@@ -642,19 +656,10 @@ static sardfq_status bind_all(sardfq_model *m, const sfq_st_file *st, int naming
     const int64_t D = cfg->embed_dim, C = cfg->in_chans, P = cfg->patch_size, M = cfg->mlp_hidden,
                   K = cfg->num_classes, N = cfg->num_tokens;
     const global_names *g = naming == SARDFQ_NAMING_TIMM ? &TIMM_NAMES : &TV_NAMES;
-    bind_ctx bc = {st, sfq_alloc_zero((size_t)st->n_tensors + 1), naming, m};
-    if (!bc.used)
-        return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
-    sardfq_status s = SARDFQ_OK;
-    if (sfq_qfile_is_quantized(st) && (s = sfq_qspec_read(st, cfg, bc.used, &m->q)) != SARDFQ_OK)
+    bind_ctx bc;
+    sardfq_status s = bind_open(&bc, st, naming, m);
+    if (s)
         goto out;
-#undef BIND
-#define BIND(nm, opt, dst, nd, ...)                                                     \
-    do {                                                                                \
-        s = bind(&bc, nm, opt, (float *)(dst), nd, SHAPE(__VA_ARGS__));                 \
-        if (s != SARDFQ_OK)                                                             \
-            goto out;                                                                   \
-    } while (0)
     BIND(g->patch_w, 0, m->patch_w, 4, D, C, P, P);
     BIND(g->patch_b, 0, m->patch_b, 1, D);
     BIND(g->cls, 0, m->cls, 3, 1, 1, D);
@@ -696,7 +701,6 @@ static sardfq_status bind_all(sardfq_model *m, const sfq_st_file *st, int naming
 out:
     sfq_free(bc.used);
     return s;
-#undef BIND
 }
 
 /* ---- Swin ----------------------------------------------------------------- */
@@ -950,19 +954,11 @@ static sardfq_status bind_swin(sardfq_model *m, const sfq_st_file *st, const swi
     const sfq_swin *sw = m->swin;
     const int64_t C0 = cfg->embed_dim, Cin = cfg->in_chans, P = cfg->patch_size, K = cfg->num_classes,
                   Cf = cfg->num_features, win = cfg->window_size;
-    bind_ctx bc = {st, sfq_alloc_zero((size_t)st->n_tensors + 1), cfg->naming, m};
-    if (!bc.used)
-        return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
-    sardfq_status s = SARDFQ_OK;
     char name[200];
-    if (sfq_qfile_is_quantized(st) && (s = sfq_qspec_read(st, cfg, bc.used, &m->q)) != SARDFQ_OK)
+    bind_ctx bc;
+    sardfq_status s = bind_open(&bc, st, cfg->naming, m);
+    if (s)
         goto out;
-#define BIND(nmv, opt, dst, nd, ...)                                                    \
-    do {                                                                                \
-        s = bind(&bc, nmv, opt, (float *)(dst), nd, SHAPE(__VA_ARGS__));                \
-        if (s != SARDFQ_OK)                                                             \
-            goto out;                                                                   \
-    } while (0)
     BIND(nm->patch_w, 0, m->patch_w, 4, C0, Cin, P, P);
     BIND(nm->patch_b, 0, m->patch_b, 1, C0);
     BIND(nm->pe_norm_w, 0, sw->pe_norm_w, 1, C0);
@@ -1004,7 +1000,6 @@ static sardfq_status bind_swin(sardfq_model *m, const sfq_st_file *st, const swi
     BIND("norm.bias", 0, m->norm_b, 1, Cf);
     BIND(nm->head_w, 0, m->head_w, 2, K, Cf);
     BIND(nm->head_b, 0, m->head_b, 1, K);
-#undef BIND
     for (int i = 0; i < st->n_tensors; i++) {
         if (bc.used[i])
             continue;
