@@ -18,14 +18,13 @@ Evaluation: 10000 test images, float32, batch 500, argmax of the logits.
 
 Writes examples/models/fmnist_swin.safetensors (F32, current timm names,
 metadata). After writing, the file is read back, converted to torchvision
-names by this script's own converter and checked to give identical logits.
+names by swin_ref.py's converter and checked to give identical logits.
 
   /usr/bin/python3 tests/reference/train_swin.py [--epochs N] [--time-steps K]
 
 --time-steps K only times K training steps and exits (nothing is written).
 """
 import os
-import re
 import sys
 
 import torch
@@ -36,6 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 import stio  # noqa: E402
+import swin_ref  # noqa: E402
 from train_default import evaluate as evaluate_model, fit, parse_args, setup, MEAN_S, STD_S, SEED  # noqa: E402
 
 from torchvision.models.swin_transformer import SwinTransformer  # noqa: E402
@@ -81,86 +81,18 @@ def build_model(stochastic_depth_prob=0.1):
 #   head.*                            -> head.fc.*
 #   *.relative_position_index         -> dropped (a fixed function of the window)
 
-_MLP_TV2TIMM = {"0": "fc1", "3": "fc2"}
-_MLP_TIMM2TV = {v: k for k, v in _MLP_TV2TIMM.items()}
-
-
-def tv_to_timm_name(name):
-    if name.endswith("relative_position_index"):
-        return None
-    m = re.fullmatch(r"features\.0\.0\.(weight|bias)", name)
-    if m:
-        return "patch_embed.proj." + m.group(1)
-    m = re.fullmatch(r"features\.0\.2\.(weight|bias)", name)
-    if m:
-        return "patch_embed.norm." + m.group(1)
-    m = re.fullmatch(r"features\.(\d+)\.(.*)", name)
-    if m:
-        f, rest = int(m.group(1)), m.group(2)
-        if f % 2 == 1:                              # a stage of blocks
-            s = (f - 1) // 2
-            mb = re.fullmatch(r"(\d+)\.mlp\.(\d+)\.(weight|bias)", rest)
-            if mb:
-                return "layers.%d.blocks.%s.mlp.%s.%s" % (
-                    s, mb.group(1), _MLP_TV2TIMM[mb.group(2)], mb.group(3))
-            mb = re.fullmatch(r"(\d+)\.((norm1|norm2|attn\.qkv|attn\.proj)\.(weight|bias)"
-                              r"|attn\.relative_position_bias_table)", rest)
-            if mb:
-                return "layers.%d.blocks.%s.%s" % (s, mb.group(1), mb.group(2))
-        else:                                       # patch merging before stage f/2
-            s = f // 2
-            if rest in ("norm.weight", "norm.bias", "reduction.weight"):
-                return "layers.%d.downsample.%s" % (s, rest)
-    m = re.fullmatch(r"norm\.(weight|bias)", name)
-    if m:
-        return name
-    m = re.fullmatch(r"head\.(weight|bias)", name)
-    if m:
-        return "head.fc." + m.group(1)
-    raise KeyError("unmapped torchvision tensor %s" % name)
-
-
-def timm_to_tv_name(name):
-    m = re.fullmatch(r"patch_embed\.proj\.(weight|bias)", name)
-    if m:
-        return "features.0.0." + m.group(1)
-    m = re.fullmatch(r"patch_embed\.norm\.(weight|bias)", name)
-    if m:
-        return "features.0.2." + m.group(1)
-    m = re.fullmatch(r"layers\.(\d+)\.blocks\.(\d+)\.mlp\.(fc1|fc2)\.(weight|bias)", name)
-    if m:
-        return "features.%d.%s.mlp.%s.%s" % (2 * int(m.group(1)) + 1, m.group(2),
-                                             _MLP_TIMM2TV[m.group(3)], m.group(4))
-    m = re.fullmatch(r"layers\.(\d+)\.blocks\.(\d+)\.((norm1|norm2|attn\.qkv|attn\.proj)"
-                     r"\.(weight|bias)|attn\.relative_position_bias_table)", name)
-    if m:
-        return "features.%d.%s.%s" % (2 * int(m.group(1)) + 1, m.group(2), m.group(3))
-    m = re.fullmatch(r"layers\.(\d+)\.downsample\.(norm\.weight|norm\.bias|reduction\.weight)", name)
-    if m and int(m.group(1)) >= 1:
-        return "features.%d.%s" % (2 * int(m.group(1)), m.group(2))
-    if name in ("norm.weight", "norm.bias"):
-        return name
-    m = re.fullmatch(r"head\.fc\.(weight|bias)", name)
-    if m:
-        return "head." + m.group(1)
-    raise KeyError("unmapped timm tensor %s" % name)
-
-
 def timm_state_dict(model):
-    out = {}
-    for k, v in model.state_dict().items():
-        t = tv_to_timm_name(k)
-        if t is not None:
-            assert t not in out, t
-            out[t] = v.detach().clone().float().contiguous()
-    return out
+    """The trained model's tensors under current timm names (swin_ref's
+    converter; torchvision's index buffers dropped)."""
+    return {k: v.detach().clone().float().contiguous()
+            for k, v in swin_ref.torchvision_to_timm(model.state_dict()).items()}
 
 
 def model_from_timm(sd):
     """Rebuild a torchvision model from timm-named tensors (buffers such as
     relative_position_index come from the constructor)."""
     m = build_model(stochastic_depth_prob=0.0)
-    tv = {timm_to_tv_name(k): v for k, v in sd.items()}
+    tv = swin_ref.timm_to_torchvision(sd, None, int_buffers=False)
     missing, unexpected = m.load_state_dict(tv, strict=False)
     assert not unexpected, unexpected
     assert all(k.endswith("relative_position_index") for k in missing), missing
@@ -222,9 +154,8 @@ def main():
     assert c2 == correct and mm2 == min_margin
     assert torch.equal(logits2, logits_tv), "round-trip logits differ"
     # name maps are inverse to each other on the whole state dict
-    for k in model.state_dict():
-        t = tv_to_timm_name(k)
-        assert t is None or timm_to_tv_name(t) == k, k
+    named = {k: v for k, v in model.state_dict().items() if not k.endswith("relative_position_index")}
+    assert list(swin_ref.timm_to_torchvision(swin_ref.torchvision_to_timm(named), None, int_buffers=False)) == list(named)
     print("round trip: %d tensors, logits identical on %d test images" % (len(back), ntest))
     print("training time %.1fs (%.1f min), %d epochs" % (train_time, train_time / 60, args.epochs))
     print("wrote %s (%d bytes, %d parameters)" % (OUT, size, sum(v.numel() for v in sd.values())))
