@@ -106,7 +106,7 @@ void sfq_linear(const sfq_compute *c, const float *x, const float *W, const floa
 }
 
 typedef struct {
-    const sardfq_model *m;
+    int C, H, W, p, gh, gw;
     const float *images;
     float *patches;
 } im2col_ctx;
@@ -114,9 +114,8 @@ typedef struct {
 static void im2col_range(void *vc, int64_t r0, int64_t r1)
 {
     const im2col_ctx *c = vc;
-    const sardfq_model_info *cfg = &c->m->info;
-    const int p = cfg->patch_size, C = cfg->in_chans, H = cfg->img_h, W = cfg->img_w, gw = cfg->grid_w;
-    const int G = cfg->grid_h * gw, cpp = C * p * p;
+    const int p = c->p, C = c->C, H = c->H, W = c->W, gw = c->gw;
+    const int G = c->gh * gw, cpp = C * p * p;
     for (int64_t r = r0; r < r1; r++) {
         const int64_t b = r / G;
         const int g = (int)(r % G), gy = g / gw, gx = g % gw;
@@ -132,9 +131,8 @@ static void im2col_range(void *vc, int64_t r0, int64_t r1)
 static void col2im_range(void *vc, int64_t r0, int64_t r1)
 {
     const im2col_ctx *c = vc;
-    const sardfq_model_info *cfg = &c->m->info;
-    const int p = cfg->patch_size, C = cfg->in_chans, H = cfg->img_h, W = cfg->img_w, gw = cfg->grid_w;
-    const int G = cfg->grid_h * gw, cpp = C * p * p;
+    const int p = c->p, C = c->C, H = c->H, W = c->W, gw = c->gw;
+    const int G = c->gh * gw, cpp = C * p * p;
     float *img = (float *)c->images;
     for (int64_t r = r0; r < r1; r++) {
         const int64_t b = r / G;
@@ -147,15 +145,14 @@ static void col2im_range(void *vc, int64_t r0, int64_t r1)
     }
 }
 
-
-void sfq_im2col(const sardfq_model *m, const float *images, int n, float *patches, int nt)
+void sfq_im2col(int C, int H, int W, int p, int gh, int gw, const float *images, int n, float *patches, int nt)
 {
-    im2col_ctx ic = {m, images, patches};
-    sfq_parallel_for(nt, (int64_t)n * m->info.grid_h * m->info.grid_w, im2col_range, &ic);
+    im2col_ctx ic = {C, H, W, p, gh, gw, images, patches};
+    sfq_parallel_for(nt, (int64_t)n * gh * gw, im2col_range, &ic);
 }
 
-void sfq_col2im(const sardfq_model *m, float *images, int n, const float *patches, int nt)
+void sfq_col2im(int C, int H, int W, int p, int gh, int gw, float *images, int n, const float *patches, int nt)
 {
-    im2col_ctx ic = {m, images, (float *)patches};
-    sfq_parallel_for(nt, (int64_t)n * m->info.grid_h * m->info.grid_w, col2im_range, &ic);
+    im2col_ctx ic = {C, H, W, p, gh, gw, images, (float *)patches};
+    sfq_parallel_for(nt, (int64_t)n * gh * gw, col2im_range, &ic);
 }

@@ -28,9 +28,9 @@ void sfq_linear(const sfq_compute *c, const float *x, const float *W, const floa
                 int rows, int in, int out, int accumulate);
 
 /* patches[(b*G + gy*gw + gx)][(c*p + ky)*p + kx] = image[b][c][gy*p+ky][gx*p+kx]
- * for the model's patch grid (G = grid_h * grid_w), and the inverse
+ * for C x H x W images and a gh x gw grid of p x p patches (G = gh gw), and the inverse
  * scatter (patches are disjoint, so it is a permutation). */
-void sfq_im2col(const sardfq_model *m, const float *images, int n, float *patches, int nt);
-void sfq_col2im(const sardfq_model *m, float *images, int n, const float *patches, int nt);
+void sfq_im2col(int C, int H, int W, int p, int gh, int gw, const float *images, int n, float *patches, int nt);
+void sfq_col2im(int C, int H, int W, int p, int gh, int gw, float *images, int n, const float *patches, int nt);
 
 #endif

@@ -7,6 +7,7 @@
  * exact shape check. A tensor the graph would not use is an error, so a
  * checkpoint with features this graph lacks (layer scale, fc_norm, ...) is
  * refused rather than silently mis-evaluated. */
+#include "plan.h"
 #include "rng.h"
 #include "safetensors.h"
 #include "qio.h"
@@ -92,10 +93,16 @@ float *sfq_block_views(sfq_block *b, float *p, size_t D, size_t M)
     return p;
 }
 
+static sardfq_status alloc_vit(sardfq_model *m);
+
 sardfq_status sfq_model_alloc_params(sardfq_model *m)
 {
-    if (m->info.arch == SARDFQ_ARCH_SWIN)
-        return sfq_swin_alloc_params(m);
+    sardfq_status s = m->info.arch == SARDFQ_ARCH_SWIN ? sfq_swin_alloc_params(m) : alloc_vit(m);
+    return s ? s : sfq_plan_build(m);
+}
+
+static sardfq_status alloc_vit(sardfq_model *m)
+{
     const sardfq_model_info *cfg = &m->info;
     const size_t D = (size_t)cfg->embed_dim, M = (size_t)cfg->mlp_hidden, K = (size_t)cfg->num_classes;
     const size_t cpp = (size_t)cfg->in_chans * cfg->patch_size * cfg->patch_size;
@@ -146,6 +153,7 @@ SARDFQ_API void sardfq_model_free(sardfq_model *m)
     sfq_free(m->params);
     sfq_qspec_free(m->q);
     sfq_swin_free(m->swin);
+    sfq_plan_free(m->plan);
     sfq_free(m);
 }
 

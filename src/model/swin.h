@@ -1,5 +1,6 @@
-/* swin.h - the Swin Transformer (V1) graph: stage geometry, parameter
- * layout, forward, backward-to-input and the mean-attention read-back.
+/* swin.h - the Swin Transformer (V1): stage geometry, parameter layout
+ * and the mean-attention read-back's APA target (the network is its plan,
+ * graph/plan_swin.c).
  *
  * Parameters (one buffer, in this order; C_s = stage width, h_s heads,
  * M_s mlp hidden, w the window of the relative-position tables):
@@ -47,16 +48,6 @@ void sfq_swin_free(sfq_swin *w);
 
 /* Stage of block l. */
 int sfq_swin_block_stage(const sardfq_model *m, int l);
-
-/* The graph entry points, called by the public functions of vit.c for a
- * Swin model (arguments validated there). */
-sardfq_status sfq_swin_forward(sardfq_model *m, const float *images, int n, float *logits);
-sardfq_status sfq_swin_forward_state(sardfq_model *m, sardfq_state *s, const float *images, int n,
-                                     uint32_t flags, float *logits);
-sardfq_status sfq_swin_backward_state(sardfq_model *m, sardfq_state *s, const float *dlogits,
-                                      const float *dattn, const float *dao, float *dimages);
-/* sfq_ao_offset for a Swin model. */
-size_t sfq_swin_ao_offset(const sardfq_model *m, int n, int block);
 
 /* APA target of block l, in place on one head's prior over the block's
  * stage grid (raster order, sums to 1). The block's mean attention gives

@@ -32,45 +32,21 @@ struct sardfq_model {
     int n_threads; /* params.n_threads (0 = OpenBLAS's count) */
     struct sfq_swin *swin; /* Swin: stage geometry and views (swin.h); NULL
                               for ViT/DeiT */
+    struct sfq_plan *plan; /* the network as data (graph/plan.h), built with
+                              the parameter views */
     struct sfq_qspec *q; /* quantized model: its activation quantizers (the
                             weights in params are already fake-quantized);
                             NULL for a floating-point model */
 };
 
-/* Activations kept by a forward for the backward pass, per block. */
-typedef struct {
-    float *xhat1, *rstd1; /* LN1 normalised input [B*N][D], 1/std [B*N] */
-    float *qkv;           /* [B*N][3D] */
-    float *probs;         /* softmax [B][H][N][N] */
-    float *xhat2, *rstd2; /* LN2 */
-    float *pre;           /* fc1 output before GELU [B*N][M] */
-} sfq_saved_block;
-
 /* Internal forward flag: keep every block's attention output (softmax(QK^T)V
  * before the projection), read with sfq_state_attn_output. */
 #define SFQ_FORWARD_KEEP_AO 0x100u
 
-struct sardfq_state {
-    const sardfq_model *model;
-    int n;          /* images of the last forward_ex (0 = none) */
-    uint32_t flags; /* its flags */
-    int nt;         /* its thread count (fixes the work layout) */
-    size_t buffer_floats; /* size of buffers */
-    float *attn;    /* [B][depth][H][N] class-token rows */
-    sfq_saved_block *saved; /* depth entries (if SARDFQ_FORWARD_BACKWARD) */
-    float *xhatf, *rstdf;   /* final norm of the prefix rows [B*P][D], [B*P] */
-    float *feat;            /* [B][D] final class-token features */
-    float *ao;              /* [depth][B][N][D] attention outputs (KEEP_AO) */
-    float *xhat_st[SARDFQ_MAX_STAGES], *rstd_st[SARDFQ_MAX_STAGES];
-                            /* Swin: the LayerNorm entering each stage
-                               (patch embedding, patch merging) */
-    float *buffers;         /* one allocation holding all of the above */
-    float *work;            /* forward/backward working buffers */
-    size_t work_floats;
-};
+/* The run state (struct sardfq_state) is the executor's: src/exec/exec.h. */
 
 /* Forward with internal flags too (SARDFQ_FORWARD_* | SFQ_FORWARD_KEEP_AO). */
-sardfq_status sfq_forward_state(sardfq_model *m, sardfq_state *s, const float *images, int n,
+sardfq_status sfq_forward_state(const sardfq_model *m, sardfq_state *s, const float *images, int n,
                                 uint32_t flags, float *logits);
 /* Attention output of block l of the last forward with SFQ_FORWARD_KEEP_AO:
  * [n][N][D] (Swin: [n][windows][window tokens][stage dim], window order);
@@ -85,7 +61,7 @@ size_t sfq_ao_offset(const sardfq_model *m, int n, int block);
 void sfq_block_attention_shape(const sardfq_model *m, int l, int *windows, int *tokens, int *heads, int *head_dim);
 /* Backward with an extra gradient dao on every block's attention output,
  * laid out as sfq_ao_offset says (may be NULL). */
-sardfq_status sfq_backward_state(sardfq_model *m, sardfq_state *s, const float *dlogits,
+sardfq_status sfq_backward_state(const sardfq_model *m, sardfq_state *s, const float *dlogits,
                                  const float *dattn, const float *dao, float *dimages);
 
 /* The residual stream entering block `upto` (0..depth; depth = after the
@@ -101,11 +77,6 @@ int sfq_model_threads(const sardfq_model *m);
 sardfq_status sfq_model_clone(const sardfq_model *src, sardfq_model **out);
 /* Add or replace one metadata pair. */
 sardfq_status sfq_model_set_metadata(sardfq_model *m, const char *key, const char *val);
-
-/* Grow the state's buffers to `kept` floats of kept activations and `work`
- * floats of scratch (buffers only grow) and allocate its per-block table;
- * forgets the last forward. */
-sardfq_status sfq_state_grow(sardfq_state *s, size_t kept, size_t work, int n);
 
 /* Compute parameter count and FLOPs into m->info. */
 void sfq_model_fill_derived(sardfq_model *m);

@@ -1,6 +1,6 @@
-/* qgraph.c - the quantization points of the ViT graph: names, the spec's
- * storage, and the hook the forward calls at every point (apply, or
- * calibrate then apply). */
+/* qgraph.c - the quantization points of a model: names, the spec's
+ * storage, and applying one point's fake quantizer (the executor calls it
+ * at the points the plan names). */
 #include "qspec.h"
 
 #include "swin.h"
@@ -252,7 +252,7 @@ sardfq_status sfq_qspec_copy(const sfq_qspec *src, const sardfq_model_info *cfg,
     return SARDFQ_OK;
 }
 
-/* ---- the hook ---------------------------------------------------------- */
+/* ---- applying a point ---------------------------------------------------- */
 
 typedef struct {
     const sfq_qact *a;
@@ -282,107 +282,11 @@ static void apply_rows(void *vc, int64_t r0, int64_t r1)
     }
 }
 
-static void apply(const sfq_qact *a, const sfq_uq *cols, float *x, int64_t rows, int ncols,
-                  int64_t ld, int nt)
+void sfq_qact_apply(const sfq_qact *a, const sfq_uq *cols, float *x, int64_t rows, int ncols, int64_t ld,
+                    int nt)
 {
     apply_ctx c = {a, cols, x, ncols, ld};
     const int64_t work = rows * ncols;
     sfq_parallel_for(work >= 65536 ? nt : 1, rows, apply_rows, &c);
 }
 
-static void cal_fail(sfq_qcal *cal, sardfq_status s)
-{
-    if (cal->err)
-        return;
-    cal->err = s;
-    snprintf(cal->msg, sizeof cal->msg, "%s", sardfq_last_error());
-}
-
-/* Min and max over a strided matrix (NaN ignored: the forward of finite
- * images on a finite model has none). */
-static void observe(sfq_qcal *cal, int idx, const float *x, int64_t rows, int ncols, int64_t ld)
-{
-    float mn = cal->seen[idx] ? cal->mn[idx] : x[0], mx = cal->seen[idx] ? cal->mx[idx] : x[0];
-    for (int64_t r = 0; r < rows; r++)
-        for (int j = 0; j < ncols; j++) {
-            const float v = x[r * ld + j];
-            mn = v < mn ? v : mn;
-            mx = v > mx ? v : mx;
-        }
-    cal->mn[idx] = mn;
-    cal->mx[idx] = mx;
-    cal->seen[idx] = 1;
-}
-
-/* RepQ-ViT's lazy initialisation of point idx from x. */
-static void initialise(sfq_qcal *cal, sfq_qact *a, int idx, const float *x, int64_t rows, int ncols,
-                       int64_t ld, int nt)
-{
-    const size_t n = (size_t)rows * (size_t)ncols;
-    float *tmp = NULL;
-    const float *src = x;
-    if (ld != ncols) {
-        tmp = sfq_alloc_array(n, sizeof(float));
-        if (!tmp) {
-            cal_fail(cal, sfq_fail(SARDFQ_E_NOMEM, "out of memory gathering a calibration tensor"));
-            return;
-        }
-        for (int64_t r = 0; r < rows; r++)
-            memcpy(tmp + (size_t)r * (size_t)ncols, x + r * ld, sizeof(float) * (size_t)ncols);
-        src = tmp;
-    }
-    sardfq_status s;
-    if (cal->chanwise[idx]) {
-        sfq_free(cal->cols[idx]);
-        cal->cols[idx] = sfq_alloc_array((size_t)ncols, sizeof(sfq_uq));
-        cal->ncols[idx] = ncols;
-        s = cal->cols[idx] ? sfq_uq_search_cols(src, (size_t)rows, (size_t)ncols, a->bits, nt,
-                                                cal->cols[idx], NULL)
-                           : sfq_fail(SARDFQ_E_NOMEM, "out of memory");
-    } else if (a->kind == SFQ_QK_LOG) {
-        s = sfq_lq_search(src, n, a->bits, &a->lq, NULL);
-    } else {
-        s = sfq_uq_search(src, n, a->bits, &a->u, NULL);
-    }
-    sfq_free(tmp);
-    if (s) {
-        cal_fail(cal, s);
-        return;
-    }
-    cal->inited[idx] = 1;
-}
-
-int sfq_qpoint_active(const sardfq_model *m, int l, int which)
-{
-    return m->q && m->q->acts[sfq_qpoint_index(l, which)].kind != SFQ_QK_OFF;
-}
-
-void sfq_qhook(const sardfq_model *m, int l, int which, float *x, int64_t rows, int cols, int64_t ld,
-               int nt)
-{
-    sfq_qspec *q = m->q;
-    if (!q || rows <= 0 || cols <= 0)
-        return;
-    const int idx = sfq_qpoint_index(l, which);
-    sfq_qact *a = &q->acts[idx];
-    if (a->kind == SFQ_QK_OFF)
-        return;
-    sfq_qcal *cal = q->cal;
-    if (cal && cal->mode == SFQ_CAL_MINMAX) {
-        observe(cal, idx, x, rows, cols, ld);
-        return;
-    }
-    if (cal) {
-        if (cal->err)
-            return;
-        if (!cal->inited[idx])
-            initialise(cal, a, idx, x, rows, cols, ld, nt);
-        if (cal->err)
-            return;
-        if (cal->chanwise[idx]) {
-            apply(a, cal->cols[idx], x, rows, cols, ld, nt);
-            return;
-        }
-    }
-    apply(a, NULL, x, rows, cols, ld, nt);
-}

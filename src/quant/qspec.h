@@ -75,24 +75,6 @@ typedef struct {
     sfq_uq *rows; /* [out] per output channel, NULL when FP */
 } sfq_qweight;
 
-/* Calibration, attached to the quantizer's private model while its
- * calibration forward runs. */
-enum { SFQ_CAL_SEARCH = 0, SFQ_CAL_MINMAX = 1 };
-typedef struct sfq_qcal {
-    int mode;               /* SFQ_CAL_SEARCH: RepQ-ViT's lazy initialisation
-                               (search on first sight, then quantize);
-                               SFQ_CAL_MINMAX: record min/max, quantize nothing */
-    unsigned char *inited;  /* per point (SEARCH) */
-    unsigned char *chanwise; /* per point: calibrate per channel (SEARCH) */
-    sfq_uq **cols;          /* per point: its per-channel quantizers */
-    int *ncols;
-    float *mn, *mx;         /* per point (MINMAX) */
-    unsigned char *seen;
-    sardfq_status err;      /* first failure inside a hook (the forward
-                               cannot return it) */
-    char msg[256];
-} sfq_qcal;
-
 typedef struct sfq_qspec {
     int scheme; /* SARDFQ_SCHEME_* */
     int wbits, abits;
@@ -101,7 +83,6 @@ typedef struct sfq_qspec {
     sfq_qact *acts;     /* npoints: SFQ_AG_COUNT globals, depth * SFQ_AP_COUNT,
                            the reduction inputs */
     sfq_qweight *lin;   /* nlin */
-    sfq_qcal *cal;      /* non-NULL only while calibrating */
 } sfq_qspec;
 
 /* Index of a point: l < 0 -> global point `which`, else block l's. */
@@ -157,14 +138,11 @@ sardfq_status sfq_qspec_copy(const sfq_qspec *src, const sardfq_model_info *cfg,
 /* Give linear `index` per-row quantizers at `bits` (allocating rows). */
 sardfq_status sfq_qspec_set_weight(sfq_qspec *q, const sardfq_model_info *cfg, int index, int bits);
 
-/* The forward's hook: quantize x (rows x cols, row stride ld floats) at
- * point (l, which) of model m, in place; a no-op when the point is off.
- * While calibrating, first lets the calibration see (or initialise from) x.
- * nt = threads. */
-void sfq_qhook(const struct sardfq_model *m, int l, int which, float *x, int64_t rows, int cols,
-               int64_t ld, int nt);
-/* Is the point on (or being calibrated)? Lets the forward skip work. */
-int sfq_qpoint_active(const struct sardfq_model *m, int l, int which);
+/* Fake-quantize x (rows x ncols, row stride ld floats) in place with the
+ * point quantizer a, or with one uniform quantizer per column (cols, when
+ * not NULL); nt = threads. */
+void sfq_qact_apply(const sfq_qact *a, const sfq_uq *cols, float *x, int64_t rows, int ncols, int64_t ld,
+                    int nt);
 
 /* Test access (quantizer.c): the calibrated, not yet finalized model (or
  * NULL), and the floating-point model with RepQ-ViT's reparameterisation

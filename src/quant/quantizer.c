@@ -17,6 +17,7 @@
  *     every other quantizer is already initialised.)
  * PSAQ-ViT: one FP forward recording min/max at every point, then
  * asymmetric per-tensor activations and symmetric per-row weights. */
+#include "exec.h"
 #include "qspec.h"
 #include "recon.h"
 
@@ -230,7 +231,24 @@ static sardfq_status configure(const sardfq_quantizer *q, sfq_qspec *s)
     return SARDFQ_OK;
 }
 
-/* ---- calibration context ------------------------------------------------ */
+/* ---- calibration: an observer of the calibration forward ------------------ */
+
+/* The run-time state of one calibration: which points are initialised,
+ * their per-channel quantizers, the ranges seen. It lives in the observer
+ * the quantizer hands the executor, never on a model. */
+enum { SFQ_CAL_SEARCH = 0, SFQ_CAL_MINMAX = 1 };
+typedef struct {
+    int mode;                /* SFQ_CAL_SEARCH: RepQ-ViT's lazy initialisation
+                                (search on first sight, then quantize);
+                                SFQ_CAL_MINMAX: record min/max, quantize nothing */
+    sfq_qspec *spec;         /* the quantizers being calibrated */
+    unsigned char *inited;   /* per point (SEARCH) */
+    unsigned char *chanwise; /* per point: calibrate per channel (SEARCH) */
+    sfq_uq **cols;           /* per point: its per-channel quantizers */
+    int *ncols;
+    float *mn, *mx;          /* per point (MINMAX) */
+    unsigned char *seen;
+} sfq_qcal;
 
 static void cal_free(sfq_qcal *c, int npoints)
 {
@@ -267,6 +285,81 @@ static sardfq_status cal_new(int npoints, int mode, sfq_qcal **out)
         return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
     }
     *out = c;
+    return SARDFQ_OK;
+}
+
+/* Min and max over a strided matrix (NaN ignored: the forward of finite
+ * images on a finite model has none). */
+static void observe_range(sfq_qcal *cal, int idx, const float *x, int64_t rows, int ncols, int64_t ld)
+{
+    float mn = cal->seen[idx] ? cal->mn[idx] : x[0], mx = cal->seen[idx] ? cal->mx[idx] : x[0];
+    for (int64_t r = 0; r < rows; r++)
+        for (int j = 0; j < ncols; j++) {
+            const float v = x[r * ld + j];
+            mn = v < mn ? v : mn;
+            mx = v > mx ? v : mx;
+        }
+    cal->mn[idx] = mn;
+    cal->mx[idx] = mx;
+    cal->seen[idx] = 1;
+}
+
+/* RepQ-ViT's lazy initialisation of point idx from x. */
+static sardfq_status initialise(sfq_qcal *cal, sfq_qact *a, int idx, const float *x, int64_t rows, int ncols,
+                                int64_t ld, int nt)
+{
+    const size_t n = (size_t)rows * (size_t)ncols;
+    float *tmp = NULL;
+    const float *src = x;
+    if (ld != ncols) {
+        tmp = sfq_alloc_array(n, sizeof(float));
+        if (!tmp)
+            return sfq_fail(SARDFQ_E_NOMEM, "out of memory gathering a calibration tensor");
+        for (int64_t r = 0; r < rows; r++)
+            memcpy(tmp + (size_t)r * (size_t)ncols, x + r * ld, sizeof(float) * (size_t)ncols);
+        src = tmp;
+    }
+    sardfq_status s;
+    if (cal->chanwise[idx]) {
+        sfq_free(cal->cols[idx]);
+        cal->cols[idx] = sfq_alloc_array((size_t)ncols, sizeof(sfq_uq));
+        cal->ncols[idx] = ncols;
+        s = cal->cols[idx] ? sfq_uq_search_cols(src, (size_t)rows, (size_t)ncols, a->bits, nt, cal->cols[idx], NULL)
+                           : sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    } else if (a->kind == SFQ_QK_LOG) {
+        s = sfq_lq_search(src, n, a->bits, &a->lq, NULL);
+    } else {
+        s = sfq_uq_search(src, n, a->bits, &a->u, NULL);
+    }
+    sfq_free(tmp);
+    if (s)
+        return s;
+    cal->inited[idx] = 1;
+    return SARDFQ_OK;
+}
+
+/* The observer: min/max recording quantizes nothing; RepQ-ViT's search
+ * initialises a point on first sight, then the point quantizes (its
+ * per-channel quantizers, for the post-LayerNorm points). */
+static sardfq_status cal_observe(void *ctx, int idx, float *x, int64_t rows, int cols, int64_t ld, int nt,
+                                 int *handled)
+{
+    sfq_qcal *cal = ctx;
+    sfq_qact *a = &cal->spec->acts[idx];
+    if (cal->mode == SFQ_CAL_MINMAX) {
+        observe_range(cal, idx, x, rows, cols, ld);
+        *handled = 1;
+        return SARDFQ_OK;
+    }
+    if (!cal->inited[idx]) {
+        sardfq_status s = initialise(cal, a, idx, x, rows, cols, ld, nt);
+        if (s)
+            return s;
+    }
+    if (cal->chanwise[idx]) {
+        sfq_qact_apply(a, cal->cols[idx], x, rows, cols, ld, nt);
+        *handled = 1;
+    }
     return SARDFQ_OK;
 }
 
@@ -428,11 +521,10 @@ static sardfq_status calibrate_repq(sardfq_quantizer *q, sardfq_model *work, sfq
             return s;
     for (int j = 0; j < n_sites(cfg); j++)
         cal->chanwise[site_of(work, j).point] = 1;
-    s = sardfq_model_forward(work, images, n, logits);
+    const sfq_observer obs = {cal_observe, cal};
+    s = sfq_exec_forward(work, &obs, images, n, logits);
     if (s)
         return s;
-    if (cal->err)
-        return sfq_fail(cal->err, "calibration: %s", cal->msg);
     /* keep the per-channel quantizers (sfq_quantizer_reparam_fp) */
     for (int j = 0; j < n_sites(cfg); j++) {
         const int pt = site_of(work, j).point;
@@ -453,7 +545,8 @@ static sardfq_status calibrate_minmax(sardfq_quantizer *q, sardfq_model *work, s
 {
     const sardfq_model_info *cfg = &work->info;
     sfq_qspec *spec = work->q;
-    sardfq_status s = sardfq_model_forward(work, images, n, logits); /* FP, observing */
+    const sfq_observer obs = {cal_observe, cal};
+    sardfq_status s = sfq_exec_forward(work, &obs, images, n, logits); /* FP, observing */
     if (s)
         return s;
     /* the position embedding is a parameter: its range is its own */
@@ -521,10 +614,9 @@ SARDFQ_API sardfq_status sardfq_quantizer_calibrate(sardfq_quantizer *q, const f
     if (!s)
         s = cal_new(np, q->p.scheme == SARDFQ_SCHEME_REPQ ? SFQ_CAL_SEARCH : SFQ_CAL_MINMAX, &cal);
     if (!s) {
-        work->q->cal = cal;
+        cal->spec = work->q;
         s = q->p.scheme == SARDFQ_SCHEME_REPQ ? calibrate_repq(q, work, cal, images, n, logits, nt)
                                               : calibrate_minmax(q, work, cal, images, n, logits, nt);
-        work->q->cal = NULL;
     }
     cal_free(cal, np);
     sfq_free(logits);

@@ -1,0 +1,99 @@
+/* exec.h - running a plan (graph/plan.h): the fp32 executor with its
+ * fake-quantization points, the run state, and the attention op.
+ *
+ * A run is one call on a const model: inference (nothing kept), a forward
+ * that keeps what the backward reads, a forward that stops before a block,
+ * or the backward to the input. A quantization point of the plan applies the
+ * model's quantizer when the model's spec switches it on; a run may carry an
+ * observer that sees each active point first (calibration) and may take it
+ * over. Calibration state lives in the observer, never on the model. */
+#ifndef SFQ_EXEC_H
+#define SFQ_EXEC_H
+
+#include "plan.h"
+#include "vit.h"
+
+/* Sees x (rows x cols, row stride ld) at active point `point` before the
+ * spec's quantizer applies; sets *handled to skip that quantizer (it has
+ * done what the point needs, or nothing is to change). nt = threads. */
+typedef sardfq_status (*sfq_observer_fn)(void *ctx, int point, float *x, int64_t rows, int cols, int64_t ld,
+                                         int nt, int *handled);
+typedef struct {
+    sfq_observer_fn fn;
+    void *ctx;
+} sfq_observer;
+
+/* What one step kept in a forward for the backward (NULL = nothing). */
+typedef struct {
+    float *out;         /* the kept output (qkv, fc1 output; attention output
+                           with SFQ_FORWARD_KEEP_AO) */
+    const float *in;    /* where the input was read (GELU: pre; ATTENTION:
+                           qkv) */
+    float *xhat, *rstd; /* LAYERNORM */
+    float *probs;       /* ATTENTION */
+    int seeded;         /* backward: WINDOW_GATHER's output gradient was
+                           seeded from its input's (fp32.c grad_acc) */
+} sfq_kept;
+
+struct sardfq_state {
+    const sardfq_model *model;
+    int n;          /* images of the last forward_ex (0 = none) */
+    uint32_t flags; /* its flags */
+    int nt;         /* its thread count (fixes the work layout) */
+    float *attn;    /* [n][attention_floats] read-back */
+    float *feat;    /* [n][num_features] */
+    sfq_kept *kept; /* per step of the plan */
+    float *buffers; /* the kept activations */
+    size_t buffer_floats;
+    float *work;    /* forward/backward working buffers */
+    size_t work_floats;
+};
+
+/* Inference forward (nothing kept); obs may be NULL. */
+sardfq_status sfq_exec_forward(const sardfq_model *m, const sfq_observer *obs, const float *images, int n,
+                               float *logits);
+/* Forward keeping what flags ask (SARDFQ_FORWARD_* | SFQ_FORWARD_KEEP_AO)
+ * in s; logits may be NULL. On failure the state keeps the previous
+ * forward. */
+sardfq_status sfq_exec_forward_state(const sardfq_model *m, sardfq_state *s, const float *images, int n,
+                                     uint32_t flags, float *logits);
+/* The residual stream entering block `upto` (0..depth) for n images. */
+sardfq_status sfq_exec_forward_blocks(const sardfq_model *m, const sfq_observer *obs, const float *images,
+                                      int n, int upto, float *x);
+/* Backward of the state's last forward (kept with SARDFQ_FORWARD_BACKWARD):
+ * dimages from dlogits, dattn (the read-back's gradient) and dao (every
+ * block's attention output, sfq_ao_offset layout); each may be NULL. */
+sardfq_status sfq_exec_backward(const sardfq_model *m, sardfq_state *s, const float *dlogits,
+                                const float *dattn, const float *dao, float *dimages);
+
+/* ---- the attention op (attention.c) ------------------------------------ */
+
+/* Per-thread scratch floats of step st's attention. */
+size_t sfq_attention_chunk(const sfq_step *st);
+/* Windows per image of the step's geometry. */
+int sfq_attention_windows(const sfq_step *st);
+
+typedef struct {
+    const sfq_step *st;
+    const float *qkv;   /* [n][rows][3C] */
+    float *probs;       /* [n][windows][heads][Nw][Nw] */
+    float *ao;          /* [n][rows][C] */
+    float *attn;        /* read-back [n][T] or NULL */
+    int64_t T;          /* read-back floats per image */
+    float alpha;        /* on Q K^T */
+    int softmax;        /* the scores pass also takes the softmax */
+    const float *dao, *dattn;
+    float *dqkv, *dS;
+    float *scratch;     /* chunk floats per thread */
+    size_t chunk;
+} sfq_attn_run;
+
+/* Forward for n images: fused per (window, head), or in two passes
+ * (scores, then P V) around the caller's quantization of all scores. */
+void sfq_attention_fwd(const sfq_attn_run *a, int n, int nt);
+void sfq_attention_scores(const sfq_attn_run *a, int n, int nt);
+void sfq_attention_pv(const sfq_attn_run *a, int n, int nt);
+/* Backward: dqkv from dao (and dattn through the read-back). */
+void sfq_attention_bwd(const sfq_attn_run *a, int n, int nt);
+
+#endif

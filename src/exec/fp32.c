@@ -1,0 +1,796 @@
+/* fp32.c - the fp32 executor: forward over a plan's steps (all of them, or
+ * up to a block), keeping what the backward reads, and the backward to the
+ * input images in reverse step order. Quantization points apply the
+ * model's fake quantizers (values on their integer grids, float32
+ * arithmetic), or go to the run's observer first.
+ *
+ * Buffers: one work allocation holds every slot of the plan (n images each)
+ * and the attention scratch of each thread; a state's kept activations sit
+ * in one more. In the backward the gradient of a variable lives in that
+ * variable's slot (the forward values there are dead by then: the backward
+ * reads only kept ones). A variable's gradient is live from the first step
+ * (in reverse order) that adds to it; a step that wrote the variable (not
+ * adding to it) ends its gradient's life. */
+#include "exec.h"
+
+#include "compute.h"
+#include "qspec.h"
+#include "swin.h"
+#include "threads.h"
+#include "vmath.h"
+
+#include <string.h>
+
+#define MAX_VARS 512
+
+/* ---- sizes -------------------------------------------------------------- */
+
+static size_t var_floats(const sfq_plan *p, int v) { return (size_t)p->vars[v].rows * (size_t)p->vars[v].cols; }
+
+/* Per-image floats of each slot (max over its variables); the per-thread
+ * attention scratch. */
+static void slot_sizes(const sfq_plan *p, size_t *slot, size_t *chunk)
+{
+    memset(slot, 0, sizeof(size_t) * (size_t)p->nslots);
+    for (int v = 0; v < p->nvars; v++) {
+        const size_t f = var_floats(p, v);
+        if (f > slot[p->vars[v].slot])
+            slot[p->vars[v].slot] = f;
+    }
+    *chunk = 0;
+    for (int i = 0; i < p->nsteps; i++)
+        if (p->steps[i].op == SFQ_OP_ATTENTION) {
+            const size_t c = sfq_attention_chunk(&p->steps[i]);
+            *chunk = c > *chunk ? c : *chunk;
+        }
+}
+
+static size_t work_floats(const sfq_plan *p, int n, int nt)
+{
+    size_t slot[MAX_VARS], chunk, per = 0;
+    slot_sizes(p, slot, &chunk);
+    for (int k = 0; k < p->nslots; k++)
+        per += slot[k];
+    return (size_t)nt * chunk + (size_t)n * per;
+}
+
+typedef struct {
+    float *slot[MAX_VARS];
+    float *scratch;
+    size_t chunk;
+} work;
+
+static void work_carve(work *w, float *base, const sfq_plan *p, int n, int nt)
+{
+    size_t slot[MAX_VARS];
+    slot_sizes(p, slot, &w->chunk);
+    w->scratch = base;
+    base += (size_t)nt * w->chunk;
+    for (int k = 0; k < p->nslots; k++) {
+        w->slot[k] = base;
+        base += (size_t)n * slot[k];
+    }
+}
+
+/* Kept floats per image of step i for flags (the carve in state_reserve
+ * follows the same table). */
+static size_t kept_of(const sfq_plan *p, int i, uint32_t flags, size_t parts[3])
+{
+    const sfq_step *st = &p->steps[i];
+    const int bwd = (flags & SARDFQ_FORWARD_BACKWARD) != 0;
+    parts[0] = parts[1] = parts[2] = 0;
+    if (st->op == SFQ_OP_LAYERNORM && bwd) {
+        parts[0] = var_floats(p, st->out);                 /* xhat */
+        parts[1] = (size_t)p->vars[st->out].rows;          /* 1/std */
+    } else if (st->op == SFQ_OP_ATTENTION) {
+        if (bwd)
+            parts[0] = var_floats(p, st->in2);             /* probs */
+        if (flags & SFQ_FORWARD_KEEP_AO)
+            parts[1] = var_floats(p, st->out);             /* output */
+    } else if (st->keep_out && bwd) {
+        parts[2] = var_floats(p, st->out);                 /* output */
+    }
+    return parts[0] + parts[1] + parts[2];
+}
+
+static size_t kept_floats(const sardfq_model *m, int n, uint32_t flags)
+{
+    const sfq_plan *p = m->plan;
+    size_t per = (size_t)m->info.attention_floats + (size_t)m->info.num_features, parts[3];
+    for (int i = 0; i < p->nsteps; i++)
+        per += kept_of(p, i, flags, parts);
+    return (size_t)n * per;
+}
+
+/* ---- a run ---------------------------------------------------------------- */
+
+typedef struct {
+    const sardfq_model *m;
+    const sfq_plan *p;
+    const sfq_qspec *q;     /* the model's quantizers, or NULL */
+    const sfq_observer *obs;
+    const sfq_compute *c;
+    int n;
+    work w;
+    float *loc[MAX_VARS];   /* where each variable's current value is */
+    sfq_kept *kept;         /* per step, or NULL (nothing kept) */
+    float *attn, *feat;     /* read-backs, or NULL */
+} run;
+
+/* The quantization point `pt` (a spec index, -1 = none) on x. */
+static sardfq_status point(const run *r, int pt, float *x, int64_t rows, int cols, int64_t ld)
+{
+    if (pt < 0 || !r->q || rows <= 0 || cols <= 0)
+        return SARDFQ_OK;
+    const sfq_qact *a = &r->q->acts[pt];
+    if (a->kind == SFQ_QK_OFF)
+        return SARDFQ_OK;
+    int handled = 0;
+    if (r->obs) {
+        sardfq_status s = r->obs->fn(r->obs->ctx, pt, x, rows, cols, ld, r->c->nt, &handled);
+        if (s || handled)
+            return s;
+    }
+    sfq_qact_apply(a, NULL, x, rows, cols, ld, r->c->nt);
+    return SARDFQ_OK;
+}
+
+static int point_on(const run *r, int pt) { return pt >= 0 && r->q && r->q->acts[pt].kind != SFQ_QK_OFF; }
+
+/* ---- forward steps ------------------------------------------------------- */
+
+typedef struct {
+    const sfq_window *g;
+    int C, N;
+    const float *src;
+    float *dst;
+    int scatter, add; /* scatter (else gather); scatter adding to dst */
+} perm_ctx;
+
+/* Window-order row r (all images) <-> its raster row: gather copies the
+ * raster row to row r, scatter copies (or adds) row r back. */
+static void perm_range(void *vc, int64_t r0, int64_t r1)
+{
+    const perm_ctx *c = vc;
+    const int Nw = c->g->wh * c->g->ww;
+    const size_t bytes = sizeof(float) * (size_t)c->C;
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t b = r / c->N;
+        const int k = (int)(r % c->N), pos = sfq_window_pos(c->g, k / Nw, k % Nw);
+        const int64_t raster = (b * c->N + pos) * c->C, window = r * c->C;
+        if (!c->scatter) {
+            memcpy(c->dst + window, c->src + raster, bytes);
+        } else if (c->add) {
+            for (int i = 0; i < c->C; i++)
+                c->dst[raster + i] += c->src[window + i];
+        } else {
+            memcpy(c->dst + raster, c->src + window, bytes);
+        }
+    }
+}
+
+static void permute(const sfq_window *g, int C, int n, const float *src, float *dst, int scatter, int add, int nt)
+{
+    perm_ctx c = {g, C, g->gh * g->gw, src, dst, scatter, add};
+    sfq_parallel_for(nt, (int64_t)n * c.N, perm_range, &c);
+}
+
+/* 2x2 patch merging of a gh x gw grid of C-wide rows: m4[b][t][k C + c]
+ * with k = 0 (2y, 2x), 1 (2y+1, 2x), 2 (2y, 2x+1), 3 (2y+1, 2x+1); or the
+ * inverse scatter (a permutation). */
+typedef struct {
+    const sfq_window *g;
+    int C;
+    float *x, *m4;
+    int scatter;
+} merge_ctx;
+
+static void merge_range(void *vc, int64_t r0, int64_t r1)
+{
+    const merge_ctx *c = vc;
+    const int C = c->C, gw = c->g->gw, oh = c->g->gh / 2, ow = gw / 2;
+    const int64_t No = (int64_t)oh * ow, Ni = (int64_t)c->g->gh * gw;
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t b = r / No;
+        const int t = (int)(r % No), y = t / ow, x = t % ow;
+        for (int k = 0; k < 4; k++) {
+            const int yy = 2 * y + (k & 1), xx = 2 * x + (k >> 1);
+            float *xi = c->x + (b * Ni + (int64_t)yy * gw + xx) * C, *mi = c->m4 + (r * 4 + k) * C;
+            if (c->scatter)
+                memcpy(xi, mi, sizeof(float) * (size_t)C);
+            else
+                memcpy(mi, xi, sizeof(float) * (size_t)C);
+        }
+    }
+}
+
+static void merge(const sfq_window *g, int C, int n, float *x, float *m4, int scatter, int nt)
+{
+    merge_ctx mc = {g, C, x, m4, scatter};
+    sfq_parallel_for(nt, (int64_t)n * (g->gh / 2) * (g->gw / 2), merge_range, &mc);
+}
+
+/* x = [class; dist; tokens] + pos, the point `mid` between. */
+static sardfq_status prefix_pos(run *r, const sfq_step *st, const float *tok, float *x)
+{
+    const sfq_plan *p = r->p;
+    const int N = p->vars[st->out].rows, D = p->vars[st->out].cols, G = p->vars[st->in].rows, P = N - G;
+    const int n = r->n;
+    if (point_on(r, st->pt[SFQ_PT_MID])) {
+        /* PSAQ-ViT quantizes [prefix; tokens], then the sum with pos */
+        for (int b = 0; b < n; b++) {
+            float *xb = x + (size_t)b * N * D;
+            memcpy(xb, st->cls, sizeof(float) * (size_t)D);
+            if (P == 2)
+                memcpy(xb + D, st->dist, sizeof(float) * (size_t)D);
+            memcpy(xb + (size_t)P * D, tok + (size_t)b * G * D, sizeof(float) * (size_t)G * D);
+        }
+        sardfq_status s = point(r, st->pt[SFQ_PT_MID], x, (int64_t)n * N, D, D);
+        if (s)
+            return s;
+        for (int b = 0; b < n; b++) {
+            float *xb = x + (size_t)b * N * D;
+            for (size_t i = 0; i < (size_t)N * D; i++)
+                xb[i] += st->pos[i];
+        }
+        return SARDFQ_OK;
+    }
+    for (int b = 0; b < n; b++) {
+        float *xb = x + (size_t)b * N * D;
+        for (int i = 0; i < D; i++) {
+            xb[i] = st->cls[i] + st->pos[i];
+            if (P == 2)
+                xb[D + i] = st->dist[i] + st->pos[D + i];
+        }
+        const float *t = tok + (size_t)b * G * D;
+        const float *pos = st->pos + (size_t)P * D;
+        float *xp = xb + (size_t)P * D;
+        for (size_t i = 0; i < (size_t)G * D; i++)
+            xp[i] = t[i] + pos[i];
+    }
+    return SARDFQ_OK;
+}
+
+static sardfq_status attention(run *r, int i, const sfq_step *st, float *qkv, float *probs, float *ao)
+{
+    const int nt = r->c->nt, n = r->n;
+    sfq_attn_run a = {.st = st, .qkv = qkv, .probs = probs, .ao = ao, .attn = r->attn,
+                      .T = r->p->readback_floats, .alpha = st->alpha, .softmax = 1,
+                      .scratch = r->w.scratch, .chunk = r->w.chunk};
+    if (!r->q) {
+        sfq_attention_fwd(&a, n, nt);
+        return SARDFQ_OK;
+    }
+    const int C = st->dim;
+    const int64_t BN = (int64_t)n * r->p->vars[st->in].rows;
+    const int64_t rows = (int64_t)n * r->p->vars[st->in2].rows;
+    const int Nw = st->tokens;
+    sardfq_status s;
+    if (st->prescale_q) {
+        /* timm's window attention (and RepQ-ViT's matmul1) multiplies q by
+         * the scale before Q K^T: the quantizer sees scale q */
+        for (int64_t row = 0; row < BN; row++)
+            for (int k = 0; k < C; k++)
+                qkv[row * 3 * C + k] *= a.alpha;
+        a.alpha = 1.0f;
+    }
+    if ((s = point(r, st->pt[SFQ_PT_Q], qkv, BN, C, 3 * C)) || (s = point(r, st->pt[SFQ_PT_K], qkv + C, BN, C, 3 * C)) ||
+        (s = point(r, st->pt[SFQ_PT_V], qkv + 2 * C, BN, C, 3 * C)))
+        return s;
+    /* with a point on the scores, the softmax waits for all of them */
+    a.softmax = st->pt[SFQ_PT_SCORES] < 0;
+    sfq_attention_scores(&a, n, nt);
+    if (!a.softmax) {
+        if ((s = point(r, st->pt[SFQ_PT_SCORES], probs, rows, Nw, Nw)))
+            return s;
+        sfq_softmax_fwd(probs, rows, Nw, nt);
+    }
+    if ((s = point(r, st->pt[SFQ_PT_PROBS], probs, rows, Nw, Nw)))
+        return s;
+    sfq_attention_pv(&a, n, nt);
+    (void)i;
+    return SARDFQ_OK;
+}
+
+/* logits = head over the P rows of in (P = 2: the mean of two heads). */
+static sardfq_status head(run *r, const sfq_step *st, float *in, float *logits)
+{
+    const sfq_plan *p = r->p;
+    const int P = p->vars[st->in].rows, D = p->vars[st->in].cols, K = r->m->info.num_classes, n = r->n;
+    sardfq_status s = point(r, st->pt[SFQ_PT_IN0], in, n, D, (int64_t)P * D);
+    if (!s && P == 2)
+        s = point(r, st->pt[SFQ_PT_IN0 + 1], in + D, n, D, (int64_t)P * D);
+    if (s)
+        return s;
+    if (P == 1) {
+        sfq_linear(r->c, in, st->w, st->b, logits, n, D, K, 0);
+    } else {
+        for (int b = 0; b < n; b++)
+            for (int j = 0; j < K; j++)
+                logits[(size_t)b * K + j] = 0.5f * (st->b[j] + st->b2[j]);
+        sfq_gemm(r->c->split, 0, 1, n, K, D, 0.5f, in, P * D, st->w, D, 1.0f, logits, K);
+        sfq_gemm(r->c->split, 0, 1, n, K, D, 0.5f, in + D, P * D, st->w2, D, 1.0f, logits, K);
+    }
+    return point(r, st->pt[SFQ_PT_OUT], logits, n, K, K);
+}
+
+/* Where step i writes its output: kept storage or the variable's slot. */
+static float *out_of(run *r, int i)
+{
+    const sfq_step *st = &r->p->steps[i];
+    if (r->kept && r->kept[i].out)
+        return r->kept[i].out;
+    return r->w.slot[r->p->vars[st->out].slot];
+}
+
+static sardfq_status step_fwd(run *r, int i, const float *images, float *logits)
+{
+    const sfq_plan *p = r->p;
+    const sfq_step *st = &p->steps[i];
+    const sfq_compute *c = r->c;
+    const int nt = c->nt, n = r->n;
+    const sfq_var *vo = st->out >= 0 ? &p->vars[st->out] : NULL;
+    const sfq_var *vi = st->in >= 0 ? &p->vars[st->in] : NULL;
+    float *in = st->in >= 0 ? r->loc[st->in] : NULL;
+    float *out = st->out >= 0 ? (st->accumulate ? r->loc[st->out] : out_of(r, i)) : NULL;
+    const int64_t rows = vo ? (int64_t)n * vo->rows : 0;
+    sfq_kept *k = r->kept ? &r->kept[i] : NULL;
+    sardfq_status s = SARDFQ_OK;
+    switch (st->op) {
+    case SFQ_OP_PATCHIFY:
+        sfq_im2col(p->chans, p->img_h, p->img_w, p->patch, p->grid_h, p->grid_w, images, n, out, nt);
+        break;
+    case SFQ_OP_LINEAR:
+        if (st->accumulate && point_on(r, st->pt[SFQ_PT_PRE_ADD])) {
+            /* the product is a point of its own before the add */
+            float *tmp = r->w.slot[p->vars[st->in2].slot];
+            sfq_linear(c, in, st->w, st->b, tmp, (int)rows, vi->cols, vo->cols, 0);
+            if ((s = point(r, st->pt[SFQ_PT_PRE_ADD], tmp, rows, vo->cols, vo->cols)))
+                return s;
+            const size_t total = (size_t)rows * (size_t)vo->cols;
+            for (size_t e = 0; e < total; e++)
+                out[e] += tmp[e];
+        } else {
+            sfq_linear(c, in, st->w, st->b, out, (int)rows, vi->cols, vo->cols, st->accumulate);
+        }
+        break;
+    case SFQ_OP_LAYERNORM:
+        sfq_layernorm_fwd(in, st->w, st->b, out, k ? k->xhat : NULL, k ? k->rstd : NULL, rows, vo->cols,
+                          r->m->info.ln_eps, nt);
+        break;
+    case SFQ_OP_GELU:
+        if (k)
+            k->in = in;
+        sfq_gelu_fwd(in, out, rows * vo->cols, nt);
+        break;
+    case SFQ_OP_PREFIX_POS:
+        s = prefix_pos(r, st, in, out);
+        break;
+    case SFQ_OP_WINDOW_GATHER:
+        permute(&st->win, vo->cols, n, in, out, 0, 0, nt);
+        break;
+    case SFQ_OP_WINDOW_SCATTER_ADD:
+        permute(&st->win, vo->cols, n, in, out, 1, 1, nt);
+        break;
+    case SFQ_OP_MERGE_GATHER:
+        merge(&st->win, vi->cols, n, in, out, 0, nt);
+        break;
+    case SFQ_OP_ATTENTION: {
+        float *probs = k && k->probs ? k->probs : r->w.slot[p->vars[st->in2].slot];
+        if (k)
+            k->in = in;
+        s = attention(r, i, st, in, probs, out);
+        break;
+    }
+    case SFQ_OP_SELECT_PREFIX: {
+        const int P = vo->rows, N = vi->rows, D = vo->cols;
+        for (int b = 0; b < n; b++)
+            memcpy(out + (size_t)b * P * D, in + (size_t)b * N * D, sizeof(float) * (size_t)P * D);
+        break;
+    }
+    case SFQ_OP_MEAN_TOKENS: {
+        const int N = vi->rows, C = vi->cols;
+        for (int b = 0; b < n; b++) {
+            const float *hb = in + (size_t)b * N * C;
+            for (int d = 0; d < C; d++) {
+                double sum = 0;
+                for (int t = 0; t < N; t++)
+                    sum += hb[(size_t)t * C + d];
+                out[(size_t)b * C + d] = (float)(sum / N);
+            }
+        }
+        break;
+    }
+    case SFQ_OP_HEAD:
+        return logits ? head(r, st, in, logits) : SARDFQ_OK;
+    default:
+        return sfq_fail(SARDFQ_E_INTERNAL, "plan step %d: unknown op %d", i, st->op);
+    }
+    if (s)
+        return s;
+    if (st->out < 0)
+        return SARDFQ_OK;
+    r->loc[st->out] = out;
+    if (st->out == p->features && r->feat) /* the read-back, before any point */
+        for (int b = 0; b < n; b++)
+            memcpy(r->feat + (size_t)b * vo->cols, out + (size_t)b * vo->rows * vo->cols,
+                   sizeof(float) * (size_t)vo->cols);
+    return point(r, st->pt[SFQ_PT_OUT], out, rows, vo->cols, vo->cols);
+}
+
+/* Steps [0, end); logits may be NULL (then the head is skipped). */
+static sardfq_status forward(run *r, const float *images, int end, float *logits)
+{
+    for (int i = 0; i < end; i++) {
+        sardfq_status s = step_fwd(r, i, images, logits);
+        if (s)
+            return s;
+    }
+    return SARDFQ_OK;
+}
+
+static sardfq_status run_init(run *r, const sardfq_model *m, const sfq_observer *obs, const sfq_compute *c, int n)
+{
+    memset(r, 0, sizeof *r);
+    r->m = m;
+    r->p = m->plan;
+    r->q = m->q;
+    r->obs = obs && obs->fn ? obs : NULL;
+    r->c = c;
+    r->n = n;
+    if (!r->p || r->p->nvars > MAX_VARS || r->p->nslots > MAX_VARS)
+        return sfq_fail(SARDFQ_E_INTERNAL, "the model has no usable plan");
+    return SARDFQ_OK;
+}
+
+/* A compute call: the thread layout, one scratch allocation, the run. */
+static sardfq_status run_stateless(const sardfq_model *m, const sfq_observer *obs, const float *images, int n,
+                                   int end, float *logits, int resid, float *x_out, const char *fn)
+{
+    sfq_compute c = sfq_begin_compute(m);
+    run r;
+    sardfq_status s = run_init(&r, m, obs, &c, n);
+    float *base = NULL;
+    if (!s) {
+        const size_t floats = work_floats(m->plan, n, c.nt);
+        base = sfq_alloc_array(floats, sizeof(float));
+        if (!base)
+            s = sfq_fail(SARDFQ_E_NOMEM, "%s: cannot allocate %zu MB of scratch for %d images", fn,
+                         floats * sizeof(float) >> 20, n);
+    }
+    if (!s) {
+        work_carve(&r.w, base, m->plan, n, c.nt);
+        s = forward(&r, images, end, logits);
+    }
+    if (!s && x_out)
+        memcpy(x_out, r.loc[resid], sizeof(float) * (size_t)n * var_floats(m->plan, resid));
+    sfq_end_compute(&c);
+    sfq_free(base);
+    return s;
+}
+
+sardfq_status sfq_exec_forward(const sardfq_model *m, const sfq_observer *obs, const float *images, int n,
+                               float *logits)
+{
+    return run_stateless(m, obs, images, n, m->plan->nsteps, logits, -1, NULL, "sardfq_model_forward");
+}
+
+sardfq_status sfq_exec_forward_blocks(const sardfq_model *m, const sfq_observer *obs, const float *images,
+                                      int n, int upto, float *x)
+{
+    const sfq_plan *p = m->plan;
+    if (upto < 0 || upto > p->depth)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sfq_forward_blocks: block %d out of range", upto);
+    return run_stateless(m, obs, images, n, p->block_first[upto], NULL, p->block_resid[upto], x,
+                         "sfq_forward_blocks");
+}
+
+/* ---- state ---------------------------------------------------------------- */
+
+/* Make the state's buffers fit n images with flags (buffers only grow; on
+ * failure nothing changes, so the previous forward stays readable). */
+static sardfq_status state_grow(sardfq_state *s, size_t kept, size_t wf, int n)
+{
+    const sfq_plan *p = s->model->plan;
+    float *nb = NULL, *nw = NULL;
+    sfq_kept *nk = NULL;
+    if (!s->kept && !(nk = sfq_alloc_zero(sizeof(sfq_kept) * (size_t)p->nsteps)))
+        return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    if (s->buffer_floats < kept && !(nb = sfq_alloc_array(kept, sizeof(float)))) {
+        sfq_free(nk);
+        return sfq_fail(SARDFQ_E_NOMEM, "cannot allocate %zu MB of activations for %d images",
+                        kept * sizeof(float) >> 20, n);
+    }
+    if (s->work_floats < wf && !(nw = sfq_alloc_array(wf, sizeof(float)))) {
+        sfq_free(nk);
+        sfq_free(nb);
+        return sfq_fail(SARDFQ_E_NOMEM, "cannot allocate %zu MB of scratch for %d images",
+                        wf * sizeof(float) >> 20, n);
+    }
+    if (nk)
+        s->kept = nk;
+    if (nb) {
+        sfq_free(s->buffers);
+        s->buffers = nb;
+        s->buffer_floats = kept;
+        s->n = 0; /* the kept activations are gone */
+    }
+    if (nw) {
+        sfq_free(s->work);
+        s->work = nw;
+        s->work_floats = wf;
+    }
+    return SARDFQ_OK;
+}
+
+/* Point the state's views at its buffers for n images and flags. */
+static void state_carve(sardfq_state *s, int n, uint32_t flags)
+{
+    const sardfq_model *m = s->model;
+    const sfq_plan *p = m->plan;
+    float *q = s->buffers;
+#define TAKE(k) (q += (size_t)n * (k), q - (size_t)n * (k))
+    s->attn = TAKE((size_t)m->info.attention_floats);
+    s->feat = TAKE((size_t)m->info.num_features);
+    for (int i = 0; i < p->nsteps; i++) {
+        sfq_kept *k = &s->kept[i];
+        size_t parts[3];
+        memset(k, 0, sizeof *k);
+        kept_of(p, i, flags, parts);
+        if (p->steps[i].op == SFQ_OP_LAYERNORM) {
+            k->xhat = parts[0] ? TAKE(parts[0]) : NULL;
+            k->rstd = parts[1] ? TAKE(parts[1]) : NULL;
+        } else if (p->steps[i].op == SFQ_OP_ATTENTION) {
+            k->probs = parts[0] ? TAKE(parts[0]) : NULL;
+            k->out = parts[1] ? TAKE(parts[1]) : NULL;
+        } else if (parts[2]) {
+            k->out = TAKE(parts[2]);
+        }
+    }
+#undef TAKE
+}
+
+sardfq_status sfq_exec_forward_state(const sardfq_model *m, sardfq_state *s, const float *images, int n,
+                                     uint32_t flags, float *logits)
+{
+    sfq_compute c = sfq_begin_compute(m);
+    run r;
+    sardfq_status st = run_init(&r, m, NULL, &c, n);
+    if (!st)
+        st = state_grow(s, kept_floats(m, n, flags), work_floats(m->plan, n, c.nt), n);
+    if (st) {
+        sfq_end_compute(&c);
+        return st;
+    }
+    s->n = 0;
+    state_carve(s, n, flags);
+    work_carve(&r.w, s->work, m->plan, n, c.nt);
+    r.kept = s->kept;
+    r.attn = flags & SARDFQ_FORWARD_ATTENTION ? s->attn : NULL;
+    r.feat = s->feat;
+    st = forward(&r, images, m->plan->nsteps, logits);
+    sfq_end_compute(&c);
+    if (st)
+        return st;
+    s->n = n;
+    s->flags = flags;
+    s->nt = c.nt;
+    return SARDFQ_OK;
+}
+
+/* ---- backward ------------------------------------------------------------ */
+
+typedef struct {
+    run r;
+    const sardfq_state *s;
+    unsigned char live[MAX_VARS];
+    sfq_kept *kept;        /* the state's, per step (its `seeded` flags) */
+    const float *dlogits, *dattn, *dao_ext;
+    float *dimages;
+    size_t ao_off; /* offset of the current block's dao_ext */
+} bwd;
+
+static float *grad(bwd *b, int v) { return b->r.w.slot[b->r.p->vars[v].slot]; }
+
+/* Make v's gradient ready for step i to add to. A live one is; a dead one
+ * starts at zero, except when v is the window gather of a live gradient
+ * made by the step just before (the Swin block's entry): then it starts as
+ * that gradient gathered, and the gather's backward puts it back instead of
+ * adding (the same sum, formed in the order the kernels' fused
+ * multiply-adds give when they accumulate into it). */
+static float *grad_acc(bwd *b, int i, int v)
+{
+    const sfq_plan *p = b->r.p;
+    float *g = grad(b, v);
+    if (b->live[v])
+        return g;
+    const sfq_step *prev = i > 0 ? &p->steps[i - 1] : NULL;
+    if (prev && prev->op == SFQ_OP_WINDOW_GATHER && prev->out == v && b->live[prev->in]) {
+        permute(&prev->win, p->vars[v].cols, b->r.n, grad(b, prev->in), g, 0, 0, b->r.c->nt);
+        b->kept[i - 1].seeded = 1;
+    } else {
+        memset(g, 0, sizeof(float) * (size_t)b->r.n * var_floats(p, v));
+    }
+    b->live[v] = 1;
+    return g;
+}
+
+static void step_bwd(bwd *b, int i)
+{
+    run *r = &b->r;
+    const sfq_plan *p = r->p;
+    const sfq_step *st = &p->steps[i];
+    const sfq_compute *c = r->c;
+    const int nt = c->nt, n = r->n;
+    const sfq_kept *k = &b->s->kept[i];
+    const sfq_var *vo = st->out >= 0 ? &p->vars[st->out] : NULL;
+    const sfq_var *vi = st->in >= 0 ? &p->vars[st->in] : NULL;
+    const int64_t rows = vo ? (int64_t)n * vo->rows : 0;
+    if (st->op == SFQ_OP_HEAD) {
+        /* dfeat = dlogits W (/ 2 per head for a distilled DeiT) */
+        const int P = vi->rows, D = vi->cols, K = r->m->info.num_classes;
+        float *d = grad(b, st->in);
+        memset(d, 0, sizeof(float) * (size_t)n * P * D);
+        if (b->dlogits) {
+            const float a = P == 2 ? 0.5f : 1.0f;
+            sfq_gemm(c->split, 0, 0, n, D, K, a, b->dlogits, K, st->w, D, 0.0f, d, P * D);
+            if (P == 2)
+                sfq_gemm(c->split, 0, 0, n, D, K, a, b->dlogits, K, st->w2, D, 0.0f, d + D, P * D);
+        }
+        b->live[st->in] = 1;
+        return;
+    }
+    if (st->op == SFQ_OP_PATCHIFY) {
+        sfq_col2im(p->chans, p->img_h, p->img_w, p->patch, p->grid_h, p->grid_w, b->dimages, n,
+                   grad(b, st->out), nt);
+        return;
+    }
+    if (!b->live[st->out]) /* no gradient reaches this step */
+        return;
+    float *dy = grad(b, st->out);
+    switch (st->op) {
+    case SFQ_OP_LINEAR: {
+        /* d(in) (=|+=) dy W */
+        const int live = b->live[st->in];
+        float *dx = grad(b, st->in);
+        sfq_gemm(c->split, 0, 0, (int)rows, vi->cols, vo->cols, 1.0f, dy, vo->cols, st->w, vi->cols,
+                 live ? 1.0f : 0.0f, dx, vi->cols);
+        b->live[st->in] = 1;
+        break;
+    }
+    case SFQ_OP_LAYERNORM:
+        sfq_layernorm_bwd(dy, k->xhat, k->rstd, st->w, grad_acc(b, i, st->in), rows, vo->cols, nt);
+        break;
+    case SFQ_OP_GELU: {
+        float *dx = grad(b, st->in);
+        if (dx != dy) {
+            if (b->live[st->in]) /* (the plans give GELU one slot) */
+                return;
+            memcpy(dx, dy, sizeof(float) * (size_t)rows * vo->cols);
+        }
+        sfq_gelu_bwd(k->in, dx, rows * vo->cols, nt);
+        b->live[st->in] = 1;
+        break;
+    }
+    case SFQ_OP_PREFIX_POS: {
+        /* d(tokens) (=|+=) the token rows of dx */
+        const int N = vo->rows, D = vo->cols, G = vi->rows, P = N - G;
+        const int live = b->live[st->in];
+        float *dt = grad(b, st->in);
+        for (int im = 0; im < n; im++) {
+            const float *src = dy + ((size_t)im * N + P) * D;
+            float *dst = dt + (size_t)im * G * D;
+            if (live)
+                for (size_t e = 0; e < (size_t)G * D; e++)
+                    dst[e] += src[e];
+            else
+                memcpy(dst, src, sizeof(float) * (size_t)G * D);
+        }
+        b->live[st->in] = 1;
+        break;
+    }
+    case SFQ_OP_WINDOW_GATHER:
+        /* d(raster) += scatter(d(window)); a seeded d(window) holds the sum */
+        if (b->kept[i].seeded)
+            permute(&st->win, vo->cols, n, dy, grad(b, st->in), 1, 0, nt);
+        else
+            permute(&st->win, vo->cols, n, dy, grad_acc(b, i, st->in), 1, 1, nt);
+        break;
+    case SFQ_OP_WINDOW_SCATTER_ADD: {
+        /* d(window) (=) gather(d(raster)); d(raster) passes */
+        if (b->live[st->in]) /* (never in the plans: the input is fresh) */
+            return;
+        permute(&st->win, vo->cols, n, dy, grad(b, st->in), 0, 0, nt);
+        b->live[st->in] = 1;
+        return; /* the output's gradient stays live */
+    }
+    case SFQ_OP_MERGE_GATHER:
+        if (b->live[st->in])
+            return;
+        merge(&st->win, vi->cols, n, grad(b, st->in), dy, 1, nt);
+        b->live[st->in] = 1;
+        break;
+    case SFQ_OP_ATTENTION: {
+        if (b->dao_ext) {
+            const float *e = b->dao_ext + b->ao_off;
+            for (size_t e2 = 0; e2 < (size_t)rows * vo->cols; e2++)
+                dy[e2] += e[e2];
+        }
+        sfq_attn_run a = {.st = st, .qkv = k->in, .probs = k->probs, .dao = dy, .dattn = b->dattn,
+                          .T = p->readback_floats, .dqkv = grad(b, st->in), .dS = grad(b, st->in2),
+                          .scratch = r->w.scratch, .chunk = r->w.chunk};
+        sfq_attention_bwd(&a, n, nt);
+        b->live[st->in] = 1;
+        break;
+    }
+    case SFQ_OP_SELECT_PREFIX: {
+        const int P = vo->rows, N = vi->rows, D = vo->cols;
+        float *dx = grad_acc(b, i, st->in);
+        for (int im = 0; im < n; im++) {
+            float *dst = dx + (size_t)im * N * D;
+            const float *src = dy + (size_t)im * P * D;
+            for (size_t e = 0; e < (size_t)P * D; e++)
+                dst[e] += src[e];
+        }
+        break;
+    }
+    case SFQ_OP_MEAN_TOKENS: {
+        const int N = vi->rows, C = vi->cols;
+        if (b->live[st->in])
+            return;
+        float *dx = grad(b, st->in);
+        for (int im = 0; im < n; im++)
+            for (int t = 0; t < N; t++)
+                for (int d = 0; d < C; d++)
+                    dx[((size_t)im * N + t) * C + d] = dy[(size_t)im * C + d] / (float)N;
+        b->live[st->in] = 1;
+        break;
+    }
+    default:
+        break;
+    }
+    if (!st->accumulate)
+        b->live[st->out] = 0; /* the step wrote it: its gradient ends here */
+}
+
+size_t sfq_ao_offset(const sardfq_model *m, int n, int block)
+{
+    const sfq_plan *p = m->plan;
+    size_t off = 0;
+    for (int i = 0; i < p->nsteps; i++)
+        if (p->steps[i].op == SFQ_OP_ATTENTION && p->steps[i].block < block)
+            off += (size_t)n * var_floats(p, p->steps[i].out);
+    return off;
+}
+
+sardfq_status sfq_exec_backward(const sardfq_model *m, sardfq_state *s, const float *dlogits,
+                                const float *dattn, const float *dao, float *dimages)
+{
+    /* the work layout (and its per-thread scratch) is the forward's */
+    sfq_compute c = sfq_begin_compute(m);
+    c.nt = s->nt;
+    bwd b;
+    memset(b.live, 0, sizeof b.live);
+    sardfq_status st = run_init(&b.r, m, NULL, &c, s->n);
+    if (st) {
+        sfq_end_compute(&c);
+        return st;
+    }
+    work_carve(&b.r.w, s->work, m->plan, s->n, s->nt);
+    b.s = s;
+    b.kept = s->kept;
+    for (int i = 0; i < m->plan->nsteps; i++)
+        s->kept[i].seeded = 0;
+    b.dlogits = dlogits;
+    b.dattn = dattn;
+    b.dao_ext = dao;
+    b.dimages = dimages;
+    const sfq_plan *p = m->plan;
+    for (int i = p->nsteps - 1; i >= 0; i--) {
+        if (p->steps[i].op == SFQ_OP_ATTENTION && dao)
+            b.ao_off = sfq_ao_offset(m, s->n, p->steps[i].block);
+        step_bwd(&b, i);
+    }
+    sfq_end_compute(&c);
+    return SARDFQ_OK;
+}

@@ -1,0 +1,131 @@
+/* plan.c - plan storage and the architecture switch (see plan.h). */
+#include "plan.h"
+
+#include "vit.h"
+
+#include <string.h>
+
+sardfq_status sfq_plan_build_vit(sardfq_model *m, sfq_plan *p);
+sardfq_status sfq_plan_build_swin(sardfq_model *m, sfq_plan *p);
+
+void sfq_plan_free(sfq_plan *p)
+{
+    if (!p)
+        return;
+    sfq_free(p->vars);
+    sfq_free(p->steps);
+    sfq_free(p->block_first);
+    sfq_free(p->block_resid);
+    sfq_free(p);
+}
+
+/* Grow an array of `size`-byte elements to hold one more. */
+static int grow(void **a, int n, int *cap, size_t size)
+{
+    if (n < *cap)
+        return 1;
+    const int nc = *cap ? 2 * *cap : 32;
+    void *b = sfq_alloc_array((size_t)nc, size);
+    if (!b)
+        return 0;
+    if (n)
+        memcpy(b, *a, size * (size_t)n);
+    sfq_free(*a);
+    *a = b;
+    *cap = nc;
+    return 1;
+}
+
+int sfq_plan_var(sfq_plan *p, const char *name, int rows, int cols, int slot)
+{
+    if (!grow((void **)&p->vars, p->nvars, &p->cap_vars, sizeof *p->vars)) {
+        p->oom = 1;
+        return 0;
+    }
+    sfq_var *v = &p->vars[p->nvars];
+    v->rows = rows;
+    v->cols = cols;
+    v->slot = slot;
+    v->name = name;
+    if (slot >= p->nslots)
+        p->nslots = slot + 1;
+    return p->nvars++;
+}
+
+sfq_step *sfq_plan_step(sfq_plan *p, int op, int in, int out, int block)
+{
+    sfq_step *s = &p->dummy;
+    if (grow((void **)&p->steps, p->nsteps, &p->cap_steps, sizeof *p->steps))
+        s = &p->steps[p->nsteps++];
+    else
+        p->oom = 1;
+    memset(s, 0, sizeof *s);
+    s->op = op;
+    s->in = in;
+    s->in2 = -1;
+    s->out = out;
+    s->block = block;
+    for (int i = 0; i < SFQ_PT_COUNT; i++)
+        s->pt[i] = -1;
+    return s;
+}
+
+sardfq_status sfq_plan_build(sardfq_model *m)
+{
+    const sardfq_model_info *cfg = &m->info;
+    sfq_plan *p = sfq_alloc_zero(sizeof *p);
+    if (!p)
+        return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    p->depth = cfg->depth;
+    p->block_first = sfq_alloc_array((size_t)cfg->depth + 1, sizeof(int));
+    p->block_resid = sfq_alloc_array((size_t)cfg->depth + 1, sizeof(int));
+    p->chans = cfg->in_chans;
+    p->img_h = cfg->img_h;
+    p->img_w = cfg->img_w;
+    p->patch = cfg->patch_size;
+    p->grid_h = cfg->grid_h;
+    p->grid_w = cfg->grid_w;
+    p->readback_floats = cfg->attention_floats;
+    sardfq_status s = !p->block_first || !p->block_resid ? sfq_fail(SARDFQ_E_NOMEM, "out of memory")
+                      : cfg->arch == SARDFQ_ARCH_SWIN ? sfq_plan_build_swin(m, p)
+                                                       : sfq_plan_build_vit(m, p);
+    if (!s && p->oom)
+        s = sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    if (s) {
+        sfq_plan_free(p);
+        return s;
+    }
+    sfq_plan_free(m->plan);
+    m->plan = p;
+    return SARDFQ_OK;
+}
+
+int sfq_window_pos(const sfq_window *g, int w, int i)
+{
+    const int nww = g->gw / g->ww;
+    const int wy = w / nww, wx = w % nww, iy = i / g->ww, ix = i % g->ww;
+    int y = wy * g->wh + iy, x = wx * g->ww + ix;
+    if (g->shifted) {
+        y = (y + g->sh) % g->gh;
+        x = (x + g->sw) % g->gw;
+    }
+    return y * g->gw + x;
+}
+
+/* Region of a position of the shifted frame along one axis (timm's mask
+ * slices [0, n - win), [n - win, n - shift), [n - shift, n)). */
+static int region(int p, int n, int win, int shift)
+{
+    if (!shift)
+        return 0;
+    return p < n - win ? 0 : p < n - shift ? 1 : 2;
+}
+
+void sfq_window_labels(const sfq_window *g, int w, int *lab)
+{
+    const int nww = g->gw / g->ww, wy = w / nww, wx = w % nww;
+    for (int i = 0; i < g->wh * g->ww; i++) {
+        const int y = wy * g->wh + i / g->ww, x = wx * g->ww + i % g->ww;
+        lab[i] = region(y, g->gh, g->wh, g->sh) * 3 + region(x, g->gw, g->ww, g->sw);
+    }
+}
