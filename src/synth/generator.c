@@ -48,7 +48,11 @@
  * shifted window) receives, so the loss compares the read-back with the
  * prior renormalised to those masses (sfq_swin_apa_target): APA shapes the
  * attention inside every window and leaves the per-window masses, which no
- * input can change, out of the loss. */
+ * input can change, out of the loss.
+ *
+ * Replay (tests only, synth.h): sfq_generator_replay_step sets the state and
+ * runs one step with given jitter and regions instead of the random draws,
+ * so a test can compare a whole step with a PyTorch reference. */
 #include "losses.h"
 #include "swin.h"
 #include "synth.h"
@@ -85,6 +89,7 @@ struct sardfq_generator {
     sfq_apa_block *apa;    /* per block: layout of read-back and priors */
     int *apa_gh, *apa_gw, *apa_cell; /* per block: prior grid, token size in pixels */
     float tau;
+    const sfq_generator_replay *replay; /* during sfq_generator_replay_step only */
     float lo[3], hi[3];
     int step, total;
     /* scratch */
@@ -478,6 +483,13 @@ static int make_items(sardfq_generator *g)
     int count = 0;
     for (int i = 0; i < g->n; i++)
         g->items[count++] = (item){i, -1, 0, 0, g->H, g->W};
+    if (g->replay) {
+        for (int k = 0; k < g->replay->n_regions; k++) {
+            const int32_t *r = g->replay->regions + (size_t)k * 6;
+            g->items[count++] = (item){r[0], r[1], r[2], r[3], r[4], r[5]};
+        }
+        return count;
+    }
     if (g->p.method != SARDFQ_SYNTH_SARDFQ || !g->p.use_msr)
         return count;
     const int qh = g->H / 2, qw = g->W / 2;
@@ -532,8 +544,16 @@ static sardfq_status step(sardfq_generator *g, sardfq_synth_report *report)
     /* 1. jitter for this step */
     const int round = g->step / (g->total / p->rounds > 0 ? g->total / p->rounds : 1);
     const int lim = (int)lround((round + 1) * (double)W / 15.0);
-    const int dy = uniform_int(&g->rng, -lim, lim), dx = uniform_int(&g->rng, -lim, lim);
-    const int flip = sfq_rng_uniform(&g->rng) < 0.5;
+    int dy, dx, flip;
+    if (g->replay) {
+        dy = g->replay->dy;
+        dx = g->replay->dx;
+        flip = g->replay->flip != 0;
+    } else {
+        dy = uniform_int(&g->rng, -lim, lim);
+        dx = uniform_int(&g->rng, -lim, lim);
+        flip = sfq_rng_uniform(&g->rng) < 0.5;
+    }
 
     /* 2. items */
     const int n_items = make_items(g);
@@ -685,6 +705,43 @@ static sardfq_status step(sardfq_generator *g, sardfq_synth_report *report)
         report->model_seconds = (float)t_model;
     }
     return SARDFQ_OK;
+}
+
+sardfq_status sfq_generator_replay_step(sardfq_generator *g, const sfq_generator_replay *r,
+                                        sardfq_synth_report *report)
+{
+    if (!g || !r || !r->images || !r->adam_m || !r->adam_v || !r->classes || !r->targets || !r->region_targets)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sfq_generator_replay_step: NULL argument");
+    if (r->steps_done < 0 || r->steps_done >= g->total)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sfq_generator_replay_step: steps_done %d not in 0..%d",
+                        r->steps_done, g->total - 1);
+    const int msr = g->p.method == SARDFQ_SYNTH_SARDFQ && g->p.use_msr;
+    if (r->n_regions < 0 || r->n_regions > (msr ? g->n * MAX_REGIONS : 0) || (r->n_regions && !r->regions))
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sfq_generator_replay_step: %d regions", r->n_regions);
+    for (int k = 0; k < r->n_regions; k++) {
+        const int32_t *q = r->regions + (size_t)k * 6;
+        if (q[0] < 0 || q[0] >= g->n || (k && q[0] < q[-6]) || q[1] < 0 || q[1] >= MAX_REGIONS || q[4] < 1 ||
+            q[5] < 1 || q[2] < 0 || q[3] < 0 || q[2] + q[4] > g->H || q[3] + q[5] > g->W)
+            return sfq_fail(SARDFQ_E_INVALID_ARG, "sfq_generator_replay_step: region %d is invalid", k);
+    }
+    for (size_t i = 0; i < (size_t)g->n * MAX_REGIONS; i++)
+        if (r->classes[i] < 0 || r->classes[i] >= g->K)
+            return sfq_fail(SARDFQ_E_INVALID_ARG, "sfq_generator_replay_step: class %d", (int)r->classes[i]);
+    const size_t px = (size_t)g->n * g->img;
+    memcpy(g->x, r->images, px * sizeof(float));
+    memcpy(g->am, r->adam_m, px * sizeof(float));
+    memcpy(g->av, r->adam_v, px * sizeof(float));
+    memcpy(g->classes, r->classes, (size_t)g->n * MAX_REGIONS * sizeof(int32_t));
+    memcpy(g->targets, r->targets, (size_t)g->n * g->K * sizeof(float));
+    memcpy(g->region_targets, r->region_targets, (size_t)g->n * MAX_REGIONS * g->K * sizeof(float));
+    g->tau = r->tau;
+    g->step = r->steps_done;
+    g->replay = r;
+    sardfq_status s = step(g, report);
+    g->replay = NULL;
+    if (!s && r->grad)
+        memcpy(r->grad, g->grad, px * sizeof(float));
+    return s;
 }
 
 SARDFQ_API sardfq_status sardfq_generator_run(sardfq_generator *g, sardfq_synth_report *report)
