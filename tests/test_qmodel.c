@@ -1137,6 +1137,151 @@ START_TEST(swin_reparam_preserves_logits)
 }
 END_TEST
 
+/* ---- the inspection interface (inspect.h) -------------------------------- */
+
+/* The names the tests read models by are the names of the saved files:
+ * every tensor of m's file reads back through inspect.h bit for bit -- a
+ * float tensor "X" through sfq_inspect_tensor, "<point>.scale" / ".zero"
+ * through sfq_inspect_act, "<W>_scale" / "_zero" through sfq_inspect_linear
+ * (W's linear), "<W>_codes" as a quantized linear whose fake-quantized
+ * weight "W" is there -- and every quantizer inspect.h reports on is in the
+ * file. */
+static int float_bits_eq(const float *a, const float *b, size_t n) { return memcmp(a, b, sizeof(float) * n) == 0; }
+
+/* The weight quantizer of the linear whose weight tensor is `weight`
+ * ("<linear>.weight"; timm's patch_embed.proj and Swin's head.fc). */
+static sfq_lin_view linear_of_weight(const sardfq_model *m, const char *weight)
+{
+    char base[256];
+    snprintf(base, sizeof base, "%s", weight);
+    ck_assert(ends_with(base, ".weight"));
+    base[strlen(base) - 7] = '\0';
+    const char *lin = strcmp(base, "patch_embed.proj") == 0 ? "patch_embed" : strcmp(base, "head.fc") == 0 ? "head" : base;
+    return lin_of(m, "%s", lin);
+}
+
+static void inspect_matches_file(const sardfq_model *m)
+{
+    char *dir = tu_make_tmpdir("sfq_inspect");
+    const char *path = tu_join(dir, "m.safetensors");
+    ck_assert_int_eq(sardfq_model_save(m, path), 0);
+    size_t len;
+    uint8_t *buf = tu_read_file(path, &len);
+    sfq_st_file st;
+    ck_assert_int_eq(sfq_st_parse(buf, len, &st), 0);
+    int file_points = 0, file_linears = 0, tensors = 0;
+    for (int i = 0; i < st.n_tensors; i++) {
+        const sfq_st_tensor *t = &st.tensors[i];
+        char base[256];
+        snprintf(base, sizeof base, "%s", t->name);
+        char *suffix = strrchr(base, '_');
+        if (t->dtype == SFQ_DT_U8) { /* "<W>_codes" */
+            ck_assert(suffix && strcmp(suffix, "_codes") == 0);
+            *suffix = '\0';
+            const sfq_lin_view w = linear_of_weight(m, base);
+            size_t k;
+            tensor_of(m, &k, "%s", base);
+            ck_assert_int_gt(w.bits, 0);
+            ck_assert_int_eq(t->shape[0], w.rows);
+            ck_assert_uint_eq(k, (size_t)w.rows * (size_t)w.cols);
+            file_linears++;
+            continue;
+        }
+        ck_assert_int_eq(t->dtype, SFQ_DT_F32);
+        float *v = malloc(sizeof(float) * (size_t)t->numel);
+        ck_assert_int_eq(sfq_st_read_f32(&st, t, v), 0);
+        char *dot = strrchr(base, '.');
+        sfq_act_view a;
+        if (dot && (strcmp(dot, ".scale") == 0 || strcmp(dot, ".zero") == 0)) {
+            const int is_scale = strcmp(dot, ".scale") == 0;
+            *dot = '\0';
+            ck_assert_msg(sfq_inspect_act(m, base, &a) == 0, "%s: %s", t->name, sardfq_last_error());
+            ck_assert_int_ne(a.kind, SFQ_INSPECT_OFF);
+            ck_assert(is_scale || a.kind == SFQ_INSPECT_UNIFORM);
+            ck_assert(float_bits_eq(v, is_scale ? &a.scale : &a.zero, 1));
+            file_points += is_scale;
+        } else if (suffix && (strcmp(suffix, "_scale") == 0 || strcmp(suffix, "_zero") == 0)) {
+            const int is_scale = strcmp(suffix, "_scale") == 0;
+            *suffix = '\0';
+            const sfq_lin_view w = linear_of_weight(m, base);
+            ck_assert_int_gt(w.bits, 0);
+            ck_assert_int_eq(t->numel, w.rows);
+            for (int r = 0; r < w.rows; r++)
+                ck_assert(float_bits_eq(&v[r], is_scale ? &w.row[r].scale : &w.row[r].zero, 1));
+        } else {
+            size_t k;
+            const float *d = tensor_of(m, &k, "%s", t->name);
+            ck_assert_uint_eq(k, (size_t)t->numel);
+            ck_assert_msg(float_bits_eq(d, v, k), "%s", t->name);
+            tensors++;
+        }
+        free(v);
+    }
+    /* ... and every quantizer inspect.h reports on was in the file */
+    int points = 0, linears = 0;
+    char name[96];
+    for (int i = 0; i < sfq_inspect_act_count(m); i++) {
+        ck_assert_int_eq(sfq_inspect_act_name(m, i, name, sizeof name), 0);
+        points += act_of(m, "%s", name).kind != SFQ_INSPECT_OFF;
+    }
+    for (int i = 0; i < sfq_inspect_linear_count(m); i++) {
+        ck_assert_int_eq(sfq_inspect_linear_name(m, i, name, sizeof name), 0);
+        const sfq_lin_view w = lin_of(m, "%s", name);
+        linears += w.bits > 0;
+        ck_assert_int_gt(w.rows, 0);
+        ck_assert_int_gt(w.cols, 0);
+        ck_assert(!w.bits == !w.row);
+    }
+    ck_assert_int_eq(points, file_points);
+    ck_assert_int_eq(linears, file_linears);
+    ck_assert_int_gt(tensors, 0);
+    ck_assert_int_eq(sfq_inspect_quantized(m), points + linears > 0);
+    /* unknown names and short buffers are errors, not crashes */
+    const float *d;
+    size_t k;
+    sfq_act_view a;
+    sfq_lin_view w;
+    ck_assert_int_eq(sfq_inspect_tensor(m, "no.such.tensor", &d, &k), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sfq_inspect_act(m, "blocks.99.attn.qkv.input", &a), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sfq_inspect_linear(m, "blocks.0.attn", &w), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sfq_inspect_act_name(m, sfq_inspect_act_count(m), name, sizeof name), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sfq_inspect_act_name(m, 0, name, 3), SARDFQ_E_INVALID_ARG);
+    sfq_st_release(&st);
+    free(buf);
+    tu_rm_rf(dir);
+}
+
+START_TEST(inspect_names_are_file_names)
+{
+    static const struct {
+        int swin, scheme, w, a; /* w = 0: the FP model */
+    } cases[] = {{0, 0, 0, 0},
+                 {1, 0, 0, 0},
+                 {0, SARDFQ_SCHEME_REPQ, 4, 4},
+                 {0, SARDFQ_SCHEME_MINMAX, 4, 8},
+                 {1, SARDFQ_SCHEME_REPQ, 4, 4}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        sardfq_model *m = cases[c].swin ? load_swin() : load_default();
+        if (!cases[c].w) {
+            ck_assert(!sfq_inspect_quantized(m));
+            inspect_matches_file(m);
+        } else {
+            tu_fixture f;
+            tu_fixture_open(&f, cases[c].swin ? QSWIN : FIX);
+            sardfq_quantizer *q = calibrated(m, &f, cases[c].scheme, cases[c].w, cases[c].a);
+            sardfq_model *fin = NULL;
+            ck_assert_int_eq(sardfq_quantizer_finalize(q, &fin), 0);
+            ck_assert(sfq_inspect_quantized(fin));
+            inspect_matches_file(fin);
+            sardfq_model_free(fin);
+            sardfq_quantizer_free(q);
+            tu_fixture_close(&f);
+        }
+        sardfq_model_free(m);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("qmodel");
@@ -1175,6 +1320,10 @@ int main(void)
     tcase_add_test(tc, swin_repq_w8a8_matches_pytorch);
     tcase_add_test(tc, swin_repq_w4a4_matches_pytorch);
     tcase_add_test(tc, swin_reparam_preserves_logits);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("inspect");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, inspect_names_are_file_names);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
