@@ -4,6 +4,7 @@
  * Each golden holds images, logits, attn (class-token rows), glogits, gattn
  * and dimages = d/dimages [sum(glogits * logits) + sum(gattn * attn)],
  * computed in float64 by an independent PyTorch implementation. */
+#include "inspect.h"
 #include "safetensors.h"
 #include "testutil.h"
 #include "vit.h"
@@ -454,7 +455,7 @@ static void save_load_same(sardfq_model *m, const float *x, int n, const char *t
 {
     char path[128];
     snprintf(path, sizeof path, "/tmp/sardfq-test-swin-%s-%d.safetensors", tag, (int)getpid());
-    const int K = m->info.num_classes;
+    const int K = info_of(m).num_classes;
     float *a = malloc(sizeof(float) * n * K), *b = malloc(sizeof(float) * n * K);
     ck_assert_int_eq(sardfq_model_forward(m, x, n, a), SARDFQ_OK);
     ck_assert_int_eq(sardfq_model_save(m, path), SARDFQ_OK);
@@ -462,8 +463,8 @@ static void save_load_same(sardfq_model *m, const float *x, int n, const char *t
     ck_assert_msg(sardfq_model_load(path, NULL, &r) == SARDFQ_OK, "%s", sardfq_last_error());
     ck_assert_int_eq(sardfq_model_forward(r, x, n, b), SARDFQ_OK);
     ck_assert_int_eq(memcmp(a, b, sizeof(float) * n * K), 0);
-    ck_assert_int_eq(r->info.arch, SARDFQ_ARCH_SWIN);
-    ck_assert_int_eq(!r->q, !m->q);
+    ck_assert_int_eq(info_of(r).arch, SARDFQ_ARCH_SWIN);
+    ck_assert_int_eq(sfq_inspect_quantized(r), sfq_inspect_quantized(m));
     sardfq_model_free(r);
     unlink(path);
     free(a), free(b);

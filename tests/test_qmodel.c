@@ -2,15 +2,16 @@
  * quantized forward, save/load), against tests/reference/make_qmodel_fixtures.py
  * (an independent float32 PyTorch implementation of RepQ-ViT's and PSAQ-ViT's
  * calibration of the default model on 32 Fashion-MNIST training images). */
+#include "inspect.h"
 #include "qspec.h"
 #include "recon.h"
 #include "sardfq.h"
-#include "swin.h"
 #include "testutil.h"
 #include "vit.h"
 
 #include <check.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,70 @@ static int argmax(const float *x, int k)
         if (x[i] > x[b])
             b = i;
     return b;
+}
+
+/* The model's public configuration. */
+static sardfq_model_info info_of(const sardfq_model *m)
+{
+    sardfq_model_info I;
+    I.struct_size = sizeof I;
+    ck_assert_int_eq(sardfq_model_get_info(m, &I), 0);
+    return I;
+}
+
+/* Name from printf-style arguments into buf (256 bytes). */
+static const char *vname(char *buf, const char *fmt, va_list ap)
+{
+    vsnprintf(buf, 256, fmt, ap);
+    return buf;
+}
+
+/* m's activation quantizer, linear and tensor called fmt... (inspect.h);
+ * a name m does not have fails the test. */
+static sfq_act_view act_of(const sardfq_model *m, const char *fmt, ...)
+{
+    char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vname(name, fmt, ap);
+    va_end(ap);
+    sfq_act_view a;
+    ck_assert_msg(sfq_inspect_act(m, name, &a) == 0, "%s", sardfq_last_error());
+    return a;
+}
+
+static sfq_lin_view lin_of(const sardfq_model *m, const char *fmt, ...)
+{
+    char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vname(name, fmt, ap);
+    va_end(ap);
+    sfq_lin_view w;
+    ck_assert_msg(sfq_inspect_linear(m, name, &w) == 0, "%s", sardfq_last_error());
+    return w;
+}
+
+/* *count floats (count may be NULL). */
+static const float *tensor_of(const sardfq_model *m, size_t *count, const char *fmt, ...)
+{
+    char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vname(name, fmt, ap);
+    va_end(ap);
+    const float *d = NULL;
+    size_t k = 0;
+    ck_assert_msg(sfq_inspect_tensor(m, name, &d, &k) == 0, "%s", sardfq_last_error());
+    if (count)
+        *count = k;
+    return d;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    const size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
 static double rel(double a, double b) { return fabs(a - b) / fmax(fabs(b), 1e-30); }
@@ -65,68 +130,71 @@ static float *fixture_run_get(tu_fixture *f, const char *run, const char *name, 
  * "<run>.<name>.scale" / ".zero"; the fixture has a zero (0) for a log
  * quantizer when log_zero. Zero points, fractional after the
  * reparameterisation, compare relatively (+ 1000). */
-static void cmp_act(cmp_stats *into, tu_fixture *f, const char *run, const char *name, const sfq_qact *ac,
+static void cmp_act(cmp_stats *into, tu_fixture *f, const char *run, const char *name, const sfq_act_view *ac,
                     int log_zero)
 {
     size_t k;
     float *sc = fixture_run_get(f, run, name, ".scale", &k);
-    cmp(into, ac->kind == SFQ_QK_LOG ? ac->lq.scale : ac->u.scale, sc[0]);
+    cmp(into, ac->scale, sc[0]);
     free(sc);
-    if (ac->kind == SFQ_QK_UNIFORM || log_zero) {
+    if (ac->kind == SFQ_INSPECT_UNIFORM || log_zero) {
         float *zr = fixture_run_get(f, run, name, ".zero", &k);
-        if (ac->kind == SFQ_QK_UNIFORM)
-            cmp(into, ac->u.zero + 1000.0, zr[0] + 1000.0);
+        if (ac->kind == SFQ_INSPECT_UNIFORM)
+            cmp(into, ac->zero + 1000.0, zr[0] + 1000.0);
         else
             ck_assert_float_eq(zr[0], 0.0f);
         free(zr);
     }
 }
 
-/* The `rows` per-row weight quantizers qw of linear `name` against the
+/* The per-row weight quantizers qw of linear `name` against the
  * fixture's "<run>.<name>.weight.scale" / ".zero"; counts the rows off. */
 static void cmp_weight_rows(cmp_stats *into, tu_fixture *f, const char *run, const char *name,
-                            const sfq_qweight *qw, int rows)
+                            const sfq_lin_view *qw)
 {
     size_t k;
     float *sc = fixture_run_get(f, run, name, ".weight.scale", &k);
     float *zr = fixture_run_get(f, run, name, ".weight.zero", &k);
-    ck_assert_int_eq((int)k, rows);
+    ck_assert_int_eq((int)k, qw->rows);
     for (size_t r = 0; r < k; r++) {
         const int before = into->off;
-        cmp(into, qw->rows[r].scale, sc[r]);
-        cmp(into, qw->rows[r].zero + 1000.0, zr[r] + 1000.0);
+        cmp(into, qw->row[r].scale, sc[r]);
+        cmp(into, qw->row[r].zero + 1000.0, zr[r] + 1000.0);
         into->rows += into->off > before;
     }
     free(sc);
     free(zr);
 }
 
-/* Which statistics (an index) the quantizer of activation point or linear i,
- * called name, is counted in. */
-typedef int (*quant_class)(const sardfq_model *m, int i, const char *name);
+/* Which statistics (an index) the quantizer of the activation point or
+ * linear called name is counted in. */
+typedef int (*quant_class)(const char *name);
 
-/* Every active activation and weight quantizer of qm, the model m being
- * calibrated, against the fixture (cmp_act, cmp_weight_rows), into
+/* Every active activation and weight quantizer of qm (the model being
+ * calibrated) against the fixture (cmp_act, cmp_weight_rows), into
  * stats[act_class / lin_class]. Counts the active points and linears. */
-static void compare_quantizers(cmp_stats *stats, const sardfq_model *m, const sardfq_model *qm, tu_fixture *f,
-                               const char *run, int log_zero, quant_class act_class, quant_class lin_class,
-                               int *points, int *linears)
+static void compare_quantizers(cmp_stats *stats, const sardfq_model *qm, tu_fixture *f, const char *run,
+                               int log_zero, quant_class act_class, quant_class lin_class, int *points,
+                               int *linears)
 {
-    const sfq_qspec *spec = qm->q;
     char pt[96];
     *points = *linears = 0;
-    for (int i = 0; i < sfq_qspec_n_points(&m->info); i++)
-        if (spec->acts[i].kind) {
-            sfq_qpoint_name(&m->info, i, pt, sizeof pt);
-            cmp_act(&stats[act_class(m, i, pt)], f, run, pt, &spec->acts[i], log_zero);
+    for (int i = 0; i < sfq_inspect_act_count(qm); i++) {
+        ck_assert_int_eq(sfq_inspect_act_name(qm, i, pt, sizeof pt), 0);
+        const sfq_act_view a = act_of(qm, "%s", pt);
+        if (a.kind) {
+            cmp_act(&stats[act_class(pt)], f, run, pt, &a, log_zero);
             ++*points;
         }
-    for (int i = 0; i < sfq_qspec_n_linears(&m->info); i++)
-        if (spec->lin[i].bits) {
-            sfq_qlin_name(&m->info, i, pt, sizeof pt);
-            cmp_weight_rows(&stats[lin_class(m, i, pt)], f, run, pt, &spec->lin[i], sfq_qlin_rows(&m->info, i));
+    }
+    for (int i = 0; i < sfq_inspect_linear_count(qm); i++) {
+        ck_assert_int_eq(sfq_inspect_linear_name(qm, i, pt, sizeof pt), 0);
+        const sfq_lin_view w = lin_of(qm, "%s", pt);
+        if (w.bits) {
+            cmp_weight_rows(&stats[lin_class(pt)], f, run, pt, &w);
             ++*linears;
         }
+    }
 }
 
 /* Calibrate the default model with the fixture's images. */
@@ -210,24 +278,20 @@ enum { VIT_EARLY, VIT_ACTS, VIT_WFIXED, VIT_WTS, VIT_N };
 
 /* Before the first point fed by per-channel-reparameterised data downstream
  * of block 0's attention, C and PyTorch see the same activations up to the
- * last bit or two. */
-static int vit_point_class(const sardfq_model *m, int i, const char *name)
+ * last bit or two: the image, and block 0's attention points up to the
+ * projection's input (not its output). */
+static int vit_point_class(const char *name)
 {
-    (void)m;
-    (void)name;
-    const int early = i < SFQ_AG_COUNT ? i == SFQ_AG_INPUT
-                                       : (i - SFQ_AG_COUNT) / SFQ_AP_COUNT == 0 &&
-                                             (i - SFQ_AG_COUNT) % SFQ_AP_COUNT <= SFQ_AP_PROJ_IN;
+    const int early = strcmp(name, "patch_embed.input") == 0 ||
+                      (strncmp(name, "blocks.0.attn.", 14) == 0 && strcmp(name, "blocks.0.attn.proj.output") != 0);
     return early ? VIT_EARLY : VIT_ACTS;
 }
 
 /* qkv and fc1 are searched on reparameterised weights, which depend on the
  * (diverging) activations; the others only on the FP weights. */
-static int vit_linear_class(const sardfq_model *m, int i, const char *name)
+static int vit_linear_class(const char *name)
 {
-    (void)name;
-    const int kind = i == 0 || i >= sfq_qlin_head(&m->info) ? -1 : (i - 1) % SFQ_LW_PER_BLOCK;
-    return kind == SFQ_LW_QKV || kind == SFQ_LW_FC1 ? VIT_WTS : VIT_WFIXED;
+    return ends_with(name, ".attn.qkv") || ends_with(name, ".mlp.fc1") ? VIT_WTS : VIT_WFIXED;
 }
 
 /* RepQ-ViT: every quantizer parameter and the logits against PyTorch. */
@@ -239,24 +303,24 @@ static void repq_case(const char *run, int w, int a, int min_agree, double max_d
     sardfq_quantizer *q = repq_calibrated(m, &f, FIX, w, a);
     const sardfq_model *qm = sfq_quantizer_model(q);
     ck_assert_ptr_nonnull(qm);
-    const int depth = m->info.depth;
+    const int depth = info_of(m).depth;
     char name[200];
     cmp_stats st[VIT_N] = {{0}};
     int points, linears;
-    compare_quantizers(st, m, qm, &f, run, 0, vit_point_class, vit_linear_class, &points, &linears);
+    compare_quantizers(st, qm, &f, run, 0, vit_point_class, vit_linear_class, &points, &linears);
     const cmp_stats *early = &st[VIT_EARLY], *acts = &st[VIT_ACTS], *wfixed = &st[VIT_WFIXED], *wts = &st[VIT_WTS];
     /* the reparameterised LayerNorms */
     cmp_stats ln = {0};
     for (int l = 0; l < depth; l++) {
-        const sfq_block *b = &qm->blocks[l];
-        const float *mine[4] = {b->ln1_w, b->ln1_b, b->ln2_w, b->ln2_b};
         const char *nm[4] = {"norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias"};
         for (int t = 0; t < 4; t++) {
-            size_t k;
+            size_t k, km;
+            const float *mine = tensor_of(qm, &km, "blocks.%d.%s", l, nm[t]);
             snprintf(name, sizeof name, "%s.blocks.%d.%s", run, l, nm[t]);
             float *g = tu_fixture_get(&f, name, &k);
+            ck_assert_uint_eq(km, k);
             for (size_t c = 0; c < k; c++)
-                cmp(&ln, mine[t][c] + 1.0, g[c] + 1.0);
+                cmp(&ln, mine[c] + 1.0, g[c] + 1.0);
             free(g);
         }
     }
@@ -346,12 +410,12 @@ static void minmax_case(const char *run, int w, int a, int min_agree, double max
     cmp_stats st = {0};
     char name[200], pt[96], ref[96];
     int points = 0;
-    for (int i = 0; i < sfq_qspec_n_points(&m->info); i++) {
-        const sfq_qact *ac = &qm->q->acts[i];
-        if (!ac->kind)
+    for (int i = 0; i < sfq_inspect_act_count(qm); i++) {
+        ck_assert_int_eq(sfq_inspect_act_name(qm, i, pt, sizeof pt), 0);
+        const sfq_act_view ac = act_of(qm, "%s", pt);
+        if (!ac.kind)
             continue;
         points++;
-        sfq_qpoint_name(&m->info, i, pt, sizeof pt);
         snprintf(ref, sizeof ref, "%s", pt);
         for (size_t t = 0; t < sizeof map / sizeof map[0]; t++) {
             const char *hit = strstr(pt, map[t][0]);
@@ -366,9 +430,9 @@ static void minmax_case(const char *run, int w, int a, int min_agree, double max
         snprintf(name, sizeof name, "%s.%s.max", run, ref);
         float *mx = tu_fixture_get(&f, name, &k);
         sfq_uq want;
-        ck_assert_int_eq(sfq_psaq_act(mn[0], mx[0], ac->bits, &want), 0);
-        cmp(&st, ac->u.scale, want.scale);
-        cmp(&st, ac->u.zero + 1000.0, want.zero + 1000.0);
+        ck_assert_int_eq(sfq_psaq_act(mn[0], mx[0], ac.bits, &want), 0);
+        cmp(&st, ac.u.scale, want.scale);
+        cmp(&st, ac.u.zero + 1000.0, want.zero + 1000.0);
         free(mn);
         free(mx);
     }
@@ -437,7 +501,10 @@ START_TEST(reparam_preserves_logits)
     ck_assert_double_le(r.d, 1e-4 * s);
     ck_assert_double_le(r.d_torch, 1e-4 * s);
     /* and it really changed the parameters */
-    ck_assert(memcmp(r.rp->blocks[0].ln1_w, r.m->blocks[0].ln1_w, sizeof(float) * 96) != 0);
+    size_t ka, kb;
+    const float *ln_rp = tensor_of(r.rp, &ka, "blocks.0.norm1.weight"), *ln_m = tensor_of(r.m, &kb, "blocks.0.norm1.weight");
+    ck_assert(ka >= 96 && kb >= 96);
+    ck_assert(memcmp(ln_rp, ln_m, sizeof(float) * 96) != 0);
     reparam_close(&r);
 }
 END_TEST
@@ -487,15 +554,19 @@ START_TEST(layer_overrides)
     float *calib = tu_fixture_get(&f, "calib.images", &n);
     ck_assert_int_eq(sardfq_quantizer_calibrate(q, calib, 32), 0);
     const sardfq_model *qm = sfq_quantizer_model(q);
-    const int d = m->info.depth, head = sfq_qlin_head(&m->info);
-    ck_assert_int_eq(qm->q->lin[head].bits, 8);
-    ck_assert_int_eq(qm->q->acts[sfq_qpoint_index(-1, SFQ_AG_HEAD_IN)].bits, 8);
-    ck_assert_int_eq(qm->q->lin[sfq_qlin_index(1, SFQ_LW_FC1)].bits, 4);
+    const int d = info_of(m).depth;
+    ck_assert_int_eq(lin_of(qm, "head").bits, 8);
+    ck_assert_int_eq(act_of(qm, "head.input").bits, 8);
+    ck_assert_int_eq(lin_of(qm, "blocks.1.mlp.fc1").bits, 4);
     for (int l = 0; l < d; l++) {
-        ck_assert_int_eq(qm->q->lin[sfq_qlin_index(l, SFQ_LW_FC2)].bits, 0);
-        ck_assert_int_eq(qm->q->acts[sfq_qpoint_index(l, SFQ_AP_FC2_IN)].kind, SFQ_QK_OFF);
+        ck_assert_int_eq(lin_of(qm, "blocks.%d.mlp.fc2", l).bits, 0);
+        ck_assert_int_eq(act_of(qm, "blocks.%d.mlp.fc2.input", l).kind, SFQ_INSPECT_OFF);
         /* an FP layer keeps its FP weight */
-        ck_assert_int_eq(memcmp(qm->blocks[l].fc2_w, m->blocks[l].fc2_w, sizeof(float) * 96 * 192), 0);
+        size_t ka, kb;
+        const float *wq = tensor_of(qm, &ka, "blocks.%d.mlp.fc2.weight", l);
+        const float *wf = tensor_of(m, &kb, "blocks.%d.mlp.fc2.weight", l);
+        ck_assert(ka >= 96 * 192 && kb >= 96 * 192);
+        ck_assert_int_eq(memcmp(wq, wf, sizeof(float) * 96 * 192), 0);
     }
     free(calib);
     sardfq_quantizer_free(q);
@@ -641,36 +712,48 @@ START_TEST(recon_gradients_match_finite_differences)
     ck_assert_int_eq(sfq_quantizer_reparam_fp(q, &rp), 0);
     size_t nc;
     float *calib = tu_fixture_get(&f, "calib.images", &nc);
-    const int n = 4, l = 1, D = 96, N = m->info.num_tokens;
+    const sardfq_model_info I = info_of(m);
+    const int n = 4, l = 1, D = 96, N = I.num_tokens;
     float *xin = malloc(sizeof(float) * n * N * D), *tgt = malloc(sizeof(float) * n * N * D);
     ck_assert_int_eq(sfq_forward_blocks(work, calib, n, l, xin), 0);
     ck_assert_int_eq(sfq_forward_blocks(m, calib, n, l + 1, tgt), 0);
     sfq_rblock rb;
-    ck_assert_int_eq(sfq_rblock_alloc(&rb, &m->info, n), 0);
-    /* set up as the driver does */
-    const sfq_block *b = &rp->blocks[l];
-    rb.w = (sfq_rblock_w){b->ln1_w, b->ln1_b, b->ln2_w, b->ln2_b,
-                          {b->qkv_w, b->proj_w, b->fc1_w, b->fc2_w},
-                          {b->qkv_b, b->proj_b, b->fc1_b, b->fc2_b}};
+    ck_assert_int_eq(sfq_rblock_alloc(&rb, &I, n), 0);
+    /* set up as the driver does: the reparameterised FP block l's
+     * parameters, weights in recon.h's order (qkv, proj, fc1, fc2) */
+    static const char *const lin[4] = {"attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"};
+    rb.w.ln1_w = tensor_of(rp, NULL, "blocks.%d.norm1.weight", l);
+    rb.w.ln1_b = tensor_of(rp, NULL, "blocks.%d.norm1.bias", l);
+    rb.w.ln2_w = tensor_of(rp, NULL, "blocks.%d.norm2.weight", l);
+    rb.w.ln2_b = tensor_of(rp, NULL, "blocks.%d.norm2.bias", l);
     for (int k = 0; k < 4; k++) {
-        const int i = sfq_qlin_index(l, k);
-        rb.wbits[k] = work->q->lin[i].bits;
-        rb.wrows[k] = work->q->lin[i].rows;
-        sfq_ada_init(&rb.ada[k], rb.w.w[k], rb.wrows[k], sfq_qlin_rows(&m->info, i), sfq_qlin_cols(&m->info, i));
+        rb.w.w[k] = tensor_of(rp, NULL, "blocks.%d.%s.weight", l, lin[k]);
+        rb.w.b[k] = tensor_of(rp, NULL, "blocks.%d.%s.bias", l, lin[k]);
+    }
+    for (int k = 0; k < 4; k++) {
+        const sfq_lin_view w = lin_of(work, "blocks.%d.%s", l, lin[k]);
+        rb.wbits[k] = w.bits;
+        rb.wrows[k] = w.row;
+        sfq_ada_init(&rb.ada[k], rb.w.w[k], rb.wrows[k], w.rows, w.cols);
         /* move the rounding variables off their initial values so that
          * h'(V) is not the same everywhere */
         for (size_t j = 0; j < rb.wsize[k]; j++)
             rb.ada[k].v[j] += 0.3f * (float)((int)(j * 2654435761u % 7) - 3);
     }
+    /* the uniform activation slots in recon.h's order (qkv input, q, k, v,
+     * proj input, fc1 input, fc2 input), and the log quantizer of probs */
+    static const char *const slot[SFQ_RQ_COUNT] = {"attn.qkv.input", "attn.matmul1.a", "attn.matmul1.b",
+                                                   "attn.matmul2.b", "attn.proj.input", "mlp.fc1.input",
+                                                   "mlp.fc2.input"};
     for (int sl = 0; sl < SFQ_RQ_COUNT; sl++) {
-        const sfq_qact *a = &work->q->acts[sfq_qpoint_index(l, sfq_recon_point(sl))];
-        rb.on[sl] = a->kind == SFQ_QK_UNIFORM;
-        rb.act[sl] = a->u;
+        const sfq_act_view a = act_of(work, "blocks.%d.%s", l, slot[sl]);
+        rb.on[sl] = a.kind == SFQ_INSPECT_UNIFORM;
+        rb.act[sl] = a.u;
         ck_assert(rb.on[sl]);
     }
-    const sfq_qact *pa = &work->q->acts[sfq_qpoint_index(l, SFQ_AP_PROBS)];
+    const sfq_act_view pa = act_of(work, "blocks.%d.attn.matmul2.a", l);
     rb.log_on = 1;
-    rb.lq = pa->lq;
+    rb.lq = pa.lq;
     const double L0 = sfq_rblock_forward(&rb, xin, tgt, 0);
     sfq_rblock_backward(&rb, tgt);
     ck_assert(L0 > 0);
@@ -795,7 +878,8 @@ START_TEST(recon_reduces_block_error)
     float *calib = tu_fixture_get(&f, "calib.images", &nc);
     ck_assert_int_eq(sardfq_quantizer_reconstruct(q, calib, 32), SARDFQ_E_STATE);
     ck_assert_int_eq(sardfq_quantizer_calibrate(q, calib, 32), 0);
-    const int N = m->info.num_tokens, D = 96, depth = m->info.depth;
+    const sardfq_model_info I = info_of(m);
+    const int N = I.num_tokens, D = 96, depth = I.depth;
     const size_t act = (size_t)32 * N * D;
     float *xq = malloc(sizeof(float) * act), *xf = malloc(sizeof(float) * act);
     double before[8];
@@ -864,14 +948,8 @@ static sardfq_model *load_swin(void)
 {
     sardfq_model *m = NULL;
     ck_assert_int_eq(sardfq_model_load(tu_src("examples/models/fmnist_swin.safetensors"), NULL, &m), 0);
-    ck_assert_ptr_nonnull(m->swin);
+    ck_assert_int_eq(info_of(m).arch, SARDFQ_ARCH_SWIN);
     return m;
-}
-
-static int ends_with(const char *s, const char *suffix)
-{
-    const size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
 /* Stage 0 (and the image in front of it): C and PyTorch calibrate on the
@@ -884,14 +962,18 @@ static int swin_stage0(const char *name)
     return strcmp(name, "patch_embed.input") == 0 || strncmp(name, "layers.0.", 9) == 0;
 }
 
-/* The k values of fixture tensor `name` against got[]: difference relative
- * to max(1, |value|) (LayerNorm biases and folded biases cross 0 and -1). */
-static void cmp_tensor(cmp_stats *s, tu_fixture *f, const char *name, const float *got, int k)
+/* Tensor `name` of model m against the fixture's "<run>.<name>" (the same
+ * number of values): difference relative to max(1, |value|) (LayerNorm
+ * biases and folded biases cross 0 and -1). */
+static void cmp_tensor(cmp_stats *s, tu_fixture *f, const char *run, const sardfq_model *m, const char *name)
 {
-    size_t n;
-    float *want = tu_fixture_get(f, name, &n);
-    ck_assert_int_eq((int)n, k);
-    for (int i = 0; i < k; i++)
+    size_t n, k;
+    const float *got = tensor_of(m, &k, "%s", name);
+    char key[256];
+    snprintf(key, sizeof key, "%s.%s", run, name);
+    float *want = tu_fixture_get(f, key, &n);
+    ck_assert_uint_eq(n, k);
+    for (size_t i = 0; i < k; i++)
         cmp_rel(s, fabs((double)got[i] - want[i]) / fmax(1.0, fabs(want[i])));
     free(want);
 }
@@ -917,19 +999,15 @@ typedef struct {
 
 enum { SW_EARLY, SW_ACTS, SW_WFIXED, SW_WTS0, SW_WTS, SW_LN0, SW_LN, SW_N };
 
-static int swin_point_class(const sardfq_model *m, int i, const char *name)
+static int swin_point_class(const char *name)
 {
-    (void)m;
-    (void)i;
     return swin_stage0(name) ? SW_EARLY : SW_ACTS;
 }
 
 /* qkv, fc1 and the reductions are searched on reparameterised weights,
  * which depend on the activations; the others only on the FP weights. */
-static int swin_linear_class(const sardfq_model *m, int i, const char *name)
+static int swin_linear_class(const char *name)
 {
-    (void)m;
-    (void)i;
     const int folded = ends_with(name, ".attn.qkv") || ends_with(name, ".mlp.fc1") || ends_with(name, ".reduction");
     return !folded ? SW_WFIXED : swin_stage0(name) ? SW_WTS0 : SW_WTS;
 }
@@ -947,30 +1025,24 @@ static void repq_swin_case(const char *run, const swin_tol *t)
     char name[200];
     cmp_stats c[SW_N] = {{0}};
     int points, linears;
-    compare_quantizers(c, m, qm, &f, run, 1, swin_point_class, swin_linear_class, &points, &linears);
+    compare_quantizers(c, qm, &f, run, 1, swin_point_class, swin_linear_class, &points, &linears);
     /* the reparameterised LayerNorms and the biases that absorbed W_new bb */
-    const sfq_swin *sw = qm->swin;
-    for (int s = 0; s < sw->n_stages; s++) {
-        const sfq_swin_stage *st = &sw->st[s];
-        const int C = st->dim;
+    const sardfq_model_info I = info_of(m);
+    for (int s = 0; s < I.num_stages; s++) {
         cmp_stats *into = &c[s ? SW_LN : SW_LN0];
         if (s) {
-            snprintf(name, sizeof name, "%s.layers.%d.downsample.norm.weight", run, s);
-            cmp_tensor(into, &f, name, st->ds_norm_w, 2 * C);
-            snprintf(name, sizeof name, "%s.layers.%d.downsample.norm.bias", run, s);
-            cmp_tensor(into, &f, name, st->ds_norm_b, 2 * C);
-            snprintf(name, sizeof name, "%s.layers.%d.downsample.reduction.bias", run, s);
-            cmp_tensor(into, &f, name, st->ds_red_b, C);
+            static const char *const ds[3] = {"norm.weight", "norm.bias", "reduction.bias"};
+            for (int k = 0; k < 3; k++) {
+                snprintf(name, sizeof name, "layers.%d.downsample.%s", s, ds[k]);
+                cmp_tensor(into, &f, run, qm, name);
+            }
         }
-        for (int l = st->first; l < st->first + st->depth; l++) {
-            const sfq_block *b = &qm->blocks[l];
-            const float *mine[6] = {b->ln1_w, b->ln1_b, b->ln2_w, b->ln2_b, b->qkv_b, b->fc1_b};
+        for (int b = 0; b < I.stage_depth[s]; b++) {
             const char *nm[6] = {"norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias", "attn.qkv.bias",
                                  "mlp.fc1.bias"};
-            const int len[6] = {C, C, C, C, 3 * C, st->hidden};
             for (int k = 0; k < 6; k++) {
-                snprintf(name, sizeof name, "%s.layers.%d.blocks.%d.%s", run, s, l - st->first, nm[k]);
-                cmp_tensor(into, &f, name, mine[k], len[k]);
+                snprintf(name, sizeof name, "layers.%d.blocks.%d.%s", s, b, nm[k]);
+                cmp_tensor(into, &f, run, qm, name);
             }
         }
     }
@@ -1044,15 +1116,169 @@ START_TEST(swin_reparam_preserves_logits)
     ck_assert_double_le(r.d_torch, 1e-5 * s);
     /* every fold site changed its parameters; the reduction gained a bias */
     const sardfq_model *m = r.m, *rp = r.rp;
-    const sfq_swin_stage *st = &rp->swin->st[1];
-    for (int l = 0; l < m->info.depth; l++) {
-        ck_assert(memcmp(rp->blocks[l].ln1_w, m->blocks[l].ln1_w, sizeof(float) * 48) != 0);
-        ck_assert(memcmp(rp->blocks[l].ln2_w, m->blocks[l].ln2_w, sizeof(float) * 48) != 0);
-    }
-    ck_assert(memcmp(st->ds_norm_w, m->swin->st[1].ds_norm_w, sizeof(float) * 2 * st->dim) != 0);
-    ck_assert_double_gt(tu_max_abs(st->ds_red_b, (size_t)st->dim), 0.0);
+    const sardfq_model_info I = info_of(m);
+    size_t ka, kb;
+    for (int st = 0; st < I.num_stages; st++)
+        for (int b = 0; b < I.stage_depth[st]; b++)
+            for (int n = 1; n <= 2; n++) {
+                const float *a = tensor_of(rp, &ka, "layers.%d.blocks.%d.norm%d.weight", st, b, n);
+                const float *o = tensor_of(m, &kb, "layers.%d.blocks.%d.norm%d.weight", st, b, n);
+                ck_assert(ka >= 48 && kb >= 48);
+                ck_assert(memcmp(a, o, sizeof(float) * 48) != 0);
+            }
+    const float *a = tensor_of(rp, &ka, "layers.1.downsample.norm.weight");
+    const float *o = tensor_of(m, &kb, "layers.1.downsample.norm.weight");
+    ck_assert_uint_eq(ka, kb);
+    ck_assert(memcmp(a, o, sizeof(float) * ka) != 0);
+    const float *rb = tensor_of(rp, &ka, "layers.1.downsample.reduction.bias");
+    ck_assert_double_gt(tu_max_abs(rb, ka), 0.0);
     free(fp);
     reparam_close(&r);
+}
+END_TEST
+
+/* ---- the inspection interface (inspect.h) -------------------------------- */
+
+/* The names the tests read models by are the names of the saved files:
+ * every tensor of m's file reads back through inspect.h bit for bit -- a
+ * float tensor "X" through sfq_inspect_tensor, "<point>.scale" / ".zero"
+ * through sfq_inspect_act, "<W>_scale" / "_zero" through sfq_inspect_linear
+ * (W's linear), "<W>_codes" as a quantized linear whose fake-quantized
+ * weight "W" is there -- and every quantizer inspect.h reports on is in the
+ * file. */
+static int float_bits_eq(const float *a, const float *b, size_t n) { return memcmp(a, b, sizeof(float) * n) == 0; }
+
+/* The weight quantizer of the linear whose weight tensor is `weight`
+ * ("<linear>.weight"; timm's patch_embed.proj and Swin's head.fc). */
+static sfq_lin_view linear_of_weight(const sardfq_model *m, const char *weight)
+{
+    char base[256];
+    snprintf(base, sizeof base, "%s", weight);
+    ck_assert(ends_with(base, ".weight"));
+    base[strlen(base) - 7] = '\0';
+    const char *lin = strcmp(base, "patch_embed.proj") == 0 ? "patch_embed" : strcmp(base, "head.fc") == 0 ? "head" : base;
+    return lin_of(m, "%s", lin);
+}
+
+static void inspect_matches_file(const sardfq_model *m)
+{
+    char *dir = tu_make_tmpdir("sfq_inspect");
+    const char *path = tu_join(dir, "m.safetensors");
+    ck_assert_int_eq(sardfq_model_save(m, path), 0);
+    size_t len;
+    uint8_t *buf = tu_read_file(path, &len);
+    sfq_st_file st;
+    ck_assert_int_eq(sfq_st_parse(buf, len, &st), 0);
+    int file_points = 0, file_linears = 0, tensors = 0;
+    for (int i = 0; i < st.n_tensors; i++) {
+        const sfq_st_tensor *t = &st.tensors[i];
+        char base[256];
+        snprintf(base, sizeof base, "%s", t->name);
+        char *suffix = strrchr(base, '_');
+        if (t->dtype == SFQ_DT_U8) { /* "<W>_codes" */
+            ck_assert(suffix && strcmp(suffix, "_codes") == 0);
+            *suffix = '\0';
+            const sfq_lin_view w = linear_of_weight(m, base);
+            size_t k;
+            tensor_of(m, &k, "%s", base);
+            ck_assert_int_gt(w.bits, 0);
+            ck_assert_int_eq(t->shape[0], w.rows);
+            ck_assert_uint_eq(k, (size_t)w.rows * (size_t)w.cols);
+            file_linears++;
+            continue;
+        }
+        ck_assert_int_eq(t->dtype, SFQ_DT_F32);
+        float *v = malloc(sizeof(float) * (size_t)t->numel);
+        ck_assert_int_eq(sfq_st_read_f32(&st, t, v), 0);
+        char *dot = strrchr(base, '.');
+        sfq_act_view a;
+        if (dot && (strcmp(dot, ".scale") == 0 || strcmp(dot, ".zero") == 0)) {
+            const int is_scale = strcmp(dot, ".scale") == 0;
+            *dot = '\0';
+            ck_assert_msg(sfq_inspect_act(m, base, &a) == 0, "%s: %s", t->name, sardfq_last_error());
+            ck_assert_int_ne(a.kind, SFQ_INSPECT_OFF);
+            ck_assert(is_scale || a.kind == SFQ_INSPECT_UNIFORM);
+            ck_assert(float_bits_eq(v, is_scale ? &a.scale : &a.zero, 1));
+            file_points += is_scale;
+        } else if (suffix && (strcmp(suffix, "_scale") == 0 || strcmp(suffix, "_zero") == 0)) {
+            const int is_scale = strcmp(suffix, "_scale") == 0;
+            *suffix = '\0';
+            const sfq_lin_view w = linear_of_weight(m, base);
+            ck_assert_int_gt(w.bits, 0);
+            ck_assert_int_eq(t->numel, w.rows);
+            for (int r = 0; r < w.rows; r++)
+                ck_assert(float_bits_eq(&v[r], is_scale ? &w.row[r].scale : &w.row[r].zero, 1));
+        } else {
+            size_t k;
+            const float *d = tensor_of(m, &k, "%s", t->name);
+            ck_assert_uint_eq(k, (size_t)t->numel);
+            ck_assert_msg(float_bits_eq(d, v, k), "%s", t->name);
+            tensors++;
+        }
+        free(v);
+    }
+    /* ... and every quantizer inspect.h reports on was in the file */
+    int points = 0, linears = 0;
+    char name[96];
+    for (int i = 0; i < sfq_inspect_act_count(m); i++) {
+        ck_assert_int_eq(sfq_inspect_act_name(m, i, name, sizeof name), 0);
+        points += act_of(m, "%s", name).kind != SFQ_INSPECT_OFF;
+    }
+    for (int i = 0; i < sfq_inspect_linear_count(m); i++) {
+        ck_assert_int_eq(sfq_inspect_linear_name(m, i, name, sizeof name), 0);
+        const sfq_lin_view w = lin_of(m, "%s", name);
+        linears += w.bits > 0;
+        ck_assert_int_gt(w.rows, 0);
+        ck_assert_int_gt(w.cols, 0);
+        ck_assert(!w.bits == !w.row);
+    }
+    ck_assert_int_eq(points, file_points);
+    ck_assert_int_eq(linears, file_linears);
+    ck_assert_int_gt(tensors, 0);
+    ck_assert_int_eq(sfq_inspect_quantized(m), points + linears > 0);
+    /* unknown names and short buffers are errors, not crashes */
+    const float *d;
+    size_t k;
+    sfq_act_view a;
+    sfq_lin_view w;
+    ck_assert_int_eq(sfq_inspect_tensor(m, "no.such.tensor", &d, &k), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sfq_inspect_act(m, "blocks.99.attn.qkv.input", &a), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sfq_inspect_linear(m, "blocks.0.attn", &w), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sfq_inspect_act_name(m, sfq_inspect_act_count(m), name, sizeof name), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sfq_inspect_act_name(m, 0, name, 3), SARDFQ_E_INVALID_ARG);
+    sfq_st_release(&st);
+    free(buf);
+    tu_rm_rf(dir);
+}
+
+START_TEST(inspect_names_are_file_names)
+{
+    static const struct {
+        int swin, scheme, w, a; /* w = 0: the FP model */
+    } cases[] = {{0, 0, 0, 0},
+                 {1, 0, 0, 0},
+                 {0, SARDFQ_SCHEME_REPQ, 4, 4},
+                 {0, SARDFQ_SCHEME_MINMAX, 4, 8},
+                 {1, SARDFQ_SCHEME_REPQ, 4, 4}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        sardfq_model *m = cases[c].swin ? load_swin() : load_default();
+        if (!cases[c].w) {
+            ck_assert(!sfq_inspect_quantized(m));
+            inspect_matches_file(m);
+        } else {
+            tu_fixture f;
+            tu_fixture_open(&f, cases[c].swin ? QSWIN : FIX);
+            sardfq_quantizer *q = calibrated(m, &f, cases[c].scheme, cases[c].w, cases[c].a);
+            sardfq_model *fin = NULL;
+            ck_assert_int_eq(sardfq_quantizer_finalize(q, &fin), 0);
+            ck_assert(sfq_inspect_quantized(fin));
+            inspect_matches_file(fin);
+            sardfq_model_free(fin);
+            sardfq_quantizer_free(q);
+            tu_fixture_close(&f);
+        }
+        sardfq_model_free(m);
+    }
 }
 END_TEST
 
@@ -1094,6 +1320,10 @@ int main(void)
     tcase_add_test(tc, swin_repq_w8a8_matches_pytorch);
     tcase_add_test(tc, swin_repq_w4a4_matches_pytorch);
     tcase_add_test(tc, swin_reparam_preserves_logits);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("inspect");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, inspect_names_are_file_names);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
