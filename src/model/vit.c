@@ -376,9 +376,11 @@ SARDFQ_API sardfq_status sardfq_model_forward(sardfq_model *m, const float *imag
     per_image sz = sizes(&m->info);
     size_t floats = work_floats(&sz, n, nt);
     float *base = sfq_alloc_array(floats, sizeof(float));
-    if (!base)
+    if (!base) {
+        sfq_end_compute(&c);
         return sfq_fail(SARDFQ_E_NOMEM, "sardfq_model_forward: cannot allocate %zu MB of scratch for %d images",
                         floats * sizeof(float) >> 20, n);
+    }
     work w;
     work_carve(&w, base, &sz, n, nt);
     keep k = {0};
