@@ -761,6 +761,99 @@ END_TEST
 START_TEST(blas_threads_swin) { blas_kept_on("examples/models/fmnist_swin.safetensors", 1); }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* a failed forward_ex keeps the previous forward                           */
+/* ------------------------------------------------------------------------ */
+
+/* Forward 1 image with ATTENTION | BACKWARD, then 3 images (the state must
+ * grow) with the k-th allocation failing, k = 1, 2, ... until it succeeds:
+ * after each failure the first forward's attention read-back and backward
+ * must be what they were, bit for bit. */
+static void failed_forward_ex_keeps_state(const char *file)
+{
+    sardfq_model_params p;
+    sardfq_model_default_params(&p);
+    p.n_threads = 1;
+    sardfq_model *m = NULL;
+    ck_assert_int_eq(sardfq_model_load(tu_src(file), &p, &m), SARDFQ_OK);
+    sardfq_model_info info;
+    info.struct_size = sizeof info;
+    ck_assert_int_eq(sardfq_model_get_info(m, &info), SARDFQ_OK);
+    enum { SMALL = 1, LARGE = 3 };
+    const uint32_t flags = SARDFQ_FORWARD_ATTENTION | SARDFQ_FORWARD_BACKWARD;
+    const size_t per = (size_t)info.in_chans * info.img_h * info.img_w;
+    const size_t nin = LARGE * per, nlog = LARGE * (size_t)info.num_classes;
+    const size_t nattn = SMALL * (size_t)info.attention_floats;
+    float *images = malloc(sizeof(float) * nin), *logits = malloc(sizeof(float) * nlog);
+    float *dlogits = malloc(sizeof(float) * nlog);
+    float *attn0 = malloc(sizeof(float) * nattn), *attn = malloc(sizeof(float) * nattn);
+    float *dimg0 = malloc(sizeof(float) * SMALL * per), *dimg = malloc(sizeof(float) * SMALL * per);
+    ck_assert(images && logits && dlogits && attn0 && attn && dimg0 && dimg);
+    for (size_t i = 0; i < nin; i++)
+        images[i] = (float)sin(0.37 * (double)i);
+    for (size_t i = 0; i < nlog; i++)
+        dlogits[i] = (float)cos(0.91 * (double)i);
+
+    long k, failed = 0;
+    for (k = 1; k < MAX_PASSES; k++) {
+        sardfq_state *st = NULL;
+        ck_assert_int_eq(sardfq_state_create(m, &st), SARDFQ_OK);
+        ck_assert_int_eq(sardfq_model_forward_ex(m, st, images, SMALL, flags, logits), SARDFQ_OK);
+        ck_assert_int_eq(sardfq_state_get_attention(st, attn0, nattn), SARDFQ_OK);
+        ck_assert_int_eq(sardfq_model_backward(m, st, dlogits, NULL, dimg0), SARDFQ_OK);
+        arm(k);
+        sardfq_status s = sardfq_model_forward_ex(m, st, images, LARGE, flags | SARDFQ_FORWARD_FEATURES, logits);
+        int hit = consumed();
+        if (s != SARDFQ_OK) {
+            ck_assert_msg(hit, "%s: forward_ex failed without the injection: %s", file, sardfq_last_error());
+            expect_nomem(s, k, "sardfq_model_forward_ex");
+            failed++;
+            reset_sentinel(attn, nattn);
+            s = sardfq_state_get_attention(st, attn, nattn);
+            ck_assert_msg(s == SARDFQ_OK, "%s, countdown %ld: after a failed forward_ex: %s", file, k,
+                          sardfq_last_error());
+            ck_assert_msg(memcmp(attn, attn0, sizeof(float) * nattn) == 0,
+                          "%s, countdown %ld: a failed forward_ex changed the attention read-back", file, k);
+            /* ... of one image (above: count fits 1 image, not 3), and
+             * without features */
+            float feat[1];
+            ck_assert_int_eq(sardfq_state_get_features(st, feat, 1), SARDFQ_E_STATE);
+            reset_sentinel(dimg, SMALL * per);
+            s = sardfq_model_backward(m, st, dlogits, NULL, dimg);
+            ck_assert_msg(s == SARDFQ_OK, "%s, countdown %ld: backward after a failed forward_ex: %s", file, k,
+                          sardfq_last_error());
+            ck_assert_msg(memcmp(dimg, dimg0, sizeof(float) * SMALL * per) == 0,
+                          "%s, countdown %ld: backward changed after a failed forward_ex", file, k);
+        }
+        sardfq_state_free(st);
+        if (s == SARDFQ_OK && !hit)
+            break;
+    }
+    ck_assert_int_lt(k, MAX_PASSES);
+    ck_assert_int_gt(failed, 0);
+    printf("oom forward_ex keeps the last forward, %s: %ld failures injected\n", file, failed);
+    free(images);
+    free(logits);
+    free(dlogits);
+    free(attn0);
+    free(attn);
+    free(dimg0);
+    free(dimg);
+    sardfq_model_free(m);
+}
+
+START_TEST(forward_ex_failure_keeps_vit)
+{
+    failed_forward_ex_keeps_state("examples/models/fmnist_vit.safetensors");
+}
+END_TEST
+
+START_TEST(forward_ex_failure_keeps_swin)
+{
+    failed_forward_ex_keeps_state("examples/models/fmnist_swin.safetensors");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("oom");
@@ -774,6 +867,8 @@ int main(void)
     tcase_add_test(tc, quantization_minmax);
     tcase_add_test(tc, blas_threads_vit);
     tcase_add_test(tc, blas_threads_swin);
+    tcase_add_test(tc, forward_ex_failure_keeps_vit);
+    tcase_add_test(tc, forward_ex_failure_keeps_swin);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -448,38 +448,51 @@ SARDFQ_API void sardfq_state_free(sardfq_state *s)
     sfq_free(s);
 }
 
+/* Make s's buffers hold at least kept and wf floats (and its depth saved
+ * blocks). The new buffers are allocated first and swapped in only when
+ * every allocation succeeded, so on failure the state is untouched: its
+ * last forward (n, flags, views and buffers) stays valid. The caller
+ * re-points the views after a success. */
 sardfq_status sfq_state_grow(sardfq_state *s, size_t kept, size_t wf, int n)
 {
-    s->n = 0;
-    if (!s->saved) {
-        s->saved = sfq_alloc_zero(sizeof(sfq_saved_block) * (size_t)s->model->info.depth);
-        if (!s->saved)
-            return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    const int need_saved = !s->saved, need_kept = s->buffer_floats < kept, need_work = s->work_floats < wf;
+    sfq_saved_block *saved =
+        need_saved ? sfq_alloc_zero(sizeof(sfq_saved_block) * (size_t)s->model->info.depth) : NULL;
+    float *buf = need_kept ? sfq_alloc_array(kept, sizeof(float)) : NULL;
+    float *work = need_work ? sfq_alloc_array(wf, sizeof(float)) : NULL;
+    sardfq_status st = SARDFQ_OK;
+    if (need_saved && !saved)
+        st = sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    else if (need_kept && !buf)
+        st = sfq_fail(SARDFQ_E_NOMEM, "cannot allocate %zu MB of activations for %d images",
+                      kept * sizeof(float) >> 20, n);
+    else if (need_work && !work)
+        st = sfq_fail(SARDFQ_E_NOMEM, "cannot allocate %zu MB of scratch for %d images",
+                      wf * sizeof(float) >> 20, n);
+    if (st) {
+        sfq_free(saved);
+        sfq_free(buf);
+        sfq_free(work);
+        return st;
     }
-    if (s->buffer_floats < kept) {
-        float *buf = sfq_alloc_array(kept, sizeof(float));
-        if (!buf)
-            return sfq_fail(SARDFQ_E_NOMEM, "cannot allocate %zu MB of activations for %d images",
-                            kept * sizeof(float) >> 20, n);
+    if (need_saved)
+        s->saved = saved;
+    if (need_kept) {
         sfq_free(s->buffers);
         s->buffers = buf;
         s->buffer_floats = kept;
     }
-    if (s->work_floats < wf) {
-        float *buf = sfq_alloc_array(wf, sizeof(float));
-        if (!buf)
-            return sfq_fail(SARDFQ_E_NOMEM, "cannot allocate %zu MB of scratch for %d images",
-                            wf * sizeof(float) >> 20, n);
+    if (need_work) {
         sfq_free(s->work);
-        s->work = buf;
+        s->work = work;
         s->work_floats = wf;
     }
     return SARDFQ_OK;
 }
 
 /* Make the state's buffers fit n images with the given flags and point the
- * views at them. On failure the state keeps its old buffers, but the last
- * forward is forgotten (its views may be stale). */
+ * views at them. On failure the state is unchanged (sfq_state_grow), and
+ * its last forward stays readable. */
 static sardfq_status state_reserve(sardfq_state *s, int n, uint32_t flags, int nt)
 {
     const sardfq_model_info *cfg = &s->model->info;

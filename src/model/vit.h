@@ -103,8 +103,9 @@ sardfq_status sfq_model_clone(const sardfq_model *src, sardfq_model **out);
 sardfq_status sfq_model_set_metadata(sardfq_model *m, const char *key, const char *val);
 
 /* Grow the state's buffers to `kept` floats of kept activations and `work`
- * floats of scratch (buffers only grow) and allocate its per-block table;
- * forgets the last forward. */
+ * floats of scratch (buffers only grow) and allocate its per-block table.
+ * All or nothing: on failure the state, and its last forward, are
+ * unchanged; on success the caller re-points the views. */
 sardfq_status sfq_state_grow(sardfq_state *s, size_t kept, size_t work, int n);
 
 /* Compute parameter count and FLOPs into m->info. */
