@@ -14,8 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define VAL_TOL 1e-5  /* relative, loss values */
-#define GRAD_TOL 1e-4 /* max abs diff / max abs, gradients */
+/* Limits against the float64 goldens, about 10x the largest error measured
+ * over all cases (SFQ_TEST_VERBOSE=1 prints them): values 4.9e-8 (pse a),
+ * gradients 2.6e-6 (tv above/below; the others <= 2.4e-7). */
+#define VAL_TOL 5e-7  /* relative, loss values */
+#define GRAD_TOL 3e-5 /* max abs diff / max abs, gradients */
 
 /* ---- fixtures ----------------------------------------------------------- */
 
