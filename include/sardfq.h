@@ -283,7 +283,11 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_state_create(const sardfq_model
 SARDFQ_API void sardfq_state_free(sardfq_state *s);
 
 /* Forward n images with state s; flags is a set of SARDFQ_FORWARD_*.
- * logits may be NULL. Activations of the previous call are discarded. */
+ * logits may be NULL. A successful call replaces the previous call's
+ * activations. A failed call (e.g. SARDFQ_E_NOMEM when the state must grow
+ * for more images or flags) leaves the state as it was: the previous
+ * forward's read-backs and sardfq_model_backward stay available, unchanged
+ * bit for bit. */
 SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_forward_ex(sardfq_model *m, sardfq_state *s,
                                                                   const float *images, int n,
                                                                   uint32_t flags, float *logits);

@@ -37,6 +37,14 @@ static sardfq_model_info info_of(const sardfq_model *m)
     return info;
 }
 
+/* Parity limits against the float64 goldens: about 10x the largest error
+ * measured over all fixtures, ViT and Swin (logits 2.9e-7, attention
+ * 4.5e-7, dimages 9.8e-7 on the 0.3.0 tree), so that a realistic slip such
+ * as ViT's LayerNorm eps at 1e-5 instead of 1e-6 fails. */
+#define LOGITS_TOL 3e-6  /* max |diff| / max |logit| */
+#define ATTN_TOL 5e-6    /* max |diff| (probabilities) */
+#define DIMAGES_TOL 1e-5 /* max |diff| / max |dL/dimages| */
+
 /* Compare logits, attention and input gradient with a golden. */
 static void check_parity(const char *model_file, const char *golden_file, int heads)
 {
@@ -73,9 +81,10 @@ static void check_parity(const char *model_file, const char *golden_file, int he
     double e_grad = tu_max_abs_diff(dimages, ref_dimages, n_di) / tu_max_abs(ref_dimages, n_di);
     printf("parity %-28s logits %.2e (rel. max|logit|)  attn %.2e (abs)  dimages %.2e (rel. max|grad|)\n",
            model_file, e_log, e_att, e_grad);
-    ck_assert_msg(e_log <= 1e-4, "%s: logits error %g", model_file, e_log);
-    ck_assert_msg(e_att <= 1e-5, "%s: attention error %g", model_file, e_att);
-    ck_assert_msg(e_grad <= 1e-3, "%s: input gradient error %g", model_file, e_grad);
+    ck_assert_msg(e_log <= LOGITS_TOL, "%s: logits error %g (limit %g)", model_file, e_log, LOGITS_TOL);
+    ck_assert_msg(e_att <= ATTN_TOL, "%s: attention error %g (limit %g)", model_file, e_att, ATTN_TOL);
+    ck_assert_msg(e_grad <= DIMAGES_TOL, "%s: input gradient error %g (limit %g)", model_file, e_grad,
+                  DIMAGES_TOL);
 
     /* the inference path computes the same logits, bit for bit */
     ck_assert_int_eq(sardfq_model_forward(m, images, n, logits2), SARDFQ_OK);

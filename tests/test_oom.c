@@ -9,6 +9,7 @@
 #include "sardfq.h"
 #include "core.h"
 #include "testutil.h"
+#include "vit.h"
 
 #include <check.h>
 #include <math.h>
@@ -561,6 +562,298 @@ END_TEST
 START_TEST(quantization_minmax) { quant_loop(SARDFQ_SCHEME_MINMAX); }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* OpenBLAS's thread count survives failed compute calls                    */
+/* ------------------------------------------------------------------------ */
+
+/* With n_threads > 0 a compute call holds OpenBLAS at one thread and puts
+ * the host's count back when it ends (model/compute.c); a call that fails
+ * must put it back too, or OpenBLAS stays at one thread for the rest of the
+ * process. Every compute entry point, on ViT and Swin, with the n-th
+ * allocation failing for n = 1, 2, ... until the call succeeds. */
+extern void openblas_set_num_threads(int);
+extern int openblas_get_num_threads(void);
+
+#define BLAS_HOST_THREADS 2
+
+typedef struct {
+    sardfq_model *m;
+    sardfq_state *st;
+    sardfq_dataset *d;
+    sardfq_generator *g;
+    sardfq_quantizer *q;
+    int n, upto;
+    float *images, *logits, *dlogits, *dimages, *x;
+} blas_ctx;
+
+typedef sardfq_status (*blas_call)(blas_ctx *c);
+typedef void (*blas_prepare)(blas_ctx *c);
+
+/* Call `call` with the k-th allocation failing, k = 1, 2, ..., until it
+ * succeeds without using the injection; `prepare` (may be NULL) runs before
+ * each call, outside the injection. Returns the number of failed calls. */
+static long blas_kept(const char *model, const char *what, blas_prepare prepare, blas_call call, blas_ctx *c)
+{
+    long failed = 0;
+    for (long k = 1; k < MAX_PASSES; k++) {
+        if (prepare)
+            prepare(c);
+        openblas_set_num_threads(BLAS_HOST_THREADS);
+        ck_assert_int_eq(openblas_get_num_threads(), BLAS_HOST_THREADS);
+        arm(k);
+        sardfq_status s = call(c);
+        int hit = consumed();
+        ck_assert_msg(openblas_get_num_threads() == BLAS_HOST_THREADS,
+                      "%s: %s (countdown %ld, status %d): OpenBLAS left at %d threads, the host set %d", model,
+                      what, k, (int)s, openblas_get_num_threads(), BLAS_HOST_THREADS);
+        if (s != SARDFQ_OK) {
+            ck_assert_msg(hit, "%s: %s failed without the injection: %s", model, what, sardfq_last_error());
+            expect_nomem(s, k, what);
+            failed++;
+        } else if (!hit) {
+            return failed;
+        }
+    }
+    ck_abort_msg("%s: %s never succeeded", model, what);
+    return failed;
+}
+
+static sardfq_status call_forward(blas_ctx *c) { return sardfq_model_forward(c->m, c->images, c->n, c->logits); }
+
+static void fresh_state(blas_ctx *c)
+{
+    sardfq_state_free(c->st);
+    c->st = NULL;
+    ck_assert_int_eq(sardfq_state_create(c->m, &c->st), SARDFQ_OK);
+}
+
+static sardfq_status call_forward_ex(blas_ctx *c)
+{
+    return sardfq_model_forward_ex(c->m, c->st, c->images, c->n, SARDFQ_FORWARD_BACKWARD | SARDFQ_FORWARD_ATTENTION,
+                                   c->logits);
+}
+
+static sardfq_status call_backward(blas_ctx *c)
+{
+    return sardfq_model_backward(c->m, c->st, c->dlogits, NULL, c->dimages);
+}
+
+static sardfq_status call_evaluate(blas_ctx *c)
+{
+    sardfq_eval_params p;
+    sardfq_eval_default_params(&p);
+    p.limit = c->n;
+    p.batch = c->n;
+    sardfq_eval_result r;
+    r.struct_size = sizeof r;
+    return sardfq_evaluate(c->m, c->d, &p, &r);
+}
+
+static void fresh_generator(blas_ctx *c)
+{
+    sardfq_generator_free(c->g);
+    c->g = NULL;
+    sardfq_generator_params gp;
+    sardfq_generator_default_params(&gp);
+    gp.n_images = 2;
+    gp.iters = 2;
+    gp.warmup = 1;
+    gp.micro_batch = 2;
+    gp.seed = 7;
+    ck_assert_int_eq(sardfq_generator_create(c->m, &gp, &c->g), SARDFQ_OK);
+}
+
+static sardfq_status call_step(blas_ctx *c)
+{
+    sardfq_synth_report r;
+    memset(&r, 0, sizeof r);
+    r.struct_size = sizeof r;
+    return sardfq_generator_step(c->g, &r);
+}
+
+static void fresh_quantizer(blas_ctx *c)
+{
+    sardfq_quantizer_free(c->q);
+    c->q = NULL;
+    sardfq_quant_params p;
+    sardfq_quant_default_params(&p);
+    p.weight_bits = 4;
+    p.act_bits = 4;
+    p.recon_iters = 2;
+    ck_assert_int_eq(sardfq_quantizer_create(c->m, &p, &c->q), SARDFQ_OK);
+}
+
+static sardfq_status call_calibrate(blas_ctx *c) { return sardfq_quantizer_calibrate(c->q, c->images, c->n); }
+
+static sardfq_status call_reconstruct(blas_ctx *c)
+{
+    return sardfq_quantizer_reconstruct(c->q, c->images, c->n);
+}
+
+static sardfq_status call_forward_blocks(blas_ctx *c)
+{
+    return sfq_forward_blocks(c->m, c->images, c->n, c->upto, c->x);
+}
+
+static void blas_kept_on(const char *file, int swin)
+{
+    sardfq_model_params p;
+    sardfq_model_default_params(&p);
+    p.n_threads = 2;
+    blas_ctx c;
+    memset(&c, 0, sizeof c);
+    ck_assert_int_eq(sardfq_model_load(tu_src(file), &p, &c.m), SARDFQ_OK);
+    sardfq_model_info info;
+    info.struct_size = sizeof info;
+    ck_assert_int_eq(sardfq_model_get_info(c.m, &info), SARDFQ_OK);
+    c.n = 2;
+    c.upto = info.depth / 2 + 1;
+    const size_t nin = (size_t)c.n * info.in_chans * info.img_h * info.img_w;
+    const size_t nlog = (size_t)c.n * info.num_classes;
+    c.images = malloc(sizeof(float) * nin);
+    c.dimages = malloc(sizeof(float) * nin);
+    c.logits = malloc(sizeof(float) * nlog);
+    c.dlogits = malloc(sizeof(float) * nlog);
+    c.x = malloc(sizeof(float) * (size_t)c.n * info.num_tokens * info.embed_dim);
+    ck_assert(c.images && c.dimages && c.logits && c.dlogits && c.x);
+    for (size_t i = 0; i < nin; i++)
+        c.images[i] = (float)sin(0.37 * (double)i);
+    for (size_t i = 0; i < nlog; i++)
+        c.dlogits[i] = (float)cos(0.91 * (double)i);
+    ck_assert_msg(sardfq_dataset_open("/usr/share/datasets/fashion-mnist", c.m, &c.d) == SARDFQ_OK,
+                  "install dataset-fashion-mnist: %s", sardfq_last_error());
+
+    long f[8];
+    f[0] = blas_kept(file, "sardfq_model_forward", NULL, call_forward, &c);
+    f[1] = blas_kept(file, "sardfq_model_forward_ex", fresh_state, call_forward_ex, &c);
+    /* the state now holds a forward_ex kept for backward */
+    f[2] = blas_kept(file, "sardfq_model_backward", NULL, call_backward, &c);
+    f[3] = blas_kept(file, "sardfq_evaluate", NULL, call_evaluate, &c);
+    f[4] = blas_kept(file, "sardfq_generator_step", fresh_generator, call_step, &c);
+    f[5] = blas_kept(file, "sardfq_quantizer_calibrate", fresh_quantizer, call_calibrate, &c);
+    f[6] = f[7] = -1;
+    if (!swin) { /* block-wise forward and reconstruction are ViT only */
+        f[6] = blas_kept(file, "sardfq_quantizer_reconstruct", NULL, call_reconstruct, &c);
+        f[7] = blas_kept(file, "sfq_forward_blocks", NULL, call_forward_blocks, &c);
+    }
+    printf("oom OpenBLAS threads, %s: failed calls forward %ld, forward_ex %ld, backward %ld, evaluate %ld, "
+           "step %ld, calibrate %ld, reconstruct %ld, forward_blocks %ld\n",
+           file, f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]);
+    /* every call that allocates was made to fail at least once */
+    ck_assert(f[0] > 0 && f[1] > 0 && f[3] > 0 && f[4] > 0 && f[5] > 0);
+    ck_assert(swin || (f[6] > 0 && f[7] > 0));
+
+    sardfq_quantizer_free(c.q);
+    sardfq_generator_free(c.g);
+    sardfq_state_free(c.st);
+    sardfq_dataset_free(c.d);
+    sardfq_model_free(c.m);
+    free(c.images);
+    free(c.dimages);
+    free(c.logits);
+    free(c.dlogits);
+    free(c.x);
+}
+
+START_TEST(blas_threads_vit) { blas_kept_on("examples/models/fmnist_vit.safetensors", 0); }
+END_TEST
+
+START_TEST(blas_threads_swin) { blas_kept_on("examples/models/fmnist_swin.safetensors", 1); }
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* a failed forward_ex keeps the previous forward                           */
+/* ------------------------------------------------------------------------ */
+
+/* Forward 1 image with ATTENTION | BACKWARD, then 3 images (the state must
+ * grow) with the k-th allocation failing, k = 1, 2, ... until it succeeds:
+ * after each failure the first forward's attention read-back and backward
+ * must be what they were, bit for bit. */
+static void failed_forward_ex_keeps_state(const char *file)
+{
+    sardfq_model_params p;
+    sardfq_model_default_params(&p);
+    p.n_threads = 1;
+    sardfq_model *m = NULL;
+    ck_assert_int_eq(sardfq_model_load(tu_src(file), &p, &m), SARDFQ_OK);
+    sardfq_model_info info;
+    info.struct_size = sizeof info;
+    ck_assert_int_eq(sardfq_model_get_info(m, &info), SARDFQ_OK);
+    enum { SMALL = 1, LARGE = 3 };
+    const uint32_t flags = SARDFQ_FORWARD_ATTENTION | SARDFQ_FORWARD_BACKWARD;
+    const size_t per = (size_t)info.in_chans * info.img_h * info.img_w;
+    const size_t nin = LARGE * per, nlog = LARGE * (size_t)info.num_classes;
+    const size_t nattn = SMALL * (size_t)info.attention_floats;
+    float *images = malloc(sizeof(float) * nin), *logits = malloc(sizeof(float) * nlog);
+    float *dlogits = malloc(sizeof(float) * nlog);
+    float *attn0 = malloc(sizeof(float) * nattn), *attn = malloc(sizeof(float) * nattn);
+    float *dimg0 = malloc(sizeof(float) * SMALL * per), *dimg = malloc(sizeof(float) * SMALL * per);
+    ck_assert(images && logits && dlogits && attn0 && attn && dimg0 && dimg);
+    for (size_t i = 0; i < nin; i++)
+        images[i] = (float)sin(0.37 * (double)i);
+    for (size_t i = 0; i < nlog; i++)
+        dlogits[i] = (float)cos(0.91 * (double)i);
+
+    long k, failed = 0;
+    for (k = 1; k < MAX_PASSES; k++) {
+        sardfq_state *st = NULL;
+        ck_assert_int_eq(sardfq_state_create(m, &st), SARDFQ_OK);
+        ck_assert_int_eq(sardfq_model_forward_ex(m, st, images, SMALL, flags, logits), SARDFQ_OK);
+        ck_assert_int_eq(sardfq_state_get_attention(st, attn0, nattn), SARDFQ_OK);
+        ck_assert_int_eq(sardfq_model_backward(m, st, dlogits, NULL, dimg0), SARDFQ_OK);
+        arm(k);
+        sardfq_status s = sardfq_model_forward_ex(m, st, images, LARGE, flags | SARDFQ_FORWARD_FEATURES, logits);
+        int hit = consumed();
+        if (s != SARDFQ_OK) {
+            ck_assert_msg(hit, "%s: forward_ex failed without the injection: %s", file, sardfq_last_error());
+            expect_nomem(s, k, "sardfq_model_forward_ex");
+            failed++;
+            reset_sentinel(attn, nattn);
+            s = sardfq_state_get_attention(st, attn, nattn);
+            ck_assert_msg(s == SARDFQ_OK, "%s, countdown %ld: after a failed forward_ex: %s", file, k,
+                          sardfq_last_error());
+            ck_assert_msg(memcmp(attn, attn0, sizeof(float) * nattn) == 0,
+                          "%s, countdown %ld: a failed forward_ex changed the attention read-back", file, k);
+            /* ... of one image (above: count fits 1 image, not 3), and
+             * without features */
+            float feat[1];
+            ck_assert_int_eq(sardfq_state_get_features(st, feat, 1), SARDFQ_E_STATE);
+            reset_sentinel(dimg, SMALL * per);
+            s = sardfq_model_backward(m, st, dlogits, NULL, dimg);
+            ck_assert_msg(s == SARDFQ_OK, "%s, countdown %ld: backward after a failed forward_ex: %s", file, k,
+                          sardfq_last_error());
+            ck_assert_msg(memcmp(dimg, dimg0, sizeof(float) * SMALL * per) == 0,
+                          "%s, countdown %ld: backward changed after a failed forward_ex", file, k);
+        }
+        sardfq_state_free(st);
+        if (s == SARDFQ_OK && !hit)
+            break;
+    }
+    ck_assert_int_lt(k, MAX_PASSES);
+    ck_assert_int_gt(failed, 0);
+    printf("oom forward_ex keeps the last forward, %s: %ld failures injected\n", file, failed);
+    free(images);
+    free(logits);
+    free(dlogits);
+    free(attn0);
+    free(attn);
+    free(dimg0);
+    free(dimg);
+    sardfq_model_free(m);
+}
+
+START_TEST(forward_ex_failure_keeps_vit)
+{
+    failed_forward_ex_keeps_state("examples/models/fmnist_vit.safetensors");
+}
+END_TEST
+
+START_TEST(forward_ex_failure_keeps_swin)
+{
+    failed_forward_ex_keeps_state("examples/models/fmnist_swin.safetensors");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("oom");
@@ -572,6 +865,10 @@ int main(void)
     tcase_add_test(tc, prior_sequence);
     tcase_add_test(tc, quantization_repq);
     tcase_add_test(tc, quantization_minmax);
+    tcase_add_test(tc, blas_threads_vit);
+    tcase_add_test(tc, blas_threads_swin);
+    tcase_add_test(tc, forward_ex_failure_keeps_vit);
+    tcase_add_test(tc, forward_ex_failure_keeps_swin);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

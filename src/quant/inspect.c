@@ -21,6 +21,19 @@ static sardfq_status put_name(const char *what, const char *name, char *buf, siz
     return SARDFQ_OK;
 }
 
+/* Index of `name` among the count names that fn gives, or -1. */
+static int find(const sardfq_model_info *cfg, int count, void (*fn)(const sardfq_model_info *, int, char *, size_t),
+                const char *name)
+{
+    char buf[96];
+    for (int i = 0; i < count; i++) {
+        fn(cfg, i, buf, sizeof buf);
+        if (strcmp(buf, name) == 0)
+            return i;
+    }
+    return -1;
+}
+
 /* ---- activation points --------------------------------------------------- */
 
 int sfq_inspect_act_count(const sardfq_model *m) { return m ? sfq_qspec_n_points(&m->info) : 0; }
@@ -38,7 +51,7 @@ sardfq_status sfq_inspect_act(const sardfq_model *m, const char *name, sfq_act_v
 {
     if (!m || !name || !out)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sfq_inspect_act: NULL argument");
-    const int i = sfq_qpoint_find(&m->info, name);
+    const int i = find(&m->info, sfq_qspec_n_points(&m->info), sfq_qpoint_name, name);
     if (i < 0)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sfq_inspect_act: no activation point '%s'", name);
     memset(out, 0, sizeof *out);
@@ -92,7 +105,7 @@ sardfq_status sfq_inspect_linear(const sardfq_model *m, const char *name, sfq_li
 {
     if (!m || !name || !out)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sfq_inspect_linear: NULL argument");
-    const int k = sfq_qlin_find(&m->info, name);
+    const int k = find(&m->info, sfq_qspec_n_linears(&m->info), sfq_qlin_name, name);
     if (k < 0 || !sfq_qlin_exists(&m->info, k))
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sfq_inspect_linear: no linear '%s'", name);
     memset(out, 0, sizeof *out);

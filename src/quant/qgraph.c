@@ -86,28 +86,6 @@ void sfq_qlin_name(const sardfq_model_info *cfg, int index, char *buf, size_t n)
         snprintf(buf, n, "?");
 }
 
-int sfq_qpoint_find(const sardfq_model_info *cfg, const char *name)
-{
-    char buf[96];
-    for (int i = 0; i < sfq_qspec_n_points(cfg); i++) {
-        sfq_qpoint_name(cfg, i, buf, sizeof buf);
-        if (strcmp(buf, name) == 0)
-            return i;
-    }
-    return -1;
-}
-
-int sfq_qlin_find(const sardfq_model_info *cfg, const char *name)
-{
-    char buf[96];
-    for (int i = 0; i < sfq_qspec_n_linears(cfg); i++) {
-        sfq_qlin_name(cfg, i, buf, sizeof buf);
-        if (strcmp(buf, name) == 0)
-            return i;
-    }
-    return -1;
-}
-
 int sfq_qlin_exists(const sardfq_model_info *cfg, int index)
 {
     if (index == sfq_qlin_head(cfg) + 1)

@@ -117,9 +117,6 @@ static inline int sfq_qspec_n_linears(const sardfq_model_info *c)
  * "patch_embed", "blocks.0.attn.qkv", "head". buf of n bytes. */
 void sfq_qpoint_name(const sardfq_model_info *cfg, int index, char *buf, size_t n);
 void sfq_qlin_name(const sardfq_model_info *cfg, int index, char *buf, size_t n);
-/* Index of a point / linear name, or -1. */
-int sfq_qpoint_find(const sardfq_model_info *cfg, const char *name);
-int sfq_qlin_find(const sardfq_model_info *cfg, const char *name);
 
 struct sardfq_model;
 /* Output rows / input columns of linear `index` of model m (the patch

@@ -30,32 +30,6 @@ static double row_sq_error(const float *a, const float *p, int G, float c, float
 /* 1-based first block the loss uses */
 static int first_block(int depth) { return depth / 2 > 1 ? depth / 2 : 1; }
 
-double sfq_loss_apa(const float *attn, const float *prior, int B, int depth, int H, int N, int P,
-                    float *dattn)
-{
-    const int G = N - P;
-    const size_t row = (size_t)N;
-    const size_t total = (size_t)B * depth * H * row;
-    if (dattn && total)
-        memset(dattn, 0, total * sizeof(float));
-    if (B <= 0 || depth <= 0 || H <= 0 || G <= 0)
-        return 0.0;
-    double loss = 0.0;
-    for (int b = 0; b < B; b++) {
-        for (int l = first_block(depth); l <= depth; l++) {
-            /* d/d attn of (1/B)(l/depth)(1/G) sum_t e_t^2 is c * e_t with: */
-            const double wl = (double)l / depth / ((double)B * G);
-            const float c = (float)(2.0 * wl);
-            for (int h = 0; h < H; h++) {
-                const size_t r = (((size_t)b * depth + (l - 1)) * H + h);
-                loss += wl * row_sq_error(attn + r * row + P, prior + r * (size_t)G, G, c,
-                                          dattn ? dattn + r * row + P : NULL);
-            }
-        }
-    }
-    return loss;
-}
-
 double sfq_loss_apa_blocks(const float *attn, const float *target, int depth, const sfq_apa_block *blk,
                            double scale, float *dattn)
 {

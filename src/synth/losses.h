@@ -11,25 +11,18 @@
 #include <stdint.h>
 
 /* ---- Attention Priors Alignment (loss_apa.c) -------------------------- *
- * attn  [B][depth][H][N]: class-token attention rows (softmax over all N
- *       tokens; the first P are prefix tokens, then G = N - P patches).
- * prior [B][depth][H][G]: target distributions over the patches.
- * Blocks l = 1..depth (1-based) with l >= depth/2 (integer division) are
- * used, with weight l/depth:
- *   L = (1/B) sum_b sum_l sum_h (l/depth) mean_t (attn[b,l,h,P+t] - prior[b,l,h,t])^2
- * (depth 1: the single block.) dattn (same shape as attn, may be NULL) is
- * written: the gradient of L, zero for the prefix tokens and for unused
- * blocks. Returns L. */
-double sfq_loss_apa(const float *attn, const float *prior, int B, int depth, int H, int N, int P,
-                    float *dattn);
-
-/* The same loss for one image of a model whose blocks differ (Swin): block
- * l has heads x tokens read-back values at attn + attn_off (the first
- * `prefix` of each head's row excluded) and heads x (tokens - prefix)
- * targets at target + prior_off. With the weights above times `scale`:
- *   L = scale sum_{l >= depth/2} (l/depth) sum_h mean_t (attn - target)^2.
+ * One image. Block l (1-based, l = 1..depth) has heads x tokens read-back
+ * values at attn + attn_off (per head, a row of `tokens`: on ViT the
+ * class-token attention over all tokens, whose first `prefix` are prefix
+ * tokens and are excluded; on Swin the mean attention, prefix 0) and heads
+ * x G targets at target + prior_off (G = tokens - prefix). Blocks with
+ * l >= depth/2 (integer division; depth 1: the single block) are used, with
+ * weight l/depth:
+ *   L = scale sum_l (l/depth) sum_h mean_t (attn[l,h,prefix+t] - target[l,h,t])^2.
  * dattn (may be NULL) is written over the whole read-back (blocks in
- * order, contiguous). */
+ * order, contiguous): the gradient of L, zero for the prefix tokens and
+ * unused blocks. Returns L. A batch of B images is the mean over images
+ * (the generator calls this per image with scale 1 and divides by B). */
 typedef struct {
     int heads, tokens, prefix;
     size_t attn_off, prior_off;
