@@ -579,7 +579,7 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_images_write_png(const char *di
  * drive a generator. Metadata "sardfq.quant.scheme", ".weight_bits" and
  * ".act_bits" say how it was made.
  * Swin models (since 0.3): RepQ-ViT only (the min/max scheme is
- * SARDFQ_E_UNSUPPORTED at create), no block reconstruction yet; the
+ * SARDFQ_E_UNSUPPORTED at create), block reconstruction since 0.4; the
  * relative position bias and the shifted-window masks stay floating
  * point. */
 typedef struct sardfq_quantizer sardfq_quantizer;
@@ -641,10 +641,11 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_quantizer_calibrate(sardfq_quan
                                                                      const float *images,
                                                                      int32_t n);
 
-/* Optional, after calibrate (RepQ-ViT scheme only; minmax and Swin models
- * are SARDFQ_E_UNSUPPORTED): block reconstruction on n images (normally the
- * calibration images). Block by block, with the quantized model's input to
- * the block and the FP model's output of it as target, minimise the squared
+/* Optional, after calibrate (RepQ-ViT scheme only; minmax is
+ * SARDFQ_E_UNSUPPORTED; Swin models since 0.4): block reconstruction on n
+ * images (normally the calibration images). Block by block, with the
+ * quantized model's input to the block and the FP model's output of it
+ * (before any patch merging that follows) as target, minimise the squared
  * error of the block output by learning the rounding of each weight
  * (AdaRound: rounding variables with Adam lr 1e-3, rounding regulariser
  * 0.01 with beta annealed 20 -> 2 after 20% of the iterations, then

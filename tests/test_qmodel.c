@@ -4,6 +4,7 @@
  * calibration of the default model on 32 Fashion-MNIST training images). */
 #include "inspect.h"
 #include "qspec.h"
+#include "exec.h"
 #include "recon.h"
 #include "sardfq.h"
 #include "testutil.h"
@@ -698,43 +699,35 @@ END_TEST
 
 /* ---- block reconstruction ------------------------------------------------ */
 
+#define QSWIN "qswin_fmnist.safetensors"
+static sardfq_model *load_swin(void);
+
+static double rblock_loss(sfq_rblock *rb, const float *x, const float *tgt, int frozen)
+{
+    double loss = -1;
+    ck_assert_int_eq(sfq_rblock_forward(rb, x, tgt, frozen, &loss), 0);
+    return loss;
+}
+
 /* The backward of a quantized block against central finite differences of
  * the STE surrogate (rounding offsets frozen at the current parameters):
- * every activation step size, and rounding variables of all four weights. */
-START_TEST(recon_gradients_match_finite_differences)
+ * every activation step size, and rounding variables of all four weights.
+ * Block l (named `block`) of model m (FP) calibrated by q on n images. */
+static void check_recon_gradients(const sardfq_model *m, sardfq_quantizer *q, const float *calib, int n, int l,
+                                  const char *block, float hv, double vlimit)
 {
-    sardfq_model *m = load_default();
-    tu_fixture f;
-    tu_fixture_open(&f, FIX);
-    sardfq_quantizer *q = calibrated(m, &f, SARDFQ_SCHEME_REPQ, 4, 4);
     const sardfq_model *work = sfq_quantizer_model(q);
     sardfq_model *rp = NULL;
     ck_assert_int_eq(sfq_quantizer_reparam_fp(q, &rp), 0);
-    size_t nc;
-    float *calib = tu_fixture_get(&f, "calib.images", &nc);
-    const sardfq_model_info I = info_of(m);
-    const int n = 4, l = 1, D = 96, N = I.num_tokens;
-    float *xin = malloc(sizeof(float) * n * N * D), *tgt = malloc(sizeof(float) * n * N * D);
-    ck_assert_int_eq(sfq_forward_blocks(work, calib, n, l, xin), 0);
-    ck_assert_int_eq(sfq_forward_blocks(m, calib, n, l + 1, tgt), 0);
+    /* set up as the driver does: block l of the calibrated model, AdaRound
+     * from the reparameterised FP block's weights */
     sfq_rblock rb;
-    ck_assert_int_eq(sfq_rblock_alloc(&rb, &I, n), 0);
-    /* set up as the driver does: the reparameterised FP block l's
-     * parameters, weights in recon.h's order (qkv, proj, fc1, fc2) */
-    static const char *const lin[4] = {"attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"};
-    rb.w.ln1_w = tensor_of(rp, NULL, "blocks.%d.norm1.weight", l);
-    rb.w.ln1_b = tensor_of(rp, NULL, "blocks.%d.norm1.bias", l);
-    rb.w.ln2_w = tensor_of(rp, NULL, "blocks.%d.norm2.weight", l);
-    rb.w.ln2_b = tensor_of(rp, NULL, "blocks.%d.norm2.bias", l);
+    ck_assert_int_eq(sfq_rblock_setup(&rb, work, rp, l, n), 0);
+    float *xin = malloc(sizeof(float) * rb.out_floats), *tgt = malloc(sizeof(float) * rb.out_floats);
+    ck_assert_int_eq(sfq_forward_blocks(work, calib, n, l, xin), 0);
+    ck_assert_int_eq(sfq_exec_forward_through(m, calib, n, l, tgt), 0);
     for (int k = 0; k < 4; k++) {
-        rb.w.w[k] = tensor_of(rp, NULL, "blocks.%d.%s.weight", l, lin[k]);
-        rb.w.b[k] = tensor_of(rp, NULL, "blocks.%d.%s.bias", l, lin[k]);
-    }
-    for (int k = 0; k < 4; k++) {
-        const sfq_lin_view w = lin_of(work, "blocks.%d.%s", l, lin[k]);
-        rb.wbits[k] = w.bits;
-        rb.wrows[k] = w.row;
-        sfq_ada_init(&rb.ada[k], rb.w.w[k], rb.wrows[k], w.rows, w.cols);
+        ck_assert_int_gt(rb.wbits[k], 0);
         /* move the rounding variables off their initial values so that
          * h'(V) is not the same everywhere */
         for (size_t j = 0; j < rb.wsize[k]; j++)
@@ -746,30 +739,28 @@ START_TEST(recon_gradients_match_finite_differences)
                                                    "attn.matmul2.b", "attn.proj.input", "mlp.fc1.input",
                                                    "mlp.fc2.input"};
     for (int sl = 0; sl < SFQ_RQ_COUNT; sl++) {
-        const sfq_act_view a = act_of(work, "blocks.%d.%s", l, slot[sl]);
-        rb.on[sl] = a.kind == SFQ_INSPECT_UNIFORM;
-        rb.act[sl] = a.u;
+        const sfq_act_view a = act_of(work, "%s.%s", block, slot[sl]);
         ck_assert(rb.on[sl]);
+        ck_assert(a.kind == SFQ_INSPECT_UNIFORM && a.u.scale == rb.act[sl].scale);
     }
-    const sfq_act_view pa = act_of(work, "blocks.%d.attn.matmul2.a", l);
-    rb.log_on = 1;
-    rb.lq = pa.lq;
-    const double L0 = sfq_rblock_forward(&rb, xin, tgt, 0);
-    sfq_rblock_backward(&rb, tgt);
+    ck_assert(rb.log_on);
+    printf("%s:\n", block);
+    const double L0 = rblock_loss(&rb, xin, tgt, 0);
+    ck_assert_int_eq(sfq_rblock_backward(&rb, tgt), 0);
     ck_assert(L0 > 0);
     /* frozen forward at the same parameters reproduces the loss */
-    ck_assert_double_eq_tol(sfq_rblock_forward(&rb, xin, tgt, 1), L0, 1e-9 * L0);
+    ck_assert_double_eq_tol(rblock_loss(&rb, xin, tgt, 1), L0, 1e-9 * L0);
     double worst = 0;
     for (int sl = 0; sl < SFQ_RQ_COUNT; sl++) {
         const float s0 = rb.act[sl].scale, hstep = s0 * 1e-3f;
         rb.act[sl].scale = s0 + hstep;
-        const double lp = sfq_rblock_forward(&rb, xin, tgt, 1);
+        const double lp = rblock_loss(&rb, xin, tgt, 1);
         rb.act[sl].scale = s0 - hstep;
-        const double lm = sfq_rblock_forward(&rb, xin, tgt, 1);
+        const double lm = rblock_loss(&rb, xin, tgt, 1);
         rb.act[sl].scale = s0;
         const double fd = (lp - lm) / (2.0 * hstep), an = rb.gs[sl];
         const double err = fabs(fd - an) / fmax(fabs(fd), 1e-3 * L0 / s0);
-        fprintf(stderr, "step size slot %d: analytic %.6g finite difference %.6g (rel %.2g)\n", sl, an, fd, err);
+        printf("step size slot %d: analytic %.6g finite difference %.6g (rel %.2g)\n", sl, an, fd, err);
         worst = fmax(worst, err);
     }
     ck_assert_double_le(worst, 1e-2);
@@ -783,21 +774,20 @@ START_TEST(recon_gradients_match_finite_differences)
         double an = 0;
         for (size_t j = 0; j < nw; j++)
             an += (j * 2654435761u >> 7) & 1 ? rb.gv[k][j] : -rb.gv[k][j];
-        const float hv = 1e-2f;
         double lpm[2];
         for (int sgn = 0; sgn < 2; sgn++) {
             for (size_t j = 0; j < nw; j++)
                 rb.ada[k].v[j] = v0[j] + (sgn ? -hv : hv) * ((j * 2654435761u >> 7) & 1 ? 1.0f : -1.0f);
-            lpm[sgn] = sfq_rblock_forward(&rb, xin, tgt, 1);
+            lpm[sgn] = rblock_loss(&rb, xin, tgt, 1);
         }
         memcpy(rb.ada[k].v, v0, sizeof(float) * nw);
         const double fd = (lpm[0] - lpm[1]) / (2.0 * hv), err = fabs(fd - an) / fabs(fd);
-        fprintf(stderr, "rounding variables of weight %d: directional derivative %.6g, finite difference %.6g (rel %.2g)\n",
+        printf("rounding variables of weight %d: directional derivative %.6g, finite difference %.6g (rel %.2g)\n",
                 k, an, fd, err);
         vworst = fmax(vworst, err);
         free(v0);
     }
-    ck_assert_double_le(vworst, 2e-2);
+    ck_assert_double_le(vworst, vlimit);
     /* the rounding regulariser's gradient (beta = 4) along a +-1 direction
      * over the entries away from its kinks (h clamped at 0 or 1, h = 0.5) */
     {
@@ -822,7 +812,7 @@ START_TEST(recon_gradients_match_finite_differences)
         }
         memcpy(rb.ada[2].v, v0, sizeof(float) * nw);
         const double fd = (r[0] - r[1]) / 2e-3;
-        fprintf(stderr, "rounding regulariser (%d entries): directional derivative %.6g, finite difference %.6g\n",
+        printf("rounding regulariser (%d entries): directional derivative %.6g, finite difference %.6g\n",
                 used, an, fd);
         ck_assert_int_ge(used, 1000);
         ck_assert_double_le(fabs(fd - an), 1e-2 * fabs(fd));
@@ -833,8 +823,47 @@ START_TEST(recon_gradients_match_finite_differences)
     sfq_rblock_free(&rb);
     free(xin);
     free(tgt);
-    free(calib);
     sardfq_model_free(rp);
+}
+
+START_TEST(recon_gradients_match_finite_differences)
+{
+    sardfq_model *m = load_default();
+    tu_fixture f;
+    tu_fixture_open(&f, FIX);
+    sardfq_quantizer *q = calibrated(m, &f, SARDFQ_SCHEME_REPQ, 4, 4);
+    size_t nc;
+    float *calib = tu_fixture_get(&f, "calib.images", &nc);
+    check_recon_gradients(m, q, calib, 4, 1, "blocks.1", 1e-2f, 2e-2);
+    free(calib);
+    sardfq_quantizer_free(q);
+    tu_fixture_close(&f);
+    sardfq_model_free(m);
+}
+END_TEST
+
+/* The same through a Swin block: a shifted one (window gather with the
+ * cyclic shift, the mask, the relative bias, q scaled before its
+ * quantizer), in stage 1 (after a patch merging). */
+START_TEST(recon_gradients_swin)
+{
+    sardfq_model *m = load_swin();
+    tu_fixture f;
+    tu_fixture_open(&f, QSWIN);
+    size_t nc;
+    float *calib = tu_fixture_get(&f, "calib.images", &nc);
+    sardfq_quant_params p;
+    sardfq_quant_default_params(&p);
+    sardfq_quantizer *q = NULL;
+    ck_assert_int_eq(sardfq_quantizer_create(m, &p, &q), 0);
+    ck_assert_int_eq(sardfq_quantizer_calibrate(q, calib, 8), 0);
+    /* the surrogate has kinks (AdaRound's h clamps at 0 and 1) that the
+     * rounding variables' central differences straddle: on this block the
+     * projection's relative error falls with the step, 0.096, 0.055, 0.018,
+     * 0.013 at 0.04, 0.02, 0.01, 0.005 (measured), so a smaller step and a
+     * limit above the kink floor */
+    check_recon_gradients(m, q, calib, 4, 3, "layers.1.blocks.1", 5e-3f, 5e-2);
+    free(calib);
     sardfq_quantizer_free(q);
     tu_fixture_close(&f);
     sardfq_model_free(m);
@@ -940,9 +969,75 @@ START_TEST(recon_reduces_block_error)
 }
 END_TEST
 
-/* ---- Swin (tests/reference/make_qswin_fixtures.py) ---------------------- */
+/* Swin: reconstruction through the same executor lowers every block's
+ * output error (raster order, before any patch merging), and the result
+ * saves and loads exactly. */
+START_TEST(recon_reduces_block_error_swin)
+{
+    sardfq_model *m = load_swin();
+    tu_fixture f;
+    tu_fixture_open(&f, QSWIN);
+    size_t nc;
+    float *calib = tu_fixture_get(&f, "calib.images", &nc);
+    const int n = 16;
+    ck_assert_uint_ge(nc, (size_t)n * 784);
+    sardfq_quant_params p;
+    sardfq_quant_default_params(&p);
+    p.weight_bits = 3;
+    p.act_bits = 3;
+    p.recon_iters = 30;
+    sardfq_quantizer *q = NULL;
+    ck_assert_int_eq(sardfq_quantizer_create(m, &p, &q), 0);
+    ck_assert_int_eq(sardfq_quantizer_calibrate(q, calib, n), 0);
+    const sardfq_model_info I = info_of(m);
+    const size_t act = (size_t)n * I.num_tokens * I.embed_dim; /* the largest block output */
+    float *xq = malloc(sizeof(float) * act), *xf = malloc(sizeof(float) * act);
+    double before[16];
+    ck_assert_int_le(I.depth, 16);
+    for (int l = 0; l < I.depth; l++) {
+        const int s = l < I.stage_depth[0] ? 0 : 1;
+        const size_t a = (size_t)n * (I.grid_h >> s) * (I.grid_w >> s) * I.stage_dim[s];
+        ck_assert_int_eq(sfq_exec_forward_through(sfq_quantizer_model(q), calib, n, l, xq), 0);
+        ck_assert_int_eq(sfq_exec_forward_through(m, calib, n, l, xf), 0);
+        before[l] = sq_err(xq, xf, a);
+    }
+    ck_assert_int_eq(I.num_stages, 2);
+    ck_assert_int_eq(sardfq_quantizer_reconstruct(q, calib, n), 0);
+    for (int l = 0; l < I.depth; l++) {
+        const int s = l < I.stage_depth[0] ? 0 : 1;
+        const size_t a = (size_t)n * (I.grid_h >> s) * (I.grid_w >> s) * I.stage_dim[s];
+        ck_assert_int_eq(sfq_exec_forward_through(sfq_quantizer_model(q), calib, n, l, xq), 0);
+        ck_assert_int_eq(sfq_exec_forward_through(m, calib, n, l, xf), 0);
+        const double se = sq_err(xq, xf, a);
+        printf("Swin block %d output: squared error to FP before %.4g, after %.4g\n", l, before[l], se);
+        ck_assert_double_lt(se, before[l]);
+    }
+    sardfq_model *qm = NULL;
+    ck_assert_int_eq(sardfq_quantizer_finalize(q, &qm), 0);
+    char *dir = tu_make_tmpdir("sfq_recon_swin");
+    const char *path = tu_join(dir, "r.safetensors");
+    ck_assert_int_eq(sardfq_model_save(qm, path), 0);
+    sardfq_model *back = NULL;
+    ck_assert_int_eq(sardfq_model_load(path, NULL, &back), 0);
+    float *l0 = malloc(sizeof(float) * 10 * n), *l1 = malloc(sizeof(float) * 10 * n);
+    ck_assert_int_eq(sardfq_model_forward(qm, calib, n, l0), 0);
+    ck_assert_int_eq(sardfq_model_forward(back, calib, n, l1), 0);
+    ck_assert_int_eq(memcmp(l0, l1, sizeof(float) * 10 * n), 0);
+    tu_rm_rf(dir);
+    free(l0);
+    free(l1);
+    free(xq);
+    free(xf);
+    free(calib);
+    sardfq_model_free(qm);
+    sardfq_model_free(back);
+    sardfq_quantizer_free(q);
+    tu_fixture_close(&f);
+    sardfq_model_free(m);
+}
+END_TEST
 
-#define QSWIN "qswin_fmnist.safetensors"
+/* ---- Swin (tests/reference/make_qswin_fixtures.py) ---------------------- */
 
 static sardfq_model *load_swin(void)
 {
@@ -1313,7 +1408,9 @@ int main(void)
     tc = tcase_create("recon");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, recon_gradients_match_finite_differences);
+    tcase_add_test(tc, recon_gradients_swin);
     tcase_add_test(tc, recon_reduces_block_error);
+    tcase_add_test(tc, recon_reduces_block_error_swin);
     suite_add_tcase(s, tc);
     tc = tcase_create("swin");
     tcase_set_timeout(tc, 300);

@@ -194,3 +194,51 @@ void sfq_attention_bwd(const sfq_attn_run *a, int n, int nt)
 {
     sfq_parallel_chunks(nt, units(a->st, n), bwd_range, (void *)a);
 }
+
+/* The two halves, for training: dS (the probabilities' gradient), then
+ * through the softmax to dQ, dK. */
+typedef struct {
+    const sfq_attn_run *a;
+    const float *raw;
+    float scale;
+} bwd2;
+
+static void bwd_pv_range(void *vc, int chunk, int64_t t0, int64_t t1)
+{
+    const sfq_attn_run *a = vc;
+    const sfq_step *st = a->st;
+    const int C = st->dim, H = st->heads, hd = C / H, Nw = st->tokens;
+    float *At = a->scratch + (size_t)chunk * a->chunk, *buf = At + (size_t)Nw * sfq_pack_ld(Nw);
+    for (int64_t t = t0; t < t1; t++) {
+        const unit u = split_unit(st, t);
+        const size_t qo = u.row0 * 3 * C + (size_t)u.hh * hd;
+        sfq_attention_head_bwd_pv(a->qkv + qo, a->dqkv + qo, C, a->dao + u.row0 * C + (size_t)u.hh * hd,
+                                  a->probs + (size_t)t * Nw * Nw, a->dS + (size_t)t * Nw * Nw, Nw, hd, At, buf);
+    }
+}
+
+static void bwd_qk_range(void *vc, int chunk, int64_t t0, int64_t t1)
+{
+    const bwd2 *c = vc;
+    const sfq_attn_run *a = c->a;
+    const sfq_step *st = a->st;
+    const int C = st->dim, H = st->heads, hd = C / H, Nw = st->tokens;
+    float *At = a->scratch + (size_t)chunk * a->chunk, *buf = At + (size_t)Nw * sfq_pack_ld(Nw);
+    for (int64_t t = t0; t < t1; t++) {
+        const unit u = split_unit(st, t);
+        const size_t qo = u.row0 * 3 * C + (size_t)u.hh * hd;
+        sfq_attention_head_bwd_qk(a->qkv + qo, a->dqkv + qo, C, c->raw + (size_t)t * Nw * Nw,
+                                  a->dS + (size_t)t * Nw * Nw, Nw, hd, c->scale, At, buf);
+    }
+}
+
+void sfq_attention_bwd_pv(const sfq_attn_run *a, int n, int nt)
+{
+    sfq_parallel_chunks(nt, units(a->st, n), bwd_pv_range, (void *)a);
+}
+
+void sfq_attention_bwd_qk(const sfq_attn_run *a, const float *raw, float scale, int n, int nt)
+{
+    bwd2 c = {a, raw, scale};
+    sfq_parallel_chunks(nt, units(a->st, n), bwd_qk_range, &c);
+}

@@ -30,7 +30,9 @@ typedef struct {
     const float *in;    /* where the input was read (GELU: pre; ATTENTION:
                            qkv) */
     float *xhat, *rstd; /* LAYERNORM */
-    float *probs;       /* ATTENTION */
+    float *probs;       /* ATTENTION: the probabilities P V used */
+    float *raw;         /* ATTENTION in training: the softmax before its
+                           point (NULL when no point is on) */
     int seeded;         /* backward: WINDOW_GATHER's output gradient was
                            seeded from its input's (fp32.c grad_acc) */
 } sfq_kept;
@@ -40,6 +42,7 @@ struct sardfq_state {
     int n;          /* images of the last forward_ex (0 = none) */
     uint32_t flags; /* its flags */
     int nt;         /* its thread count (fixes the work layout) */
+    int block;      /* the block of a training forward (SFQ_FORWARD_TRAIN) */
     float *attn;    /* [n][attention_floats] read-back */
     float *feat;    /* [n][num_features] */
     sfq_kept *kept; /* per step of the plan */
@@ -65,6 +68,39 @@ sardfq_status sfq_exec_forward_blocks(const sardfq_model *m, const sfq_observer 
  * block's attention output, sfq_ao_offset layout); each may be NULL. */
 sardfq_status sfq_exec_backward(const sardfq_model *m, sardfq_state *s, const float *dlogits,
                                 const float *dattn, const float *dao, float *dimages);
+
+/* ---- training a block (block reconstruction) ------------------------------ */
+
+/* State flag of a block forward for training. */
+#define SFQ_FORWARD_TRAIN 0x200u
+
+/* A run through block l's steps that learns: each active point quantizes
+ * through the trainer (which keeps what its straight-through backward
+ * needs), a linear may compute with the trainer's weight instead of the
+ * model's, and the backward hands every point the gradient at its output
+ * and every linear that asks dW. */
+typedef struct {
+    sardfq_status (*point_fwd)(void *ctx, int point, float *x, int64_t rows, int cols, int64_t ld, int nt);
+    void (*point_bwd)(void *ctx, int point, float *g, int64_t rows, int cols, int64_t ld);
+    const float *(*weight)(void *ctx, const sfq_step *st); /* NULL: the model's */
+    float *(*weight_grad)(void *ctx, const sfq_step *st);  /* NULL: not wanted */
+    void *ctx;
+} sfq_trainer;
+
+/* The steps of block l: [*first, *end). */
+void sfq_block_steps(const sfq_plan *p, int l, int *first, int *end);
+/* Block l of m on its input x_in [n][rows][cols] (the residual stream
+ * entering it), keeping everything the backward reads in s; *x_out points
+ * at the block's output inside s (valid until s's next run). */
+sardfq_status sfq_exec_block_forward(const sardfq_model *m, sardfq_state *s, const sfq_trainer *t, int l,
+                                     const float *x_in, int n, const float **x_out);
+/* The backward of that forward from dout (the block output's gradient):
+ * the trainer gets the points' and weights' gradients. */
+sardfq_status sfq_exec_block_backward(const sardfq_model *m, sardfq_state *s, const sfq_trainer *t,
+                                      const float *dout);
+/* The residual stream leaving block l (before any patch merging that
+ * follows) for n images of m. */
+sardfq_status sfq_exec_forward_through(const sardfq_model *m, const float *images, int n, int l, float *x);
 
 /* ---- the attention op (attention.c) ------------------------------------ */
 
@@ -95,5 +131,11 @@ void sfq_attention_scores(const sfq_attn_run *a, int n, int nt);
 void sfq_attention_pv(const sfq_attn_run *a, int n, int nt);
 /* Backward: dqkv from dao (and dattn through the read-back). */
 void sfq_attention_bwd(const sfq_attn_run *a, int n, int nt);
+/* The same in two passes, for a point on the probabilities between them:
+ * dS = dO V^T (+ read-back) and dV = P^T dO with P = probs; then the
+ * softmax backward given raw (the probabilities before their point) and
+ * dQ = scale dS K, dK = scale dS^T Q. */
+void sfq_attention_bwd_pv(const sfq_attn_run *a, int n, int nt);
+void sfq_attention_bwd_qk(const sfq_attn_run *a, const float *raw, float scale, int n, int nt);
 
 #endif

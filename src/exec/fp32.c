@@ -109,6 +109,7 @@ typedef struct {
     const sfq_plan *p;
     const sfq_qspec *q;     /* the model's quantizers, or NULL */
     const sfq_observer *obs;
+    const sfq_trainer *t;   /* training a block, or NULL */
     const sfq_compute *c;
     int n;
     work w;
@@ -125,6 +126,8 @@ static sardfq_status point(const run *r, int pt, float *x, int64_t rows, int col
     const sfq_qact *a = &r->q->acts[pt];
     if (a->kind == SFQ_QK_OFF)
         return SARDFQ_OK;
+    if (r->t)
+        return r->t->point_fwd(r->t->ctx, pt, x, rows, cols, ld, r->c->nt);
     int handled = 0;
     if (r->obs) {
         sardfq_status s = r->obs->fn(r->obs->ctx, pt, x, rows, cols, ld, r->c->nt, &handled);
@@ -251,7 +254,7 @@ static sardfq_status prefix_pos(run *r, const sfq_step *st, const float *tok, fl
     return SARDFQ_OK;
 }
 
-static sardfq_status attention(run *r, int i, const sfq_step *st, float *qkv, float *probs, float *ao)
+static sardfq_status attention(run *r, sfq_kept *k, const sfq_step *st, float *qkv, float *probs, float *ao)
 {
     const int nt = r->c->nt, n = r->n;
     sfq_attn_run a = {.st = st, .qkv = qkv, .probs = probs, .ao = ao, .attn = r->attn,
@@ -270,8 +273,8 @@ static sardfq_status attention(run *r, int i, const sfq_step *st, float *qkv, fl
         /* timm's window attention (and RepQ-ViT's matmul1) multiplies q by
          * the scale before Q K^T: the quantizer sees scale q */
         for (int64_t row = 0; row < BN; row++)
-            for (int k = 0; k < C; k++)
-                qkv[row * 3 * C + k] *= a.alpha;
+            for (int e = 0; e < C; e++)
+                qkv[row * 3 * C + e] *= a.alpha;
         a.alpha = 1.0f;
     }
     if ((s = point(r, st->pt[SFQ_PT_Q], qkv, BN, C, 3 * C)) || (s = point(r, st->pt[SFQ_PT_K], qkv + C, BN, C, 3 * C)) ||
@@ -285,10 +288,11 @@ static sardfq_status attention(run *r, int i, const sfq_step *st, float *qkv, fl
             return s;
         sfq_softmax_fwd(probs, rows, Nw, nt);
     }
+    if (k && k->raw && point_on(r, st->pt[SFQ_PT_PROBS])) /* training: the softmax's backward reads it */
+        memcpy(k->raw, probs, sizeof(float) * (size_t)rows * Nw);
     if ((s = point(r, st->pt[SFQ_PT_PROBS], probs, rows, Nw, Nw)))
         return s;
     sfq_attention_pv(&a, n, nt);
-    (void)i;
     return SARDFQ_OK;
 }
 
@@ -340,20 +344,25 @@ static sardfq_status step_fwd(run *r, int i, const float *images, float *logits)
     case SFQ_OP_PATCHIFY:
         sfq_im2col(p->chans, p->img_h, p->img_w, p->patch, p->grid_h, p->grid_w, images, n, out, nt);
         break;
-    case SFQ_OP_LINEAR:
+    case SFQ_OP_LINEAR: {
+        const float *W = r->t && r->t->weight ? r->t->weight(r->t->ctx, st) : NULL;
+        W = W ? W : st->w;
+        if (k)
+            k->in = in;
         if (st->accumulate && point_on(r, st->pt[SFQ_PT_PRE_ADD])) {
             /* the product is a point of its own before the add */
             float *tmp = r->w.slot[p->vars[st->in2].slot];
-            sfq_linear(c, in, st->w, st->b, tmp, (int)rows, vi->cols, vo->cols, 0);
+            sfq_linear(c, in, W, st->b, tmp, (int)rows, vi->cols, vo->cols, 0);
             if ((s = point(r, st->pt[SFQ_PT_PRE_ADD], tmp, rows, vo->cols, vo->cols)))
                 return s;
             const size_t total = (size_t)rows * (size_t)vo->cols;
             for (size_t e = 0; e < total; e++)
                 out[e] += tmp[e];
         } else {
-            sfq_linear(c, in, st->w, st->b, out, (int)rows, vi->cols, vo->cols, st->accumulate);
+            sfq_linear(c, in, W, st->b, out, (int)rows, vi->cols, vo->cols, st->accumulate);
         }
         break;
+    }
     case SFQ_OP_LAYERNORM:
         sfq_layernorm_fwd(in, st->w, st->b, out, k ? k->xhat : NULL, k ? k->rstd : NULL, rows, vo->cols,
                           r->m->info.ln_eps, nt);
@@ -379,7 +388,7 @@ static sardfq_status step_fwd(run *r, int i, const float *images, float *logits)
         float *probs = k && k->probs ? k->probs : r->w.slot[p->vars[st->in2].slot];
         if (k)
             k->in = in;
-        s = attention(r, i, st, in, probs, out);
+        s = attention(r, k, st, in, probs, out);
         break;
     }
     case SFQ_OP_SELECT_PREFIX: {
@@ -615,6 +624,32 @@ static float *grad_acc(bwd *b, int i, int v)
     return g;
 }
 
+/* Attention backward through its points (training): dS, then the point
+ * on the probabilities, then the softmax (given the probabilities before
+ * their point) to dQ, dK, then the points on q, k, v. Scaled q (Swin)
+ * gets the scale back after its point. */
+static void attention_bwd_train(bwd *b, const sfq_step *st, const sfq_kept *k, const sfq_attn_run *a)
+{
+    const run *r = &b->r;
+    const sfq_trainer *t = r->t;
+    const int n = r->n, nt = r->c->nt, C = st->dim, Nw = st->tokens;
+    const int64_t BN = (int64_t)n * r->p->vars[st->in].rows, prow = (int64_t)n * r->p->vars[st->in2].rows;
+    sfq_attention_bwd_pv(a, n, nt);
+    if (point_on(r, st->pt[SFQ_PT_PROBS]))
+        t->point_bwd(t->ctx, st->pt[SFQ_PT_PROBS], a->dS, prow, Nw, Nw);
+    const float scale = st->prescale_q ? 1.0f : st->alpha;
+    const float *P = k->raw && point_on(r, st->pt[SFQ_PT_PROBS]) ? k->raw : k->probs;
+    sfq_attention_bwd_qk(a, P, scale, n, nt);
+    static const int qkv_pt[3] = {SFQ_PT_Q, SFQ_PT_K, SFQ_PT_V};
+    for (int j = 0; j < 3; j++)
+        if (point_on(r, st->pt[qkv_pt[j]]))
+            t->point_bwd(t->ctx, st->pt[qkv_pt[j]], a->dqkv + (size_t)j * C, BN, C, 3 * C);
+    if (st->prescale_q)
+        for (int64_t row = 0; row < BN; row++)
+            for (int e = 0; e < C; e++)
+                a->dqkv[row * 3 * C + e] *= st->alpha;
+}
+
 static void step_bwd(bwd *b, int i)
 {
     run *r = &b->r;
@@ -648,12 +683,21 @@ static void step_bwd(bwd *b, int i)
     if (!b->live[st->out]) /* no gradient reaches this step */
         return;
     float *dy = grad(b, st->out);
+    const sfq_trainer *t = r->t;
+    if (t && point_on(r, st->pt[SFQ_PT_OUT])) /* the point after the step comes first */
+        t->point_bwd(t->ctx, st->pt[SFQ_PT_OUT], dy, rows, vo->cols, vo->cols);
     switch (st->op) {
     case SFQ_OP_LINEAR: {
-        /* d(in) (=|+=) dy W */
+        /* dW = dy^T in (when the trainer asks); d(in) (=|+=) dy W */
+        const float *W = t && t->weight ? t->weight(t->ctx, st) : NULL;
+        float *dW = t && t->weight_grad ? t->weight_grad(t->ctx, st) : NULL;
+        W = W ? W : st->w;
+        if (dW)
+            sfq_gemm(c->split, 1, 0, vo->cols, vi->cols, (int)rows, 1.0f, dy, vo->cols, k->in, vi->cols, 0.0f, dW,
+                     vi->cols);
         const int live = b->live[st->in];
         float *dx = grad(b, st->in);
-        sfq_gemm(c->split, 0, 0, (int)rows, vi->cols, vo->cols, 1.0f, dy, vo->cols, st->w, vi->cols,
+        sfq_gemm(c->split, 0, 0, (int)rows, vi->cols, vo->cols, 1.0f, dy, vo->cols, W, vi->cols,
                  live ? 1.0f : 0.0f, dx, vi->cols);
         b->live[st->in] = 1;
         break;
@@ -719,7 +763,10 @@ static void step_bwd(bwd *b, int i)
         sfq_attn_run a = {.st = st, .qkv = k->in, .probs = k->probs, .dao = dy, .dattn = b->dattn,
                           .T = p->readback_floats, .dqkv = grad(b, st->in), .dS = grad(b, st->in2),
                           .scratch = r->w.scratch, .chunk = r->w.chunk};
-        sfq_attention_bwd(&a, n, nt);
+        if (t)
+            attention_bwd_train(b, st, k, &a);
+        else
+            sfq_attention_bwd(&a, n, nt);
         b->live[st->in] = 1;
         break;
     }
@@ -740,9 +787,9 @@ static void step_bwd(bwd *b, int i)
             return;
         float *dx = grad(b, st->in);
         for (int im = 0; im < n; im++)
-            for (int t = 0; t < N; t++)
+            for (int tk = 0; tk < N; tk++)
                 for (int d = 0; d < C; d++)
-                    dx[((size_t)im * N + t) * C + d] = dy[(size_t)im * C + d] / (float)N;
+                    dx[((size_t)im * N + tk) * C + d] = dy[(size_t)im * C + d] / (float)N;
         b->live[st->in] = 1;
         break;
     }
@@ -793,4 +840,129 @@ sardfq_status sfq_exec_backward(const sardfq_model *m, sardfq_state *s, const fl
     }
     sfq_end_compute(&c);
     return SARDFQ_OK;
+}
+
+/* ---- training a block ------------------------------------------------------ */
+
+void sfq_block_steps(const sfq_plan *p, int l, int *first, int *end)
+{
+    int e = p->block_first[l];
+    *first = e;
+    while (e < p->nsteps && p->steps[e].block == l)
+        e++;
+    *end = e;
+}
+
+/* Per image: the residual stream, and every step's output and what its
+ * backward reads (the probabilities twice: before and after their point). */
+static size_t train_floats(const sfq_plan *p, int l, int first, int end)
+{
+    size_t per = var_floats(p, p->block_resid[l]);
+    for (int i = first; i < end; i++) {
+        const sfq_step *st = &p->steps[i];
+        if (st->out >= 0 && !st->accumulate)
+            per += var_floats(p, st->out);
+        if (st->op == SFQ_OP_LAYERNORM)
+            per += var_floats(p, st->out) + (size_t)p->vars[st->out].rows;
+        if (st->op == SFQ_OP_ATTENTION)
+            per += 2 * var_floats(p, st->in2);
+    }
+    return per;
+}
+
+sardfq_status sfq_exec_block_forward(const sardfq_model *m, sardfq_state *s, const sfq_trainer *t, int l,
+                                     const float *x_in, int n, const float **x_out)
+{
+    const sfq_plan *p = m->plan;
+    if (l < 0 || l >= p->depth)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "block %d out of range", l);
+    int first, end;
+    sfq_block_steps(p, l, &first, &end);
+    const int resid = p->block_resid[l];
+    sfq_compute c = sfq_begin_compute(m);
+    run r;
+    sardfq_status st = run_init(&r, m, NULL, &c, n);
+    if (!st)
+        st = state_grow(s, (size_t)n * train_floats(p, l, first, end), work_floats(p, n, c.nt), n);
+    if (st) {
+        sfq_end_compute(&c);
+        return st;
+    }
+    s->n = 0;
+    float *q = s->buffers;
+#define TAKE(k) (q += (size_t)n * (k), q - (size_t)n * (k))
+    float *x = TAKE(var_floats(p, resid));
+    for (int i = 0; i < p->nsteps; i++)
+        memset(&s->kept[i], 0, sizeof s->kept[i]);
+    for (int i = first; i < end; i++) {
+        const sfq_step *sp = &p->steps[i];
+        sfq_kept *k = &s->kept[i];
+        if (sp->out >= 0 && !sp->accumulate)
+            k->out = TAKE(var_floats(p, sp->out));
+        if (sp->op == SFQ_OP_LAYERNORM) {
+            k->xhat = TAKE(var_floats(p, sp->out));
+            k->rstd = TAKE((size_t)p->vars[sp->out].rows);
+        }
+        if (sp->op == SFQ_OP_ATTENTION) {
+            k->probs = TAKE(var_floats(p, sp->in2));
+            k->raw = TAKE(var_floats(p, sp->in2));
+        }
+    }
+#undef TAKE
+    memcpy(x, x_in, sizeof(float) * (size_t)n * var_floats(p, resid));
+    work_carve(&r.w, s->work, p, n, c.nt);
+    r.t = t;
+    r.kept = s->kept;
+    r.loc[resid] = x;
+    for (int i = first; i < end && !st; i++)
+        st = step_fwd(&r, i, NULL, NULL);
+    sfq_end_compute(&c);
+    if (st)
+        return st;
+    s->n = n;
+    s->flags = SFQ_FORWARD_TRAIN;
+    s->nt = c.nt;
+    s->block = l;
+    *x_out = r.loc[resid];
+    return SARDFQ_OK;
+}
+
+sardfq_status sfq_exec_block_backward(const sardfq_model *m, sardfq_state *s, const sfq_trainer *t,
+                                      const float *dout)
+{
+    if (!s->n || s->flags != SFQ_FORWARD_TRAIN)
+        return sfq_fail(SARDFQ_E_STATE, "block backward without a block forward");
+    const sfq_plan *p = m->plan;
+    int first, end;
+    sfq_block_steps(p, s->block, &first, &end);
+    sfq_compute c = sfq_begin_compute(m);
+    c.nt = s->nt;
+    bwd b;
+    memset(&b, 0, sizeof b);
+    sardfq_status st = run_init(&b.r, m, NULL, &c, s->n);
+    if (st) {
+        sfq_end_compute(&c);
+        return st;
+    }
+    work_carve(&b.r.w, s->work, p, s->n, s->nt);
+    b.r.t = t;
+    b.s = s;
+    b.kept = s->kept;
+    const int resid = p->block_resid[s->block];
+    memcpy(grad(&b, resid), dout, sizeof(float) * (size_t)s->n * var_floats(p, resid));
+    b.live[resid] = 1;
+    for (int i = end - 1; i >= first; i--)
+        step_bwd(&b, i);
+    sfq_end_compute(&c);
+    return SARDFQ_OK;
+}
+
+sardfq_status sfq_exec_forward_through(const sardfq_model *m, const float *images, int n, int l, float *x)
+{
+    const sfq_plan *p = m->plan;
+    if (l < 0 || l >= p->depth)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "block %d out of range", l);
+    int first, end;
+    sfq_block_steps(p, l, &first, &end);
+    return run_stateless(m, NULL, images, n, end, NULL, p->block_resid[l], x, "sfq_exec_forward_through");
 }

@@ -65,6 +65,7 @@ sfq_step *sfq_plan_step(sfq_plan *p, int op, int in, int out, int block)
     s->in2 = -1;
     s->out = out;
     s->block = block;
+    s->lin = -1;
     for (int i = 0; i < SFQ_PT_COUNT; i++)
         s->pt[i] = -1;
     return s;

@@ -82,6 +82,8 @@ typedef struct {
     int accumulate;   /* LINEAR, WINDOW_SCATTER_ADD: out += */
     int keep_out;     /* output kept for the backward pass */
     int block;        /* transformer block, -1 outside blocks */
+    int lin;          /* LINEAR, HEAD: the weight's index in the quantization
+                         spec (qspec.h sfq_qlin_*), -1 none */
     int pt[SFQ_PT_COUNT];
     /* parameters (views into the model's buffer; NULL when absent) */
     const float *w, *b;       /* LINEAR, LAYERNORM; HEAD: row 0's head */

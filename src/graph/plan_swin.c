@@ -45,6 +45,7 @@ sardfq_status sfq_plan_build_swin(sardfq_model *m, sfq_plan *p)
     s = sfq_plan_step(p, SFQ_OP_LINEAR, patches, tok, -1);
     s->w = m->patch_w;
     s->b = m->patch_b;
+    s->lin = 0;
     s = sfq_plan_step(p, SFQ_OP_LAYERNORM, tok, x, -1);
     s->w = sw->pe_norm_w;
     s->b = sw->pe_norm_b;
@@ -65,6 +66,7 @@ sardfq_status sfq_plan_build_swin(sardfq_model *m, sfq_plan *p)
             s = sfq_plan_step(p, SFQ_OP_LINEAR, hm, xs, -1);
             s->w = st->ds_red_w;
             s->b = st->ds_red_b;
+            s->lin = sfq_qlin_reduction(cfg, si);
             x = xs;
         }
         const int xw = sfq_plan_var(p, "x_windows", N, C, XW);
@@ -89,6 +91,7 @@ sardfq_status sfq_plan_build_swin(sardfq_model *m, sfq_plan *p)
             s = sfq_plan_step(p, SFQ_OP_LINEAR, h, qkv, l);
             s->w = blk->qkv_w;
             s->b = blk->qkv_b;
+            s->lin = sfq_qlin_index(l, SFQ_LW_QKV);
             s->keep_out = 1;
             s = sfq_plan_step(p, SFQ_OP_ATTENTION, qkv, ao, l);
             s->in2 = probs;
@@ -111,6 +114,7 @@ sardfq_status sfq_plan_build_swin(sardfq_model *m, sfq_plan *p)
             s = sfq_plan_step(p, SFQ_OP_LINEAR, ao, hp, l);
             s->w = blk->proj_w;
             s->b = blk->proj_b;
+            s->lin = sfq_qlin_index(l, SFQ_LW_PROJ);
             s = sfq_plan_step(p, SFQ_OP_WINDOW_SCATTER_ADD, hp, x, l);
             s->win = window_of(st, shifted);
             s->accumulate = 1;
@@ -121,12 +125,14 @@ sardfq_status sfq_plan_build_swin(sardfq_model *m, sfq_plan *p)
             s = sfq_plan_step(p, SFQ_OP_LINEAR, h, pre, l);
             s->w = blk->fc1_w;
             s->b = blk->fc1_b;
+            s->lin = sfq_qlin_index(l, SFQ_LW_FC1);
             s->keep_out = 1;
             s = sfq_plan_step(p, SFQ_OP_GELU, pre, hid, l);
             s->pt[SFQ_PT_OUT] = bp(l, SFQ_AP_FC2_IN);
             s = sfq_plan_step(p, SFQ_OP_LINEAR, hid, x, l);
             s->w = blk->fc2_w;
             s->b = blk->fc2_b;
+            s->lin = sfq_qlin_index(l, SFQ_LW_FC2);
             s->accumulate = 1;
         }
     }
@@ -144,6 +150,7 @@ sardfq_status sfq_plan_build_swin(sardfq_model *m, sfq_plan *p)
     s = sfq_plan_step(p, SFQ_OP_HEAD, feat, -1, -1);
     s->w = m->head_w;
     s->b = m->head_b;
+    s->lin = sfq_qlin_head(cfg);
     s->pt[SFQ_PT_IN0] = bp(-1, SFQ_AG_HEAD_IN);
     return SARDFQ_OK;
 }

@@ -46,6 +46,7 @@ sardfq_status sfq_plan_build_vit(sardfq_model *m, sfq_plan *p)
     s = sfq_plan_step(p, SFQ_OP_LINEAR, patches, tok, -1);
     s->w = m->patch_w;
     s->b = m->patch_b;
+    s->lin = 0;
     s->pt[SFQ_PT_OUT] = bp(-1, SFQ_AG_PATCH_OUT);
     s = sfq_plan_step(p, SFQ_OP_PREFIX_POS, tok, x, -1);
     s->cls = m->cls;
@@ -64,6 +65,7 @@ sardfq_status sfq_plan_build_vit(sardfq_model *m, sfq_plan *p)
         s = sfq_plan_step(p, SFQ_OP_LINEAR, h, qkv, l);
         s->w = blk->qkv_w;
         s->b = blk->qkv_b;
+        s->lin = sfq_qlin_index(l, SFQ_LW_QKV);
         s->keep_out = 1;
         s->pt[SFQ_PT_OUT] = bp(l, SFQ_AP_QKV_OUT);
         s = sfq_plan_step(p, SFQ_OP_ATTENTION, qkv, ao, l);
@@ -83,6 +85,7 @@ sardfq_status sfq_plan_build_vit(sardfq_model *m, sfq_plan *p)
         s = sfq_plan_step(p, SFQ_OP_LINEAR, ao, x, l);
         s->w = blk->proj_w;
         s->b = blk->proj_b;
+        s->lin = sfq_qlin_index(l, SFQ_LW_PROJ);
         s->accumulate = 1;
         s->in2 = h; /* the product before the add, when it is a point */
         s->pt[SFQ_PT_PRE_ADD] = bp(l, SFQ_AP_PROJ_OUT);
@@ -94,12 +97,14 @@ sardfq_status sfq_plan_build_vit(sardfq_model *m, sfq_plan *p)
         s = sfq_plan_step(p, SFQ_OP_LINEAR, h, pre, l);
         s->w = blk->fc1_w;
         s->b = blk->fc1_b;
+        s->lin = sfq_qlin_index(l, SFQ_LW_FC1);
         s->keep_out = 1;
         s = sfq_plan_step(p, SFQ_OP_GELU, pre, hid, l);
         s->pt[SFQ_PT_OUT] = bp(l, SFQ_AP_FC2_IN);
         s = sfq_plan_step(p, SFQ_OP_LINEAR, hid, x, l);
         s->w = blk->fc2_w;
         s->b = blk->fc2_b;
+        s->lin = sfq_qlin_index(l, SFQ_LW_FC2);
         s->accumulate = 1;
         s->in2 = h;
         s->pt[SFQ_PT_PRE_ADD] = bp(l, SFQ_AP_FC2_OUT);
@@ -115,6 +120,7 @@ sardfq_status sfq_plan_build_vit(sardfq_model *m, sfq_plan *p)
     s = sfq_plan_step(p, SFQ_OP_HEAD, hf, -1, -1);
     s->w = m->head_w;
     s->b = m->head_b;
+    s->lin = sfq_qlin_head(cfg);
     s->w2 = m->head_dist_w;
     s->b2 = m->head_dist_b;
     s->pt[SFQ_PT_IN0] = bp(-1, SFQ_AG_HEAD_IN);

@@ -713,38 +713,6 @@ static void adam_step(float *x, const float *g, float *m, float *v, size_t n, fl
 #define RECON_BETA_START 20.0f
 #define RECON_BETA_END 2.0f
 
-/* Set up rb for block l of work (FP weights from the reparameterised FP
- * model rp). */
-static void rblock_setup(sfq_rblock *rb, const sardfq_model *work, const sardfq_model *rp, int l)
-{
-    const sfq_block *b = &rp->blocks[l];
-    sfq_rblock_w *w = &rb->w;
-    w->ln1_w = b->ln1_w;
-    w->ln1_b = b->ln1_b;
-    w->ln2_w = b->ln2_w;
-    w->ln2_b = b->ln2_b;
-    const float *ws[4] = {b->qkv_w, b->proj_w, b->fc1_w, b->fc2_w}, *bs[4] = {b->qkv_b, b->proj_b, b->fc1_b, b->fc2_b};
-    for (int k = 0; k < 4; k++) {
-        w->w[k] = ws[k];
-        w->b[k] = bs[k];
-        const sfq_qweight *qw = &work->q->lin[sfq_qlin_index(l, k)];
-        rb->wbits[k] = qw->bits;
-        rb->wrows[k] = qw->rows;
-        if (qw->bits)
-            sfq_ada_init(&rb->ada[k], ws[k], qw->rows, sfq_qlin_rows(&work->info, sfq_qlin_index(l, k)),
-                         sfq_qlin_cols(&work->info, sfq_qlin_index(l, k)));
-    }
-    for (int s = 0; s < SFQ_RQ_COUNT; s++) {
-        const sfq_qact *a = &work->q->acts[sfq_qpoint_index(l, sfq_recon_point(s))];
-        rb->on[s] = a->kind == SFQ_QK_UNIFORM;
-        rb->act[s] = a->u;
-    }
-    const sfq_qact *pa = &work->q->acts[sfq_qpoint_index(l, SFQ_AP_PROBS)];
-    rb->log_on = pa->kind == SFQ_QK_LOG;
-    rb->lq = pa->lq;
-    rb->hard = 0;
-}
-
 static sardfq_status recon_block(const sardfq_quantizer *q, sfq_rblock *rb, sardfq_model *work, int l,
                                  const float *xin, const float *tgt, adam_buf *ab, int64_t *done,
                                  int64_t total)
@@ -758,8 +726,12 @@ static sardfq_status recon_block(const sardfq_quantizer *q, sfq_rblock *rb, sard
         }
     const int warm = (int)(RECON_WARMUP * iters);
     for (int it = 0; it < iters; it++) {
-        sfq_rblock_forward(rb, xin, tgt, 0);
-        sfq_rblock_backward(rb, tgt);
+        double loss;
+        sardfq_status s = sfq_rblock_forward(rb, xin, tgt, 0, &loss);
+        if (!s)
+            s = sfq_rblock_backward(rb, tgt);
+        if (s)
+            return s;
         if (it >= warm) {
             const float r = iters > warm ? (float)(it - warm) / (float)(iters - warm) : 1.0f;
             const float beta = RECON_BETA_END + (RECON_BETA_START - RECON_BETA_END) * (1.0f - r);
@@ -787,15 +759,53 @@ static sardfq_status recon_block(const sardfq_quantizer *q, sfq_rblock *rb, sard
     }
     /* harden and write back */
     for (int k = 0; k < 4; k++) {
-        const int i = sfq_qlin_index(l, k);
+        const int i = rb->lin[k];
         if (rb->wbits[k])
             sfq_ada_weight(&rb->ada[k], rb->wrows[k], sfq_qlin_rows(&work->info, i), sfq_qlin_cols(&work->info, i),
                            1, sfq_qlin_weight(work, i), NULL);
     }
     for (int s = 0; s < SFQ_RQ_COUNT; s++)
         if (rb->on[s])
-            work->q->acts[sfq_qpoint_index(l, sfq_recon_point(s))].u.scale = rb->act[s].scale;
+            work->q->acts[rb->pt[s]].u.scale = rb->act[s].scale;
     return SARDFQ_OK;
+}
+
+/* Block l: its input through the quantized model so far (earlier blocks
+ * already reconstructed), its target through the FP model, then the
+ * optimisation. */
+static sardfq_status recon_one(const sardfq_quantizer *q, sardfq_model *work, const sardfq_model *rp,
+                               const float *images, int n, int l, int64_t *done, int64_t total)
+{
+    sfq_rblock rb;
+    adam_buf ab[4] = {{0}};
+    float *xin = NULL, *tgt = NULL;
+    sardfq_status s = sfq_rblock_setup(&rb, work, rp, l, n);
+    if (s)
+        return s;
+    xin = sfq_alloc_array(rb.out_floats, sizeof(float));
+    tgt = sfq_alloc_array(rb.out_floats, sizeof(float));
+    if (!xin || !tgt)
+        s = sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    for (int k = 0; k < 4 && !s; k++) {
+        ab[k].m = sfq_alloc_array(rb.wsize[k], sizeof(float));
+        ab[k].v = sfq_alloc_array(rb.wsize[k], sizeof(float));
+        if (!ab[k].m || !ab[k].v)
+            s = sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    }
+    if (!s)
+        s = sfq_exec_forward_blocks(work, NULL, images, n, l, xin);
+    if (!s)
+        s = sfq_exec_forward_through(q->fp, images, n, l, tgt);
+    if (!s)
+        s = recon_block(q, &rb, work, l, xin, tgt, ab, done, total);
+    for (int k = 0; k < 4; k++) {
+        sfq_free(ab[k].m);
+        sfq_free(ab[k].v);
+    }
+    sfq_free(xin);
+    sfq_free(tgt);
+    sfq_rblock_free(&rb);
+    return s;
 }
 
 SARDFQ_API sardfq_status sardfq_quantizer_reconstruct(sardfq_quantizer *q, const float *images, int32_t n)
@@ -807,47 +817,14 @@ SARDFQ_API sardfq_status sardfq_quantizer_reconstruct(sardfq_quantizer *q, const
         return sfq_fail(SARDFQ_E_STATE, "sardfq_quantizer_reconstruct: calibrate first");
     if (q->p.scheme != SARDFQ_SCHEME_REPQ)
         return sfq_fail(SARDFQ_E_UNSUPPORTED, "sardfq_quantizer_reconstruct: only the repq scheme");
-    if (q->fp->swin)
-        return sfq_fail(SARDFQ_E_UNSUPPORTED,
-                        "sardfq_quantizer_reconstruct: block reconstruction of Swin models is not supported yet");
     const sardfq_model_info *cfg = &q->fp->info;
-    const size_t act = (size_t)n * cfg->num_tokens * cfg->embed_dim;
     sardfq_model *work = NULL, *rp = NULL;
-    float *xin = sfq_alloc_array(act, sizeof(float)), *tgt = sfq_alloc_array(act, sizeof(float));
-    adam_buf ab[4] = {{0}};
-    sfq_rblock rb;
-    memset(&rb, 0, sizeof rb);
-    if (!xin || !tgt) {
-        s = sfq_fail(SARDFQ_E_NOMEM, "out of memory");
-        goto out;
-    }
-    if ((s = sfq_model_clone(q->work, &work)) || (s = sfq_quantizer_reparam_fp(q, &rp)) ||
-        (s = sfq_rblock_alloc(&rb, cfg, n)))
-        goto out;
-    for (int k = 0; k < 4; k++) {
-        ab[k].m = sfq_alloc_array(rb.wsize[k], sizeof(float));
-        ab[k].v = sfq_alloc_array(rb.wsize[k], sizeof(float));
-        if (!ab[k].m || !ab[k].v) {
-            s = sfq_fail(SARDFQ_E_NOMEM, "out of memory");
-            goto out;
-        }
-    }
+    if ((s = sfq_model_clone(q->work, &work)) || (s = sfq_quantizer_reparam_fp(q, &rp)))
+        return commit_work(q, work, s);
     int64_t done = 0;
     const int64_t total = (int64_t)cfg->depth * q->p.recon_iters;
-    for (int l = 0; l < cfg->depth && !s; l++) {
-        if ((s = sfq_forward_blocks(work, images, n, l, xin)) || (s = sfq_forward_blocks(q->fp, images, n, l + 1, tgt)))
-            break;
-        rblock_setup(&rb, work, rp, l);
-        s = recon_block(q, &rb, work, l, xin, tgt, ab, &done, total);
-    }
-out:
-    for (int k = 0; k < 4; k++) {
-        sfq_free(ab[k].m);
-        sfq_free(ab[k].v);
-    }
-    sfq_rblock_free(&rb);
-    sfq_free(xin);
-    sfq_free(tgt);
+    for (int l = 0; l < cfg->depth && !s; l++)
+        s = recon_one(q, work, rp, images, n, l, &done, total);
     sardfq_model_free(rp);
     return commit_work(q, work, s);
 }

@@ -24,13 +24,16 @@
  * rounding offset round(x/s0) - x/s0 fixed; the tests check the backward
  * against finite differences of that surrogate (recon_mode FROZEN). The
  * log-sqrt2 softmax quantizer keeps its scale; its STE passes the gradient
- * below the largest level. */
+ * below the largest level.
+ *
+ * The block itself is the model's plan (ViT and Swin alike): the executor
+ * runs its steps with the AdaRound weights and these quantizer nodes in
+ * place (exec.h, sfq_trainer) and returns the gradients; this file holds
+ * only the quantizers' maths and the bookkeeping. */
 #include "recon.h"
 
-#include "vit.h"
-#include "vmath.h"
+#include "exec.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -175,32 +178,7 @@ double sfq_ada_reg(const sfq_ada *a, size_t n, float beta, float lambda, float *
     return lambda * loss;
 }
 
-/* ---- the block ----------------------------------------------------------- */
-
-static void gemm_nt(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta, float *C,
-                    int ldc)
-{
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
-}
-
-static void gemm_nn(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta, float *C,
-                    int ldc)
-{
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
-}
-
-static void gemm_tn(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta, float *C,
-                    int ldc)
-{
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
-}
-
-static void add_bias(float *y, const float *b, int rows, int cols)
-{
-    for (int r = 0; r < rows; r++)
-        for (int c = 0; c < cols; c++)
-            y[(size_t)r * cols + c] += b[c];
-}
+/* ---- the block, run by the executor ---------------------------------------- */
 
 /* Quantizer slots of a block (index into rb->act). */
 enum { RQ_QKV_IN, RQ_Q, RQ_K, RQ_V, RQ_PROJ_IN, RQ_FC1_IN, RQ_FC2_IN, RQ_COUNT };
@@ -209,228 +187,218 @@ static const int RQ_POINT[RQ_COUNT] = {SFQ_AP_QKV_IN, SFQ_AP_Q, SFQ_AP_K, SFQ_AP
 
 int sfq_recon_point(int slot) { return RQ_POINT[slot]; }
 
-/* Sizes. */
-static void dims(const sfq_rblock *rb, int *R, int *D, int *M, int *N, int *H, int *hd)
+static int slot_of(const sfq_rblock *rb, int pt)
 {
-    *R = rb->n * rb->cfg->num_tokens;
-    *D = rb->cfg->embed_dim;
-    *M = rb->cfg->mlp_hidden;
-    *N = rb->cfg->num_tokens;
-    *H = rb->cfg->num_heads;
-    *hd = rb->cfg->head_dim;
+    for (int s = 0; s < RQ_COUNT; s++)
+        if (rb->pt[s] == pt)
+            return s;
+    return -1;
 }
 
-/* One uniform slot over x (rows x cols, stride ld). */
-static void slot_fwd(sfq_rblock *rb, int slot, float *x, int rows, int cols, int ld, int frozen)
+static int weight_of(const sfq_rblock *rb, const sfq_step *st)
 {
-    if (!rb->on[slot])
-        return;
-    uq_node(&rb->act[slot], x, (size_t)rows * cols, ld, cols, rb->off[slot], rb->pass[slot], rb->ds[slot], frozen);
+    for (int k = 0; k < 4; k++)
+        if (st->lin == rb->lin[k])
+            return k;
+    return -1;
 }
 
-static void slot_back(sfq_rblock *rb, int slot, float *g, int rows, int cols, int ld)
+/* The trainer: slots quantize with their (learned) step sizes and keep the
+ * STE's record; the probabilities with the log-sqrt2 quantizer; any other
+ * point of the block as calibrated. */
+static sardfq_status t_point_fwd(void *ctx, int pt, float *x, int64_t rows, int cols, int64_t ld, int nt)
 {
-    if (!rb->on[slot])
-        return;
-    rb->gs[slot] += uq_back(g, (size_t)rows * cols, ld, cols, rb->pass[slot], rb->ds[slot]);
+    sfq_rblock *rb = ctx;
+    const size_t n = (size_t)rows * (size_t)cols;
+    const int s = slot_of(rb, pt);
+    if (s >= 0 && rb->on[s]) {
+        if (n > rb->slot_floats[s])
+            return sfq_fail(SARDFQ_E_INTERNAL, "block reconstruction: slot %d sees %zu values", s, n);
+        uq_node(&rb->act[s], x, n, ld, cols, rb->off[s], rb->pass[s], rb->ds[s], rb->frozen);
+        return SARDFQ_OK;
+    }
+    if (pt == rb->pt_probs && rb->log_on) {
+        if (n > rb->probs_floats || ld != cols)
+            return sfq_fail(SARDFQ_E_INTERNAL, "block reconstruction: the probabilities do not fit");
+        lq_node(&rb->lq, x, n, rb->loff, rb->lpass, rb->frozen);
+        return SARDFQ_OK;
+    }
+    sfq_qact_apply(&rb->m->q->acts[pt], NULL, x, rows, cols, ld, nt);
+    return SARDFQ_OK;
 }
 
-double sfq_rblock_forward(sfq_rblock *rb, const float *x, const float *target, int frozen)
+static void t_point_bwd(void *ctx, int pt, float *g, int64_t rows, int cols, int64_t ld)
 {
-    int R, D, M, N, H, hd;
-    dims(rb, &R, &D, &M, &N, &H, &hd);
-    const sfq_rblock_w *w = &rb->w;
-    float *ws[4] = {rb->wq[0], rb->wq[1], rb->wq[2], rb->wq[3]};
-    for (int k = 0; k < 4; k++) {
-        const int rows = k == 0 ? 3 * D : k == 2 ? M : D, cols = k == 3 ? M : D;
+    sfq_rblock *rb = ctx;
+    const size_t n = (size_t)rows * (size_t)cols;
+    const int s = slot_of(rb, pt);
+    if (s >= 0 && rb->on[s]) {
+        rb->gs[s] += uq_back(g, n, ld, cols, rb->pass[s], rb->ds[s]);
+    } else if (pt == rb->pt_probs && rb->log_on) {
+        for (size_t k = 0; k < n; k++)
+            if (!rb->lpass[k])
+                g[k] = 0.0f;
+    }
+}
+
+static const float *t_weight(void *ctx, const sfq_step *st)
+{
+    const sfq_rblock *rb = ctx;
+    const int k = weight_of(rb, st);
+    return k >= 0 && rb->wbits[k] ? rb->wq[k] : NULL;
+}
+
+static float *t_weight_grad(void *ctx, const sfq_step *st)
+{
+    sfq_rblock *rb = ctx;
+    const int k = weight_of(rb, st);
+    return k >= 0 && rb->wbits[k] ? rb->gw[k] : NULL;
+}
+
+static sfq_trainer trainer(sfq_rblock *rb)
+{
+    sfq_trainer t = {t_point_fwd, t_point_bwd, t_weight, t_weight_grad, rb};
+    return t;
+}
+
+sardfq_status sfq_rblock_forward(sfq_rblock *rb, const float *x, const float *target, int frozen, double *loss)
+{
+    const sardfq_model_info *cfg = &rb->m->info;
+    for (int k = 0; k < 4; k++)
         if (rb->wbits[k])
-            sfq_ada_weight(&rb->ada[k], rb->wrows[k], rows, cols, rb->hard, ws[k], rb->dwdv[k]);
-        else
-            memcpy(ws[k], w->w[k], sizeof(float) * (size_t)rows * cols);
-    }
-    /* LN1 -> qkv input */
-    sfq_layernorm_fwd(x, w->ln1_w, w->ln1_b, rb->h1, NULL, NULL, R, D, rb->cfg->ln_eps, 1);
-    slot_fwd(rb, RQ_QKV_IN, rb->h1, R, D, D, frozen);
-    for (int r = 0; r < R; r++)
-        memcpy(rb->qkv + (size_t)r * 3 * D, w->b[0], sizeof(float) * 3 * (size_t)D);
-    gemm_nt(R, 3 * D, D, rb->h1, D, ws[0], D, 1.0f, rb->qkv, 3 * D);
-    slot_fwd(rb, RQ_Q, rb->qkv, R, D, 3 * D, frozen);
-    slot_fwd(rb, RQ_K, rb->qkv + D, R, D, 3 * D, frozen);
-    slot_fwd(rb, RQ_V, rb->qkv + 2 * D, R, D, 3 * D, frozen);
-    const float scale = 1.0f / sqrtf((float)hd);
-    for (int b = 0; b < rb->n; b++)
-        for (int h = 0; h < H; h++) {
-            const float *q = rb->qkv + (size_t)b * N * 3 * D + (size_t)h * hd;
-            float *S = rb->probs + ((size_t)b * H + h) * N * N;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, N, hd, scale, q, 3 * D, q + D, 3 * D, 0.0f, S, N);
-        }
-    sfq_softmax_fwd(rb->probs, (int64_t)rb->n * H * N, N, 1);
-    memcpy(rb->pq, rb->probs, sizeof(float) * (size_t)rb->n * H * N * N);
-    if (rb->log_on)
-        lq_node(&rb->lq, rb->pq, (size_t)rb->n * H * N * N, rb->loff, rb->lpass, frozen);
-    for (int b = 0; b < rb->n; b++)
-        for (int h = 0; h < H; h++) {
-            const float *v = rb->qkv + (size_t)b * N * 3 * D + 2 * D + (size_t)h * hd;
-            gemm_nn(N, hd, N, rb->pq + ((size_t)b * H + h) * N * N, N, v, 3 * D, 0.0f,
-                    rb->ao + (size_t)b * N * D + (size_t)h * hd, D);
-        }
-    slot_fwd(rb, RQ_PROJ_IN, rb->ao, R, D, D, frozen);
-    memcpy(rb->x1, x, sizeof(float) * (size_t)R * D);
-    gemm_nt(R, D, D, rb->ao, D, ws[1], D, 1.0f, rb->x1, D);
-    add_bias(rb->x1, w->b[1], R, D);
-    sfq_layernorm_fwd(rb->x1, w->ln2_w, w->ln2_b, rb->h2, rb->xhat2, rb->rstd2, R, D, rb->cfg->ln_eps, 1);
-    slot_fwd(rb, RQ_FC1_IN, rb->h2, R, D, D, frozen);
-    for (int r = 0; r < R; r++)
-        memcpy(rb->pre + (size_t)r * M, w->b[2], sizeof(float) * (size_t)M);
-    gemm_nt(R, M, D, rb->h2, D, ws[2], D, 1.0f, rb->pre, M);
-    sfq_gelu_fwd(rb->pre, rb->g, (int64_t)R * M, 1);
-    slot_fwd(rb, RQ_FC2_IN, rb->g, R, M, M, frozen);
-    memcpy(rb->out, rb->x1, sizeof(float) * (size_t)R * D);
-    gemm_nt(R, D, M, rb->g, M, ws[3], M, 1.0f, rb->out, D);
-    add_bias(rb->out, w->b[3], R, D);
-    double loss = 0;
-    for (size_t i = 0; i < (size_t)R * D; i++) {
+            sfq_ada_weight(&rb->ada[k], rb->wrows[k], sfq_qlin_rows(cfg, rb->lin[k]), sfq_qlin_cols(cfg, rb->lin[k]),
+                           rb->hard, rb->wq[k], rb->dwdv[k]);
+    rb->frozen = frozen;
+    const sfq_trainer t = trainer(rb);
+    sardfq_status s = sfq_exec_block_forward(rb->m, rb->st, &t, rb->l, x, rb->n, &rb->out);
+    if (s)
+        return s;
+    const sfq_plan *p = rb->m->plan;
+    const int C = p->vars[p->block_resid[rb->l]].cols;
+    double sum = 0;
+    for (size_t i = 0; i < rb->out_floats; i++) {
         const double d = (double)rb->out[i] - target[i];
-        loss += d * d;
+        sum += d * d;
     }
-    return loss / ((double)rb->n * D);
+    *loss = sum / ((double)rb->n * C);
+    return SARDFQ_OK;
 }
 
-void sfq_rblock_backward(sfq_rblock *rb, const float *target)
+sardfq_status sfq_rblock_backward(sfq_rblock *rb, const float *target)
 {
-    int R, D, M, N, H, hd;
-    dims(rb, &R, &D, &M, &N, &H, &hd);
-    const size_t RD = (size_t)R * D;
+    const sfq_plan *p = rb->m->plan;
+    const int C = p->vars[p->block_resid[rb->l]].cols;
+    const double norm = 2.0 / ((double)rb->n * C);
+    for (size_t i = 0; i < rb->out_floats; i++)
+        rb->dout[i] = (float)(norm * ((double)rb->out[i] - target[i]));
     for (int s = 0; s < RQ_COUNT; s++)
         rb->gs[s] = 0;
-    float *d1 = rb->gbuf, *d2 = rb->gbuf + RD; /* dx1/dout, scratch */
-    const double norm = 2.0 / ((double)rb->n * D);
-    for (size_t i = 0; i < RD; i++)
-        d1[i] = (float)(norm * ((double)rb->out[i] - target[i]));
-    /* fc2: dW3 = d1^T g, dg = d1 W3 */
-    gemm_tn(D, M, R, d1, D, rb->g, M, 0.0f, rb->gw[3], M);
-    gemm_nn(R, M, D, d1, D, rb->wq[3], M, 0.0f, rb->dg, M);
-    slot_back(rb, RQ_FC2_IN, rb->dg, R, M, M);
-    sfq_gelu_bwd(rb->pre, rb->dg, (int64_t)R * M, 1);
-    /* fc1 */
-    gemm_tn(M, D, R, rb->dg, M, rb->h2, D, 0.0f, rb->gw[2], D);
-    gemm_nn(R, D, M, rb->dg, M, rb->wq[2], D, 0.0f, d2, D);
-    slot_back(rb, RQ_FC1_IN, d2, R, D, D);
-    /* LN2: d1 (= dx1, residual) += LN2'(d2) */
-    sfq_layernorm_bwd(d2, rb->xhat2, rb->rstd2, rb->w.ln2_w, d1, R, D, 1);
-    /* proj */
-    gemm_tn(D, D, R, d1, D, rb->ao, D, 0.0f, rb->gw[1], D);
-    gemm_nn(R, D, D, d1, D, rb->wq[1], D, 0.0f, d2, D);
-    slot_back(rb, RQ_PROJ_IN, d2, R, D, D);
-    /* attention: d2 = dO */
-    const float scale = 1.0f / sqrtf((float)hd);
-    float *dqkv = rb->dqkv;
-    for (int b = 0; b < rb->n; b++)
-        for (int h = 0; h < H; h++) {
-            const size_t pr = ((size_t)b * H + h) * N * N;
-            const float *q = rb->qkv + (size_t)b * N * 3 * D + (size_t)h * hd;
-            const float *dO = d2 + (size_t)b * N * D + (size_t)h * hd;
-            float *dq = dqkv + (size_t)b * N * 3 * D + (size_t)h * hd;
-            float *dP = rb->dp + pr;
-            /* dP = dO V^T ; dV = P^T dO */
-            gemm_nt(N, N, hd, dO, D, q + 2 * D, 3 * D, 0.0f, dP, N);
-            gemm_tn(N, hd, N, rb->pq + pr, N, dO, D, 0.0f, dq + 2 * D, 3 * D);
-        }
-    const size_t np = (size_t)rb->n * H * N * N;
-    if (rb->log_on)
-        for (size_t k = 0; k < np; k++)
-            if (!rb->lpass[k])
-                rb->dp[k] = 0.0f;
-    sfq_softmax_bwd(rb->probs, rb->dp, (int64_t)rb->n * H * N, N, 1);
-    for (int b = 0; b < rb->n; b++)
-        for (int h = 0; h < H; h++) {
-            const size_t pr = ((size_t)b * H + h) * N * N;
-            const float *q = rb->qkv + (size_t)b * N * 3 * D + (size_t)h * hd;
-            float *dq = dqkv + (size_t)b * N * 3 * D + (size_t)h * hd;
-            /* S = scale Q K^T: dQ = scale dS K, dK = scale dS^T Q */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, hd, N, scale, rb->dp + pr, N, q + D, 3 * D,
-                        0.0f, dq, 3 * D);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, hd, N, scale, rb->dp + pr, N, q, 3 * D, 0.0f,
-                        dq + D, 3 * D);
-        }
-    slot_back(rb, RQ_Q, dqkv, R, D, 3 * D);
-    slot_back(rb, RQ_K, dqkv + D, R, D, 3 * D);
-    slot_back(rb, RQ_V, dqkv + 2 * D, R, D, 3 * D);
-    /* qkv */
-    gemm_tn(3 * D, D, R, dqkv, 3 * D, rb->h1, D, 0.0f, rb->gw[0], D);
-    gemm_nn(R, D, 3 * D, dqkv, 3 * D, rb->wq[0], D, 0.0f, d2, D);
-    slot_back(rb, RQ_QKV_IN, d2, R, D, D);
-    /* weights -> V */
-    for (int k = 0; k < 4; k++) {
-        if (!rb->wbits[k])
-            continue;
-        const size_t n = (size_t)(k == 0 ? 3 * D : k == 2 ? M : D) * (k == 3 ? M : D);
-        for (size_t i = 0; i < n; i++)
-            rb->gv[k][i] = rb->gw[k][i] * rb->dwdv[k][i];
-    }
+    const sfq_trainer t = trainer(rb);
+    sardfq_status s = sfq_exec_block_backward(rb->m, rb->st, &t, rb->dout);
+    if (s)
+        return s;
+    for (int k = 0; k < 4; k++)
+        if (rb->wbits[k])
+            for (size_t i = 0; i < rb->wsize[k]; i++)
+                rb->gv[k][i] = rb->gw[k][i] * rb->dwdv[k][i];
+    return SARDFQ_OK;
 }
 
-/* ---- memory -------------------------------------------------------------- */
+/* ---- set-up and memory ------------------------------------------------------ */
 
 void sfq_rblock_free(sfq_rblock *rb)
 {
     if (!rb)
         return;
+    sardfq_state_free(rb->st);
     sfq_free(rb->mem);
     memset(rb, 0, sizeof *rb);
 }
 
-sardfq_status sfq_rblock_alloc(sfq_rblock *rb, const sardfq_model_info *cfg, int n)
+/* Values the block's points see for n images: each slot's, the
+ * probabilities'. */
+static void point_sizes(sfq_rblock *rb)
 {
-    const size_t R = (size_t)n * cfg->num_tokens, D = (size_t)cfg->embed_dim, M = (size_t)cfg->mlp_hidden;
-    const size_t NP = (size_t)n * cfg->num_heads * cfg->num_tokens * cfg->num_tokens;
-    const size_t wn[4] = {3 * D * D, D * D, M * D, D * M};
-    const size_t slotn[RQ_COUNT] = {R * D, R * D, R * D, R * D, R * D, R * D, R * M};
-    size_t floats = R * D * 8 + R * 3 * D * 2 + R * M * 3 + R + 4 * NP + NP / 4 + 16;
-    for (int k = 0; k < 4; k++)
-        floats += 6 * wn[k];
-    for (int s = 0; s < RQ_COUNT; s++)
-        floats += 2 * slotn[s] + slotn[s] / 4 + 4;
+    const sfq_plan *p = rb->m->plan;
+    int first, end;
+    sfq_block_steps(p, rb->l, &first, &end);
+    for (int i = first; i < end; i++) {
+        const sfq_step *st = &p->steps[i];
+        for (int j = 0; j < SFQ_PT_COUNT; j++) {
+            if (st->pt[j] < 0)
+                continue;
+            size_t f = (size_t)rb->n * (size_t)p->vars[st->out].rows * (size_t)p->vars[st->out].cols;
+            if (st->op == SFQ_OP_ATTENTION && (j == SFQ_PT_Q || j == SFQ_PT_K || j == SFQ_PT_V))
+                f = (size_t)rb->n * (size_t)p->vars[st->in].rows * (size_t)st->dim;
+            else if (st->op == SFQ_OP_ATTENTION && (j == SFQ_PT_SCORES || j == SFQ_PT_PROBS))
+                f = (size_t)rb->n * (size_t)p->vars[st->in2].rows * (size_t)p->vars[st->in2].cols;
+            const int s = slot_of(rb, st->pt[j]);
+            if (s >= 0)
+                rb->slot_floats[s] = f;
+            if (st->pt[j] == rb->pt_probs)
+                rb->probs_floats = f;
+        }
+    }
+    rb->out_floats = (size_t)rb->n * (size_t)p->vars[p->block_resid[rb->l]].rows *
+                     (size_t)p->vars[p->block_resid[rb->l]].cols;
+}
+
+sardfq_status sfq_rblock_setup(sfq_rblock *rb, const sardfq_model *m, const sardfq_model *fp, int l, int n)
+{
+    const sardfq_model_info *cfg = &m->info;
     memset(rb, 0, sizeof *rb);
-    rb->mem = sfq_alloc_array(floats, sizeof(float));
-    if (!rb->mem)
-        return sfq_fail(SARDFQ_E_NOMEM, "block reconstruction: cannot allocate %zu MB", floats * 4 >> 20);
-    rb->cfg = cfg;
+    rb->m = m;
+    rb->l = l;
     rb->n = n;
+    for (int s = 0; s < RQ_COUNT; s++) {
+        rb->pt[s] = sfq_qpoint_index(l, RQ_POINT[s]);
+        const sfq_qact *a = &m->q->acts[rb->pt[s]];
+        rb->on[s] = a->kind == SFQ_QK_UNIFORM;
+        rb->act[s] = a->u;
+    }
+    rb->pt_probs = sfq_qpoint_index(l, SFQ_AP_PROBS);
+    rb->log_on = m->q->acts[rb->pt_probs].kind == SFQ_QK_LOG;
+    rb->lq = m->q->acts[rb->pt_probs].lq;
+    point_sizes(rb);
+    size_t floats = rb->out_floats + 2 * rb->probs_floats + 16;
+    for (int k = 0; k < 4; k++) {
+        rb->lin[k] = sfq_qlin_index(l, k);
+        const sfq_qweight *qw = &m->q->lin[rb->lin[k]];
+        rb->wbits[k] = qw->bits;
+        rb->wrows[k] = qw->rows;
+        rb->wsize[k] = (size_t)sfq_qlin_rows(cfg, rb->lin[k]) * (size_t)sfq_qlin_cols(cfg, rb->lin[k]);
+        floats += 6 * rb->wsize[k];
+    }
+    for (int s = 0; s < RQ_COUNT; s++)
+        floats += 3 * rb->slot_floats[s] + 4;
+    rb->mem = sfq_alloc_array(floats, sizeof(float));
+    sardfq_status st = rb->mem ? sardfq_state_create(m, &rb->st) : SARDFQ_E_NOMEM;
+    if (st) {
+        sfq_rblock_free(rb);
+        return sfq_fail(SARDFQ_E_NOMEM, "block reconstruction: cannot allocate %zu MB", floats * 4 >> 20);
+    }
     float *p = rb->mem;
 #define TAKE(k) (p += (k), p - (k))
-    rb->h1 = TAKE(R * D);
-    rb->qkv = TAKE(R * 3 * D);
-    rb->dqkv = TAKE(R * 3 * D);
-    rb->probs = TAKE(NP);
-    rb->pq = TAKE(NP);
-    rb->dp = TAKE(NP);
-    rb->loff = TAKE(NP);
-    rb->lpass = (uint8_t *)TAKE(NP / 4 + 1);
-    rb->ao = TAKE(R * D);
-    rb->x1 = TAKE(R * D);
-    rb->h2 = TAKE(R * D);
-    rb->xhat2 = TAKE(R * D);
-    rb->rstd2 = TAKE(R);
-    rb->pre = TAKE(R * M);
-    rb->g = TAKE(R * M);
-    rb->dg = TAKE(R * M);
-    rb->out = TAKE(R * D);
-    rb->gbuf = TAKE(2 * R * D);
+    rb->dout = TAKE(rb->out_floats);
+    rb->loff = TAKE(rb->probs_floats);
+    rb->lpass = (uint8_t *)TAKE(rb->probs_floats / 4 + 1);
     for (int k = 0; k < 4; k++) {
-        rb->wq[k] = TAKE(wn[k]);
-        rb->gw[k] = TAKE(wn[k]);
-        rb->gv[k] = TAKE(wn[k]);
-        rb->dwdv[k] = TAKE(wn[k]);
-        rb->ada[k].v = TAKE(wn[k]);
-        rb->ada[k].base = TAKE(wn[k]);
-        rb->wsize[k] = wn[k];
+        rb->wq[k] = TAKE(rb->wsize[k]);
+        rb->gw[k] = TAKE(rb->wsize[k]);
+        rb->gv[k] = TAKE(rb->wsize[k]);
+        rb->dwdv[k] = TAKE(rb->wsize[k]);
+        rb->ada[k].v = TAKE(rb->wsize[k]);
+        rb->ada[k].base = TAKE(rb->wsize[k]);
     }
     for (int s = 0; s < RQ_COUNT; s++) {
-        rb->off[s] = TAKE(slotn[s]);
-        rb->ds[s] = TAKE(slotn[s]);
-        rb->pass[s] = (uint8_t *)TAKE(slotn[s] / 4 + 1);
+        rb->off[s] = TAKE(rb->slot_floats[s]);
+        rb->ds[s] = TAKE(rb->slot_floats[s]);
+        rb->pass[s] = (uint8_t *)TAKE(rb->slot_floats[s] / 4 + 1);
     }
 #undef TAKE
+    for (int k = 0; k < 4; k++)
+        if (rb->wbits[k])
+            sfq_ada_init(&rb->ada[k], sfq_qlin_weight(fp, rb->lin[k]), rb->wrows[k], sfq_qlin_rows(cfg, rb->lin[k]),
+                         sfq_qlin_cols(cfg, rb->lin[k]));
     return SARDFQ_OK;
 }

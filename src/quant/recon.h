@@ -25,17 +25,18 @@ double sfq_ada_reg(const sfq_ada *a, size_t n, float beta, float lambda, float *
 /* The activation point (SFQ_AP_*) of a slot. */
 int sfq_recon_point(int slot);
 
-/* The block's floating-point parameters (borrowed). Weights in order qkv,
- * proj, fc1, fc2. */
-typedef struct {
-    const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
-    const float *w[4], *b[4];
-} sfq_rblock_w;
+struct sardfq_state;
 
+/* One transformer block (ViT or Swin) of a quantized model as a
+ * differentiable function of its quantizer parameters: the executor runs
+ * the block's steps of the model's plan, with the AdaRound weights in place
+ * of its four quantized weights and the slots' step sizes at its points. */
 typedef struct {
-    const sardfq_model_info *cfg;
-    int n; /* images */
-    sfq_rblock_w w;
+    const struct sardfq_model *m; /* the quantized model (borrowed) */
+    int l, n;                     /* block, images */
+    int pt[SFQ_RQ_COUNT], pt_probs; /* the slots' points (spec indices) */
+    int lin[4];                   /* the weights' linear indices: qkv, proj,
+                                     fc1, fc2 */
     /* quantizers: the learned ones are act[].scale and ada[].v */
     int on[SFQ_RQ_COUNT];
     sfq_uq act[SFQ_RQ_COUNT];
@@ -44,28 +45,39 @@ typedef struct {
     int wbits[4];
     const sfq_uq *wrows[4];
     sfq_ada ada[4];
-    int hard; /* forward with hardened rounding */
+    int hard;   /* forward with hardened rounding */
+    int frozen; /* replay the last non-frozen forward's rounding offsets */
     /* gradients of the last backward */
     double gs[SFQ_RQ_COUNT];
     float *gv[4];
     /* buffers */
     float *wq[4], *gw[4], *dwdv[4];
     size_t wsize[4];
-    float *h1, *qkv, *dqkv, *probs, *pq, *dp, *loff, *ao, *x1, *h2, *xhat2, *rstd2, *pre, *g, *dg, *out, *gbuf;
-    uint8_t *lpass;
+    size_t slot_floats[SFQ_RQ_COUNT], probs_floats;
     float *off[SFQ_RQ_COUNT], *ds[SFQ_RQ_COUNT];
     uint8_t *pass[SFQ_RQ_COUNT];
+    float *loff;
+    uint8_t *lpass;
+    float *dout;
+    size_t out_floats; /* n x the block's output */
+    const float *out;  /* the last forward's output (inside st) */
+    struct sardfq_state *st;
     float *mem;
 } sfq_rblock;
 
-/* Buffers for n images (everything else zeroed); SARDFQ_E_NOMEM. */
-sardfq_status sfq_rblock_alloc(sfq_rblock *rb, const sardfq_model_info *cfg, int n);
+/* Set up block l of the quantized model m for n images: the slots' and
+ * weights' quantizers as calibrated, AdaRound started from the FP weights
+ * of fp (the floating-point model with the same reparameterisation), and
+ * the buffers. SARDFQ_E_NOMEM. */
+sardfq_status sfq_rblock_setup(sfq_rblock *rb, const struct sardfq_model *m, const struct sardfq_model *fp, int l,
+                               int n);
 void sfq_rblock_free(sfq_rblock *rb);
-/* Forward of the quantized block on x [n][N][D]; returns the
- * reconstruction loss against target. frozen: reuse the rounding offsets of
- * the last non-frozen forward (the STE surrogate; for gradient checks). */
-double sfq_rblock_forward(sfq_rblock *rb, const float *x, const float *target, int frozen);
+/* Forward of the quantized block on x (the residual stream entering it);
+ * *loss = the reconstruction loss against target (the FP block's output).
+ * frozen: reuse the rounding offsets of the last non-frozen forward (the
+ * STE surrogate; for gradient checks). */
+sardfq_status sfq_rblock_forward(sfq_rblock *rb, const float *x, const float *target, int frozen, double *loss);
 /* Gradients of that loss (gs, gv) after a forward. */
-void sfq_rblock_backward(sfq_rblock *rb, const float *target);
+sardfq_status sfq_rblock_backward(sfq_rblock *rb, const float *target);
 
 #endif
