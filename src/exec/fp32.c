@@ -447,7 +447,7 @@ static sardfq_status run_init(run *r, const sardfq_model *m, const sfq_observer 
 static sardfq_status run_stateless(const sardfq_model *m, const sfq_observer *obs, const float *images, int n,
                                    int end, float *logits, int resid, float *x_out, const char *fn)
 {
-    sfq_compute c = sfq_begin_compute(m);
+    sfq_compute c = sfq_begin_compute(m->n_threads);
     run r;
     sardfq_status s = run_init(&r, m, obs, &c, n);
     float *base = NULL;
@@ -553,7 +553,7 @@ static void state_carve(sardfq_state *s, int n, uint32_t flags)
 sardfq_status sfq_exec_forward_state(const sardfq_model *m, sardfq_state *s, const float *images, int n,
                                      uint32_t flags, float *logits)
 {
-    sfq_compute c = sfq_begin_compute(m);
+    sfq_compute c = sfq_begin_compute(m->n_threads);
     run r;
     sardfq_status st = run_init(&r, m, NULL, &c, n);
     if (!st)
@@ -767,7 +767,7 @@ sardfq_status sfq_exec_backward(const sardfq_model *m, sardfq_state *s, const fl
                                 const float *dattn, const float *dao, float *dimages)
 {
     /* the work layout (and its per-thread scratch) is the forward's */
-    sfq_compute c = sfq_begin_compute(m);
+    sfq_compute c = sfq_begin_compute(m->n_threads);
     c.nt = s->nt;
     bwd b;
     memset(b.live, 0, sizeof b.live);

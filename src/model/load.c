@@ -7,6 +7,7 @@
  * exact shape check. A tensor the graph would not use is an error, so a
  * checkpoint with features this graph lacks (layer scale, fc_norm, ...) is
  * refused rather than silently mis-evaluated. */
+#include "compute.h"
 #include "plan.h"
 #include "rng.h"
 #include "safetensors.h"
@@ -138,6 +139,8 @@ static sardfq_status alloc_vit(sardfq_model *m)
     sfq_model_fill_derived(m);
     return SARDFQ_OK;
 }
+
+int sfq_model_threads(const sardfq_model *m) { return sfq_compute_threads(m->n_threads); }
 
 SARDFQ_API void sardfq_model_free(sardfq_model *m)
 {

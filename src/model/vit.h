@@ -69,8 +69,8 @@ sardfq_status sfq_backward_state(const sardfq_model *m, sardfq_state *s, const f
  * models quantize on the way as in their forward. */
 sardfq_status sfq_forward_blocks(const sardfq_model *m, const float *images, int n, int upto, float *x);
 
-/* Thread count for library loops on model m, and the OpenBLAS setting it
- * implies (applied at the start of each compute call). */
+/* Thread count for library loops on model m: sfq_compute_threads of its
+ * n_threads setting (compute.h). */
 int sfq_model_threads(const sardfq_model *m);
 
 /* A deep copy (parameters, quantizers, metadata). */
