@@ -118,12 +118,11 @@ static inline int sfq_qspec_n_linears(const sardfq_model_info *c)
 void sfq_qpoint_name(const sardfq_model_info *cfg, int index, char *buf, size_t n);
 void sfq_qlin_name(const sardfq_model_info *cfg, int index, char *buf, size_t n);
 
-struct sardfq_model;
-/* Output rows / input columns of linear `index` of model m (the patch
- * embedding is [D][C p p]), and its weight inside m's parameters. */
+/* Output rows / input columns of linear `index` (the patch embedding is
+ * [D][C p p]); its weight inside a model's parameters is sfq_qlin_weight
+ * (vit.h). */
 int sfq_qlin_rows(const sardfq_model_info *cfg, int index);
 int sfq_qlin_cols(const sardfq_model_info *cfg, int index);
-float *sfq_qlin_weight(const struct sardfq_model *m, int index);
 /* Does the model have this linear (head_dist only when distilled)? */
 int sfq_qlin_exists(const sardfq_model_info *cfg, int index);
 
