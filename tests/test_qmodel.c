@@ -4,6 +4,7 @@
  * calibration of the default model on 32 Fashion-MNIST training images). */
 #include "inspect.h"
 #include "qspec.h"
+#include "quantizer.h"
 #include "recon.h"
 #include "sardfq.h"
 #include "testutil.h"

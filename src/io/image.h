@@ -32,7 +32,7 @@ sardfq_status sfq_png_write(const char *path, const uint8_t *pixels, int h, int 
 sardfq_status sfq_eval_transform(const uint8_t *src, int h, int w, int c, int out_h, int out_w,
                                  float crop_pct, const float *mean, const float *std, float *out);
 
-/* Datasets (dataset.c). The public sardfq_dataset_open (in model/evaluate.c)
+/* Datasets (dataset.c). The public sardfq_dataset_open (in exec/evaluate.c)
  * takes this configuration from the model; tests and other internal callers
  * can open a dataset without a model. */
 typedef struct {

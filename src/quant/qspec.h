@@ -140,10 +140,4 @@ sardfq_status sfq_qspec_set_weight(sfq_qspec *q, const sardfq_model_info *cfg, i
 void sfq_qact_apply(const sfq_qact *a, const sfq_uq *cols, float *x, int64_t rows, int ncols, int64_t ld,
                     int nt);
 
-/* Test access (quantizer.c): the calibrated, not yet finalized model (or
- * NULL), and the floating-point model with RepQ-ViT's reparameterisation
- * applied and nothing quantized. */
-const struct sardfq_model *sfq_quantizer_model(const sardfq_quantizer *q);
-sardfq_status sfq_quantizer_reparam_fp(const sardfq_quantizer *q, struct sardfq_model **out);
-
 #endif

@@ -19,6 +19,7 @@
  * asymmetric per-tensor activations and symmetric per-row weights. */
 #include "exec.h"
 #include "qspec.h"
+#include "quantizer.h"
 #include "recon.h"
 
 #include "swin.h"
