@@ -1,7 +1,7 @@
 /* model.c - a sardfq_model's lifecycle: default and checked parameters,
  * the architecture switch (parameter layout, then the plan), random
  * models, free, clone, metadata and info. Loading from a file is
- * load.c; the per-architecture layouts are vit.c and swin.c, the
+ * formats/load.c; the per-architecture layouts are vit.c and swin.c, the
  * plans plan_vit.c and plan_swin.c. */
 #include "compute.h"
 #include "plan.h"
