@@ -567,7 +567,7 @@ END_TEST
 /* ------------------------------------------------------------------------ */
 
 /* With n_threads > 0 a compute call holds OpenBLAS at one thread and puts
- * the host's count back when it ends (model/compute.c); a call that fails
+ * the host's count back when it ends (kernels/compute.c); a call that fails
  * must put it back too, or OpenBLAS stays at one thread for the rest of the
  * process. Every compute entry point, on ViT and Swin, with the n-th
  * allocation failing for n = 1, 2, ... until the call succeeds. */

@@ -5,6 +5,7 @@
 #include "inspect.h"
 #include "qspec.h"
 #include "exec.h"
+#include "quantizer.h"
 #include "recon.h"
 #include "sardfq.h"
 #include "testutil.h"

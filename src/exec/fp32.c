@@ -456,7 +456,7 @@ static sardfq_status run_init(run *r, const sardfq_model *m, const sfq_observer 
 static sardfq_status run_stateless(const sardfq_model *m, const sfq_observer *obs, const float *images, int n,
                                    int end, float *logits, int resid, float *x_out, const char *fn)
 {
-    sfq_compute c = sfq_begin_compute(m);
+    sfq_compute c = sfq_begin_compute(m->n_threads);
     run r;
     sardfq_status s = run_init(&r, m, obs, &c, n);
     float *base = NULL;
@@ -562,7 +562,7 @@ static void state_carve(sardfq_state *s, int n, uint32_t flags)
 sardfq_status sfq_exec_forward_state(const sardfq_model *m, sardfq_state *s, const float *images, int n,
                                      uint32_t flags, float *logits)
 {
-    sfq_compute c = sfq_begin_compute(m);
+    sfq_compute c = sfq_begin_compute(m->n_threads);
     run r;
     sardfq_status st = run_init(&r, m, NULL, &c, n);
     if (!st)
@@ -814,7 +814,7 @@ sardfq_status sfq_exec_backward(const sardfq_model *m, sardfq_state *s, const fl
                                 const float *dattn, const float *dao, float *dimages)
 {
     /* the work layout (and its per-thread scratch) is the forward's */
-    sfq_compute c = sfq_begin_compute(m);
+    sfq_compute c = sfq_begin_compute(m->n_threads);
     c.nt = s->nt;
     bwd b;
     memset(b.live, 0, sizeof b.live);
@@ -879,7 +879,7 @@ sardfq_status sfq_exec_block_forward(const sardfq_model *m, sardfq_state *s, con
     int first, end;
     sfq_block_steps(p, l, &first, &end);
     const int resid = p->block_resid[l];
-    sfq_compute c = sfq_begin_compute(m);
+    sfq_compute c = sfq_begin_compute(m->n_threads);
     run r;
     sardfq_status st = run_init(&r, m, NULL, &c, n);
     if (!st)
@@ -935,7 +935,7 @@ sardfq_status sfq_exec_block_backward(const sardfq_model *m, sardfq_state *s, co
     const sfq_plan *p = m->plan;
     int first, end;
     sfq_block_steps(p, s->block, &first, &end);
-    sfq_compute c = sfq_begin_compute(m);
+    sfq_compute c = sfq_begin_compute(m->n_threads);
     c.nt = s->nt;
     bwd b;
     memset(&b, 0, sizeof b);

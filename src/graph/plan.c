@@ -1,12 +1,8 @@
-/* plan.c - plan storage and the architecture switch (see plan.h). */
+/* plan.c - plan storage, the builders' helpers and the window geometry
+ * (see plan.h). Knows no model: graph/ uses core/ only. */
 #include "plan.h"
 
-#include "vit.h"
-
 #include <string.h>
-
-sardfq_status sfq_plan_build_vit(sardfq_model *m, sfq_plan *p);
-sardfq_status sfq_plan_build_swin(sardfq_model *m, sfq_plan *p);
 
 void sfq_plan_free(sfq_plan *p)
 {
@@ -69,36 +65,6 @@ sfq_step *sfq_plan_step(sfq_plan *p, int op, int in, int out, int block)
     for (int i = 0; i < SFQ_PT_COUNT; i++)
         s->pt[i] = -1;
     return s;
-}
-
-sardfq_status sfq_plan_build(sardfq_model *m)
-{
-    const sardfq_model_info *cfg = &m->info;
-    sfq_plan *p = sfq_alloc_zero(sizeof *p);
-    if (!p)
-        return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
-    p->depth = cfg->depth;
-    p->block_first = sfq_alloc_array((size_t)cfg->depth + 1, sizeof(int));
-    p->block_resid = sfq_alloc_array((size_t)cfg->depth + 1, sizeof(int));
-    p->chans = cfg->in_chans;
-    p->img_h = cfg->img_h;
-    p->img_w = cfg->img_w;
-    p->patch = cfg->patch_size;
-    p->grid_h = cfg->grid_h;
-    p->grid_w = cfg->grid_w;
-    p->readback_floats = cfg->attention_floats;
-    sardfq_status s = !p->block_first || !p->block_resid ? sfq_fail(SARDFQ_E_NOMEM, "out of memory")
-                      : cfg->arch == SARDFQ_ARCH_SWIN ? sfq_plan_build_swin(m, p)
-                                                       : sfq_plan_build_vit(m, p);
-    if (!s && p->oom)
-        s = sfq_fail(SARDFQ_E_NOMEM, "out of memory");
-    if (s) {
-        sfq_plan_free(p);
-        return s;
-    }
-    sfq_plan_free(m->plan);
-    m->plan = p;
-    return SARDFQ_OK;
 }
 
 int sfq_window_pos(const sfq_window *g, int w, int i)

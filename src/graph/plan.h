@@ -126,9 +126,8 @@ int sfq_window_pos(const sfq_window *g, int w, int i);
  * tokens of different labels do not attend to each other (timm's mask). */
 void sfq_window_labels(const sfq_window *g, int w, int *lab);
 
-struct sardfq_model;
-/* Build m->plan for the configured, allocated model (views set). */
-sardfq_status sfq_plan_build(struct sardfq_model *m);
+/* A plan is built by its architecture's builder (model/plan_vit.c,
+ * model/plan_swin.c, switched in model/model.c); free is NULL-safe. */
 void sfq_plan_free(sfq_plan *p);
 
 /* ---- for the builders ---------------------------------------------------- */

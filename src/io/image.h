@@ -24,6 +24,13 @@ sardfq_status sfq_idx_read_labels(const char *path, int32_t **labels, int64_t *n
 sardfq_status sfq_png_read(const char *path, int channels, uint8_t **pixels, int *h, int *w);
 /* Write 8-bit gray or RGB through a temporary file and rename. */
 sardfq_status sfq_png_write(const char *path, const uint8_t *pixels, int h, int w, int channels);
+/* n normalised images (C x H x W planar floats, C = 1 or 3) de-normalised
+ * with mean[C]/std[C] to "<dir>/NNN.png", and with sheet != 0 a contact
+ * sheet "<dir>/sheet.png" (png_images.c says how); the body of the public
+ * sardfq_images_write_png (formats/images.c), whose name its messages
+ * carry. */
+sardfq_status sfq_png_write_images(const char *dir, int C, int H, int W, const float *mean,
+                                   const float *std, const float *images, int n, int sheet);
 
 /* timm/torchvision eval transform on one 8-bit image (h x w x c):
  * bicubic resize (PIL semantics, antialiased) of the short side to
@@ -32,7 +39,7 @@ sardfq_status sfq_png_write(const char *path, const uint8_t *pixels, int h, int 
 sardfq_status sfq_eval_transform(const uint8_t *src, int h, int w, int c, int out_h, int out_w,
                                  float crop_pct, const float *mean, const float *std, float *out);
 
-/* Datasets (dataset.c). The public sardfq_dataset_open (in model/evaluate.c)
+/* Datasets (dataset.c). The public sardfq_dataset_open (in exec/evaluate.c)
  * takes this configuration from the model; tests and other internal callers
  * can open a dataset without a model. */
 typedef struct {

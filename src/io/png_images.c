@@ -1,6 +1,9 @@
-/* png_images.c - normalised images to 8-bit PNG files.
+/* png_images.c - normalised images to 8-bit PNG files, from channels,
+ * size and the per-channel mean/std (io knows no model: the public
+ * sardfq_images_write_png, which takes them from a model, is
+ * formats/images.c).
  *
- * Each value is de-normalised with the model's mean/std for its channel,
+ * Each value is de-normalised with the mean/std of its channel,
  * v = (x * std[c] + mean[c]) * 255 (in double), rounded to nearest (halves
  * up: floor(v + 0.5)) and clamped to [0, 255]. One channel gives a gray
  * PNG, three an RGB PNG. Images go to "<dir>/NNN.png" (printf "%03d" of the
@@ -47,36 +50,29 @@ static int isqrt_ceil(int n)
     return c;
 }
 
-SARDFQ_API sardfq_status sardfq_images_write_png(const char *dir, const sardfq_model *m,
-                                                 const float *images, int n, int sheet)
+sardfq_status sfq_png_write_images(const char *dir, int C, int H, int W, const float *mean,
+                                   const float *std, const float *images, int n, int sheet)
 {
     if (!dir || !*dir)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_images_write_png: dir is NULL or empty");
-    if (!m || !images)
+    if (!mean || !std || !images)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_images_write_png: %s is NULL",
-                        !m ? "model" : "images");
+                        !images ? "images" : "mean/std");
     if (n <= 0)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_images_write_png: n must be > 0 (got %d)",
                         n);
-    sardfq_model_info info;
-    memset(&info, 0, sizeof info);
-    info.struct_size = sizeof info;
-    sardfq_status st = sardfq_model_get_info(m, &info);
-    if (st)
-        return st;
-    const int C = info.in_chans, H = info.img_h, W = info.img_w;
+    sardfq_status st = SARDFQ_OK;
     if ((C != 1 && C != 3) || H <= 0 || W <= 0 || H > PNG_SIDE_LIMIT || W > PNG_SIDE_LIMIT)
         return sfq_fail(SARDFQ_E_UNSUPPORTED,
-                        "sardfq_images_write_png: the model's input %d x %d x %d cannot be "
+                        "sardfq_images_write_png: an input of %d x %d x %d cannot be "
                         "written as PNG",
                         C, H, W);
     for (int c = 0; c < C; c++)
-        if (!(info.std[c] > 0.0f) || info.mean[c] - info.mean[c] != 0.0f ||
-            info.std[c] - info.std[c] != 0.0f)
+        if (!(std[c] > 0.0f) || mean[c] - mean[c] != 0.0f || std[c] - std[c] != 0.0f)
             return sfq_fail(SARDFQ_E_INVALID_ARG,
-                            "sardfq_images_write_png: the model's mean/std of channel %d "
+                            "sardfq_images_write_png: the mean/std of channel %d "
                             "(%g, %g) cannot de-normalise images",
-                            c, (double)info.mean[c], (double)info.std[c]);
+                            c, (double)mean[c], (double)std[c]);
     const size_t plane = (size_t)H * (size_t)W, per_img = plane * (size_t)C;
     size_t total;
     if (!sfq_mul_size(per_img, (size_t)n, &total))
@@ -123,8 +119,7 @@ SARDFQ_API sardfq_status sardfq_images_write_png(const char *dir, const sardfq_m
         const float *x = images + (size_t)i * per_img;
         for (int c = 0; c < C; c++)
             for (size_t k = 0; k < plane; k++)
-                px[k * (size_t)C + (size_t)c] = to_u8(x[(size_t)c * plane + k], info.mean[c],
-                                                      info.std[c]);
+                px[k * (size_t)C + (size_t)c] = to_u8(x[(size_t)c * plane + k], mean[c], std[c]);
         snprintf(path, path_len, "%s%s%03d.png", dir, sep, i);
         st = sfq_png_write(path, px, H, W, C);
         if (st)

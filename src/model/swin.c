@@ -2,7 +2,7 @@
  * semantics (swin_*_patch4_window7_224): stage grids, windows and shifts,
  * the parameter layout and its views, the relative-position index, and
  * the APA target of the mean-attention read-back. The network itself is
- * its plan (graph/plan_swin.c).
+ * its plan (plan_swin.c).
  *
  * Stage s has a gh x gw token grid (N tokens), width C, h heads of
  * hd = C / h, mlp hidden M, windows of wh x ww (Nw tokens, nW windows);

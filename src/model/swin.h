@@ -1,6 +1,6 @@
 /* swin.h - the Swin Transformer (V1): stage geometry, parameter layout
  * and the mean-attention read-back's APA target (the network is its plan,
- * graph/plan_swin.c).
+ * plan_swin.c).
  *
  * Parameters (one buffer, in this order; C_s = stage width, h_s heads,
  * M_s mlp hidden, w the window of the relative-position tables):
@@ -45,6 +45,8 @@ sardfq_status sfq_swin_configure(sardfq_model_info *cfg);
  * views; fills parameter count and FLOPs. */
 sardfq_status sfq_swin_alloc_params(sardfq_model *m);
 void sfq_swin_free(sfq_swin *w);
+/* The Swin plan into p (plan_swin.c). */
+sardfq_status sfq_plan_build_swin(sardfq_model *m, struct sfq_plan *p);
 
 /* Stage of block l. */
 int sfq_swin_block_stage(const sardfq_model *m, int l);

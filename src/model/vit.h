@@ -69,8 +69,12 @@ sardfq_status sfq_backward_state(const sardfq_model *m, sardfq_state *s, const f
  * models quantize on the way as in their forward. */
 sardfq_status sfq_forward_blocks(const sardfq_model *m, const float *images, int n, int upto, float *x);
 
-/* Thread count for library loops on model m, and the OpenBLAS setting it
- * implies (applied at the start of each compute call). */
+/* sardfq_model_params with the caller's fields (struct_size honoured)
+ * over the defaults, checked (model.c). */
+sardfq_status sfq_model_read_params(const sardfq_model_params *in, sardfq_model_params *out);
+
+/* Thread count for library loops on model m: sfq_compute_threads of its
+ * n_threads setting (compute.h). */
 int sfq_model_threads(const sardfq_model *m);
 
 /* A deep copy (parameters, quantizers, metadata). */
@@ -87,8 +91,20 @@ void sfq_model_fill_derived(sardfq_model *m);
 size_t sfq_block_floats(size_t D, size_t M);
 float *sfq_block_views(sfq_block *b, float *p, size_t D, size_t M);
 
-/* Allocate m->params for the current info (depth, dims) and set the views;
- * dist/head_dist views only if distilled. Returns SARDFQ_E_NOMEM. */
+/* Allocate m->params for the current info (depth, dims), set the views and
+ * build m->plan: the architecture switch (model.c). Returns
+ * SARDFQ_E_NOMEM. */
 sardfq_status sfq_model_alloc_params(sardfq_model *m);
+/* The ViT/DeiT layout (vit.c): m->params and the views, dist/head_dist
+ * only if distilled; fills the derived figures. */
+sardfq_status sfq_vit_alloc_params(sardfq_model *m);
+/* The ViT/DeiT plan into p (plan_vit.c). */
+struct sfq_plan;
+sardfq_status sfq_plan_build_vit(sardfq_model *m, struct sfq_plan *p);
+
+/* Linear `index` of the quantization spec (qspec.h: patch embedding, block
+ * linears, heads, Swin reductions) inside m's parameters; writable for the
+ * owner of a private model (the quantizer, the loader). */
+float *sfq_qlin_weight(const sardfq_model *m, int index);
 
 #endif

@@ -3,9 +3,7 @@
  * at the points the plan names). */
 #include "qspec.h"
 
-#include "swin.h"
 #include "threads.h"
-#include "vit.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -132,29 +130,6 @@ int sfq_qlin_cols(const sardfq_model_info *cfg, int index)
     int D, M;
     block_dims(cfg, (index - 1) / SFQ_LW_PER_BLOCK, &D, &M);
     return (index - 1) % SFQ_LW_PER_BLOCK == SFQ_LW_FC2 ? M : D;
-}
-
-float *sfq_qlin_weight(const sardfq_model *m, int index)
-{
-    const sardfq_model_info *cfg = &m->info;
-    const int s = merge_stage(index, sfq_qlin_reduction(cfg, 1), sfq_qspec_merges(cfg));
-    const float *w;
-    if (index == 0)
-        w = m->patch_w;
-    else if (s)
-        w = m->swin->st[s].ds_red_w;
-    else if (index == sfq_qlin_head(cfg))
-        w = m->head_w;
-    else if (index == sfq_qlin_head(cfg) + 1)
-        w = m->head_dist_w;
-    else {
-        const sfq_block *b = &m->blocks[(index - 1) / SFQ_LW_PER_BLOCK];
-        const float *ws[SFQ_LW_PER_BLOCK] = {b->qkv_w, b->proj_w, b->fc1_w, b->fc2_w};
-        w = ws[(index - 1) % SFQ_LW_PER_BLOCK];
-    }
-    /* the views are const for readers; the owner of a private model (the
-     * quantizer, the loader) writes through this */
-    return (float *)w;
 }
 
 /* ---- storage ----------------------------------------------------------- */

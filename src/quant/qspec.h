@@ -118,12 +118,11 @@ static inline int sfq_qspec_n_linears(const sardfq_model_info *c)
 void sfq_qpoint_name(const sardfq_model_info *cfg, int index, char *buf, size_t n);
 void sfq_qlin_name(const sardfq_model_info *cfg, int index, char *buf, size_t n);
 
-struct sardfq_model;
-/* Output rows / input columns of linear `index` of model m (the patch
- * embedding is [D][C p p]), and its weight inside m's parameters. */
+/* Output rows / input columns of linear `index` (the patch embedding is
+ * [D][C p p]); its weight inside a model's parameters is sfq_qlin_weight
+ * (vit.h). */
 int sfq_qlin_rows(const sardfq_model_info *cfg, int index);
 int sfq_qlin_cols(const sardfq_model_info *cfg, int index);
-float *sfq_qlin_weight(const struct sardfq_model *m, int index);
 /* Does the model have this linear (head_dist only when distilled)? */
 int sfq_qlin_exists(const sardfq_model_info *cfg, int index);
 
@@ -140,11 +139,5 @@ sardfq_status sfq_qspec_set_weight(sfq_qspec *q, const sardfq_model_info *cfg, i
  * not NULL); nt = threads. */
 void sfq_qact_apply(const sfq_qact *a, const sfq_uq *cols, float *x, int64_t rows, int ncols, int64_t ld,
                     int nt);
-
-/* Test access (quantizer.c): the calibrated, not yet finalized model (or
- * NULL), and the floating-point model with RepQ-ViT's reparameterisation
- * applied and nothing quantized. */
-const struct sardfq_model *sfq_quantizer_model(const sardfq_quantizer *q);
-sardfq_status sfq_quantizer_reparam_fp(const sardfq_quantizer *q, struct sardfq_model **out);
 
 #endif

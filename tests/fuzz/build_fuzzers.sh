@@ -16,7 +16,8 @@ SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-fram
 # FUZZ_SAN_EXTRA: e.g. "-fno-sanitize=float-cast-overflow" to fuzz past a
 # known report
 SAN="$SAN ${FUZZ_SAN_EXTRA:-}"
-INC="-Iinclude -Isrc -Isrc/core -Isrc/io -Isrc/model -Isrc/prior -Isrc/synth -Isrc/quant"
+# every src/ folder: internal headers are found by basename
+INC="-Iinclude -Isrc$(for d in src/*/; do printf ' -I%s' "${d%/}"; done)"
 INC="$INC $(pkg-config --cflags openblas libpng zlib)"
 CFLAGS="-std=c11 -O1 -g -D_GNU_SOURCE -DSARDFQ_BUILD -ffp-contract=fast $SAN $INC"
 LIBS="$(pkg-config --libs openblas libpng zlib) -lpthread -lm"

@@ -1,6 +1,6 @@
 /* save.c - sardfq_model_save: a model (floating-point or quantized) as a
  * timm-named safetensors file that sardfq_model_load reads back exactly
- * (quantized layout in src/quant/qio.c). */
+ * (quantized layout in qio.c). */
 #include "qio.h"
 #include "swin.h"
 #include "vit.h"

@@ -14,18 +14,19 @@
 extern void openblas_set_num_threads(int);
 extern int openblas_get_num_threads(void);
 
-int sfq_model_threads(const sardfq_model *m)
+int sfq_compute_threads(int n_threads)
 {
-    if (m->n_threads > 0)
-        return m->n_threads;
+    if (n_threads > 0)
+        return n_threads;
     int t = openblas_get_num_threads();
     return t > 0 ? t : 1;
 }
 
-/* Threads. With n_threads > 0 the library runs everything on its own
- * threads: each large GEMM is split by rows into single-threaded OpenBLAS
- * calls, and OpenBLAS is set to one thread for the duration of the compute
- * call (its previous setting is restored by end_compute). Otherwise OpenBLAS
+/* Threads. With n_threads > 0 (the model's setting) the library runs
+ * everything on its own threads: each large GEMM is split by rows into
+ * single-threaded OpenBLAS calls, and OpenBLAS is set to one thread for the
+ * duration of the compute call (its previous setting is restored by
+ * end_compute). Otherwise OpenBLAS
  * threads each GEMM itself and the library's element-wise loops use as many
  * threads as OpenBLAS has. One pool at a time: OpenBLAS's idle workers spin
  * on sched_yield while other threads compute, which cost ~17% of a forward
@@ -40,11 +41,11 @@ int sfq_model_threads(const sardfq_model *m)
 static pthread_mutex_t blas_lock = PTHREAD_MUTEX_INITIALIZER;
 static int blas_users, blas_saved;
 
-sfq_compute sfq_begin_compute(const sardfq_model *m)
+sfq_compute sfq_begin_compute(int n_threads)
 {
-    sfq_compute c = {sfq_model_threads(m), 1, 0};
-    if (m->n_threads > 0) {
-        c.split = m->n_threads;
+    sfq_compute c = {sfq_compute_threads(n_threads), 1, 0};
+    if (n_threads > 0) {
+        c.split = n_threads;
         c.blas_before = 1;
         pthread_mutex_lock(&blas_lock);
         if (blas_users++ == 0) {

@@ -30,7 +30,8 @@ void sfq_gemm_packed(int M, int N, int K, float alpha, const float *A, int lda, 
  * read-back's gradient to dP in between. The head's Q, K and V rows start
  * at q, q + D and q + 2 D with row stride 3 D (the qkv layout), dq likewise
  * for their gradients; dO has row stride D; P and dS are N x N. At holds
- * N x ld(N) floats and buf the larger packed operand (see vit.c sizes()).
+ * N x ld(N) floats and buf the larger packed operand (sizes: the caller,
+ * e.g. exec/attention.c sfq_attention_chunk).
  *   _pv: dS = dO V^T (dP), and dV = P^T dO into dq + 2 D;
  *   _qk: dS = softmax backward of dS given P, dQ = scale dS K into dq,
  *        dK = scale dS^T Q into dq + D. */

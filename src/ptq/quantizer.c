@@ -19,6 +19,7 @@
  * asymmetric per-tensor activations and symmetric per-row weights. */
 #include "exec.h"
 #include "qspec.h"
+#include "quantizer.h"
 #include "recon.h"
 
 #include "swin.h"
@@ -727,11 +728,11 @@ static sardfq_status recon_block(const sardfq_quantizer *q, sfq_rblock *rb, sard
     const int warm = (int)(RECON_WARMUP * iters);
     for (int it = 0; it < iters; it++) {
         double loss;
-        sardfq_status s = sfq_rblock_forward(rb, xin, tgt, 0, &loss);
-        if (!s)
-            s = sfq_rblock_backward(rb, tgt);
-        if (s)
-            return s;
+        sardfq_status st = sfq_rblock_forward(rb, xin, tgt, 0, &loss);
+        if (!st)
+            st = sfq_rblock_backward(rb, tgt);
+        if (st)
+            return st;
         if (it >= warm) {
             const float r = iters > warm ? (float)(it - warm) / (float)(iters - warm) : 1.0f;
             const float beta = RECON_BETA_END + (RECON_BETA_START - RECON_BETA_END) * (1.0f - r);

@@ -1,10 +1,11 @@
-/* compute.h - what every graph (vit.c, swin.c) runs its layers with: the
- * thread policy of one compute call, row-split GEMMs and linears, and the
- * patch extraction of a stride-p convolution. */
+/* compute.h - what the executors run their layers with: the thread policy
+ * of one compute call (from a thread setting, not a model), row-split GEMMs
+ * and linears, and the patch extraction of a stride-p convolution. A
+ * kernel: it uses core/ only. */
 #ifndef SFQ_COMPUTE_H
 #define SFQ_COMPUTE_H
 
-#include "vit.h"
+#include "core.h"
 
 /* One compute call's thread layout. */
 typedef struct {
@@ -13,8 +14,14 @@ typedef struct {
     int blas_before; /* 1 if this call holds OpenBLAS at one thread */
 } sfq_compute;
 
-/* Start / end a compute call on model m (see compute.c for the policy). */
-sfq_compute sfq_begin_compute(const sardfq_model *m);
+/* Thread count for the library's loops under the thread setting n_threads
+ * (sardfq_model_params.n_threads: > 0 = that many library threads, 0 =
+ * OpenBLAS's count). */
+int sfq_compute_threads(int n_threads);
+
+/* Start / end a compute call under the thread setting n_threads (see
+ * compute.c for the policy). */
+sfq_compute sfq_begin_compute(int n_threads);
 void sfq_end_compute(const sfq_compute *c);
 
 /* C = alpha op(A) op(B) + beta C (row-major), split in `split` row blocks
