@@ -7,6 +7,7 @@
 #include "inspect.h"
 #include "safetensors.h"
 #include "testutil.h"
+#include "exec.h"
 #include "vit.h"
 
 #include <check.h>

@@ -9,6 +9,7 @@
 #include "sardfq.h"
 #include "core.h"
 #include "testutil.h"
+#include "exec.h"
 #include "vit.h"
 
 #include <check.h>

@@ -7,6 +7,7 @@
 #include "rng.h"
 #include "swin.h"
 #include "synth.h"
+#include "exec.h"
 #include "vit.h"
 #include "testutil.h"
 

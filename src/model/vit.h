@@ -39,35 +39,8 @@ struct sardfq_model {
                             NULL for a floating-point model */
 };
 
-/* Internal forward flag: keep every block's attention output (softmax(QK^T)V
- * before the projection), read with sfq_state_attn_output. */
-#define SFQ_FORWARD_KEEP_AO 0x100u
-
-/* The run state (struct sardfq_state) is the executor's: src/exec/exec.h. */
-
-/* Forward with internal flags too (SARDFQ_FORWARD_* | SFQ_FORWARD_KEEP_AO). */
-sardfq_status sfq_forward_state(const sardfq_model *m, sardfq_state *s, const float *images, int n,
-                                uint32_t flags, float *logits);
-/* Attention output of block l of the last forward with SFQ_FORWARD_KEEP_AO:
- * [n][N][D] (Swin: [n][windows][window tokens][stage dim], window order);
- * NULL if not kept. */
-const float *sfq_state_attn_output(const sardfq_state *s, int block);
-/* Where block l's attention output starts in the [depth][n][N][D] layout
- * of kept outputs and of dao (Swin: the blocks' [n][N_l][C_l] one after
- * the other); block = depth gives the total. */
-size_t sfq_ao_offset(const sardfq_model *m, int n, int block);
-/* How block l's attention is laid out: `windows` groups of `tokens` tokens
- * per image (ViT: 1 group of all N tokens), `heads` heads of `head_dim`. */
-void sfq_block_attention_shape(const sardfq_model *m, int l, int *windows, int *tokens, int *heads, int *head_dim);
-/* Backward with an extra gradient dao on every block's attention output,
- * laid out as sfq_ao_offset says (may be NULL). */
-sardfq_status sfq_backward_state(const sardfq_model *m, sardfq_state *s, const float *dlogits,
-                                 const float *dattn, const float *dao, float *dimages);
-
-/* The residual stream entering block `upto` (0..depth; depth = after the
- * last block, before the final norm) for n images: x [n][N][D]. Quantized
- * models quantize on the way as in their forward. */
-sardfq_status sfq_forward_blocks(const sardfq_model *m, const float *images, int n, int upto, float *x);
+/* Running a model (forward, kept state, backward, block ranges) is the
+ * executor's: src/exec/exec.h. */
 
 /* sardfq_model_params with the caller's fields (struct_size honoured)
  * over the defaults, checked (model.c). */

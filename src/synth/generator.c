@@ -56,6 +56,7 @@
 #include "losses.h"
 #include "swin.h"
 #include "synth.h"
+#include "exec.h"
 #include "vit.h"
 
 #include <math.h>
@@ -256,7 +257,7 @@ static void apa_layout(sardfq_generator *g)
     size_t off = 0;
     for (int l = 0; l < g->depth; l++) {
         sfq_apa_block *k = &g->apa[l];
-        if (g->m->swin) {
+        if (g->m->info.arch == SARDFQ_ARCH_SWIN) {
             const int s = sfq_swin_block_stage(g->m, l);
             g->apa_gh[l] = I->grid_h >> s;
             g->apa_gw[l] = I->grid_w >> s;
@@ -288,7 +289,7 @@ static sardfq_status draw_priors(sardfq_generator *g, sardfq_prior_params *pp)
     const sardfq_model_info *I = &g->info;
     sardfq_prior *pr = NULL;
     sardfq_status s;
-    if (!g->m->swin) {
+    if (g->m->info.arch != SARDFQ_ARCH_SWIN) {
         if ((s = sardfq_prior_create(I->grid_h, I->grid_w, pp, &pr)))
             return s;
         s = sardfq_prior_sample(pr, (int)((size_t)g->n * g->depth * g->heads), g->priors);
@@ -355,7 +356,7 @@ SARDFQ_API sardfq_status sardfq_generator_create(sardfq_model *m, const sardfq_g
     sfq_rng_seed(&g->rng, p.seed);
     const size_t n = (size_t)g->n, mb = (size_t)g->mb, att = (size_t)g->depth * g->heads;
     g->att_img = (size_t)I->attention_floats;
-    g->prior_img = m->swin ? g->att_img : att * g->G;
+    g->prior_img = m->info.arch == SARDFQ_ARCH_SWIN ? g->att_img : att * g->G;
 #define ALLOC(ptr, count)                                          \
     do {                                                           \
         (ptr) = sfq_alloc_array((size_t)(count), sizeof(*(ptr)));  \
@@ -623,7 +624,7 @@ static sardfq_status step(sardfq_generator *g, sardfq_synth_report *report)
                     for (int h = 0; h < k->heads; h++) {
                         const size_t o = k->prior_off + (size_t)h * gh * gw;
                         sfq_jitter(pr + o, g->prior_aug + o, gh, gw, gdy, gdx, flip);
-                        if (g->m->swin)
+                        if (g->m->info.arch == SARDFQ_ARCH_SWIN)
                             sfq_swin_apa_target(g->m, l, g->prior_aug + o);
                     }
                 }
