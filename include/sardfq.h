@@ -261,7 +261,7 @@ SARDFQ_API const char *sardfq_model_metadata_key(const sardfq_model *m, int32_t 
 /* Inference: logits (n x num_classes) for n images. Keeps no activation;
  * thread-safe on a shared model. For a distilled DeiT the logits are the mean
  * of the two heads. */
-SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_forward(sardfq_model *m, const float *images,
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_forward(const sardfq_model *m, const float *images,
                                                                int n, float *logits);
 
 /* ------------------------------------------------------------------------ */
@@ -288,7 +288,7 @@ SARDFQ_API void sardfq_state_free(sardfq_state *s);
  * for more images or flags) leaves the state as it was: the previous
  * forward's read-backs and sardfq_model_backward stay available, unchanged
  * bit for bit. */
-SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_forward_ex(sardfq_model *m, sardfq_state *s,
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_forward_ex(const sardfq_model *m, sardfq_state *s,
                                                                   const float *images, int n,
                                                                   uint32_t flags, float *logits);
 
@@ -322,7 +322,7 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_state_get_features(const sardfq
  * in sardfq_state_get_attention (may be NULL for zero), writes
  * dimages = dL/dimages (n x C x H x W). The kept activations stay valid, so
  * backward may be called again with other gradients. */
-SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_backward(sardfq_model *m, sardfq_state *s,
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_backward(const sardfq_model *m, sardfq_state *s,
                                                                 const float *dlogits,
                                                                 const float *dattn,
                                                                 float *dimages);
@@ -373,7 +373,7 @@ typedef struct sardfq_eval_result {
 } sardfq_eval_result;
 
 /* Top-1/top-5 of m on d. p may be NULL for the defaults. */
-SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_evaluate(sardfq_model *m, sardfq_dataset *d,
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_evaluate(const sardfq_model *m, sardfq_dataset *d,
                                                           const sardfq_eval_params *p,
                                                           sardfq_eval_result *out);
 
@@ -495,7 +495,7 @@ typedef struct sardfq_synth_report {
 /* A generator on model m (which must outlive it). Draws the initial noise,
  * the targets and (for APA) one prior per (image, block, head) from
  * p->seed. p may be NULL for the defaults. */
-SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_generator_create(sardfq_model *m,
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_generator_create(const sardfq_model *m,
                                                                   const sardfq_generator_params *p,
                                                                   sardfq_generator **out);
 SARDFQ_API void sardfq_generator_free(sardfq_generator *g);
