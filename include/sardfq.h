@@ -578,10 +578,10 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_images_write_png(const char *di
  * integer grid. It has no backward pass (SARDFQ_E_UNSUPPORTED) and cannot
  * drive a generator. Metadata "sardfq.quant.scheme", ".weight_bits" and
  * ".act_bits" say how it was made.
- * Swin models (since 0.3): RepQ-ViT only (the min/max scheme is
- * SARDFQ_E_UNSUPPORTED at create), no block reconstruction yet; the
- * relative position bias and the shifted-window masks stay floating
- * point. */
+ * Swin models (since 0.3): RepQ-ViT and (after 0.3) PSAQ-ViT's min/max
+ * scheme at the Swin's counterparts of the ViT's points (README); no block
+ * reconstruction yet; the relative position bias and the shifted-window
+ * masks stay floating point. */
 typedef struct sardfq_quantizer sardfq_quantizer;
 
 #define SARDFQ_SCHEME_REPQ 0   /* RepQ-ViT (ICCV 2023), see README */
@@ -636,7 +636,9 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_quantizer_set_layer(sardfq_quan
  * patch-merging reduction, which thereby gains a bias); on Swin the
  * matmul1 quantizer sees q times the attention scale, as in timm's and
  * RepQ-ViT's window attention; PSAQ-ViT records the min/max of one
- * floating-point forward. Calling it again restarts from the FP model. */
+ * floating-point forward (on Swin its scores point sees scale q k^T plus
+ * the relative position bias and the mask). Calling it again restarts from
+ * the FP model. */
 SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_quantizer_calibrate(sardfq_quantizer *q,
                                                                      const float *images,
                                                                      int32_t n);
