@@ -261,7 +261,7 @@ SARDFQ_API const char *sardfq_model_metadata_key(const sardfq_model *m, int32_t 
 /* Inference: logits (n x num_classes) for n images. Keeps no activation;
  * thread-safe on a shared model. For a distilled DeiT the logits are the mean
  * of the two heads. */
-SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_forward(sardfq_model *m, const float *images,
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_forward(const sardfq_model *m, const float *images,
                                                                int n, float *logits);
 
 /* ------------------------------------------------------------------------ */
@@ -288,7 +288,7 @@ SARDFQ_API void sardfq_state_free(sardfq_state *s);
  * for more images or flags) leaves the state as it was: the previous
  * forward's read-backs and sardfq_model_backward stay available, unchanged
  * bit for bit. */
-SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_forward_ex(sardfq_model *m, sardfq_state *s,
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_forward_ex(const sardfq_model *m, sardfq_state *s,
                                                                   const float *images, int n,
                                                                   uint32_t flags, float *logits);
 
@@ -322,7 +322,7 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_state_get_features(const sardfq
  * in sardfq_state_get_attention (may be NULL for zero), writes
  * dimages = dL/dimages (n x C x H x W). The kept activations stay valid, so
  * backward may be called again with other gradients. */
-SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_backward(sardfq_model *m, sardfq_state *s,
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_backward(const sardfq_model *m, sardfq_state *s,
                                                                 const float *dlogits,
                                                                 const float *dattn,
                                                                 float *dimages);
@@ -373,7 +373,7 @@ typedef struct sardfq_eval_result {
 } sardfq_eval_result;
 
 /* Top-1/top-5 of m on d. p may be NULL for the defaults. */
-SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_evaluate(sardfq_model *m, sardfq_dataset *d,
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_evaluate(const sardfq_model *m, sardfq_dataset *d,
                                                           const sardfq_eval_params *p,
                                                           sardfq_eval_result *out);
 
@@ -495,7 +495,7 @@ typedef struct sardfq_synth_report {
 /* A generator on model m (which must outlive it). Draws the initial noise,
  * the targets and (for APA) one prior per (image, block, head) from
  * p->seed. p may be NULL for the defaults. */
-SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_generator_create(sardfq_model *m,
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_generator_create(const sardfq_model *m,
                                                                   const sardfq_generator_params *p,
                                                                   sardfq_generator **out);
 SARDFQ_API void sardfq_generator_free(sardfq_generator *g);
@@ -578,10 +578,10 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_images_write_png(const char *di
  * integer grid. It has no backward pass (SARDFQ_E_UNSUPPORTED) and cannot
  * drive a generator. Metadata "sardfq.quant.scheme", ".weight_bits" and
  * ".act_bits" say how it was made.
- * Swin models (since 0.3): RepQ-ViT only (the min/max scheme is
- * SARDFQ_E_UNSUPPORTED at create), block reconstruction since 0.4; the
- * relative position bias and the shifted-window masks stay floating
- * point. */
+ * Swin models (since 0.3): RepQ-ViT and (since 0.4) PSAQ-ViT's min/max
+ * scheme at the Swin's counterparts of the ViT's points (README), block
+ * reconstruction since 0.4; the relative position bias and the
+ * shifted-window masks stay floating point. */
 typedef struct sardfq_quantizer sardfq_quantizer;
 
 #define SARDFQ_SCHEME_REPQ 0   /* RepQ-ViT (ICCV 2023), see README */
@@ -636,7 +636,9 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_quantizer_set_layer(sardfq_quan
  * patch-merging reduction, which thereby gains a bias); on Swin the
  * matmul1 quantizer sees q times the attention scale, as in timm's and
  * RepQ-ViT's window attention; PSAQ-ViT records the min/max of one
- * floating-point forward. Calling it again restarts from the FP model. */
+ * floating-point forward (on Swin its scores point sees scale q k^T plus
+ * the relative position bias and the mask). Calling it again restarts from
+ * the FP model. */
 SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_quantizer_calibrate(sardfq_quantizer *q,
                                                                      const float *images,
                                                                      int32_t n);

@@ -1,6 +1,7 @@
 #!/bin/sh
 # check_abi.sh BASELINE.abi HEADERS_DIR LIBRARY.so - compare the built library
-# with the committed ABI baseline (lib/sardfq.abi) using libabigail's abidiff.
+# with the committed ABI baseline (lib/sardfq.abi) using libabigail's abidiff,
+# with the suppressions of lib/sardfq.abignore (next to the baseline).
 # The rules are in lib/ABI.md. Exit status:
 #   0  no change, or only added functions/variables, each in a version node
 #      that is not in the baseline;
@@ -9,6 +10,7 @@
 #   77 skipped (meson's skip): abidiff or readelf is missing, or the library
 #      has no DWARF (a build without -g; see lib/ABI.md).
 base=$1 hdr=$2 lib=$3
+supp=${base%.abi}.abignore
 
 for tool in abidiff readelf; do
     if ! command -v $tool >/dev/null 2>&1; then
@@ -21,7 +23,7 @@ if ! readelf -S "$lib" | grep -q '\.debug_info'; then
     exit 77
 fi
 
-report=$(abidiff --headers-dir1 "$hdr" --headers-dir2 "$hdr" "$base" "$lib")
+report=$(abidiff --suppressions "$supp" --headers-dir1 "$hdr" --headers-dir2 "$hdr" "$base" "$lib")
 rc=$?
 [ -n "$report" ] && printf '%s\n' "$report"
 if [ $rc -eq 0 ]; then
@@ -39,7 +41,7 @@ fi
 
 # Bit 4 only: pass if the change is nothing but additions. abidiff ignoring
 # added symbols must then find no change at all.
-abidiff --no-added-syms --headers-dir1 "$hdr" --headers-dir2 "$hdr" "$base" "$lib" >/dev/null
+abidiff --no-added-syms --suppressions "$supp" --headers-dir1 "$hdr" --headers-dir2 "$hdr" "$base" "$lib" >/dev/null
 if [ $? -ne 0 ]; then
     echo "check_abi: ABI change (abidiff exit $rc) beyond additions: see lib/ABI.md"
     exit 1

@@ -480,7 +480,7 @@ static void save_load_same(sardfq_model *m, const float *x, int n, const char *t
     free(a), free(b);
 }
 
-/* The quantizer on a Swin model: RepQ-ViT only, no reconstruction yet;
+/* The quantizer on a Swin model: RepQ-ViT and min/max, no reconstruction yet;
  * timm-style layer names; quantized models save and load bit-exactly; with
  * every layer kept in floating point the quantized model computes the FP
  * logits (to the rounding of timm's "q * scale before Q K^T" order).
@@ -499,8 +499,20 @@ START_TEST(swin_quantizer_paths)
     sardfq_quant_default_params(&qp);
     qp.scheme = SARDFQ_SCHEME_MINMAX;
     sardfq_quantizer *q = NULL;
-    ck_assert_int_eq(sardfq_quantizer_create(m, &qp, &q), SARDFQ_E_UNSUPPORTED);
-    ck_assert_ptr_null(q);
+    /* PSAQ-ViT's min/max (shifted windows, a patch merging): calibrates,
+     * has no reconstruction, saves and loads bit-exactly */
+    ck_assert_int_eq(sardfq_quantizer_create(m, &qp, &q), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_quantizer_calibrate(q, x, n), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_quantizer_reconstruct(q, x, n), SARDFQ_E_UNSUPPORTED);
+    sardfq_model *mm = NULL;
+    ck_assert_int_eq(sardfq_quantizer_finalize(q, &mm), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_model_forward(mm, x, n, ql), SARDFQ_OK);
+    for (int i = 0; i < n * info.num_classes; i++)
+        ck_assert(isfinite(ql[i]));
+    save_load_same(mm, x, n, "minmax");
+    sardfq_model_free(mm);
+    sardfq_quantizer_free(q);
+    q = NULL;
     ck_assert_int_eq(sardfq_quantizer_create(m, NULL, &q), SARDFQ_OK);
     ck_assert_int_eq(sardfq_quantizer_set_layer(q, "layers.1.downsample.reduction", 8, 8), SARDFQ_OK);
     ck_assert_int_eq(sardfq_quantizer_set_layer(q, "layers.*.blocks.*.attn.matmul2", 8, 8), SARDFQ_OK);

@@ -577,13 +577,30 @@ START_TEST(layer_overrides)
 }
 END_TEST
 
+static sardfq_model *load_swin(void);
+#define QSWIN "qswin_fmnist.safetensors"
+
+/* Swin min/max limits (minmax_swin_case, swin_minmax_top1_matches_pytorch),
+ * about 10x what was measured (tests/reference/README.md): activation
+ * quantizers 2.3e-7 relative, weight row scales identical, logits 1.1 % of
+ * max |logit| with arg-max 127/128 (W8A8) and 128/128 (W4A8). */
+#define MM_SWIN_ACT_W8A8 2.5e-6
+#define MM_SWIN_ACT_W4A8 2.5e-6
+#define MM_SWIN_W 1e-7
+#define MM_SWIN_AGREE_W8A8 118
+#define MM_SWIN_AGREE_W4A8 118
+#define MM_SWIN_DIFF_W8A8 0.1
+#define MM_SWIN_DIFF_W4A8 0.1
+#define MM_SWIN_TOP1 30
+
 /* Save + load gives bitwise the same logits (quantized at 4 and 8 bits,
- * both schemes, and the FP model); 4-bit codes are packed two per byte. */
-static void round_trip(int scheme, int w, int a)
+ * both schemes, and the FP model; the ViT, or the Swin when swin); 4-bit
+ * codes are packed two per byte. */
+static void round_trip_of(int swin, int scheme, int w, int a)
 {
-    sardfq_model *m = load_default();
+    sardfq_model *m = swin ? load_swin() : load_default();
     tu_fixture f;
-    tu_fixture_open(&f, FIX);
+    tu_fixture_open(&f, swin ? QSWIN : FIX);
     sardfq_model *fin = NULL;
     if (w) {
         sardfq_quantizer *q = calibrated(m, &f, scheme, w, a);
@@ -607,12 +624,17 @@ static void round_trip(int scheme, int w, int a)
         uint8_t *buf = tu_read_file(path, &len);
         sfq_st_file st;
         ck_assert_int_eq(sfq_st_parse(buf, len, &st), 0);
-        const sfq_st_tensor *t = sfq_st_find(&st, "blocks.0.mlp.fc1.weight_codes");
+        /* fc1 of the first block: 192 x 96 (ViT), 192 x 48 (Swin) */
+        const char *fc1 = swin ? "layers.0.blocks.0.mlp.fc1.weight" : "blocks.0.mlp.fc1.weight";
+        const int cols = swin ? 48 : 96;
+        char codes[96];
+        snprintf(codes, sizeof codes, "%s_codes", fc1);
+        const sfq_st_tensor *t = sfq_st_find(&st, codes);
         ck_assert_ptr_nonnull(t);
         ck_assert_int_eq(t->dtype, SFQ_DT_U8);
         ck_assert_int_eq(t->shape[0], 192);
-        ck_assert_int_eq(t->shape[1], w <= 4 ? 48 : 96);
-        ck_assert_ptr_null(sfq_st_find(&st, "blocks.0.mlp.fc1.weight"));
+        ck_assert_int_eq(t->shape[1], w <= 4 ? cols / 2 : cols);
+        ck_assert_ptr_null(sfq_st_find(&st, fc1));
         sfq_st_release(&st);
         free(buf);
         /* saving the loaded model again gives the same logits again */
@@ -633,11 +655,19 @@ static void round_trip(int scheme, int w, int a)
     sardfq_model_free(m);
 }
 
+static void round_trip(int scheme, int w, int a) { round_trip_of(0, scheme, w, a); }
+
 START_TEST(save_load_repq_w4a4) { round_trip(SARDFQ_SCHEME_REPQ, 4, 4); }
 END_TEST
 START_TEST(save_load_repq_w8a8) { round_trip(SARDFQ_SCHEME_REPQ, 8, 8); }
 END_TEST
 START_TEST(save_load_minmax_w3a4) { round_trip(SARDFQ_SCHEME_MINMAX, 3, 4); }
+END_TEST
+/* the Swin's min/max points (patch_embed.norm.output, the reductions'
+ * outputs, the scores, ...) are saved under their names and read back */
+START_TEST(save_load_swin_minmax_w3a4) { round_trip_of(1, SARDFQ_SCHEME_MINMAX, 3, 4); }
+END_TEST
+START_TEST(save_load_swin_minmax_w8a8) { round_trip_of(1, SARDFQ_SCHEME_MINMAX, 8, 8); }
 END_TEST
 START_TEST(save_load_fp) { round_trip(0, 0, 0); }
 END_TEST
@@ -699,9 +729,6 @@ END_TEST
 
 
 /* ---- block reconstruction ------------------------------------------------ */
-
-#define QSWIN "qswin_fmnist.safetensors"
-static sardfq_model *load_swin(void);
 
 static double rblock_loss(sfq_rblock *rb, const float *x, const float *tgt, int frozen)
 {
@@ -1233,6 +1260,145 @@ START_TEST(swin_reparam_preserves_logits)
 }
 END_TEST
 
+/* PSAQ-ViT's min/max on the Swin: every activation quantizer against the
+ * one PyTorch's recorded range gives (sfq_psaq_act), every weight row's
+ * symmetric scale, the point set (the Swin mapping of qspec.h) and the
+ * logits. */
+typedef struct {
+    int w, a;
+    double max_act_rel; /* activation scale / zero: worst relative difference */
+    double max_w_rel;   /* weight row scales: worst relative difference */
+    int min_agree;      /* arg-max agreement with PyTorch on the 128 images */
+    double max_diff;    /* max |logit diff| / max |logit| */
+} swin_mm_tol;
+
+static void minmax_swin_case(const char *run, const swin_mm_tol *t)
+{
+    sardfq_model *m = load_swin();
+    tu_fixture f;
+    tu_fixture_open(&f, QSWIN);
+    sardfq_quantizer *q = calibrated(m, &f, SARDFQ_SCHEME_MINMAX, t->w, t->a);
+    const sardfq_model *qm = sfq_quantizer_model(q);
+    ck_assert_ptr_nonnull(qm);
+    cmp_stats acts = {0}, wts = {0};
+    char name[200], pt[96];
+    int points = 0, linears = 0, reductions_out = 0, scores = 0;
+    for (int i = 0; i < sfq_inspect_act_count(qm); i++) {
+        ck_assert_int_eq(sfq_inspect_act_name(qm, i, pt, sizeof pt), 0);
+        const sfq_act_view ac = act_of(qm, "%s", pt);
+        if (!ac.kind)
+            continue;
+        ck_assert_int_eq(ac.kind, SFQ_INSPECT_UNIFORM);
+        ck_assert_int_eq(ac.bits, t->a);
+        points++;
+        reductions_out += ends_with(pt, ".reduction.output");
+        scores += ends_with(pt, ".attn.scores");
+        size_t k;
+        snprintf(name, sizeof name, "%s.%s.min", run, pt);
+        float *mn = tu_fixture_get(&f, name, &k);
+        snprintf(name, sizeof name, "%s.%s.max", run, pt);
+        float *mx = tu_fixture_get(&f, name, &k);
+        sfq_uq want;
+        ck_assert_int_eq(sfq_psaq_act(mn[0], mx[0], ac.bits, &want), 0);
+        cmp(&acts, ac.u.scale, want.scale);
+        cmp(&acts, ac.u.zero + 1000.0, want.zero + 1000.0);
+        free(mn);
+        free(mx);
+    }
+    for (int i = 0; i < sfq_inspect_linear_count(qm); i++) {
+        ck_assert_int_eq(sfq_inspect_linear_name(qm, i, pt, sizeof pt), 0);
+        const sfq_lin_view w = lin_of(qm, "%s", pt);
+        ck_assert_int_eq(w.bits, t->w);
+        linears++;
+        size_t k;
+        float *sc = fixture_run_get(&f, run, pt, ".weight.scale", &k);
+        ck_assert_int_eq((int)k, w.rows);
+        for (size_t r = 0; r < k; r++) {
+            const int before = wts.off;
+            cmp(&wts, w.row[r].scale, sc[r]);
+            wts.rows += wts.off > before;
+        }
+        free(sc);
+    }
+    /* the off points: no prefix, no position embedding, q/k/v and the
+     * softmax stay floating point */
+    static const char *const off[] = {"embed", "pos", "embed_pos", "head_dist.input",
+                                      "layers.0.blocks.1.attn.matmul1.a", "layers.1.blocks.3.attn.matmul2.a"};
+    for (size_t i = 0; i < sizeof off / sizeof off[0]; i++)
+        ck_assert_int_eq(act_of(qm, "%s", off[i]).kind, SFQ_INSPECT_OFF);
+    printf("%s (Swin): %d activation points, %d linears; C vs PyTorch, relative differences:\n", run, points,
+           linears);
+    print_stats("activation quantizers (scale, zero)", &acts);
+    print_stats("weight row scales", &wts);
+    fflush(stdout);
+    /* 5 global (image, patch_embed.output, patch_embed.norm.output,
+     * head.input, logits) + 6 blocks x 10 + 1 reduction x 2; 27 linears */
+    ck_assert_int_eq(points, 67);
+    ck_assert_int_eq(reductions_out, 1);
+    ck_assert_int_eq(scores, 6);
+    ck_assert_int_eq(linears, 27);
+    ck_assert_double_le(acts.worst, t->max_act_rel);
+    ck_assert_double_le(wts.worst, t->max_w_rel);
+    finish_case(q, m, &f, run, t->min_agree, t->max_diff);
+}
+
+/* Tolerances (MM_SWIN_*): the ranges come from one floating-point forward,
+ * so the quantizers agree to float32 rounding; the logits differ where an
+ * activation lands within float32 rounding of a quantization boundary. */
+START_TEST(swin_minmax_w8a8_matches_pytorch)
+{
+    static const swin_mm_tol t = {8, 8, MM_SWIN_ACT_W8A8, MM_SWIN_W, MM_SWIN_AGREE_W8A8, MM_SWIN_DIFF_W8A8};
+    minmax_swin_case("minmax_w8a8", &t);
+}
+END_TEST
+
+START_TEST(swin_minmax_w4a8_matches_pytorch)
+{
+    static const swin_mm_tol t = {4, 8, MM_SWIN_ACT_W4A8, MM_SWIN_W, MM_SWIN_AGREE_W4A8, MM_SWIN_DIFF_W4A8};
+    minmax_swin_case("minmax_w4a8", &t);
+}
+END_TEST
+
+/* Top-1 of the Swin's min/max runs on the whole Fashion-MNIST test set
+ * against PyTorch's (the fixture's "<run>.test_correct"). */
+START_TEST(swin_minmax_top1_matches_pytorch)
+{
+    static const struct {
+        const char *run;
+        int w, a;
+    } runs[] = {{"minmax_w8a8", 8, 8}, {"minmax_w4a8", 4, 8}};
+    sardfq_model *m = load_swin();
+    tu_fixture f;
+    tu_fixture_open(&f, QSWIN);
+    sardfq_dataset *d = NULL;
+    ck_assert_msg(sardfq_dataset_open("/usr/share/datasets/fashion-mnist", m, &d) == 0,
+                  "install dataset-fashion-mnist: %s", sardfq_last_error());
+    for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+        sardfq_quantizer *q = calibrated(m, &f, SARDFQ_SCHEME_MINMAX, runs[r].w, runs[r].a);
+        sardfq_model *fin = NULL;
+        ck_assert_int_eq(sardfq_quantizer_finalize(q, &fin), 0);
+        sardfq_eval_result res;
+        res.struct_size = sizeof res;
+        ck_assert_int_eq(sardfq_evaluate(fin, d, NULL, &res), 0);
+        char name[96];
+        snprintf(name, sizeof name, "%s.test_correct", runs[r].run);
+        size_t k;
+        float *want = tu_fixture_get(&f, name, &k);
+        printf("%s (Swin): top-1 %lld / %lld, PyTorch %d\n", runs[r].run, (long long)res.top1_correct,
+               (long long)res.n, (int)want[0]);
+        fflush(stdout);
+        ck_assert_int_eq(res.n, 10000);
+        ck_assert_int_le(llabs(res.top1_correct - (long long)want[0]), MM_SWIN_TOP1);
+        free(want);
+        sardfq_model_free(fin);
+        sardfq_quantizer_free(q);
+    }
+    sardfq_dataset_free(d);
+    tu_fixture_close(&f);
+    sardfq_model_free(m);
+}
+END_TEST
+
 /* ---- the inspection interface (inspect.h) -------------------------------- */
 
 /* The names the tests read models by are the names of the saved files:
@@ -1355,7 +1521,8 @@ START_TEST(inspect_names_are_file_names)
                  {1, 0, 0, 0},
                  {0, SARDFQ_SCHEME_REPQ, 4, 4},
                  {0, SARDFQ_SCHEME_MINMAX, 4, 8},
-                 {1, SARDFQ_SCHEME_REPQ, 4, 4}};
+                 {1, SARDFQ_SCHEME_REPQ, 4, 4},
+                 {1, SARDFQ_SCHEME_MINMAX, 4, 8}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         sardfq_model *m = cases[c].swin ? load_swin() : load_default();
         if (!cases[c].w) {
@@ -1403,6 +1570,8 @@ int main(void)
     tcase_add_test(tc, save_load_repq_w4a4);
     tcase_add_test(tc, save_load_repq_w8a8);
     tcase_add_test(tc, save_load_minmax_w3a4);
+    tcase_add_test(tc, save_load_swin_minmax_w3a4);
+    tcase_add_test(tc, save_load_swin_minmax_w8a8);
     tcase_add_test(tc, save_load_fp);
     tcase_add_test(tc, invalid_arguments);
     suite_add_tcase(s, tc);
@@ -1418,6 +1587,14 @@ int main(void)
     tcase_add_test(tc, swin_repq_w8a8_matches_pytorch);
     tcase_add_test(tc, swin_repq_w4a4_matches_pytorch);
     tcase_add_test(tc, swin_reparam_preserves_logits);
+    tcase_add_test(tc, swin_minmax_w8a8_matches_pytorch);
+    tcase_add_test(tc, swin_minmax_w4a8_matches_pytorch);
+    suite_add_tcase(s, tc);
+    /* 2 x 10000 Swin test images: "heavy" as the ViT's fullset */
+    tc = tcase_create("swin_fullset");
+    tcase_set_tags(tc, "heavy");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, swin_minmax_top1_matches_pytorch);
     suite_add_tcase(s, tc);
     tc = tcase_create("inspect");
     tcase_set_timeout(tc, 300);

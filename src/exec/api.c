@@ -19,7 +19,7 @@ static sardfq_status check_images(const sardfq_model *m, const float *images, in
     return SARDFQ_OK;
 }
 
-SARDFQ_API sardfq_status sardfq_model_forward(sardfq_model *m, const float *images, int n, float *logits)
+SARDFQ_API sardfq_status sardfq_model_forward(const sardfq_model *m, const float *images, int n, float *logits)
 {
     sardfq_status s = check_images(m, images, n, "sardfq_model_forward");
     if (s)
@@ -66,7 +66,7 @@ sardfq_status sfq_forward_state(const sardfq_model *m, sardfq_state *s, const fl
     return sfq_exec_forward_state(m, s, images, n, flags, logits);
 }
 
-SARDFQ_API sardfq_status sardfq_model_forward_ex(sardfq_model *m, sardfq_state *s, const float *images, int n,
+SARDFQ_API sardfq_status sardfq_model_forward_ex(const sardfq_model *m, sardfq_state *s, const float *images, int n,
                                                  uint32_t flags, float *logits)
 {
     sardfq_status st = check_images(m, images, n, "sardfq_model_forward_ex");
@@ -140,7 +140,7 @@ SARDFQ_API sardfq_status sardfq_state_get_features(const sardfq_state *s, float 
 
 /* ---- backward --------------------------------------------------------- */
 
-SARDFQ_API sardfq_status sardfq_model_backward(sardfq_model *m, sardfq_state *s, const float *dlogits,
+SARDFQ_API sardfq_status sardfq_model_backward(const sardfq_model *m, sardfq_state *s, const float *dlogits,
                                                const float *dattn, float *dimages)
 {
     return sfq_backward_state(m, s, dlogits, dattn, NULL, dimages);

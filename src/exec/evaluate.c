@@ -81,7 +81,7 @@ static int rank_of(const float *logits, int n, int label)
     return r;
 }
 
-SARDFQ_API sardfq_status sardfq_evaluate(sardfq_model *m, sardfq_dataset *d,
+SARDFQ_API sardfq_status sardfq_evaluate(const sardfq_model *m, sardfq_dataset *d,
                                          const sardfq_eval_params *p, sardfq_eval_result *out)
 {
     if (!m || !d || !out)

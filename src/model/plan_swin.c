@@ -11,9 +11,14 @@
  *          x += scatter(ao Wproj^T + bproj)
  *          h = LN2(x); pre = h W1^T + b1; hid = GELU(pre); x += hid W2^T + b2
  *   hf = LN(x); feat = mean over tokens of hf; logits = feat Wh^T + bh
- * Points: the image, every linear input (the merging reduction's too), q
- * (times the scale, as timm and RepQ-ViT's window attention quantize it),
- * k, v and the probabilities. */
+ * Points (qspec.h): RepQ-ViT's, the image, every linear input (the merging
+ * reduction's too), q (times the scale, as timm and RepQ-ViT's window
+ * attention quantize it), k, v and the probabilities; PSAQ-ViT's, every
+ * LayerNorm and linear output (patch embedding, its LayerNorm, the merging
+ * LayerNorm and reduction, qkv, proj before the scatter, fc2 before its
+ * add), the scores (scale q k^T + bias + mask), the GELU output, the
+ * residual sums (the attention branch's after the scatter-add), the head
+ * input and the logits. A scheme switches on its subset. */
 #include "plan.h"
 
 #include "qspec.h"
@@ -46,9 +51,11 @@ sardfq_status sfq_plan_build_swin(sardfq_model *m, sfq_plan *p)
     s->w = m->patch_w;
     s->b = m->patch_b;
     s->lin = 0;
+    s->pt[SFQ_PT_OUT] = bp(-1, SFQ_AG_PATCH_OUT);
     s = sfq_plan_step(p, SFQ_OP_LAYERNORM, tok, x, -1);
     s->w = sw->pe_norm_w;
     s->b = sw->pe_norm_b;
+    s->pt[SFQ_PT_OUT] = bp(-1, SFQ_AG_PATCH_NORM);
     int64_t read_off = 0;
     for (int si = 0; si < sw->n_stages; si++) {
         const sfq_swin_stage *st = &sw->st[si];
@@ -67,6 +74,7 @@ sardfq_status sfq_plan_build_swin(sardfq_model *m, sfq_plan *p)
             s->w = st->ds_red_w;
             s->b = st->ds_red_b;
             s->lin = sfq_qlin_reduction(cfg, si);
+            s->pt[SFQ_PT_OUT] = bp(-1, sfq_qpoint_reduction_out(cfg, si));
             x = xs;
         }
         const int xw = sfq_plan_var(p, "x_windows", N, C, XW);
@@ -93,6 +101,7 @@ sardfq_status sfq_plan_build_swin(sardfq_model *m, sfq_plan *p)
             s->b = blk->qkv_b;
             s->lin = sfq_qlin_index(l, SFQ_LW_QKV);
             s->keep_out = 1;
+            s->pt[SFQ_PT_OUT] = bp(l, SFQ_AP_QKV_OUT);
             s = sfq_plan_step(p, SFQ_OP_ATTENTION, qkv, ao, l);
             s->in2 = probs;
             s->win = window_of(st, shifted);
@@ -109,15 +118,18 @@ sardfq_status sfq_plan_build_swin(sardfq_model *m, sfq_plan *p)
             s->pt[SFQ_PT_Q] = bp(l, SFQ_AP_Q);
             s->pt[SFQ_PT_K] = bp(l, SFQ_AP_K);
             s->pt[SFQ_PT_V] = bp(l, SFQ_AP_V);
+            s->pt[SFQ_PT_SCORES] = bp(l, SFQ_AP_SCORES);
             s->pt[SFQ_PT_PROBS] = bp(l, SFQ_AP_PROBS);
             s->pt[SFQ_PT_OUT] = bp(l, SFQ_AP_PROJ_IN);
             s = sfq_plan_step(p, SFQ_OP_LINEAR, ao, hp, l);
             s->w = blk->proj_w;
             s->b = blk->proj_b;
             s->lin = sfq_qlin_index(l, SFQ_LW_PROJ);
+            s->pt[SFQ_PT_OUT] = bp(l, SFQ_AP_PROJ_OUT); /* before the scatter */
             s = sfq_plan_step(p, SFQ_OP_WINDOW_SCATTER_ADD, hp, x, l);
             s->win = window_of(st, shifted);
             s->accumulate = 1;
+            s->pt[SFQ_PT_OUT] = bp(l, SFQ_AP_RES1);
             s = sfq_plan_step(p, SFQ_OP_LAYERNORM, x, h, l);
             s->w = blk->ln2_w;
             s->b = blk->ln2_b;
@@ -134,6 +146,9 @@ sardfq_status sfq_plan_build_swin(sardfq_model *m, sfq_plan *p)
             s->b = blk->fc2_b;
             s->lin = sfq_qlin_index(l, SFQ_LW_FC2);
             s->accumulate = 1;
+            s->in2 = h; /* the product before the add, when it is a point */
+            s->pt[SFQ_PT_PRE_ADD] = bp(l, SFQ_AP_FC2_OUT);
+            s->pt[SFQ_PT_OUT] = bp(l, SFQ_AP_RES2);
         }
     }
     const sfq_swin_stage *last = &sw->st[sw->n_stages - 1];
@@ -152,5 +167,6 @@ sardfq_status sfq_plan_build_swin(sardfq_model *m, sfq_plan *p)
     s->b = m->head_b;
     s->lin = sfq_qlin_head(cfg);
     s->pt[SFQ_PT_IN0] = bp(-1, SFQ_AG_HEAD_IN);
+    s->pt[SFQ_PT_OUT] = bp(-1, SFQ_AG_LOGITS);
     return SARDFQ_OK;
 }

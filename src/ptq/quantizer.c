@@ -16,7 +16,8 @@
  *     searched again. (RepQ-ViT's second forward only does that re-search:
  *     every other quantizer is already initialised.)
  * PSAQ-ViT: one FP forward recording min/max at every point, then
- * asymmetric per-tensor activations and symmetric per-row weights. */
+ * asymmetric per-tensor activations and symmetric per-row weights; on Swin
+ * the same at the Swin's points (qspec.h), the reductions' weights too. */
 #include "exec.h"
 #include "qspec.h"
 #include "quantizer.h"
@@ -74,9 +75,6 @@ SARDFQ_API sardfq_status sardfq_quantizer_create(const sardfq_model *fp, const s
                         SFQ_QBITS_MIN, SFQ_QBITS_MAX, (int)p.weight_bits, (int)p.act_bits);
     if (p.scheme != SARDFQ_SCHEME_REPQ && p.scheme != SARDFQ_SCHEME_MINMAX)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_quantizer_create: unknown scheme %d", (int)p.scheme);
-    if (fp->swin && p.scheme != SARDFQ_SCHEME_REPQ)
-        return sfq_fail(SARDFQ_E_UNSUPPORTED,
-                        "sardfq_quantizer_create: the min/max scheme is for ViT/DeiT; quantize Swin with repq");
     if (p.n_threads < 0)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_quantizer_create: n_threads must be >= 0");
     if (p.recon_iters < 1 || p.recon_iters > 1000000 || !(p.recon_lr > 0) || !isfinite(p.recon_lr))
@@ -202,13 +200,22 @@ static sardfq_status configure(const sardfq_quantizer *q, sfq_qspec *s)
     act_on(s, -1, SFQ_AG_HEAD_IN, pick(q->lin_a[head], A), U);
     if (cfg->num_prefix_tokens == 2)
         act_on(s, -1, SFQ_AG_HDIST_IN, pick(q->lin_a[head + 1], A), U);
-    if (!repq)
+    if (!repq && cfg->arch == SARDFQ_ARCH_SWIN) {
+        /* no prefix tokens, no position embedding: the sequence entering
+         * the blocks is the patch embedding's LayerNorm output */
+        act_on(s, -1, SFQ_AG_PATCH_OUT, A, U);
+        act_on(s, -1, SFQ_AG_PATCH_NORM, A, U);
+    } else if (!repq) {
         for (int g = SFQ_AG_PATCH_OUT; g <= SFQ_AG_EMBED_POS; g++)
             act_on(s, -1, g, A, U);
+    }
     if (!repq)
         act_on(s, -1, SFQ_AG_LOGITS, A, U);
-    for (int st = 1; st <= sfq_qspec_merges(cfg); st++)
+    for (int st = 1; st <= sfq_qspec_merges(cfg); st++) {
         act_on(s, -1, sfq_qpoint_reduction(cfg, st), pick(q->lin_a[sfq_qlin_reduction(cfg, st)], A), U);
+        if (!repq)
+            act_on(s, -1, sfq_qpoint_reduction_out(cfg, st), A, U);
+    }
     for (int l = 0; l < cfg->depth; l++) {
         const int *la = q->lin_a;
         act_on(s, l, SFQ_AP_QKV_IN, pick(la[sfq_qlin_index(l, SFQ_LW_QKV)], A), U);

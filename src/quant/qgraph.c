@@ -14,7 +14,7 @@ static const char *const BLOCK_POINTS[SFQ_AP_COUNT] = {
     "mlp.fc1.input",   "mlp.fc2.input",   "mlp.fc2.output",   "residual2"};
 static const char *const GLOBAL_POINTS[SFQ_AG_COUNT] = {
     "patch_embed.input", "patch_embed.output", "embed", "pos", "embed_pos",
-    "head.input",        "head_dist.input",    "logits"};
+    "head.input",        "head_dist.input",    "logits", "patch_embed.norm.output"};
 static const char *const BLOCK_LINEARS[SFQ_LW_PER_BLOCK] = {"attn.qkv", "attn.proj", "mlp.fc1",
                                                             "mlp.fc2"};
 
@@ -52,12 +52,15 @@ void sfq_qpoint_name(const sardfq_model_info *cfg, int index, char *buf, size_t 
 {
     char pre[48];
     const int s = merge_stage(index, sfq_qpoint_reduction(cfg, 1), sfq_qspec_merges(cfg));
+    const int so = merge_stage(index, sfq_qpoint_reduction_out(cfg, 1), sfq_qspec_merges(cfg));
     if (index < 0)
         snprintf(buf, n, "?");
     else if (index < SFQ_AG_COUNT)
         snprintf(buf, n, "%s", GLOBAL_POINTS[index]);
     else if (s)
         snprintf(buf, n, "layers.%d.downsample.reduction.input", s);
+    else if (so)
+        snprintf(buf, n, "layers.%d.downsample.reduction.output", so);
     else if (index < sfq_qspec_n_points(cfg)) {
         block_prefix(cfg, (index - SFQ_AG_COUNT) / SFQ_AP_COUNT, pre, sizeof pre);
         snprintf(buf, n, "%s.%s", pre, BLOCK_POINTS[(index - SFQ_AG_COUNT) % SFQ_AP_COUNT]);

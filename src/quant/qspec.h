@@ -1,4 +1,4 @@
-/* qspec.h - where a quantized ViT quantizes, and with what.
+/* qspec.h - where a quantized ViT or Swin quantizes, and with what.
  *
  * A quantized model is an ordinary sardfq_model whose weights already hold
  * their fake-quantized values ((q - z) * D, exactly what an integer kernel
@@ -17,6 +17,19 @@
  *   the residual sum, the LN2 output, the GELU output, fc2 output, residual
  *   sum; then the class-token features and the logits. Min/max of one FP
  *   forward.
+ *   Swin under `minmax` (the same rule: every LayerNorm and linear output,
+ *   the scores, the GELU output, the residual sums, the logits): the image,
+ *   patch_embed.output, then instead of embed / pos / embed_pos (no prefix
+ *   tokens, no position embedding: those stay off) the patch-embedding
+ *   LayerNorm output patch_embed.norm.output, which is what enters the
+ *   first block as embed_pos does on a ViT; per stage s >= 1 the merging
+ *   LayerNorm output (layers.s.downsample.reduction.input) and the
+ *   reduction's output (.reduction.output, the stage's entering sequence);
+ *   per block the ViT's ten, with the scores being scale q k^T + relative
+ *   bias + mask (q scaled first, as timm does), proj.output before the
+ *   scatter back to raster order and residual1 after the scatter-add;
+ *   head.input is the mean-pooled final-LN features. Softmax output, q, k,
+ *   v and the mask / bias stay floating point, as on the ViT.
  *
  * Points have fixed names (sfq_qpoint_name), which are also the tensor name
  * prefixes in a saved quantized model and the names tests/reference uses. */
@@ -54,6 +67,7 @@ enum {
     SFQ_AG_HEAD_IN,   /* head.input         = final-LN class token */
     SFQ_AG_HDIST_IN,  /* head_dist.input    = final-LN dist token  */
     SFQ_AG_LOGITS,    /* logits                                    */
+    SFQ_AG_PATCH_NORM, /* patch_embed.norm.output (Swin)           */
     SFQ_AG_COUNT
 };
 
@@ -81,7 +95,7 @@ typedef struct sfq_qspec {
     int depth;
     int npoints, nlin;  /* sfq_qspec_n_points / n_linears of the model */
     sfq_qact *acts;     /* npoints: SFQ_AG_COUNT globals, depth * SFQ_AP_COUNT,
-                           the reduction inputs */
+                           the reduction inputs, the reduction outputs */
     sfq_qweight *lin;   /* nlin */
 } sfq_qspec;
 
@@ -93,15 +107,19 @@ static inline int sfq_qpoint_index(int l, int which)
 /* Stages after the first (Swin: each begins with a patch merging). */
 static inline int sfq_qspec_merges(const sardfq_model_info *c) { return c->num_stages > 1 ? c->num_stages - 1 : 0; }
 /* Points: the globals, every block's, then the input of each stage s >= 1's
- * patch-merging reduction (a global point: pass its index as `which`
- * with l = -1). */
+ * patch-merging reduction, then each reduction's output (global points:
+ * pass the index as `which` with l = -1). */
 static inline int sfq_qspec_n_points(const sardfq_model_info *c)
 {
-    return SFQ_AG_COUNT + c->depth * SFQ_AP_COUNT + sfq_qspec_merges(c);
+    return SFQ_AG_COUNT + c->depth * SFQ_AP_COUNT + 2 * sfq_qspec_merges(c);
 }
 static inline int sfq_qpoint_reduction(const sardfq_model_info *c, int s)
 {
     return SFQ_AG_COUNT + c->depth * SFQ_AP_COUNT + s - 1;
+}
+static inline int sfq_qpoint_reduction_out(const sardfq_model_info *c, int s)
+{
+    return SFQ_AG_COUNT + c->depth * SFQ_AP_COUNT + sfq_qspec_merges(c) + s - 1;
 }
 /* Linear index: patch_embed 0, block l's k at 1 + 4 l + k, head, head_dist,
  * then stage s >= 1's reduction. */

@@ -72,7 +72,7 @@ typedef struct {
 } item;
 
 struct sardfq_generator {
-    sardfq_model *m;
+    const sardfq_model *m;
     sardfq_model_info info;
     sardfq_generator_params p;
     sardfq_state *state;
@@ -315,7 +315,7 @@ static sardfq_status draw_priors(sardfq_generator *g, sardfq_prior_params *pp)
     return SARDFQ_OK;
 }
 
-SARDFQ_API sardfq_status sardfq_generator_create(sardfq_model *m, const sardfq_generator_params *params,
+SARDFQ_API sardfq_status sardfq_generator_create(const sardfq_model *m, const sardfq_generator_params *params,
                                                  sardfq_generator **out)
 {
     if (!m || !out)

@@ -40,6 +40,7 @@ CHECK(sizeof(((sardfq_prior_params *)0)->struct_size) == 4, prior_params_struct_
 static size_t prototypes(void)
 {
     sardfq_model *m = NULL;
+    const sardfq_model *cm = NULL;
     sardfq_state *s = NULL;
     sardfq_dataset *d = NULL;
     sardfq_model_params mp;
@@ -93,6 +94,13 @@ static size_t prototypes(void)
     n += sizeof(sardfq_quantizer_reconstruct(qz, f, 1));
     n += sizeof(sardfq_quantizer_finalize(qz, &m));
     n += sizeof(sardfq_model_save(m, "x"));
+    /* the functions that only read the model take a pointer to const
+     * (with -Werror a non-const parameter would reject cm) */
+    n += sizeof(sardfq_model_forward(cm, f, 1, f));
+    n += sizeof(sardfq_model_forward_ex(cm, s, f, 1, SARDFQ_FORWARD_BACKWARD, f));
+    n += sizeof(sardfq_model_backward(cm, s, f, f, f));
+    n += sizeof(sardfq_evaluate(cm, d, &ep, &er));
+    n += sizeof(sardfq_generator_create(cm, &gp, &g));
     /* void functions: the comma operator gives sizeof an int operand */
     n += sizeof((sardfq_model_default_params(&mp), 0));
     n += sizeof((sardfq_model_free(m), 0));

@@ -34,21 +34,21 @@ SIG(sardfq_model_get_info, sardfq_status (*)(const sardfq_model *, sardfq_model_
 SIG(sardfq_model_get_metadata, const char *(*)(const sardfq_model *, const char *));
 SIG(sardfq_model_metadata_count, int32_t (*)(const sardfq_model *));
 SIG(sardfq_model_metadata_key, const char *(*)(const sardfq_model *, int32_t));
-SIG(sardfq_model_forward, sardfq_status (*)(sardfq_model *, const float *, int, float *));
+SIG(sardfq_model_forward, sardfq_status (*)(const sardfq_model *, const float *, int, float *));
 SIG(sardfq_state_create, sardfq_status (*)(const sardfq_model *, sardfq_state **));
 SIG(sardfq_state_free, void (*)(sardfq_state *));
 SIG(sardfq_model_forward_ex,
-    sardfq_status (*)(sardfq_model *, sardfq_state *, const float *, int, uint32_t, float *));
+    sardfq_status (*)(const sardfq_model *, sardfq_state *, const float *, int, uint32_t, float *));
 SIG(sardfq_state_get_attention, sardfq_status (*)(const sardfq_state *, float *, size_t));
 SIG(sardfq_state_get_features, sardfq_status (*)(const sardfq_state *, float *, size_t));
-SIG(sardfq_model_backward, sardfq_status (*)(sardfq_model *, sardfq_state *, const float *,
+SIG(sardfq_model_backward, sardfq_status (*)(const sardfq_model *, sardfq_state *, const float *,
                                              const float *, float *));
 SIG(sardfq_dataset_open, sardfq_status (*)(const char *, const sardfq_model *, sardfq_dataset **));
 SIG(sardfq_dataset_free, void (*)(sardfq_dataset *));
 SIG(sardfq_dataset_count, int64_t (*)(const sardfq_dataset *));
 SIG(sardfq_dataset_read, sardfq_status (*)(sardfq_dataset *, int64_t, int, float *, int32_t *));
 SIG(sardfq_eval_default_params, void (*)(sardfq_eval_params *));
-SIG(sardfq_evaluate, sardfq_status (*)(sardfq_model *, sardfq_dataset *,
+SIG(sardfq_evaluate, sardfq_status (*)(const sardfq_model *, sardfq_dataset *,
                                        const sardfq_eval_params *, sardfq_eval_result *));
 SIG(sardfq_prior_default_params, void (*)(sardfq_prior_params *));
 SIG(sardfq_prior_create,
@@ -63,7 +63,7 @@ SIG(sardfq_images_write_png,
     sardfq_status (*)(const char *, const sardfq_model *, const float *, int, int));
 SIG(sardfq_generator_default_params, void (*)(sardfq_generator_params *));
 SIG(sardfq_generator_create,
-    sardfq_status (*)(sardfq_model *, const sardfq_generator_params *, sardfq_generator **));
+    sardfq_status (*)(const sardfq_model *, const sardfq_generator_params *, sardfq_generator **));
 SIG(sardfq_generator_free, void (*)(sardfq_generator *));
 SIG(sardfq_generator_set_priors, sardfq_status (*)(sardfq_generator *, const float *, size_t));
 SIG(sardfq_generator_step, sardfq_status (*)(sardfq_generator *, sardfq_synth_report *));

@@ -311,6 +311,11 @@ class MinMax:
     def act(self, name, x):
         if not minmax_is_point(name):
             return x
+        return self.observe(name, x)
+
+    def observe(self, name, x):
+        """Point `name` on x: record its range (recording), or fake-quantize
+        x with the recorded range."""
         if self.recording:
             assert name not in self.rng, name
             self.rng[name] = (x.min(), x.max())

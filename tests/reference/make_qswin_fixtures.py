@@ -49,6 +49,28 @@ Runs
         input quantizer -> per tensor (sD, sz), weight re-searched on W_new.
       Logits of the final fake-quant model on the eval images.
 
+  minmax_w8a8, minmax_w4a8   PSAQ-ViT min/max (make_qmodel_fixtures.MinMax
+      semantics): one FP forward of the 32 calibration images records the
+      min and max of every point, then each point is fake-quantized with the
+      asymmetric quantizer of its range (scale (max - min) / (2^a - 1),
+      clamped at float32 eps; zero -round(min / scale) clamped to the grid)
+      and every linear weight per row with the symmetric quantizer
+      (scale max |w| / ((2^w - 1) / 2)). Points (C names), in the C order:
+        patch_embed.input                    the image (patches)
+        patch_embed.output                   patch-embedding linear output
+        patch_embed.norm.output              its LayerNorm output (the Swin's
+                                             counterpart of the ViT's embed_pos;
+                                             no embed / pos points on Swin)
+        layers.s.downsample.reduction.input / .output   (s >= 1)
+        per block: attn.qkv.input (LN1 out), attn.qkv.output,
+        attn.scores (q * hd^-0.5 @ k^T + relative bias + mask, before the
+        softmax), attn.proj.input, attn.proj.output (window order, before
+        the window reverse), residual1 (x + attention, raster order),
+        mlp.fc1.input (LN2 out), mlp.fc2.input (GELU out), mlp.fc2.output
+        (before its add), residual2
+        head.input (mean-pooled final-LN features), logits
+      q, k, v, the softmax output, relative bias and mask stay FP.
+
 Checks: the FP forward equals swin_ref.forward and torchvision's float32
 SwinTransformer (1e-5 of max |logit|); the reparameterised FP model keeps
 the FP logits (1e-4); the initialisation order is the C forward's.
@@ -84,6 +106,7 @@ from make_qmodel_fixtures import F32, MAX_BYTES, N_CALIB, N_EVAL  # noqa: E402
 MODEL = os.path.join(ROOT, "examples", "models", "fmnist_swin.safetensors")
 OUT = os.path.join(ROOT, "tests", "data", "qswin_fmnist.safetensors")
 RUNS = [("repq_w8a8", 8, 8), ("repq_w4a4", 4, 4)]
+MINMAX_RUNS = [("minmax_w8a8", 8, 8), ("minmax_w4a8", 4, 8)]
 
 torch.set_num_threads(1)
 
@@ -123,9 +146,18 @@ def red_bias(P, s):
     return torch.zeros(P["layers.%d.downsample.reduction.weight" % s].shape[0], dtype=F32)
 
 
+def no_point(name, x):
+    return x
+
+
+def mm_hook(hook):
+    """The hook's min/max-only points (hook.mm), or none (FP, RepQ)."""
+    return getattr(hook, "mm", no_point)
+
+
 def qblock(x, P, cfg, s, b, hook):
     """One Swin block (swin_ref.swin_block semantics) with hooks; x [B, H, W, C]."""
-    A, Wq = hook.act, hook.weight
+    A, Wq, M = hook.act, hook.weight, mm_hook(hook)
     B, H, W, C, nh, hd, wh, ww, sh, sw, N, k = swin_ref.block_dims(x, cfg, s, b)
     y = swin_ref.layer_norm(x, P[k + "norm1.weight"], P[k + "norm1.bias"])
     if sh or sw:
@@ -134,6 +166,7 @@ def qblock(x, P, cfg, s, b, hook):
     nW = win.shape[1]
     win = A(k + "attn.qkv.input", win, "channel")
     qkv = linear(win, Wq(k + "attn.qkv", P[k + "attn.qkv.weight"]), P[k + "attn.qkv.bias"])
+    qkv = M(k + "attn.qkv.output", qkv)
     qkv = qkv.reshape(B, nW, N, 3, nh, hd).permute(3, 0, 1, 4, 2, 5)
     q, kk, v = qkv[0], qkv[1], qkv[2]                         # [B, nW, nh, N, hd]
     # timm / RepQ-ViT: q * scale before matmul1; C hooks q, k, v, then probs
@@ -144,44 +177,52 @@ def qblock(x, P, cfg, s, b, hook):
     S = S + swin_ref.relative_bias(P[k + "attn.relative_position_bias_table"], cfg, wh, ww)
     if sh or sw:
         S = S + swin_ref.shift_mask(H, W, wh, ww, sh, sw, S.dtype)[:, None]
+    S = M(k + "attn.scores", S)
     prob = torch.softmax(S, dim=-1)
     prob = A(k + "attn.matmul2.a", prob, "log")
     o = (prob @ vh).permute(0, 1, 3, 2, 4).reshape(B, nW, N, C)
     o = A(k + "attn.proj.input", o, "tensor")
     o = linear(o, Wq(k + "attn.proj", P[k + "attn.proj.weight"]), P[k + "attn.proj.bias"])
+    o = M(k + "attn.proj.output", o)                          # before the window reverse
     o = swin_ref.window_reverse(o, H, W, wh, ww)
     if sh or sw:
         o = torch.roll(o, shifts=(sh, sw), dims=(1, 2))
-    x = x + o
+    x = M(k + "residual1", x + o)
     y = swin_ref.layer_norm(x, P[k + "norm2.weight"], P[k + "norm2.bias"])
     y = A(k + "mlp.fc1.input", y, "channel")
     f = linear(y, Wq(k + "mlp.fc1", P[k + "mlp.fc1.weight"]), P[k + "mlp.fc1.bias"])
     f = A(k + "mlp.fc2.input", swin_ref.gelu_erf(f), "tensor")
     f = linear(f, Wq(k + "mlp.fc2", P[k + "mlp.fc2.weight"]), P[k + "mlp.fc2.bias"])
-    return x + f
+    f = M(k + "mlp.fc2.output", f)
+    return M(k + "residual2", x + f)
 
 
 def qforward(P, cfg, x, hook):
     """Swin forward (swin_ref.forward semantics) calling hook.act(point,
-    tensor, kind) at every RepQ activation point and hook.weight(layer, W)
-    for every linear weight, in the C forward's order. Returns logits."""
-    A, Wq = hook.act, hook.weight
+    tensor, kind) at every RepQ activation point, hook.mm(point, tensor) (if
+    the hook has it) at the min/max scheme's other points, and
+    hook.weight(layer, W) for every linear weight, in the C forward's order.
+    Returns logits."""
+    A, Wq, M = hook.act, hook.weight, mm_hook(hook)
     B, C0 = x.shape[0], cfg.embed_dim
     pt = A("patch_embed.input", swin_ref.patchify(x, cfg.patch), "image")
     tok = linear(pt, Wq("patch_embed", P["patch_embed.proj.weight"].reshape(C0, -1)),
                           P["patch_embed.proj.bias"])
+    tok = M("patch_embed.output", tok)
     h = tok.reshape(B, cfg.grid_h, cfg.grid_w, C0)
     h = swin_ref.layer_norm(h, P["patch_embed.norm.weight"], P["patch_embed.norm.bias"])
+    h = M("patch_embed.norm.output", h)
     for s in range(cfg.num_stages):
         if s > 0:
             d = "layers.%d.downsample." % s
             y = A(d + "reduction.input", swin_ref.merge_norm(h, P, s), "channel")
             h = linear(y, Wq(d + "reduction", P[d + "reduction.weight"]), red_bias(P, s))
+            h = M(d + "reduction.output", h)
         for b in range(cfg.depths[s]):
             h = qblock(h, P, cfg, s, b, hook)
     h = swin_ref.layer_norm(h, P["norm.weight"], P["norm.bias"])
     pooled = A("head.input", h.mean(dim=(1, 2)), "tensor")
-    return linear(pooled, Wq("head", P["head.fc.weight"]), P["head.fc.bias"])
+    return M("logits", linear(pooled, Wq("head", P["head.fc.weight"]), P["head.fc.bias"]))
 
 
 # --------------------------------------------------------------------------
@@ -200,6 +241,47 @@ def fold_sites(cfg):
             out.append((k + "norm1", k + "attn.qkv", k + "attn.qkv.input"))
             out.append((k + "norm2", k + "mlp.fc1", k + "mlp.fc1.input"))
     return out
+
+
+# --------------------------------------------------------------------------
+# PSAQ-ViT min/max
+# --------------------------------------------------------------------------
+
+# RepQ's points that min/max leaves in floating point (as on the ViT: q, k,
+# v and the softmax output)
+MATMUL_OPERANDS = ("attn.matmul1.a", "attn.matmul1.b", "attn.matmul2.a", "attn.matmul2.b")
+
+
+class SwinMinMax(mqm.MinMax):
+    """PSAQ-ViT's min/max (make_qmodel_fixtures.MinMax: the range of each
+    point over one FP forward of the calibration batch, asymmetric
+    activations, symmetric per-row weights) at the Swin's points: every
+    LayerNorm and linear output (patch embedding, its LayerNorm, merging
+    LayerNorm and reduction, qkv, proj before the window reverse, fc2 before
+    its add), the scores (q*scale @ k^T + relative bias + mask), the GELU
+    output, both residual sums, the pooled head input and the logits."""
+
+    def act(self, name, x, kind):
+        if name.endswith(MATMUL_OPERANDS):
+            return x
+        return self.observe(name, x)
+
+    def mm(self, name, x):
+        return self.observe(name, x)
+
+
+def minmax_order(cfg):
+    """The min/max points in the order the C forward reaches them."""
+    out = ["patch_embed.input", "patch_embed.output", "patch_embed.norm.output"]
+    for s in range(cfg.num_stages):
+        if s > 0:
+            out += ["layers.%d.downsample.reduction.%s" % (s, io) for io in ("input", "output")]
+        for b in range(cfg.depths[s]):
+            k = "layers.%d.blocks.%d." % (s, b)
+            out += [k + p for p in ("attn.qkv.input", "attn.qkv.output", "attn.scores", "attn.proj.input",
+                                    "attn.proj.output", "residual1", "mlp.fc1.input", "mlp.fc2.input",
+                                    "mlp.fc2.output", "residual2")]
+    return out + ["head.input", "logits"]
 
 
 # --------------------------------------------------------------------------
@@ -344,9 +426,31 @@ def main():
             st[run + ".logits"] = logits
             summary.append((run, logits))
 
+        for run, wb, ab in MINMAX_RUNS:
+            hk = SwinMinMax(wb, ab)
+            qforward(P, cfg, xc, hk)                       # FP ranges
+            assert hk.order == minmax_order(cfg), hk.order
+            hk.recording = False
+            logits = qforward(P, cfg, xe, hk)
+            st[run + ".test_correct"] = test_correct(P, hk)
+            for pt in hk.order:
+                lo, hi = hk.rng[pt]
+                st["%s.%s.min" % (run, pt)] = lo.reshape(1)
+                st["%s.%s.max" % (run, pt)] = hi.reshape(1)
+            for layer, sc in hk.w_scale.items():
+                st["%s.%s.weight.scale" % (run, layer)] = sc
+            meta[run] = ("PSAQ-ViT min/max W%dA%d on Swin: ranges of %d activation points from one FP "
+                         "forward of the calib batch, asymmetric activations, symmetric per-row weights "
+                         "(%d linears), softmax, q, k, v, relative bias and mask FP; logits on the eval "
+                         "images" % (wb, ab, len(hk.order), len(hk.w_scale)))
+            notes.append("%s: %d activation ranges, %d weights" % (run, len(hk.order), len(hk.w_scale)))
+            st[run + ".logits"] = logits
+            summary.append((run, logits))
+
     meta["fp_reparam"] = ("fp_reparam_<wXaY>.logits: FP logits of the model reparameterised with "
                           "that run's per-channel input scales (all three fold sites), no quantization")
     meta["order"] = ",".join(expected_order(cfg))
+    meta["minmax_order"] = ",".join(minmax_order(cfg))
     st, nbytes = mqm.save_fixture(args.out, st, meta)
 
     print("fp forward vs swin_ref.forward: max |diff| %.3g, vs torchvision float32 %.3g "
