@@ -76,7 +76,7 @@ typedef struct {
     int gh, gw, wh, ww, sh, sw, shifted;
 } sfq_window;
 
-typedef struct {
+typedef struct sfq_step {
     int op;
     int in, in2, out; /* variables (in2: unused = -1) */
     int accumulate;   /* LINEAR, WINDOW_SCATTER_ADD: out += */

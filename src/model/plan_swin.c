@@ -1,4 +1,5 @@
-/* plan_swin.c - the plan of a Swin Transformer (V1), timm's semantics.
+/* plan_swin.c - the plan of a Swin Transformer (V1), timm's semantics (a
+ * block's steps come from plan_block.c, windowed).
  *
  * Stage s has a gh x gw token grid (N tokens), width C, h heads, mlp hidden
  * M, windows of wh x ww (Nw tokens). The residual stream x is kept in
@@ -85,70 +86,16 @@ sardfq_status sfq_plan_build_swin(sardfq_model *m, sfq_plan *p)
         const int hp = sfq_plan_var(p, "proj_out", N, C, H);
         const int pre = sfq_plan_var(p, "fc1_out", N, M, HID);
         const int hid = sfq_plan_var(p, "gelu_out", N, M, HID);
+        const sfq_block_vars v = {.x = x, .xw = xw, .h = h, .qkv = qkv, .probs = probs, .ao = ao, .hp = hp,
+                                  .pre = pre, .hid = hid};
         for (int l = st->first; l < st->first + st->depth; l++) {
-            const sfq_block *blk = &m->blocks[l];
             const int shifted = ((l - st->first) & 1) && (st->sh || st->sw);
-            p->block_first[l] = p->nsteps;
-            p->block_resid[l] = x;
-            s = sfq_plan_step(p, SFQ_OP_WINDOW_GATHER, x, xw, l);
-            s->win = window_of(st, shifted);
-            s = sfq_plan_step(p, SFQ_OP_LAYERNORM, xw, h, l);
-            s->w = blk->ln1_w;
-            s->b = blk->ln1_b;
-            s->pt[SFQ_PT_OUT] = bp(l, SFQ_AP_QKV_IN);
-            s = sfq_plan_step(p, SFQ_OP_LINEAR, h, qkv, l);
-            s->w = blk->qkv_w;
-            s->b = blk->qkv_b;
-            s->lin = sfq_qlin_index(l, SFQ_LW_QKV);
-            s->keep_out = 1;
-            s->pt[SFQ_PT_OUT] = bp(l, SFQ_AP_QKV_OUT);
-            s = sfq_plan_step(p, SFQ_OP_ATTENTION, qkv, ao, l);
-            s->in2 = probs;
-            s->win = window_of(st, shifted);
-            s->heads = st->heads;
-            s->dim = C;
-            s->tokens = Nw;
-            s->alpha = 1.0f / sqrtf((float)(C / st->heads));
-            s->prescale_q = 1;
-            s->bias_table = blk->rel_table;
-            s->relidx = sw->relidx[si];
-            s->readback = SFQ_READ_MEAN_QUERY;
-            s->read_off = read_off;
+            const sfq_step attn = {.win = window_of(st, shifted), .heads = st->heads, .dim = C, .tokens = Nw,
+                                   .alpha = 1.0f / sqrtf((float)(C / st->heads)), .prescale_q = 1,
+                                   .bias_table = m->blocks[l].rel_table, .relidx = sw->relidx[si],
+                                   .readback = SFQ_READ_MEAN_QUERY, .read_off = read_off};
             read_off += (int64_t)st->heads * N;
-            s->pt[SFQ_PT_Q] = bp(l, SFQ_AP_Q);
-            s->pt[SFQ_PT_K] = bp(l, SFQ_AP_K);
-            s->pt[SFQ_PT_V] = bp(l, SFQ_AP_V);
-            s->pt[SFQ_PT_SCORES] = bp(l, SFQ_AP_SCORES);
-            s->pt[SFQ_PT_PROBS] = bp(l, SFQ_AP_PROBS);
-            s->pt[SFQ_PT_OUT] = bp(l, SFQ_AP_PROJ_IN);
-            s = sfq_plan_step(p, SFQ_OP_LINEAR, ao, hp, l);
-            s->w = blk->proj_w;
-            s->b = blk->proj_b;
-            s->lin = sfq_qlin_index(l, SFQ_LW_PROJ);
-            s->pt[SFQ_PT_OUT] = bp(l, SFQ_AP_PROJ_OUT); /* before the scatter */
-            s = sfq_plan_step(p, SFQ_OP_WINDOW_SCATTER_ADD, hp, x, l);
-            s->win = window_of(st, shifted);
-            s->accumulate = 1;
-            s->pt[SFQ_PT_OUT] = bp(l, SFQ_AP_RES1);
-            s = sfq_plan_step(p, SFQ_OP_LAYERNORM, x, h, l);
-            s->w = blk->ln2_w;
-            s->b = blk->ln2_b;
-            s->pt[SFQ_PT_OUT] = bp(l, SFQ_AP_FC1_IN);
-            s = sfq_plan_step(p, SFQ_OP_LINEAR, h, pre, l);
-            s->w = blk->fc1_w;
-            s->b = blk->fc1_b;
-            s->lin = sfq_qlin_index(l, SFQ_LW_FC1);
-            s->keep_out = 1;
-            s = sfq_plan_step(p, SFQ_OP_GELU, pre, hid, l);
-            s->pt[SFQ_PT_OUT] = bp(l, SFQ_AP_FC2_IN);
-            s = sfq_plan_step(p, SFQ_OP_LINEAR, hid, x, l);
-            s->w = blk->fc2_w;
-            s->b = blk->fc2_b;
-            s->lin = sfq_qlin_index(l, SFQ_LW_FC2);
-            s->accumulate = 1;
-            s->in2 = h; /* the product before the add, when it is a point */
-            s->pt[SFQ_PT_PRE_ADD] = bp(l, SFQ_AP_FC2_OUT);
-            s->pt[SFQ_PT_OUT] = bp(l, SFQ_AP_RES2);
+            sfq_plan_block(p, &m->blocks[l], l, &v, &attn);
         }
     }
     const sfq_swin_stage *last = &sw->st[sw->n_stages - 1];

@@ -1,4 +1,5 @@
-/* plan_vit.c - the plan of a ViT / DeiT / distilled DeiT (pre-norm blocks).
+/* plan_vit.c - the plan of a ViT / DeiT / distilled DeiT (pre-norm blocks;
+ * a block's steps come from plan_block.c, with one window of all tokens).
  *
  * B images, N tokens (P prefix + G patches), D dim, H heads of hd, M mlp
  * hidden, K classes:
@@ -54,61 +55,13 @@ sardfq_status sfq_plan_build_vit(sardfq_model *m, sfq_plan *p)
     s->pos = m->pos;
     s->pt[SFQ_PT_MID] = bp(-1, SFQ_AG_EMBED);
     s->pt[SFQ_PT_OUT] = bp(-1, SFQ_AG_EMBED_POS);
+    sfq_step attn = {.heads = H_, .dim = D, .tokens = N, .alpha = 1.0f / sqrtf((float)cfg->head_dim),
+                     .readback = SFQ_READ_CLS_ROW};
+    const sfq_block_vars v = {.x = x, .xw = -1, .h = h, .qkv = qkv, .probs = probs, .ao = ao, .hp = -1,
+                              .pre = pre, .hid = hid};
     for (int l = 0; l < cfg->depth; l++) {
-        const sfq_block *blk = &m->blocks[l];
-        p->block_first[l] = p->nsteps;
-        p->block_resid[l] = x;
-        s = sfq_plan_step(p, SFQ_OP_LAYERNORM, x, h, l);
-        s->w = blk->ln1_w;
-        s->b = blk->ln1_b;
-        s->pt[SFQ_PT_OUT] = bp(l, SFQ_AP_QKV_IN);
-        s = sfq_plan_step(p, SFQ_OP_LINEAR, h, qkv, l);
-        s->w = blk->qkv_w;
-        s->b = blk->qkv_b;
-        s->lin = sfq_qlin_index(l, SFQ_LW_QKV);
-        s->keep_out = 1;
-        s->pt[SFQ_PT_OUT] = bp(l, SFQ_AP_QKV_OUT);
-        s = sfq_plan_step(p, SFQ_OP_ATTENTION, qkv, ao, l);
-        s->in2 = probs;
-        s->heads = H_;
-        s->dim = D;
-        s->tokens = N;
-        s->alpha = 1.0f / sqrtf((float)cfg->head_dim);
-        s->readback = SFQ_READ_CLS_ROW;
-        s->read_off = (int64_t)l * H_ * N;
-        s->pt[SFQ_PT_Q] = bp(l, SFQ_AP_Q);
-        s->pt[SFQ_PT_K] = bp(l, SFQ_AP_K);
-        s->pt[SFQ_PT_V] = bp(l, SFQ_AP_V);
-        s->pt[SFQ_PT_SCORES] = bp(l, SFQ_AP_SCORES);
-        s->pt[SFQ_PT_PROBS] = bp(l, SFQ_AP_PROBS);
-        s->pt[SFQ_PT_OUT] = bp(l, SFQ_AP_PROJ_IN);
-        s = sfq_plan_step(p, SFQ_OP_LINEAR, ao, x, l);
-        s->w = blk->proj_w;
-        s->b = blk->proj_b;
-        s->lin = sfq_qlin_index(l, SFQ_LW_PROJ);
-        s->accumulate = 1;
-        s->in2 = h; /* the product before the add, when it is a point */
-        s->pt[SFQ_PT_PRE_ADD] = bp(l, SFQ_AP_PROJ_OUT);
-        s->pt[SFQ_PT_OUT] = bp(l, SFQ_AP_RES1);
-        s = sfq_plan_step(p, SFQ_OP_LAYERNORM, x, h, l);
-        s->w = blk->ln2_w;
-        s->b = blk->ln2_b;
-        s->pt[SFQ_PT_OUT] = bp(l, SFQ_AP_FC1_IN);
-        s = sfq_plan_step(p, SFQ_OP_LINEAR, h, pre, l);
-        s->w = blk->fc1_w;
-        s->b = blk->fc1_b;
-        s->lin = sfq_qlin_index(l, SFQ_LW_FC1);
-        s->keep_out = 1;
-        s = sfq_plan_step(p, SFQ_OP_GELU, pre, hid, l);
-        s->pt[SFQ_PT_OUT] = bp(l, SFQ_AP_FC2_IN);
-        s = sfq_plan_step(p, SFQ_OP_LINEAR, hid, x, l);
-        s->w = blk->fc2_w;
-        s->b = blk->fc2_b;
-        s->lin = sfq_qlin_index(l, SFQ_LW_FC2);
-        s->accumulate = 1;
-        s->in2 = h;
-        s->pt[SFQ_PT_PRE_ADD] = bp(l, SFQ_AP_FC2_OUT);
-        s->pt[SFQ_PT_OUT] = bp(l, SFQ_AP_RES2);
+        attn.read_off = (int64_t)l * H_ * N;
+        sfq_plan_block(p, &m->blocks[l], l, &v, &attn);
     }
     p->block_first[cfg->depth] = p->nsteps;
     p->block_resid[cfg->depth] = x;

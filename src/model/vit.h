@@ -75,6 +75,20 @@ sardfq_status sfq_vit_alloc_params(sardfq_model *m);
 struct sfq_plan;
 sardfq_status sfq_plan_build_vit(sardfq_model *m, struct sfq_plan *p);
 
+/* The variables of one transformer block in a plan: the residual stream x,
+ * the LayerNorm outputs h, qkv, the probabilities, the attention output
+ * ao, the fc1 and GELU outputs; for a windowed block (Swin) also its
+ * window-order copy xw and the projection's window-order output hp (-1 for
+ * a ViT). */
+typedef struct {
+    int x, xw, h, qkv, probs, ao, hp, pre, hid;
+} sfq_block_vars;
+struct sfq_step;
+/* Append block l's steps (plan_block.c); attn gives the attention step's
+ * geometry (window, heads, width, tokens, alpha, bias, read-back). */
+void sfq_plan_block(struct sfq_plan *p, const sfq_block *blk, int l, const sfq_block_vars *v,
+                    const struct sfq_step *attn);
+
 /* Linear `index` of the quantization spec (qspec.h: patch embedding, block
  * linears, heads, Swin reductions) inside m's parameters; writable for the
  * owner of a private model (the quantizer, the loader). */
