@@ -9,6 +9,7 @@
  * checkpoint with features this graph lacks (layer scale, fc_norm, ...) is
  * refused rather than silently mis-evaluated. */
 #include "safetensors.h"
+#include "names.h"
 #include "qio.h"
 #include "swin.h"
 #include "vit.h"

@@ -1,6 +1,7 @@
 /* save.c - sardfq_model_save: a model (floating-point or quantized) as a
  * timm-named safetensors file that sardfq_model_load reads back exactly
  * (quantized layout in qio.c). */
+#include "names.h"
 #include "qio.h"
 #include "swin.h"
 #include "vit.h"

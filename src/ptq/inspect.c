@@ -2,6 +2,7 @@
  * layout (the spec's point and linear indices, the parameter views). */
 #include "inspect.h"
 
+#include "names.h"
 #include "qio.h"
 #include "qspec.h"
 #include "swin.h"

@@ -18,6 +18,7 @@
  * PSAQ-ViT: one FP forward recording min/max at every point, then
  * asymmetric per-tensor activations and symmetric per-row weights. */
 #include "exec.h"
+#include "names.h"
 #include "qspec.h"
 #include "quantizer.h"
 #include "recon.h"
