@@ -1,7 +1,9 @@
 /* test_loader.c - sardfq_model_load/_memory on malformed input: every
  * truncation point of the header and a sample beyond it, random byte flips,
- * and one hand-made file per validation rule. CI also runs this suite under
+ * and one hand-made file per validation rule; the name table's save -> load
+ * symmetry on every naming. CI also runs this suite under
  * AddressSanitizer + UBSan (tests/run.sh). */
+#include "names.h"
 #include "rng.h"
 #include "safetensors.h"
 #include "testutil.h"
@@ -403,6 +405,104 @@ START_TEST(not_safetensors_at_all)
 }
 END_TEST
 
+/* The name table (src/model/names.c), save -> load: every tensor of the
+ * model is saved under its row's timm name with its view's shape, the saved
+ * file holds nothing else, and loading it back binds that name to the same
+ * view with the same values. The fixture itself holds exactly the walk's
+ * tensors under its own naming (Swin: plus the buffers it may store). */
+typedef struct {
+    sfq_tensor *t;
+    int n;
+} tensor_list;
+
+static int collect(void *ctx, const sfq_tensor *t)
+{
+    tensor_list *l = ctx;
+    ck_assert_int_lt(l->n, 4096);
+    l->t[l->n++] = *t;
+    return 0;
+}
+
+static void parse_file(const char *path, uint8_t **buf, sfq_st_file *st)
+{
+    size_t len;
+    *buf = tu_read_file(path, &len);
+    ck_assert_ptr_nonnull(*buf);
+    ck_assert_int_eq(sfq_st_parse(*buf, len, st), SARDFQ_OK);
+}
+
+static void check_name_symmetry(const char *fixture_name, int flavour)
+{
+    sardfq_model_params p;
+    sardfq_model_default_params(&p);
+    p.n_threads = 1;
+    sardfq_model *m, *back;
+    ck_assert_int_eq(sardfq_model_load(tu_data(fixture_name), &p, &m), SARDFQ_OK);
+    char *dir = tu_make_tmpdir("sardfq_names");
+    const char *path = tu_join(dir, "saved.safetensors");
+    ck_assert_int_eq(sardfq_model_save(m, path), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_model_load(path, &p, &back), SARDFQ_OK);
+    sardfq_model_info info;
+    info.struct_size = sizeof info;
+    ck_assert_int_eq(sardfq_model_get_info(m, &info), SARDFQ_OK);
+    uint8_t *saved_buf, *orig_buf;
+    sfq_st_file saved, orig;
+    parse_file(path, &saved_buf, &saved);
+    parse_file(tu_data(fixture_name), &orig_buf, &orig);
+    tensor_list a = {calloc(4096, sizeof(sfq_tensor)), 0}, b = {calloc(4096, sizeof(sfq_tensor)), 0};
+    ck_assert_int_eq(sfq_tensors_walk(m, collect, &a), 0);
+    ck_assert_int_eq(sfq_tensors_walk(back, collect, &b), 0);
+    ck_assert_int_eq(a.n, b.n);
+    ck_assert_int_eq(saved.n_tensors, a.n);
+    int in_orig = 0;
+    for (int i = 0; i < a.n; i++) {
+        const sfq_tensor *ta = &a.t[i], *tb = &b.t[i];
+        char name[200];
+        ck_assert(ta->id == tb->id && ta->stage == tb->stage && ta->block == tb->block);
+        ck_assert(sfq_tensor_name(info.arch, ta->id, SFQ_NAMES_TIMM, ta->stage, ta->block, name, sizeof name));
+        const sfq_st_tensor *t = sfq_st_find(&saved, name);
+        ck_assert_msg(t != NULL, "%s: '%s' not saved", fixture_name, name);
+        ck_assert_int_eq(t->ndim, ta->ndim);
+        size_t numel = 1;
+        for (int d = 0; d < ta->ndim; d++) {
+            ck_assert_int_eq(t->shape[d], ta->shape[d]);
+            numel *= (size_t)ta->shape[d];
+        }
+        ck_assert_msg(memcmp(ta->data, tb->data, numel * sizeof(float)) == 0, "%s: '%s' differs after save + load",
+                      fixture_name, name);
+        ck_assert(sfq_tensor_name(info.arch, ta->id, flavour, ta->stage, ta->block, name, sizeof name));
+        const int found = sfq_st_find(&orig, name) != NULL;
+        ck_assert_msg(found || (ta->flags & SFQ_NAME_OPTIONAL), "%s: no '%s'", fixture_name, name);
+        in_orig += found;
+    }
+    for (int i = 0; i < orig.n_tensors; i++)
+        in_orig += info.arch == SARDFQ_ARCH_SWIN && (strstr(orig.tensors[i].name, ".relative_position_index") ||
+                                                     strstr(orig.tensors[i].name, ".attn_mask"));
+    ck_assert_int_eq(in_orig, orig.n_tensors);
+    free(a.t);
+    free(b.t);
+    sfq_st_release(&saved);
+    sfq_st_release(&orig);
+    free(saved_buf);
+    free(orig_buf);
+    sardfq_model_free(back);
+    sardfq_model_free(m);
+    tu_rm_rf(dir);
+}
+
+START_TEST(name_table_save_load_symmetry)
+{
+    check_name_symmetry("vit_p16_rgb.model.safetensors", SFQ_NAMES_TIMM);
+    check_name_symmetry("deit_distilled.model.safetensors", SFQ_NAMES_TIMM);
+    check_name_symmetry("tv_vit.model.safetensors", SFQ_NAMES_TV);
+    check_name_symmetry("tv_vit_legacy.model.safetensors", SFQ_NAMES_TV_OLD);
+    check_name_symmetry("swin_a.timm.model.safetensors", SFQ_NAMES_TIMM);
+    check_name_symmetry("swin_a.timm_old.model.safetensors", SFQ_NAMES_TIMM_OLD);
+    check_name_symmetry("swin_a.tv.model.safetensors", SFQ_NAMES_TV);
+    check_name_symmetry("swin_c.clipped.model.safetensors", SFQ_NAMES_TIMM);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("loader");
@@ -423,6 +523,7 @@ int main(void)
     tcase_add_test(tc, not_a_vit);
     tcase_add_test(tc, swin_rules);
     tcase_add_test(tc, not_safetensors_at_all);
+    tcase_add_test(tc, name_table_save_load_symmetry);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

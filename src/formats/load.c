@@ -9,6 +9,7 @@
  * checkpoint with features this graph lacks (layer scale, fc_norm, ...) is
  * refused rather than silently mis-evaluated. */
 #include "safetensors.h"
+#include "names.h"
 #include "qio.h"
 #include "swin.h"
 #include "vit.h"
@@ -65,7 +66,7 @@ static int parse_floats(const char *s, float *out, int max)
 typedef struct {
     const sfq_st_file *st;
     char *used; /* per tensor */
-    int naming;
+    int flavour; /* SFQ_NAMES_*: the file's naming */
     const sardfq_model *m; /* for quantized weights (U8 codes) */
 } bind_ctx;
 
@@ -136,20 +137,13 @@ static sardfq_status bind(bind_ctx *b, const char *name, int optional, float *ds
 }
 
 #define SHAPE(...) ((const int64_t[]){__VA_ARGS__})
-/* Inside bind_all / bind_swin: bind one tensor or fail to their `out`. */
-#define BIND(nm, opt, dst, nd, ...)                                                     \
-    do {                                                                                \
-        s = bind(&bc, nm, opt, (float *)(dst), nd, SHAPE(__VA_ARGS__));                 \
-        if (s != SARDFQ_OK)                                                             \
-            goto out;                                                                   \
-    } while (0)
 
 /* Start binding st into m: the per-tensor "used" marks, and for a
  * quantized file its quantizers (which also mark their tensors). On
  * failure bc->used is NULL or must be freed by the caller. */
-static sardfq_status bind_open(bind_ctx *bc, const sfq_st_file *st, int naming, sardfq_model *m)
+static sardfq_status bind_open(bind_ctx *bc, const sfq_st_file *st, int flavour, sardfq_model *m)
 {
-    *bc = (bind_ctx){st, sfq_alloc_zero((size_t)st->n_tensors + 1), naming, m};
+    *bc = (bind_ctx){st, sfq_alloc_zero((size_t)st->n_tensors + 1), flavour, m};
     if (!bc->used)
         return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
     if (sfq_qfile_is_quantized(st))
@@ -157,38 +151,12 @@ static sardfq_status bind_open(bind_ctx *bc, const sfq_st_file *st, int naming, 
     return SARDFQ_OK;
 }
 
-typedef struct {
-    const char *patch_w, *patch_b, *cls, *dist, *pos, *norm_w, *norm_b, *head_w, *head_b,
-        *head_dist_w, *head_dist_b;
-} global_names;
-
-static const global_names TIMM_NAMES = {
-    "patch_embed.proj.weight", "patch_embed.proj.bias", "cls_token", "dist_token", "pos_embed",
-    "norm.weight", "norm.bias", "head.weight", "head.bias", "head_dist.weight", "head_dist.bias"};
-static const global_names TV_NAMES = {
-    "conv_proj.weight", "conv_proj.bias", "class_token", NULL, "encoder.pos_embedding",
-    "encoder.ln.weight", "encoder.ln.bias", "heads.head.weight", "heads.head.bias", NULL, NULL};
-
-/* Name of tensor `what` of block l in buf. what: 0 ln1.w 1 ln1.b 2 qkv.w
- * 3 qkv.b 4 proj.w 5 proj.b 6 ln2.w 7 ln2.b 8 fc1.w 9 fc1.b 10 fc2.w 11 fc2.b */
-static void block_name(char *buf, size_t n, int naming, int legacy_mlp, int l, int what)
+/* Tensor id (stage s, block b) of arch in naming flavour: its name into buf
+ * (n bytes) and the file's tensor of that name, or NULL. */
+static const sfq_st_tensor *named(const sfq_st_file *st, int arch, int id, int flavour, int s, int b, char *buf,
+                                  size_t n)
 {
-    static const char *timm[] = {"norm1.weight", "norm1.bias",  "attn.qkv.weight",
-                                 "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",
-                                 "norm2.weight", "norm2.bias",  "mlp.fc1.weight",
-                                 "mlp.fc1.bias",  "mlp.fc2.weight", "mlp.fc2.bias"};
-    static const char *tv[] = {"ln_1.weight", "ln_1.bias", "self_attention.in_proj_weight",
-                               "self_attention.in_proj_bias", "self_attention.out_proj.weight",
-                               "self_attention.out_proj.bias", "ln_2.weight", "ln_2.bias",
-                               "mlp.0.weight", "mlp.0.bias", "mlp.3.weight", "mlp.3.bias"};
-    static const char *tv_legacy[] = {"mlp.linear_1.weight", "mlp.linear_1.bias",
-                                      "mlp.linear_2.weight", "mlp.linear_2.bias"};
-    if (naming == SARDFQ_NAMING_TIMM)
-        snprintf(buf, n, "blocks.%d.%s", l, timm[what]);
-    else if (legacy_mlp && what >= 8)
-        snprintf(buf, n, "encoder.layers.encoder_layer_%d.%s", l, tv_legacy[what - 8]);
-    else
-        snprintf(buf, n, "encoder.layers.encoder_layer_%d.%s", l, tv[what]);
+    return sfq_tensor_name(arch, id, flavour, s, b, buf, n) ? sfq_st_find(st, buf) : NULL;
 }
 
 static sardfq_status metadata_int(const sfq_st_file *st, const char *key, long lo, long hi,
@@ -307,29 +275,26 @@ static sardfq_status configure_transform(const sfq_st_file *st, sardfq_model_inf
 }
 
 static sardfq_status configure(const sfq_st_file *st, const sardfq_model_params *p,
-                               sardfq_model_info *cfg, int *naming, int *legacy_mlp)
+                               sardfq_model_info *cfg, int *flavour)
 {
+    const int A = SARDFQ_ARCH_VIT;
+    char pw[96], hwn[96], posn[96], name[160];
     memset(cfg, 0, sizeof *cfg);
     cfg->struct_size = sizeof *cfg;
-    const global_names *g;
-    if (sfq_st_find(st, TIMM_NAMES.patch_w)) {
-        *naming = SARDFQ_NAMING_TIMM;
-        g = &TIMM_NAMES;
-    } else if (sfq_st_find(st, TV_NAMES.patch_w)) {
-        *naming = SARDFQ_NAMING_TORCHVISION;
-        g = &TV_NAMES;
-    } else {
-        return sfq_fail(SARDFQ_E_FORMAT, "not a ViT checkpoint: no 'patch_embed.proj.weight' "
-                                         "(timm) or 'conv_proj.weight' (torchvision) tensor");
-    }
-    cfg->naming = *naming;
-    sardfq_status ps = patch_embedding(sfq_st_find(st, g->patch_w), g->patch_w, cfg);
+    *flavour = named(st, A, SFQ_T_PATCH_W, SFQ_NAMES_TIMM, 0, 0, pw, sizeof pw)      ? SFQ_NAMES_TIMM
+               : named(st, A, SFQ_T_PATCH_W, SFQ_NAMES_TV, 0, 0, name, sizeof name) ? SFQ_NAMES_TV
+                                                                                     : -1;
+    if (*flavour < 0)
+        return sfq_fail(SARDFQ_E_FORMAT, "not a ViT checkpoint: no '%s' (timm) or '%s' (torchvision) tensor", pw,
+                        name);
+    cfg->naming = *flavour == SFQ_NAMES_TIMM ? SARDFQ_NAMING_TIMM : SARDFQ_NAMING_TORCHVISION;
+    sardfq_status ps = patch_embedding(named(st, A, SFQ_T_PATCH_W, *flavour, 0, 0, pw, sizeof pw), pw, cfg);
     if (ps)
         return ps;
     const int D = cfg->embed_dim;
 
     /* architecture */
-    const int distilled = g->dist && sfq_st_find(st, g->dist) != NULL;
+    const int distilled = named(st, A, SFQ_T_DIST, *flavour, 0, 0, name, sizeof name) != NULL;
     cfg->arch = distilled ? SARDFQ_ARCH_DEIT_DISTILLED : SARDFQ_ARCH_VIT;
     cfg->source[SARDFQ_FIELD_ARCH] = SARDFQ_SOURCE_SHAPES;
     const char *arch = sfq_st_meta(st, "arch");
@@ -346,11 +311,9 @@ static sardfq_status configure(const sfq_st_file *st, const sardfq_model_params 
     cfg->num_prefix_tokens = distilled ? 2 : 1;
 
     /* depth: consecutive blocks from 0 */
-    char name[160];
     int depth = 0;
     for (;;) {
-        block_name(name, sizeof name, *naming, 0, depth, 0);
-        if (!sfq_st_find(st, name) || depth == MAX_DEPTH)
+        if (!named(st, A, SFQ_T_LN1_W, *flavour, 0, depth, name, sizeof name) || depth == MAX_DEPTH)
             break;
         depth++;
     }
@@ -359,13 +322,10 @@ static sardfq_status configure(const sfq_st_file *st, const sardfq_model_params 
     cfg->depth = depth;
 
     /* mlp hidden from fc1 (torchvision: mlp.0 or legacy mlp.linear_1) */
-    *legacy_mlp = 0;
-    block_name(name, sizeof name, *naming, 0, 0, 8);
-    const sfq_st_tensor *fc1 = sfq_st_find(st, name);
-    if (!fc1 && *naming == SARDFQ_NAMING_TORCHVISION) {
-        block_name(name, sizeof name, *naming, 1, 0, 8);
-        fc1 = sfq_st_find(st, name);
-        *legacy_mlp = fc1 != NULL;
+    const sfq_st_tensor *fc1 = named(st, A, SFQ_T_FC1_W, *flavour, 0, 0, name, sizeof name);
+    if (!fc1 && *flavour == SFQ_NAMES_TV) {
+        fc1 = named(st, A, SFQ_T_FC1_W, SFQ_NAMES_TV_OLD, 0, 0, name, sizeof name);
+        *flavour = fc1 ? SFQ_NAMES_TV_OLD : *flavour;
     }
     if (!fc1)
         return sfq_fail(SARDFQ_E_FORMAT, "missing tensor '%s'", name);
@@ -385,21 +345,21 @@ static sardfq_status configure(const sfq_st_file *st, const sardfq_model_params 
     }
 
     /* classes */
-    const sfq_st_tensor *hw = sfq_st_find(st, g->head_w);
+    const sfq_st_tensor *hw = named(st, A, SFQ_T_HEAD_W, *flavour, 0, 0, hwn, sizeof hwn);
     if (!hw)
-        return sfq_fail(SARDFQ_E_FORMAT, "missing tensor '%s' (classification head)", g->head_w);
+        return sfq_fail(SARDFQ_E_FORMAT, "missing tensor '%s' (classification head)", hwn);
     if (hw->ndim != 2 || hw->shape[1] != D || hw->shape[0] < 1 || hw->shape[0] > 1000000)
-        return sfq_fail(SARDFQ_E_SHAPE, "'%s' must be [classes, %d]", g->head_w, D);
+        return sfq_fail(SARDFQ_E_SHAPE, "'%s' must be [classes, %d]", hwn, D);
     cfg->num_classes = (int)hw->shape[0];
 
     /* tokens and image size */
-    const sfq_st_tensor *pos = sfq_st_find(st, g->pos);
+    const sfq_st_tensor *pos = named(st, A, SFQ_T_POS, *flavour, 0, 0, posn, sizeof posn);
     if (!pos)
-        return sfq_fail(SARDFQ_E_FORMAT, "missing tensor '%s'", g->pos);
+        return sfq_fail(SARDFQ_E_FORMAT, "missing tensor '%s'", posn);
     if (pos->ndim != 3 || pos->shape[0] != 1 || pos->shape[2] != D ||
         pos->shape[1] <= cfg->num_prefix_tokens || pos->shape[1] > 1000000)
         return sfq_fail(SARDFQ_E_SHAPE, "'%s' must be [1, tokens, %d] with more than %d tokens",
-                        g->pos, D, cfg->num_prefix_tokens);
+                        posn, D, cfg->num_prefix_tokens);
     cfg->num_tokens = (int)pos->shape[1];
     const int grid_tokens = cfg->num_tokens - cfg->num_prefix_tokens;
     int img_found;
@@ -414,7 +374,7 @@ static sardfq_status configure(const sfq_st_file *st, const sardfq_model_params 
             return sfq_fail(SARDFQ_E_SHAPE,
                             "img_size %dx%d with patch %d gives %d patches but '%s' has %d",
                             cfg->img_h, cfg->img_w, cfg->patch_size,
-                            (cfg->img_h / cfg->patch_size) * (cfg->img_w / cfg->patch_size), g->pos,
+                            (cfg->img_h / cfg->patch_size) * (cfg->img_w / cfg->patch_size), posn,
                             grid_tokens);
     } else {
         int side = (int)lrint(sqrt((double)grid_tokens));
@@ -431,11 +391,11 @@ static sardfq_status configure(const sfq_st_file *st, const sardfq_model_params 
 
     /* metadata that must agree with shapes */
     sardfq_status s;
-    if ((s = agree(st, "embed_dim", D, g->patch_w, &cfg->source[SARDFQ_FIELD_EMBED_DIM])) ||
-        (s = agree(st, "in_chans", cfg->in_chans, g->patch_w, &cfg->source[SARDFQ_FIELD_IN_CHANS])) ||
-        (s = agree(st, "patch_size", cfg->patch_size, g->patch_w, &cfg->source[SARDFQ_FIELD_PATCH_SIZE])) ||
+    if ((s = agree(st, "embed_dim", D, pw, &cfg->source[SARDFQ_FIELD_EMBED_DIM])) ||
+        (s = agree(st, "in_chans", cfg->in_chans, pw, &cfg->source[SARDFQ_FIELD_IN_CHANS])) ||
+        (s = agree(st, "patch_size", cfg->patch_size, pw, &cfg->source[SARDFQ_FIELD_PATCH_SIZE])) ||
         (s = agree(st, "depth", cfg->depth, "the block count", &cfg->source[SARDFQ_FIELD_DEPTH])) ||
-        (s = agree(st, "num_classes", cfg->num_classes, g->head_w, &cfg->source[SARDFQ_FIELD_NUM_CLASSES])))
+        (s = agree(st, "num_classes", cfg->num_classes, hwn, &cfg->source[SARDFQ_FIELD_NUM_CLASSES])))
         return s;
 
     /* heads: params, metadata, else head_dim 64 */
@@ -467,98 +427,13 @@ static sardfq_status configure(const sfq_st_file *st, const sardfq_model_params 
     return configure_transform(st, cfg, 1e-6f);
 }
 
-static sardfq_status bind_all(sardfq_model *m, const sfq_st_file *st, int naming, int legacy_mlp)
-{
-    const sardfq_model_info *cfg = &m->info;
-    const int64_t D = cfg->embed_dim, C = cfg->in_chans, P = cfg->patch_size, M = cfg->mlp_hidden,
-                  K = cfg->num_classes, N = cfg->num_tokens;
-    const global_names *g = naming == SARDFQ_NAMING_TIMM ? &TIMM_NAMES : &TV_NAMES;
-    bind_ctx bc;
-    sardfq_status s = bind_open(&bc, st, naming, m);
-    if (s)
-        goto out;
-    BIND(g->patch_w, 0, m->patch_w, 4, D, C, P, P);
-    BIND(g->patch_b, 0, m->patch_b, 1, D);
-    BIND(g->cls, 0, m->cls, 3, 1, 1, D);
-    if (m->dist)
-        BIND(g->dist, 0, m->dist, 3, 1, 1, D);
-    BIND(g->pos, 0, m->pos, 3, 1, N, D);
-    for (int l = 0; l < cfg->depth; l++) {
-        sfq_block *b = &m->blocks[l];
-        const float *dsts[12] = {b->ln1_w, b->ln1_b, b->qkv_w, b->qkv_b, b->proj_w, b->proj_b,
-                                 b->ln2_w, b->ln2_b, b->fc1_w, b->fc1_b, b->fc2_w, b->fc2_b};
-        const int64_t shapes[12][2] = {{D, 0}, {D, 0}, {3 * D, D}, {3 * D, 0}, {D, D}, {D, 0},
-                                       {D, 0}, {D, 0}, {M, D},     {M, 0},     {D, M}, {D, 0}};
-        for (int w = 0; w < 12; w++) {
-            char name[160];
-            block_name(name, sizeof name, naming, legacy_mlp, l, w);
-            int nd = shapes[w][1] ? 2 : 1;
-            /* timm allows qkv_bias=False: a missing qkv bias is zero */
-            s = bind(&bc, name, w == 3, (float *)dsts[w], nd, shapes[w]);
-            if (s != SARDFQ_OK)
-                goto out;
-        }
-    }
-    BIND(g->norm_w, 0, m->norm_w, 1, D);
-    BIND(g->norm_b, 0, m->norm_b, 1, D);
-    BIND(g->head_w, 0, m->head_w, 2, K, D);
-    BIND(g->head_b, 0, m->head_b, 1, K);
-    if (m->dist) {
-        BIND(g->head_dist_w, 0, m->head_dist_w, 2, K, D);
-        BIND(g->head_dist_b, 0, m->head_dist_b, 1, K);
-    }
-    for (int i = 0; i < st->n_tensors; i++)
-        if (!bc.used[i]) {
-            s = sfq_fail(SARDFQ_E_UNSUPPORTED,
-                         "tensor '%s' is not part of the supported ViT graph (layer scale, "
-                         "fc_norm, extra blocks and other variants are not supported)",
-                         st->tensors[i].name);
-            goto out;
-        }
-out:
-    sfq_free(bc.used);
-    return s;
-}
-
 /* ---- Swin ----------------------------------------------------------------- */
-
-/* Where a Swin checkpoint keeps its tensors. */
-enum { SWIN_TIMM, SWIN_TIMM_OLD, SWIN_TV };
-
-/* Block tensor `what` (0..12: norm1 w/b, qkv w/b, proj w/b, relative bias
- * table, norm2 w/b, fc1 w/b, fc2 w/b) of block b of stage s. */
-static void swin_block_name(char *buf, size_t n, int layout, int s, int b, int what)
-{
-    static const char *timm[] = {"norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias",
-                                 "attn.proj.weight", "attn.proj.bias", "attn.relative_position_bias_table",
-                                 "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias",
-                                 "mlp.fc2.weight", "mlp.fc2.bias"};
-    static const char *tv_mlp[] = {"mlp.0.weight", "mlp.0.bias", "mlp.3.weight", "mlp.3.bias"};
-    if (layout == SWIN_TV)
-        snprintf(buf, n, "features.%d.%d.%s", 2 * s + 1, b, what >= 9 ? tv_mlp[what - 9] : timm[what]);
-    else
-        snprintf(buf, n, "layers.%d.blocks.%d.%s", s, b, timm[what]);
-}
-
-/* Patch merging into stage s >= 1: what 0 norm.weight, 1 norm.bias,
- * 2 reduction.weight. */
-static void swin_merge_name(char *buf, size_t n, int layout, int s, int what)
-{
-    static const char *w[] = {"norm.weight", "norm.bias", "reduction.weight", "reduction.bias"};
-    if (layout == SWIN_TV)
-        snprintf(buf, n, "features.%d.%s", 2 * s, w[what]);
-    else
-        snprintf(buf, n, "layers.%d.downsample.%s", layout == SWIN_TIMM_OLD ? s - 1 : s, w[what]);
-}
-
-typedef struct {
-    int layout;
-    const char *patch_w, *patch_b, *pe_norm_w, *pe_norm_b, *head_w, *head_b;
-} swin_names;
 
 static int is_swin(const sfq_st_file *st)
 {
-    return sfq_st_find(st, "layers.0.blocks.0.norm1.weight") || sfq_st_find(st, "features.1.0.norm1.weight");
+    char name[96];
+    return named(st, SARDFQ_ARCH_SWIN, SFQ_T_LN1_W, SFQ_NAMES_TIMM, 0, 0, name, sizeof name) ||
+           named(st, SARDFQ_ARCH_SWIN, SFQ_T_LN1_W, SFQ_NAMES_TV, 0, 0, name, sizeof name);
 }
 
 /* Parse a comma list of up to SARDFQ_MAX_STAGES positive integers. */
@@ -595,8 +470,10 @@ static sardfq_status agree_list(const sfq_st_file *st, const char *key, const in
 }
 
 static sardfq_status configure_swin(const sfq_st_file *st, const sardfq_model_params *p, sardfq_model_info *cfg,
-                                    swin_names *nm)
+                                    int *flavour)
 {
+    const int A = SARDFQ_ARCH_SWIN;
+    char pwn[96], hwn[96], name[200];
     memset(cfg, 0, sizeof *cfg);
     cfg->struct_size = sizeof *cfg;
     cfg->arch = SARDFQ_ARCH_SWIN;
@@ -612,59 +489,38 @@ static sardfq_status configure_swin(const sfq_st_file *st, const sardfq_model_pa
     if (p->num_heads > 0)
         return sfq_fail(SARDFQ_E_INVALID_ARG,
                         "num_heads cannot be overridden for a Swin model (its relative-position tables give the heads)");
-    const int tv = sfq_st_find(st, "features.0.0.weight") != NULL;
-    memset(nm, 0, sizeof *nm);
-    if (tv) {
-        nm->layout = SWIN_TV;
-        cfg->naming = SARDFQ_NAMING_TORCHVISION;
-        nm->patch_w = "features.0.0.weight";
-        nm->patch_b = "features.0.0.bias";
-        nm->pe_norm_w = "features.0.2.weight";
-        nm->pe_norm_b = "features.0.2.bias";
-        nm->head_w = "head.weight";
-        nm->head_b = "head.bias";
-    } else {
-        /* current timm merges at the start of stages 1.., older timm at the
-         * end of stages ..S-2 (so layers.0.downsample exists) */
-        nm->layout = sfq_st_find(st, "layers.0.downsample.reduction.weight") ? SWIN_TIMM_OLD : SWIN_TIMM;
-        cfg->naming = SARDFQ_NAMING_TIMM;
-        nm->patch_w = "patch_embed.proj.weight";
-        nm->patch_b = "patch_embed.proj.bias";
-        nm->pe_norm_w = "patch_embed.norm.weight";
-        nm->pe_norm_b = "patch_embed.norm.bias";
-        const int fc = sfq_st_find(st, "head.fc.weight") != NULL;
-        nm->head_w = fc ? "head.fc.weight" : "head.weight";
-        nm->head_b = fc ? "head.fc.bias" : "head.bias";
-    }
-    const sfq_st_tensor *pw = sfq_st_find(st, nm->patch_w);
+    const int tv = named(st, A, SFQ_T_PATCH_W, SFQ_NAMES_TV, 0, 0, name, sizeof name) != NULL;
+    /* older timm (< 0.9) merges at the end of stages ..S-2 (so the merge into
+     * stage 1 is layers.0.downsample) and names the head head.weight */
+    const int old = named(st, A, SFQ_T_DS_RED_W, SFQ_NAMES_TIMM_OLD, 1, 0, name, sizeof name) ||
+                    !named(st, A, SFQ_T_HEAD_W, SFQ_NAMES_TIMM, 0, 0, name, sizeof name);
+    *flavour = tv ? SFQ_NAMES_TV : old ? SFQ_NAMES_TIMM_OLD : SFQ_NAMES_TIMM;
+    cfg->naming = tv ? SARDFQ_NAMING_TORCHVISION : SARDFQ_NAMING_TIMM;
+    const sfq_st_tensor *pw = named(st, A, SFQ_T_PATCH_W, *flavour, 0, 0, pwn, sizeof pwn);
     if (!pw)
-        return sfq_fail(SARDFQ_E_FORMAT, "Swin checkpoint without '%s'", nm->patch_w);
-    sardfq_status s = patch_embedding(pw, nm->patch_w, cfg);
+        return sfq_fail(SARDFQ_E_FORMAT, "Swin checkpoint without '%s'", pwn);
+    sardfq_status s = patch_embedding(pw, pwn, cfg);
     if (s)
         return s;
     /* stages, blocks, widths, heads and window from the tensors */
-    char name[200];
     int S = 0;
     for (;;) {
-        swin_block_name(name, sizeof name, nm->layout, S, 0, 0);
-        if (!sfq_st_find(st, name))
+        const sfq_st_tensor *n1 = named(st, A, SFQ_T_LN1_W, *flavour, S, 0, name, sizeof name);
+        if (!n1)
             break;
         if (S == SARDFQ_MAX_STAGES)
             return sfq_fail(SARDFQ_E_UNSUPPORTED, "more than %d Swin stages", SARDFQ_MAX_STAGES);
-        const sfq_st_tensor *n1 = sfq_st_find(st, name);
         if (n1->ndim != 1 || n1->shape[0] < 1 || n1->shape[0] > MAX_DIM)
             return sfq_fail(SARDFQ_E_SHAPE, "'%s' must be a vector", name);
         cfg->stage_dim[S] = (int)n1->shape[0];
         int b = 0;
         for (;;) {
-            swin_block_name(name, sizeof name, nm->layout, S, b, 0);
-            if (!sfq_st_find(st, name) || b == MAX_DEPTH)
+            if (!named(st, A, SFQ_T_LN1_W, *flavour, S, b, name, sizeof name) || b == MAX_DEPTH)
                 break;
             b++;
         }
         cfg->stage_depth[S] = b;
-        swin_block_name(name, sizeof name, nm->layout, S, 0, 6);
-        const sfq_st_tensor *tb = sfq_st_find(st, name);
+        const sfq_st_tensor *tb = named(st, A, SFQ_T_REL_TABLE, *flavour, S, 0, name, sizeof name);
         if (!tb)
             return sfq_fail(SARDFQ_E_FORMAT, "missing tensor '%s'", name);
         if (tb->ndim != 2 || tb->shape[1] < 1 || tb->shape[1] > 4096)
@@ -690,19 +546,18 @@ static sardfq_status configure_swin(const sfq_st_file *st, const sardfq_model_pa
         return sfq_fail(SARDFQ_E_FORMAT, "no Swin block found");
     cfg->num_stages = S;
     if (pw->shape[0] != cfg->stage_dim[0])
-        return sfq_fail(SARDFQ_E_SHAPE, "'%s' has %lld channels but stage 0 is %d wide", nm->patch_w,
+        return sfq_fail(SARDFQ_E_SHAPE, "'%s' has %lld channels but stage 0 is %d wide", pwn,
                         (long long)pw->shape[0], cfg->embed_dim);
-    swin_block_name(name, sizeof name, nm->layout, 0, 0, 9);
-    const sfq_st_tensor *fc1 = sfq_st_find(st, name);
+    const sfq_st_tensor *fc1 = named(st, A, SFQ_T_FC1_W, *flavour, 0, 0, name, sizeof name);
     if (!fc1 || fc1->ndim != 2 || fc1->shape[1] != cfg->embed_dim || fc1->shape[0] < 1 || fc1->shape[0] > 16 * MAX_DIM)
         return sfq_fail(SARDFQ_E_SHAPE, "'%s' must be [hidden, %d]", name, cfg->embed_dim);
     cfg->mlp_hidden = (int)fc1->shape[0];
     cfg->source[SARDFQ_FIELD_MLP_HIDDEN] = SARDFQ_SOURCE_SHAPES;
-    const sfq_st_tensor *hw = sfq_st_find(st, nm->head_w);
+    const sfq_st_tensor *hw = named(st, A, SFQ_T_HEAD_W, *flavour, 0, 0, hwn, sizeof hwn);
     if (!hw)
-        return sfq_fail(SARDFQ_E_FORMAT, "missing tensor '%s' (classification head)", nm->head_w);
+        return sfq_fail(SARDFQ_E_FORMAT, "missing tensor '%s' (classification head)", hwn);
     if (hw->ndim != 2 || hw->shape[0] < 1 || hw->shape[0] > 1000000)
-        return sfq_fail(SARDFQ_E_SHAPE, "'%s' must be [classes, features]", nm->head_w);
+        return sfq_fail(SARDFQ_E_SHAPE, "'%s' must be [classes, features]", hwn);
     cfg->num_classes = (int)hw->shape[0];
     /* image size: metadata, else timm's 224 */
     int found;
@@ -725,10 +580,10 @@ static sardfq_status configure_swin(const sfq_st_file *st, const sardfq_model_pa
                             "implemented)",
                             cfg->img_h, cfg->img_w, si, cfg->grid_h >> si, cfg->grid_w >> si, cfg->window_size);
     int32_t src_depth = SARDFQ_SOURCE_SHAPES, src_heads = SARDFQ_SOURCE_SHAPES;
-    if ((s = agree(st, "embed_dim", cfg->embed_dim, nm->patch_w, &cfg->source[SARDFQ_FIELD_EMBED_DIM])) ||
-        (s = agree(st, "in_chans", cfg->in_chans, nm->patch_w, &cfg->source[SARDFQ_FIELD_IN_CHANS])) ||
-        (s = agree(st, "patch_size", cfg->patch_size, nm->patch_w, &cfg->source[SARDFQ_FIELD_PATCH_SIZE])) ||
-        (s = agree(st, "num_classes", cfg->num_classes, nm->head_w, &cfg->source[SARDFQ_FIELD_NUM_CLASSES])) ||
+    if ((s = agree(st, "embed_dim", cfg->embed_dim, pwn, &cfg->source[SARDFQ_FIELD_EMBED_DIM])) ||
+        (s = agree(st, "in_chans", cfg->in_chans, pwn, &cfg->source[SARDFQ_FIELD_IN_CHANS])) ||
+        (s = agree(st, "patch_size", cfg->patch_size, pwn, &cfg->source[SARDFQ_FIELD_PATCH_SIZE])) ||
+        (s = agree(st, "num_classes", cfg->num_classes, hwn, &cfg->source[SARDFQ_FIELD_NUM_CLASSES])) ||
         (s = agree_list(st, "depths", cfg->stage_depth, S, &src_depth)) ||
         (s = agree_list(st, "num_heads", cfg->stage_heads, S, &src_heads)))
         return s;
@@ -765,74 +620,43 @@ static sardfq_status bind_clipped_table(bind_ctx *bc, const char *name, const sf
     return s;
 }
 
-static sardfq_status bind_swin(sardfq_model *m, const sfq_st_file *st, const swin_names *nm)
+/* Bind tensor t of the model from the file, under the file's naming. */
+static int bind_tensor(void *ctx, const sfq_tensor *t)
 {
-    const sardfq_model_info *cfg = &m->info;
-    const sfq_swin *sw = m->swin;
-    const int64_t C0 = cfg->embed_dim, Cin = cfg->in_chans, P = cfg->patch_size, K = cfg->num_classes,
-                  Cf = cfg->num_features, win = cfg->window_size;
+    bind_ctx *bc = ctx;
     char name[200];
+    if (!sfq_tensor_name(bc->m->info.arch, t->id, bc->flavour, t->stage, t->block, name, sizeof name))
+        return sfq_fail(SARDFQ_E_INTERNAL, "tensor %d has no name in this naming", t->id);
+    if (t->id == SFQ_T_REL_TABLE)
+        return bind_clipped_table(bc, name, &bc->m->swin->st[t->stage], bc->m->info.window_size, t->data);
+    return bind(bc, name, t->flags & SFQ_NAME_OPTIONAL, t->data, t->ndim, t->shape);
+}
+
+/* Bind every tensor of m (names.c's table) from st, then refuse any tensor
+ * of the file that the graph would not use. */
+static sardfq_status bind_model(sardfq_model *m, const sfq_st_file *st, int flavour)
+{
     bind_ctx bc;
-    sardfq_status s = bind_open(&bc, st, cfg->naming, m);
-    if (s)
-        goto out;
-    BIND(nm->patch_w, 0, m->patch_w, 4, C0, Cin, P, P);
-    BIND(nm->patch_b, 0, m->patch_b, 1, C0);
-    BIND(nm->pe_norm_w, 0, sw->pe_norm_w, 1, C0);
-    BIND(nm->pe_norm_b, 0, sw->pe_norm_b, 1, C0);
-    for (int si = 0; si < sw->n_stages; si++) {
-        const sfq_swin_stage *g = &sw->st[si];
-        const int64_t C = g->dim, M = g->hidden, T = (2 * win - 1) * (2 * win - 1), h = g->heads;
-        if (si) {
-            swin_merge_name(name, sizeof name, nm->layout, si, 0);
-            BIND(name, 0, g->ds_norm_w, 1, 2 * C);
-            swin_merge_name(name, sizeof name, nm->layout, si, 1);
-            BIND(name, 0, g->ds_norm_b, 1, 2 * C);
-            swin_merge_name(name, sizeof name, nm->layout, si, 2);
-            BIND(name, 0, g->ds_red_w, 2, C, 2 * C);
-            /* a reduction bias exists only in files this library wrote
-             * after RepQ-ViT's reparameterisation */
-            swin_merge_name(name, sizeof name, nm->layout, si, 3);
-            BIND(name, 1, g->ds_red_b, 1, C);
-        }
-        for (int b = 0; b < g->depth; b++) {
-            const sfq_block *k = &m->blocks[g->first + b];
-            const float *dsts[13] = {k->ln1_w, k->ln1_b, k->qkv_w, k->qkv_b, k->proj_w, k->proj_b, k->rel_table,
-                                     k->ln2_w, k->ln2_b, k->fc1_w, k->fc1_b, k->fc2_w, k->fc2_b};
-            const int64_t shapes[13][2] = {{C, 0}, {C, 0}, {3 * C, C}, {3 * C, 0}, {C, C}, {C, 0}, {T, h},
-                                           {C, 0}, {C, 0}, {M, C},     {M, 0},     {C, M}, {C, 0}};
-            for (int wi = 0; wi < 13; wi++) {
-                swin_block_name(name, sizeof name, nm->layout, si, b, wi);
-                if (wi == 6 && (s = bind_clipped_table(&bc, name, g, (int)win, (float *)dsts[wi])) != SARDFQ_OK)
-                    goto out;
-                if (wi == 6)
-                    continue;
-                s = bind(&bc, name, wi == 3, (float *)dsts[wi], shapes[wi][1] ? 2 : 1, shapes[wi]);
-                if (s != SARDFQ_OK)
-                    goto out;
-            }
-        }
-    }
-    BIND("norm.weight", 0, m->norm_w, 1, Cf);
-    BIND("norm.bias", 0, m->norm_b, 1, Cf);
-    BIND(nm->head_w, 0, m->head_w, 2, K, Cf);
-    BIND(nm->head_b, 0, m->head_b, 1, K);
-    for (int i = 0; i < st->n_tensors; i++) {
-        if (bc.used[i])
-            continue;
-        /* buffers that older checkpoints store: rebuilt from the geometry */
+    sardfq_status s = bind_open(&bc, st, flavour, m);
+    if (!s)
+        s = (sardfq_status)sfq_tensors_walk(m, bind_tensor, &bc);
+    for (int i = 0; !s && i < st->n_tensors; i++) {
+        /* Swin: buffers that older checkpoints store, rebuilt from the
+         * geometry */
         const char *tn = st->tensors[i].name;
         const size_t len = strlen(tn);
-        if ((len > 24 && !strcmp(tn + len - 24, ".relative_position_index")) ||
-            (len > 10 && !strcmp(tn + len - 10, ".attn_mask")))
+        if (bc.used[i] || (m->swin && ((len > 24 && !strcmp(tn + len - 24, ".relative_position_index")) ||
+                                       (len > 10 && !strcmp(tn + len - 10, ".attn_mask")))))
             continue;
-        s = sfq_fail(SARDFQ_E_UNSUPPORTED,
-                     "tensor '%s' is not part of the supported Swin graph (absolute position embedding, "
-                     "Swin V2 and other variants are not supported)",
-                     tn);
-        goto out;
+        s = m->swin ? sfq_fail(SARDFQ_E_UNSUPPORTED,
+                               "tensor '%s' is not part of the supported Swin graph (absolute position "
+                               "embedding, Swin V2 and other variants are not supported)",
+                               tn)
+                    : sfq_fail(SARDFQ_E_UNSUPPORTED,
+                               "tensor '%s' is not part of the supported ViT graph (layer scale, "
+                               "fc_norm, extra blocks and other variants are not supported)",
+                               tn);
     }
-out:
     sfq_free(bc.used);
     return s;
 }
@@ -884,23 +708,13 @@ static sardfq_status load_parsed_view(const sfq_st_file *st, const sardfq_model_
     sardfq_model *m = sfq_alloc_zero(sizeof *m);
     if (!m)
         return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
-    int naming = 0, legacy = 0;
+    int flavour = SFQ_NAMES_TIMM;
     m->n_threads = p->n_threads;
-    sardfq_status s;
-    if (is_swin(st)) {
-        swin_names nm;
-        s = configure_swin(st, p, &m->info, &nm);
-        if (!s)
-            s = sfq_model_alloc_params(m);
-        if (!s)
-            s = bind_swin(m, st, &nm);
-    } else {
-        s = configure(st, p, &m->info, &naming, &legacy);
-        if (!s)
-            s = sfq_model_alloc_params(m);
-        if (!s)
-            s = bind_all(m, st, naming, legacy);
-    }
+    sardfq_status s = is_swin(st) ? configure_swin(st, p, &m->info, &flavour) : configure(st, p, &m->info, &flavour);
+    if (!s)
+        s = sfq_model_alloc_params(m);
+    if (!s)
+        s = bind_model(m, st, flavour);
     if (!s)
         s = copy_metadata(m, st);
     if (s) {

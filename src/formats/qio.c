@@ -16,26 +16,12 @@
  * quantizer's fake quantization, so a loaded model is bitwise the saved one. */
 #include "qio.h"
 
+#include "names.h"
 #include "vit.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-void sfq_qlin_tensor_name(const sardfq_model_info *cfg, int i, char *buf, size_t n)
-{
-    if (i == 0) {
-        snprintf(buf, n, "patch_embed.proj.weight");
-        return;
-    }
-    if (cfg->arch == SARDFQ_ARCH_SWIN && i == sfq_qlin_head(cfg)) {
-        snprintf(buf, n, "head.fc.weight"); /* current timm */
-        return;
-    }
-    char lin[96];
-    sfq_qlin_name(cfg, i, lin, sizeof lin);
-    snprintf(buf, n, "%s.weight", lin);
-}
 
 size_t sfq_qcodes_row_bytes(int bits, int cols)
 {

@@ -6,10 +6,6 @@
 #include "qspec.h"
 #include "safetensors.h"
 
-/* The weight tensor of linear i: "patch_embed.proj.weight",
- * "blocks.0.attn.qkv.weight", "head.weight", ... */
-void sfq_qlin_tensor_name(const sardfq_model_info *cfg, int i, char *buf, size_t n);
-
 /* Bytes per row of codes: packed two per byte at <= 4 bits. */
 size_t sfq_qcodes_row_bytes(int bits, int cols);
 /* Codes of the fake-quantized weight w [nrows][cols] under rows[] (every

@@ -1,11 +1,10 @@
 /* save.c - sardfq_model_save: a model (floating-point or quantized) as a
  * timm-named safetensors file that sardfq_model_load reads back exactly
  * (quantized layout in qio.c). */
+#include "names.h"
 #include "qio.h"
-#include "swin.h"
 #include "vit.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -63,7 +62,7 @@ static int own(plan *p, void *buf)
 }
 
 /* Add a tensor (data borrowed, or owned by the plan through own()). */
-static int add(plan *p, const char *name, sfq_dtype dt, const void *data, int nd, ...)
+static int add(plan *p, const char *name, sfq_dtype dt, const void *data, int nd, const int64_t *shape)
 {
     if (p->n >= p->cap)
         return 0;
@@ -76,11 +75,7 @@ static int add(plan *p, const char *name, sfq_dtype dt, const void *data, int nd
     t->dtype = dt;
     t->ndim = nd;
     t->data = data;
-    va_list ap;
-    va_start(ap, nd);
-    for (int i = 0; i < nd; i++)
-        t->shape[i] = va_arg(ap, int64_t);
-    va_end(ap);
+    memcpy(t->shape, shape, sizeof(int64_t) * (size_t)nd);
     return 1;
 }
 
@@ -114,64 +109,6 @@ static int ours(const char *key)
     return strncmp(key, "sardfq.q", 8) == 0;
 }
 
-static sardfq_status add_weight(plan *p, const sardfq_model *m, int i, const char *tname);
-
-/* A Swin model's tensors under current timm names (plus the reduction
- * biases RepQ-ViT's reparameterisation creates, which the loader reads
- * when present). */
-static sardfq_status add_swin(plan *p, const sardfq_model *m)
-{
-    const sardfq_model_info *cfg = &m->info;
-    const sfq_swin *sw = m->swin;
-    const int64_t C0 = cfg->embed_dim, K = cfg->num_classes, Cf = cfg->num_features;
-    const int64_t T = (int64_t)(2 * cfg->window_size - 1) * (2 * cfg->window_size - 1);
-    char name[200];
-    sardfq_status s = add_weight(p, m, 0, "patch_embed.proj.weight");
-    int ok = !s && add(p, "patch_embed.proj.bias", SFQ_DT_F32, m->patch_b, 1, C0) &&
-             add(p, "patch_embed.norm.weight", SFQ_DT_F32, sw->pe_norm_w, 1, C0) &&
-             add(p, "patch_embed.norm.bias", SFQ_DT_F32, sw->pe_norm_b, 1, C0);
-    for (int si = 0; ok && si < sw->n_stages; si++) {
-        const sfq_swin_stage *g = &sw->st[si];
-        const int64_t C = g->dim, M = g->hidden;
-        if (si) {
-            snprintf(name, sizeof name, "layers.%d.downsample.norm.weight", si);
-            ok = add(p, name, SFQ_DT_F32, g->ds_norm_w, 1, 2 * C);
-            snprintf(name, sizeof name, "layers.%d.downsample.norm.bias", si);
-            ok = ok && add(p, name, SFQ_DT_F32, g->ds_norm_b, 1, 2 * C);
-            snprintf(name, sizeof name, "layers.%d.downsample.reduction.bias", si);
-            ok = ok && add(p, name, SFQ_DT_F32, g->ds_red_b, 1, C);
-            sfq_qlin_tensor_name(cfg, sfq_qlin_reduction(cfg, si), name, sizeof name);
-            if (ok && (s = add_weight(p, m, sfq_qlin_reduction(cfg, si), name)))
-                return s;
-        }
-        for (int bl = 0; ok && bl < g->depth; bl++) {
-            const int l = g->first + bl;
-            const sfq_block *b = &m->blocks[l];
-            const char *vn[9] = {"norm1.weight", "norm1.bias", "attn.qkv.bias", "attn.proj.bias",
-                                 "norm2.weight", "norm2.bias", "mlp.fc1.bias", "mlp.fc2.bias",
-                                 "attn.relative_position_bias_table"};
-            const float *vd[9] = {b->ln1_w, b->ln1_b, b->qkv_b, b->proj_b, b->ln2_w, b->ln2_b,
-                                  b->fc1_b, b->fc2_b, b->rel_table};
-            const int64_t vl[8] = {C, C, 3 * C, C, C, C, M, C};
-            for (int k = 0; ok && k < 9; k++) {
-                snprintf(name, sizeof name, "layers.%d.blocks.%d.%s", si, bl, vn[k]);
-                ok = k < 8 ? add(p, name, SFQ_DT_F32, vd[k], 1, vl[k])
-                           : add(p, name, SFQ_DT_F32, vd[k], 2, T, (int64_t)g->heads);
-            }
-            for (int k = 0; ok && k < SFQ_LW_PER_BLOCK; k++) {
-                sfq_qlin_tensor_name(cfg, sfq_qlin_index(l, k), name, sizeof name);
-                if ((s = add_weight(p, m, sfq_qlin_index(l, k), name)))
-                    return s;
-            }
-        }
-    }
-    ok = ok && add(p, "norm.weight", SFQ_DT_F32, m->norm_w, 1, Cf) && add(p, "norm.bias", SFQ_DT_F32, m->norm_b, 1, Cf);
-    if (ok && (s = add_weight(p, m, sfq_qlin_head(cfg), "head.fc.weight")))
-        return s;
-    ok = ok && add(p, "head.fc.bias", SFQ_DT_F32, m->head_b, 1, K);
-    return s ? s : ok ? SARDFQ_OK : sfq_fail(SARDFQ_E_NOMEM, "out of memory");
-}
-
 /* "a,b,c" of n ints */
 static void int_list(char *buf, size_t n, const int32_t *v, int count)
 {
@@ -180,20 +117,16 @@ static void int_list(char *buf, size_t n, const int32_t *v, int count)
         snprintf(buf + strlen(buf), n - strlen(buf), "%s%d", i ? "," : "", (int)v[i]);
 }
 
-static sardfq_status add_weight(plan *p, const sardfq_model *m, int i, const char *tname)
+/* Linear t's weight under name: F32, or for a quantized weight its codes,
+ * scales and zeros and the metadata "B d0,d1[,...]" (qio.c). */
+static sardfq_status add_weight(plan *p, const sardfq_model *m, const sfq_tensor *t, const char *tname)
 {
-    const sardfq_model_info *cfg = &m->info;
-    const sfq_qweight *w = m->q ? &m->q->lin[i] : NULL;
-    const float *data = sfq_qlin_weight(m, i);
-    const int rows = sfq_qlin_rows(cfg, i), cols = sfq_qlin_cols(cfg, i);
+    const sfq_qweight *w = m->q ? &m->q->lin[t->lin] : NULL;
+    const int rows = (int)t->shape[0], cols = sfq_qlin_cols(&m->info, t->lin);
     char name[220], val[96];
-    const int is_patch = i == 0;
-    const int64_t D = cfg->embed_dim, C = cfg->in_chans, P = cfg->patch_size;
-    if (!w || !w->bits) {
-        int ok = is_patch ? add(p, tname, SFQ_DT_F32, data, 4, D, C, P, P)
-                          : add(p, tname, SFQ_DT_F32, data, 2, (int64_t)rows, (int64_t)cols);
-        return ok ? SARDFQ_OK : sfq_fail(SARDFQ_E_NOMEM, "out of memory");
-    }
+    if (!w || !w->bits)
+        return add(p, tname, SFQ_DT_F32, t->data, t->ndim, t->shape) ? SARDFQ_OK
+                                                                    : sfq_fail(SARDFQ_E_NOMEM, "out of memory");
     const size_t rb = sfq_qcodes_row_bytes(w->bits, cols);
     uint8_t *codes = sfq_alloc_array((size_t)rows, rb);
     if (!own(p, codes))
@@ -201,7 +134,7 @@ static sardfq_status add_weight(plan *p, const sardfq_model *m, int i, const cha
     float *sz = sfq_alloc_array((size_t)rows * 2, sizeof(float));
     if (!own(p, sz))
         return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
-    sardfq_status s = sfq_qcodes_pack(w->rows, data, rows, cols, w->bits, codes);
+    sardfq_status s = sfq_qcodes_pack(w->rows, t->data, rows, cols, w->bits, codes);
     if (s)
         return s;
     for (int r = 0; r < rows; r++) {
@@ -209,19 +142,33 @@ static sardfq_status add_weight(plan *p, const sardfq_model *m, int i, const cha
         sz[rows + r] = w->rows[r].zero;
     }
     snprintf(name, sizeof name, "%s_codes", tname);
-    int ok = add(p, name, SFQ_DT_U8, codes, 2, (int64_t)rows, (int64_t)rb);
+    int ok = add(p, name, SFQ_DT_U8, codes, 2, (const int64_t[]){rows, (int64_t)rb});
     snprintf(name, sizeof name, "%s_scale", tname);
-    ok = ok && add(p, name, SFQ_DT_F32, sz, 1, (int64_t)rows);
+    ok = ok && add(p, name, SFQ_DT_F32, sz, 1, (const int64_t[]){rows});
     snprintf(name, sizeof name, "%s_zero", tname);
-    ok = ok && add(p, name, SFQ_DT_F32, sz + rows, 1, (int64_t)rows);
-    if (is_patch)
-        snprintf(val, sizeof val, "%d %lld,%lld,%lld,%lld", w->bits, (long long)D, (long long)C,
-                 (long long)P, (long long)P);
-    else
-        snprintf(val, sizeof val, "%d %d,%d", w->bits, rows, cols);
+    ok = ok && add(p, name, SFQ_DT_F32, sz + rows, 1, (const int64_t[]){rows});
+    size_t k = (size_t)snprintf(val, sizeof val, "%d ", w->bits);
+    for (int d = 0; d < t->ndim && k < sizeof val; d++)
+        k += (size_t)snprintf(val + k, sizeof val - k, "%s%lld", d ? "," : "", (long long)t->shape[d]);
     snprintf(name, sizeof name, "sardfq.q.%s", tname);
     ok = ok && meta(p, name, val);
     return ok ? SARDFQ_OK : sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+}
+
+typedef struct {
+    plan *p;
+    const sardfq_model *m;
+} save_ctx;
+
+/* Every tensor of the model under its timm name (names.c's order). */
+static int add_tensor(void *ctx, const sfq_tensor *t)
+{
+    const save_ctx *c = ctx;
+    char name[200];
+    sfq_tensor_name(c->m->info.arch, t->id, SFQ_NAMES_TIMM, t->stage, t->block, name, sizeof name);
+    if (t->lin >= 0)
+        return add_weight(c->p, c->m, t, name);
+    return add(c->p, name, SFQ_DT_F32, t->data, t->ndim, t->shape) ? SARDFQ_OK : sfq_fail(SARDFQ_E_NOMEM, "out of memory");
 }
 
 static sardfq_status add_acts(plan *p, const sardfq_model *m)
@@ -240,10 +187,10 @@ static sardfq_status add_acts(plan *p, const sardfq_model *m)
         v[0] = a->kind == SFQ_QK_LOG ? a->lq.scale : a->u.scale;
         v[1] = a->u.zero;
         snprintf(name, sizeof name, "%s.scale", pt);
-        int ok = add(p, name, SFQ_DT_F32, v, 1, (int64_t)1);
+        int ok = add(p, name, SFQ_DT_F32, v, 1, (const int64_t[]){1});
         if (ok && a->kind == SFQ_QK_UNIFORM) {
             snprintf(name, sizeof name, "%s.zero", pt);
-            ok = add(p, name, SFQ_DT_F32, v + 1, 1, (int64_t)1);
+            ok = add(p, name, SFQ_DT_F32, v + 1, 1, (const int64_t[]){1});
         }
         snprintf(val, sizeof val, "%s %d",
                  a->kind == SFQ_QK_LOG ? "log" : a->u.form == SFQ_UQ_PSAQ ? "uniform-psaq" : "uniform",
@@ -270,50 +217,14 @@ SARDFQ_API sardfq_status sardfq_model_save(const sardfq_model *m, const char *pa
         plan_free(&p);
         return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
     }
-    const int64_t D = cfg->embed_dim, N = cfg->num_tokens, M = cfg->mlp_hidden, K = cfg->num_classes;
-    char name[200], val[128];
-    sardfq_status s = SARDFQ_OK;
+    char val[128];
+    save_ctx sc = {&p, m};
+    sardfq_status s = (sardfq_status)sfq_tensors_walk(m, add_tensor, &sc);
 #define TRY(x)                                                 \
     do {                                                       \
         if (!s && !(x))                                        \
             s = sfq_fail(SARDFQ_E_NOMEM, "out of memory");     \
     } while (0)
-    if (m->swin) {
-        s = add_swin(&p, m);
-        goto tensors_done;
-    }
-    s = add_weight(&p, m, 0, "patch_embed.proj.weight");
-    TRY(add(&p, "patch_embed.proj.bias", SFQ_DT_F32, m->patch_b, 1, D));
-    TRY(add(&p, "cls_token", SFQ_DT_F32, m->cls, 3, (int64_t)1, (int64_t)1, D));
-    if (cfg->num_prefix_tokens == 2)
-        TRY(add(&p, "dist_token", SFQ_DT_F32, m->dist, 3, (int64_t)1, (int64_t)1, D));
-    TRY(add(&p, "pos_embed", SFQ_DT_F32, m->pos, 3, (int64_t)1, N, D));
-    for (int l = 0; l < depth && !s; l++) {
-        const sfq_block *b = &m->blocks[l];
-        const char *vn[8] = {"norm1.weight", "norm1.bias", "attn.qkv.bias", "attn.proj.bias",
-                             "norm2.weight", "norm2.bias", "mlp.fc1.bias",  "mlp.fc2.bias"};
-        const float *vd[8] = {b->ln1_w, b->ln1_b, b->qkv_b, b->proj_b, b->ln2_w, b->ln2_b, b->fc1_b, b->fc2_b};
-        const int64_t vl[8] = {D, D, 3 * D, D, D, D, M, D};
-        for (int k = 0; k < 8; k++) {
-            snprintf(name, sizeof name, "blocks.%d.%s", l, vn[k]);
-            TRY(add(&p, name, SFQ_DT_F32, vd[k], 1, vl[k]));
-        }
-        for (int k = 0; k < SFQ_LW_PER_BLOCK && !s; k++) {
-            sfq_qlin_tensor_name(cfg, sfq_qlin_index(l, k), name, sizeof name);
-            s = add_weight(&p, m, sfq_qlin_index(l, k), name);
-        }
-    }
-    TRY(add(&p, "norm.weight", SFQ_DT_F32, m->norm_w, 1, D));
-    TRY(add(&p, "norm.bias", SFQ_DT_F32, m->norm_b, 1, D));
-    if (!s)
-        s = add_weight(&p, m, sfq_qlin_head(cfg), "head.weight");
-    TRY(add(&p, "head.bias", SFQ_DT_F32, m->head_b, 1, K));
-    if (cfg->num_prefix_tokens == 2) {
-        if (!s)
-            s = add_weight(&p, m, sfq_qlin_head(cfg) + 1, "head_dist.weight");
-        TRY(add(&p, "head_dist.bias", SFQ_DT_F32, m->head_dist_b, 1, K));
-    }
-tensors_done:
     if (!s && m->q)
         s = add_acts(&p, m);
     /* configuration, then the model's other metadata */

@@ -2,9 +2,8 @@
  * layout (the spec's point and linear indices, the parameter views). */
 #include "inspect.h"
 
-#include "qio.h"
+#include "names.h"
 #include "qspec.h"
-#include "swin.h"
 #include "vit.h"
 
 #include <stdio.h>
@@ -120,109 +119,35 @@ sardfq_status sfq_inspect_linear(const sardfq_model *m, const char *name, sfq_li
 
 /* ---- tensors --------------------------------------------------------------- */
 
-/* A search for one tensor name through the model's tensors. */
+/* A search for one tensor among the model's, under the names save gives
+ * them (names.c). */
 typedef struct {
+    const sardfq_model *m;
     const char *want;
     const float *data;
     size_t count;
-    int found;
 } tensor_find;
 
-static int offer(tensor_find *f, const char *name, const float *data, size_t count)
+static int offer(void *ctx, const sfq_tensor *t)
 {
-    if (!f->found && data && strcmp(name, f->want) == 0) {
-        f->data = data;
-        f->count = count;
-        f->found = 1;
-    }
-    return f->found;
-}
-
-/* The vectors of block l ("<prefix>.norm1.weight", ...): width C, hidden M;
- * Swin blocks add the relative-position table of T rows x h heads. */
-static int offer_block(tensor_find *f, const sfq_block *b, const char *prefix, size_t C, size_t M, size_t table)
-{
-    static const char *const nm[9] = {"norm1.weight", "norm1.bias",  "attn.qkv.bias", "attn.proj.bias",
-                                      "norm2.weight", "norm2.bias",  "mlp.fc1.bias",  "mlp.fc2.bias",
-                                      "attn.relative_position_bias_table"};
-    const float *d[9] = {b->ln1_w, b->ln1_b, b->qkv_b, b->proj_b, b->ln2_w, b->ln2_b, b->fc1_b, b->fc2_b, b->rel_table};
-    const size_t len[9] = {C, C, 3 * C, C, C, C, M, C, table};
-    const size_t pl = strlen(prefix);
-    if (strncmp(f->want, prefix, pl) != 0 || f->want[pl] != '.')
-        return 0;
-    for (int k = 0; k < 9; k++)
-        if (len[k] && d[k] && strcmp(f->want + pl + 1, nm[k]) == 0) {
-            f->data = d[k];
-            f->count = len[k];
-            f->found = 1;
-            return 1;
-        }
-    return 0;
-}
-
-static void find_tensor(const sardfq_model *m, tensor_find *f)
-{
-    const sardfq_model_info *cfg = &m->info;
+    tensor_find *f = ctx;
     char name[200];
-    /* every linear's weight, under the name its save gives it */
-    for (int k = 0; k < sfq_qspec_n_linears(cfg); k++) {
-        if (!sfq_qlin_exists(cfg, k))
-            continue;
-        sfq_qlin_tensor_name(cfg, k, name, sizeof name);
-        if (offer(f, name, sfq_qlin_weight(m, k), (size_t)sfq_qlin_rows(cfg, k) * (size_t)sfq_qlin_cols(cfg, k)))
-            return;
-    }
-    const size_t K = (size_t)cfg->num_classes, Cf = (size_t)cfg->num_features, D = (size_t)cfg->embed_dim;
-    if (offer(f, "patch_embed.proj.bias", m->patch_b, D) || offer(f, "norm.weight", m->norm_w, Cf) ||
-        offer(f, "norm.bias", m->norm_b, Cf))
-        return;
-    if (m->swin) {
-        const sfq_swin *sw = m->swin;
-        const size_t T = (size_t)(2 * cfg->window_size - 1) * (size_t)(2 * cfg->window_size - 1);
-        if (offer(f, "patch_embed.norm.weight", sw->pe_norm_w, D) || offer(f, "patch_embed.norm.bias", sw->pe_norm_b, D) ||
-            offer(f, "head.fc.bias", m->head_b, K))
-            return;
-        for (int s = 0; s < sw->n_stages; s++) {
-            const sfq_swin_stage *g = &sw->st[s];
-            const size_t C = (size_t)g->dim;
-            if (s) {
-                snprintf(name, sizeof name, "layers.%d.downsample.norm.weight", s);
-                if (offer(f, name, g->ds_norm_w, 2 * C))
-                    return;
-                snprintf(name, sizeof name, "layers.%d.downsample.norm.bias", s);
-                if (offer(f, name, g->ds_norm_b, 2 * C))
-                    return;
-                snprintf(name, sizeof name, "layers.%d.downsample.reduction.bias", s);
-                if (offer(f, name, g->ds_red_b, C))
-                    return;
-            }
-            for (int bl = 0; bl < g->depth; bl++) {
-                snprintf(name, sizeof name, "layers.%d.blocks.%d", s, bl);
-                if (offer_block(f, &m->blocks[g->first + bl], name, C, (size_t)g->hidden, T * (size_t)g->heads))
-                    return;
-            }
-        }
-        return;
-    }
-    if (offer(f, "cls_token", m->cls, D) || offer(f, "pos_embed", m->pos, (size_t)cfg->num_tokens * D) ||
-        offer(f, "head.bias", m->head_b, K))
-        return;
-    if (cfg->num_prefix_tokens == 2 && (offer(f, "dist_token", m->dist, D) || offer(f, "head_dist.bias", m->head_dist_b, K)))
-        return;
-    for (int l = 0; l < cfg->depth; l++) {
-        snprintf(name, sizeof name, "blocks.%d", l);
-        if (offer_block(f, &m->blocks[l], name, D, (size_t)cfg->mlp_hidden, 0))
-            return;
-    }
+    sfq_tensor_name(f->m->info.arch, t->id, SFQ_NAMES_TIMM, t->stage, t->block, name, sizeof name);
+    if (strcmp(name, f->want) != 0)
+        return 0;
+    f->data = t->data;
+    f->count = 1;
+    for (int d = 0; d < t->ndim; d++)
+        f->count *= (size_t)t->shape[d];
+    return 1;
 }
 
 sardfq_status sfq_inspect_tensor(const sardfq_model *m, const char *name, const float **data, size_t *count)
 {
     if (!m || !name || !data || !count)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sfq_inspect_tensor: NULL argument");
-    tensor_find f = {name, NULL, 0, 0};
-    find_tensor(m, &f);
-    if (!f.found)
+    tensor_find f = {m, name, NULL, 0};
+    if (!sfq_tensors_walk(m, offer, &f))
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sfq_inspect_tensor: no tensor '%s'", name);
     *data = f.data;
     *count = f.count;

@@ -19,6 +19,7 @@
  * asymmetric per-tensor activations and symmetric per-row weights; on Swin
  * the same at the Swin's points (qspec.h), the reductions' weights too. */
 #include "exec.h"
+#include "names.h"
 #include "qspec.h"
 #include "quantizer.h"
 #include "recon.h"

@@ -1,25 +1,14 @@
-/* qgraph.c - the quantization points of a model: names, the spec's
- * storage, and applying one point's fake quantizer (the executor calls it
- * at the points the plan names). */
+/* qgraph.c - the quantization points of a model: the linears' shapes, the
+ * spec's storage, and applying one point's fake quantizer (the executor
+ * calls it at the points the plan names). Their names are the model's
+ * (model/names.c). */
 #include "qspec.h"
 
 #include "threads.h"
 
-#include <stdio.h>
 #include <string.h>
 
-static const char *const BLOCK_POINTS[SFQ_AP_COUNT] = {
-    "attn.qkv.input",  "attn.qkv.output", "attn.matmul1.a",   "attn.matmul1.b", "attn.scores",
-    "attn.matmul2.a",  "attn.matmul2.b",  "attn.proj.input",  "attn.proj.output", "residual1",
-    "mlp.fc1.input",   "mlp.fc2.input",   "mlp.fc2.output",   "residual2"};
-static const char *const GLOBAL_POINTS[SFQ_AG_COUNT] = {
-    "patch_embed.input", "patch_embed.output", "embed", "pos", "embed_pos",
-    "head.input",        "head_dist.input",    "logits", "patch_embed.norm.output"};
-static const char *const BLOCK_LINEARS[SFQ_LW_PER_BLOCK] = {"attn.qkv", "attn.proj", "mlp.fc1",
-                                                            "mlp.fc2"};
-
-/* Stage of block l (0 for a ViT) and its index within the stage. */
-static int block_stage(const sardfq_model_info *cfg, int l, int *in_stage)
+int sfq_qspec_block_stage(const sardfq_model_info *cfg, int l, int *in_stage)
 {
     int s = 0;
     while (s + 1 < cfg->num_stages && l >= cfg->stage_depth[s]) {
@@ -30,61 +19,10 @@ static int block_stage(const sardfq_model_info *cfg, int l, int *in_stage)
     return s;
 }
 
-/* Block l's name prefix: "blocks.L" (ViT), "layers.S.blocks.B" (Swin,
- * timm's names). */
-static void block_prefix(const sardfq_model_info *cfg, int l, char *buf, size_t n)
-{
-    int b;
-    const int s = block_stage(cfg, l, &b);
-    if (cfg->num_stages <= 1)
-        snprintf(buf, n, "blocks.%d", l);
-    else
-        snprintf(buf, n, "layers.%d.blocks.%d", s, b);
-}
-
 /* Stage s of a reduction index (linear or point), 0 if none. */
 static int merge_stage(int index, int first_merge, int merges)
 {
     return index >= first_merge && index < first_merge + merges ? index - first_merge + 1 : 0;
-}
-
-void sfq_qpoint_name(const sardfq_model_info *cfg, int index, char *buf, size_t n)
-{
-    char pre[48];
-    const int s = merge_stage(index, sfq_qpoint_reduction(cfg, 1), sfq_qspec_merges(cfg));
-    const int so = merge_stage(index, sfq_qpoint_reduction_out(cfg, 1), sfq_qspec_merges(cfg));
-    if (index < 0)
-        snprintf(buf, n, "?");
-    else if (index < SFQ_AG_COUNT)
-        snprintf(buf, n, "%s", GLOBAL_POINTS[index]);
-    else if (s)
-        snprintf(buf, n, "layers.%d.downsample.reduction.input", s);
-    else if (so)
-        snprintf(buf, n, "layers.%d.downsample.reduction.output", so);
-    else if (index < sfq_qspec_n_points(cfg)) {
-        block_prefix(cfg, (index - SFQ_AG_COUNT) / SFQ_AP_COUNT, pre, sizeof pre);
-        snprintf(buf, n, "%s.%s", pre, BLOCK_POINTS[(index - SFQ_AG_COUNT) % SFQ_AP_COUNT]);
-    } else
-        snprintf(buf, n, "?");
-}
-
-void sfq_qlin_name(const sardfq_model_info *cfg, int index, char *buf, size_t n)
-{
-    char pre[48];
-    const int s = merge_stage(index, sfq_qlin_reduction(cfg, 1), sfq_qspec_merges(cfg));
-    if (index == 0)
-        snprintf(buf, n, "patch_embed");
-    else if (index == sfq_qlin_head(cfg))
-        snprintf(buf, n, "head");
-    else if (index == sfq_qlin_head(cfg) + 1)
-        snprintf(buf, n, "head_dist");
-    else if (s)
-        snprintf(buf, n, "layers.%d.downsample.reduction", s);
-    else if (index > 0 && index < sfq_qlin_head(cfg)) {
-        block_prefix(cfg, (index - 1) / SFQ_LW_PER_BLOCK, pre, sizeof pre);
-        snprintf(buf, n, "%s.%s", pre, BLOCK_LINEARS[(index - 1) % SFQ_LW_PER_BLOCK]);
-    } else
-        snprintf(buf, n, "?");
 }
 
 int sfq_qlin_exists(const sardfq_model_info *cfg, int index)
@@ -98,7 +36,7 @@ int sfq_qlin_exists(const sardfq_model_info *cfg, int index)
 static void block_dims(const sardfq_model_info *cfg, int l, int *dim, int *hidden)
 {
     int b;
-    const int s = block_stage(cfg, l, &b);
+    const int s = sfq_qspec_block_stage(cfg, l, &b);
     *dim = cfg->num_stages > 1 ? cfg->stage_dim[s] : cfg->embed_dim;
     *hidden = (int)((int64_t)*dim * cfg->mlp_hidden / cfg->embed_dim);
 }

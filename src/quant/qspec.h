@@ -31,8 +31,8 @@
  *   head.input is the mean-pooled final-LN features. Softmax output, q, k,
  *   v and the mask / bias stay floating point, as on the ViT.
  *
- * Points have fixed names (sfq_qpoint_name), which are also the tensor name
- * prefixes in a saved quantized model and the names tests/reference uses. */
+ * Points have fixed names (sfq_qpoint_name, names.h), which are also the
+ * tensor name prefixes in a saved quantized model and the names tests/reference uses. */
 #ifndef SFQ_QSPEC_H
 #define SFQ_QSPEC_H
 
@@ -131,10 +131,10 @@ static inline int sfq_qspec_n_linears(const sardfq_model_info *c)
     return 3 + c->depth * SFQ_LW_PER_BLOCK + sfq_qspec_merges(c);
 }
 
-/* Names: "blocks.3.attn.matmul1.a", "patch_embed.input", ...; linears
- * "patch_embed", "blocks.0.attn.qkv", "head". buf of n bytes. */
-void sfq_qpoint_name(const sardfq_model_info *cfg, int index, char *buf, size_t n);
-void sfq_qlin_name(const sardfq_model_info *cfg, int index, char *buf, size_t n);
+/* Stage of block l (0 for a ViT) and, in *in_stage, its index within the
+ * stage. The points' and linears' names are the model's: sfq_qpoint_name
+ * and sfq_qlin_name (model/names.h). */
+int sfq_qspec_block_stage(const sardfq_model_info *cfg, int l, int *in_stage);
 
 /* Output rows / input columns of linear `index` (the patch embedding is
  * [D][C p p]); its weight inside a model's parameters is sfq_qlin_weight
