@@ -1,5 +1,7 @@
-/* plan_block.c - the steps of one pre-norm transformer block, shared by the
- * ViT and Swin plan builders (plan_vit.c, plan_swin.c):
+/* plan_block.c - what the ViT and Swin plan builders (plan_vit.c,
+ * plan_swin.c) share: the patch embedding (patches = im2col(image),
+ * tok = patches Wp^T + bp; points on the image and the tokens), and the
+ * steps of one pre-norm transformer block:
  *   [xw = gather(x)]                 Swin: window order, cyclic shift
  *   h = LN1(x or xw); qkv = h Wqkv^T + bqkv
  *   ao = attention(qkv)              the caller's geometry
@@ -29,6 +31,16 @@ static sfq_step *layernorm(sfq_plan *p, int in, int out, int l, const float *w, 
     s->b = b;
     s->pt[SFQ_PT_OUT] = sfq_qpoint_index(l, point);
     return s;
+}
+
+void sfq_plan_patch_embed(sfq_plan *p, const sardfq_model *m, int patches, int tok)
+{
+    sfq_plan_step(p, SFQ_OP_PATCHIFY, -1, patches, -1)->pt[SFQ_PT_OUT] = sfq_qpoint_index(-1, SFQ_AG_INPUT);
+    sfq_step *s = sfq_plan_step(p, SFQ_OP_LINEAR, patches, tok, -1);
+    s->w = m->patch_w;
+    s->b = m->patch_b;
+    s->lin = 0;
+    s->pt[SFQ_PT_OUT] = sfq_qpoint_index(-1, SFQ_AG_PATCH_OUT);
 }
 
 void sfq_plan_block(sfq_plan *p, const sfq_block *blk, int l, const sfq_block_vars *v, const sfq_step *attn)

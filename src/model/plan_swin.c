@@ -46,14 +46,8 @@ sardfq_status sfq_plan_build_swin(sardfq_model *m, sfq_plan *p)
     const int patches = sfq_plan_var(p, "patches", G, cpp, PATCHES);
     const int tok = sfq_plan_var(p, "tokens", G, C0, H);
     int x = sfq_plan_var(p, "x", G, C0, X);
-    sfq_step *s = sfq_plan_step(p, SFQ_OP_PATCHIFY, -1, patches, -1);
-    s->pt[SFQ_PT_OUT] = bp(-1, SFQ_AG_INPUT);
-    s = sfq_plan_step(p, SFQ_OP_LINEAR, patches, tok, -1);
-    s->w = m->patch_w;
-    s->b = m->patch_b;
-    s->lin = 0;
-    s->pt[SFQ_PT_OUT] = bp(-1, SFQ_AG_PATCH_OUT);
-    s = sfq_plan_step(p, SFQ_OP_LAYERNORM, tok, x, -1);
+    sfq_plan_patch_embed(p, m, patches, tok);
+    sfq_step *s = sfq_plan_step(p, SFQ_OP_LAYERNORM, tok, x, -1);
     s->w = sw->pe_norm_w;
     s->b = sw->pe_norm_b;
     s->pt[SFQ_PT_OUT] = bp(-1, SFQ_AG_PATCH_NORM);

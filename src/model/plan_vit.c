@@ -42,14 +42,8 @@ sardfq_status sfq_plan_build_vit(sardfq_model *m, sfq_plan *p)
     const int hid = sfq_plan_var(p, "gelu_out", N, M, HID);
     const int xf = sfq_plan_var(p, "prefix", P, D, XF);
     const int hf = sfq_plan_var(p, "prefix_norm", P, D, HF);
-    sfq_step *s = sfq_plan_step(p, SFQ_OP_PATCHIFY, -1, patches, -1);
-    s->pt[SFQ_PT_OUT] = bp(-1, SFQ_AG_INPUT);
-    s = sfq_plan_step(p, SFQ_OP_LINEAR, patches, tok, -1);
-    s->w = m->patch_w;
-    s->b = m->patch_b;
-    s->lin = 0;
-    s->pt[SFQ_PT_OUT] = bp(-1, SFQ_AG_PATCH_OUT);
-    s = sfq_plan_step(p, SFQ_OP_PREFIX_POS, tok, x, -1);
+    sfq_plan_patch_embed(p, m, patches, tok);
+    sfq_step *s = sfq_plan_step(p, SFQ_OP_PREFIX_POS, tok, x, -1);
     s->cls = m->cls;
     s->dist = m->dist;
     s->pos = m->pos;

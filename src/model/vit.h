@@ -84,6 +84,9 @@ typedef struct {
     int x, xw, h, qkv, probs, ao, hp, pre, hid;
 } sfq_block_vars;
 struct sfq_step;
+/* Append the patch embedding's steps: images -> patches -> tok
+ * (plan_block.c). */
+void sfq_plan_patch_embed(struct sfq_plan *p, const sardfq_model *m, int patches, int tok);
 /* Append block l's steps (plan_block.c); attn gives the attention step's
  * geometry (window, heads, width, tokens, alpha, bias, read-back). */
 void sfq_plan_block(struct sfq_plan *p, const sfq_block *blk, int l, const sfq_block_vars *v,
