@@ -54,6 +54,11 @@ const char *cli_default_model(void);
 /* Loads path with n_threads and the optional num_heads override (0 = none);
  * on failure prints the error and returns NULL. */
 sardfq_model *cli_load_model(const char *path, int n_threads, int num_heads);
+/* The executor of the models cli_load_model loads (--executor int|fake;
+ * int = SARDFQ_EXECUTOR_AUTO), and its parser (0, or -1 after a usage
+ * message). */
+extern int cli_executor;
+int cli_parse_executor(const char *cmd, const char *v);
 /* get_info with struct_size set; prints on failure and returns nonzero. */
 int cli_model_info(const sardfq_model *m, sardfq_model_info *info);
 

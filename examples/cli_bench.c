@@ -138,6 +138,9 @@ int cli_bench(int argc, char **argv)
                 synth = SARDFQ_SYNTH_SARDFQ;
             else
                 return cli_usage_error("bench: unknown --synth '%s' (psaq, sardfq)", v);
+        } else if ((r = cli_option("bench", argc, argv, &i, "executor", &v)) != 0) {
+            if (r < 0 || cli_parse_executor("bench", v) != 0)
+                return CLI_EXIT_USAGE;
         } else if ((r = cli_option("bench", argc, argv, &i, "threads", &v)) != 0) {
             if (r < 0 || cli_parse_long("bench", "threads", v, 1, 4096, &threads) != 0)
                 return CLI_EXIT_USAGE;

@@ -169,6 +169,22 @@ const char *cli_default_model(void)
 #endif
 }
 
+int cli_executor = SARDFQ_EXECUTOR_AUTO;
+
+int cli_parse_executor(const char *cmd, const char *v)
+{
+    if (!strcmp(v, "int") || !strcmp(v, "auto")) {
+        cli_executor = SARDFQ_EXECUTOR_AUTO;
+        return 0;
+    }
+    if (!strcmp(v, "fake")) {
+        cli_executor = SARDFQ_EXECUTOR_FAKE;
+        return 0;
+    }
+    cli_usage_error("%s: --executor must be int or fake (got '%s')", cmd, v);
+    return -1;
+}
+
 sardfq_model *cli_load_model(const char *path, int n_threads, int num_heads)
 {
     sardfq_model_params p;
@@ -176,6 +192,7 @@ sardfq_model *cli_load_model(const char *path, int n_threads, int num_heads)
     sardfq_status s;
     sardfq_model_default_params(&p);
     p.n_threads = n_threads;
+    p.executor = cli_executor;
     p.num_heads = num_heads;
     s = sardfq_model_load(path, &p, &m);
     if (s != SARDFQ_OK) {

@@ -14,7 +14,7 @@
 void cli_usage_eval(FILE *f)
 {
     fputs("usage: sardfq eval --data PATH [--model M] [--limit N] [--batch B]\n"
-          "                   [--threads T] [--heads N]\n"
+          "                   [--threads T] [--heads N] [--executor int|fake]\n"
           "\n"
           "Top-1/top-5 accuracy of model M on the labelled images at PATH: a folder of\n"
           "MNIST-format IDX files (e.g. /usr/share/datasets/fashion-mnist) or a folder of\n"
@@ -24,6 +24,9 @@ void cli_usage_eval(FILE *f)
           "  --limit N    the first N images only (default: all)\n"
           "  --batch B    images per forward call (default 64)\n"
           "  --threads T  compute threads (default: the number of online CPUs)\n"
+          "  --executor int|fake  a quantized model's forward: integer kernels where\n"
+          "               it has integer codes (int, the default) or 0.3's\n"
+          "               fake-quantized float path (fake)\n"
           "  --heads N    number of attention heads, when the file does not say\n",
           f);
 }
@@ -106,6 +109,9 @@ int cli_eval(int argc, char **argv)
                 return CLI_EXIT_USAGE;
         } else if ((r = cli_option("eval", argc, argv, &i, "batch", &v)) != 0) {
             if (r < 0 || cli_parse_long("eval", "batch", v, 1, 65536, &batch) != 0)
+                return CLI_EXIT_USAGE;
+        } else if ((r = cli_option("eval", argc, argv, &i, "executor", &v)) != 0) {
+            if (r < 0 || cli_parse_executor("eval", v) != 0)
                 return CLI_EXIT_USAGE;
         } else if ((r = cli_option("eval", argc, argv, &i, "threads", &v)) != 0) {
             if (r < 0 || cli_parse_long("eval", "threads", v, 1, 4096, &threads) != 0)

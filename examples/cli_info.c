@@ -162,6 +162,15 @@ int cli_info(int argc, char **argv)
     else
         printf("flops       %.3f MFLOP per image (forward)\n", info.flops_per_image * 1e-6);
 
+    if (info.quantized) {
+        const char *rep = sardfq_model_executor_report(m);
+        printf("quantized   %s W%dA%d, executor %s: %d ops on integer kernels, %d in float; weights %.2f MiB\n",
+               info.quant_scheme == SARDFQ_SCHEME_REPQ ? "repq" : "minmax", info.weight_bits, info.act_bits,
+               info.executor == SARDFQ_EXECUTOR_FAKE ? "fake" : "int", info.int_ops, info.float_ops,
+               (double)info.weight_bytes / (1024.0 * 1024.0));
+        if (rep)
+            printf("ops\n%s", rep);
+    }
     for (int32_t k = 0; k < sardfq_model_metadata_count(m); k++) {
         const char *key = sardfq_model_metadata_key(m, k);
         if (!shown++)

@@ -135,7 +135,30 @@ typedef struct sardfq_model_params {
                              calls (OpenBLAS is held at one thread during
                              them, see above); 0 = leave OpenBLAS as
                              configured and use its thread count */
+    /* Since 0.5. How a quantized model runs its forward (SARDFQ_EXECUTOR_*;
+     * default AUTO). A model made by sardfq_quantizer_finalize takes the
+     * setting of the quantizer's model. */
+    int32_t executor;
 } sardfq_model_params;
+
+/* Executors of a quantized model (sardfq_model_params.executor).
+ * AUTO: inference forwards (sardfq_model_forward, sardfq_evaluate) run
+ * every linear whose weights and input have integer codes as a u8 x s8
+ * integer product with int32 sums (4-bit weights packed two per byte), and
+ * q k^T on integer codes where q and k have them; the rest (LayerNorm,
+ * GELU, softmax, residual adds, the log-sqrt2 probabilities times v, any op
+ * without integer codes) runs in float on the fake-quantized values, and
+ * sardfq_model_executor_report says which op runs how. The integer path's
+ * sums are exact; its logits differ from FAKE's by float rounding only
+ * (one rounding of the exact sum instead of a float accumulation).
+ * FAKE: 0.3's fake-quantized float forward (weights dequantized, activation
+ * quantizers applied in float), kept as the reference. Forwards that keep
+ * state for a backward (sardfq_model_forward_ex with flags) always run
+ * FAKE. The kernels follow the CPU (AVX-512 VNNI, AVX2, portable C); the
+ * environment variable SARDFQ_ISA=c|avx2|vnni, read when the quantized
+ * model is made or loaded, forces one (all give bit-identical results). */
+#define SARDFQ_EXECUTOR_AUTO 0
+#define SARDFQ_EXECUTOR_FAKE 1
 
 /* Fill *p with the defaults and set p->struct_size. p may not be NULL. */
 SARDFQ_API void sardfq_model_default_params(sardfq_model_params *p);
@@ -212,6 +235,21 @@ typedef struct sardfq_model_info {
     int32_t stage_dim[SARDFQ_MAX_STAGES];
     int32_t num_features;     /* width of the head's input (the features) */
     int64_t attention_floats; /* floats per image of sardfq_state_get_attention */
+    /* Since 0.5. A quantized model (made by sardfq_quantizer_finalize or
+     * loaded from its file): its scheme (SARDFQ_SCHEME_*) and default
+     * widths (per-layer overrides may differ; see the executor report),
+     * the executor in effect (SARDFQ_EXECUTOR_*), how many of its quantized
+     * ops (linears, q k^T, probs v) run on integer kernels under AUTO and
+     * how many in float, and the bytes of weights its forward reads:
+     * float32 for a floating-point model or under FAKE, the packed integer
+     * codes with their per-row scales, zero points and sums plus the
+     * float32 parameters outside the integer linears under AUTO. */
+    int32_t quantized;
+    int32_t quant_scheme;
+    int32_t weight_bits, act_bits;
+    int32_t executor;
+    int32_t int_ops, float_ops;
+    int64_t weight_bytes;
 } sardfq_model_info;
 
 /* Load a safetensors file (F32, F16 or BF16 tensors; timm or torchvision ViT
@@ -248,6 +286,12 @@ SARDFQ_API void sardfq_model_free(sardfq_model *m);
  * written). */
 SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_get_info(const sardfq_model *m,
                                                                 sardfq_model_info *out);
+
+/* Since 0.5: how a quantized model's forward runs its quantized ops, one
+ * line per op ("<name> int|float <detail>": the integer operand types and
+ * widths, or why the op runs as fake-quantized float), or NULL for a
+ * floating-point model. Owned by the model. */
+SARDFQ_API const char *sardfq_model_executor_report(const sardfq_model *m);
 
 /* Value of a __metadata__ key of the loaded file, or NULL. Owned by the
  * model. */

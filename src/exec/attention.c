@@ -62,16 +62,58 @@ static float *unit_buf(const sfq_attn_run *a, int chunk)
     return a->scratch + (size_t)chunk * a->chunk + (size_t)Nw * sfq_pack_ld(Nw);
 }
 
+static size_t align64(size_t x) { return (x + 63) & ~(size_t)63; }
+
+size_t sfq_attention_int_chunk(const sfq_step *st)
+{
+    const int Nw = st->tokens, hd = st->dim / st->heads, np = (Nw + 15) / 16 * 16;
+    return align64(sfq_ipack_data_bytes(Nw, hd, 8)) + 6 * align64(sizeof(int32_t) * (size_t)np);
+}
+
+/* S = alpha (q - zq) sq (k - zk) sk from the codes of unit t: the exact
+ * integer sum, dequantized once (float rounding is the only difference
+ * from the fake-quantized product). */
+static void unit_scores_int(const sfq_attn_run *a, const unit *u, uint8_t *ibuf, float *S)
+{
+    const sfq_step *st = a->st;
+    const sfq_attn_int *iq = a->iq;
+    const int C = st->dim, hd = C / st->heads, Nw = st->tokens, np = (Nw + 15) / 16 * 16;
+    const size_t vec = align64(sizeof(int32_t) * (size_t)np);
+    uint8_t *data = ibuf;
+    int32_t *zero = (int32_t *)(ibuf + align64(sfq_ipack_data_bytes(Nw, hd, 8)));
+    int32_t *wsum = (int32_t *)((uint8_t *)zero + vec), *corr = (int32_t *)((uint8_t *)wsum + vec);
+    int32_t *zoff = (int32_t *)((uint8_t *)corr + vec), *asum = (int32_t *)((uint8_t *)zoff + vec);
+    float *scale = (float *)((uint8_t *)asum + vec);
+    const uint8_t *qa = iq->qc + u->row0 * C + (size_t)u->hh * hd, *kb = iq->kc + u->row0 * C + (size_t)u->hh * hd;
+    for (int i = 0; i < np; i++)
+        asum[i] = iq->zk; /* the rows' zero points, before packing */
+    sfq_ipack pk;
+    sfq_ipack_into(kb, C, Nw, hd, 8, asum, &pk, data, zero, wsum);
+    for (int i = 0; i < Nw; i++) {
+        int32_t s = 0;
+        for (int d = 0; d < hd; d++)
+            s += qa[(size_t)i * C + d];
+        asum[i] = s;
+    }
+    sfq_iepi_vectors(&pk, a->alpha * iq->sq, iq->zq, &iq->sk, 0, scale, corr, zoff);
+    sfq_iepi e = {scale, NULL, corr, zoff, asum, S, Nw, 0};
+    sfq_igemm_rows(iq->isa, qa, C, &pk, &e, 0, Nw);
+}
+
 /* S = alpha Q K^T + bias + mask (+ softmax) of unit t into probs. */
-static void unit_scores(const sfq_attn_run *a, int64_t t, float *buf)
+static void unit_scores(const sfq_attn_run *a, int64_t t, float *buf, uint8_t *ibuf)
 {
     const sfq_step *st = a->st;
     const int C = st->dim, H = st->heads, hd = C / H, Nw = st->tokens, ldN = sfq_pack_ld(Nw);
     const unit u = split_unit(st, t);
     const float *q = a->qkv + u.row0 * 3 * C + (size_t)u.hh * hd;
     float *S = a->probs + (size_t)t * Nw * Nw;
-    sfq_pack_transpose(q + C, 3 * C, Nw, hd, buf, ldN); /* K^T */
-    sfq_gemm_packed(Nw, Nw, hd, a->alpha, q, 3 * C, buf, ldN, S, Nw);
+    if (ibuf) {
+        unit_scores_int(a, &u, ibuf, S);
+    } else {
+        sfq_pack_transpose(q + C, 3 * C, Nw, hd, buf, ldN); /* K^T */
+        sfq_gemm_packed(Nw, Nw, hd, a->alpha, q, 3 * C, buf, ldN, S, Nw);
+    }
     if (st->bias_table)
         for (int i = 0; i < Nw * Nw; i++)
             S[i] += st->bias_table[(size_t)st->relidx[i] * H + u.hh];
@@ -123,7 +165,7 @@ static void fwd_range(void *vc, int chunk, int64_t t0, int64_t t1)
     const sfq_attn_run *a = vc;
     float *buf = unit_buf(a, chunk);
     for (int64_t t = t0; t < t1; t++) {
-        unit_scores(a, t, buf);
+        unit_scores(a, t, buf, NULL);
         unit_pv(a, t, buf);
     }
 }
@@ -132,8 +174,9 @@ static void scores_range(void *vc, int chunk, int64_t t0, int64_t t1)
 {
     const sfq_attn_run *a = vc;
     float *buf = unit_buf(a, chunk);
+    uint8_t *ibuf = a->iq ? a->iq->scratch + (size_t)chunk * a->iq->chunk : NULL;
     for (int64_t t = t0; t < t1; t++)
-        unit_scores(a, t, buf);
+        unit_scores(a, t, buf, ibuf);
 }
 
 static void pv_range(void *vc, int chunk, int64_t t0, int64_t t1)

@@ -10,6 +10,7 @@
 #ifndef SFQ_EXEC_H
 #define SFQ_EXEC_H
 
+#include "igemm.h"
 #include "plan.h"
 #include "vit.h"
 
@@ -141,8 +142,22 @@ size_t sfq_attention_chunk(const sfq_step *st);
 /* Windows per image of the step's geometry. */
 int sfq_attention_windows(const sfq_step *st);
 
+/* Integer q k^T (the integer executor): codes of q and k, [rows][C] each,
+ * with their scales and integer zero points; per-thread scratch of
+ * sfq_attention_int_chunk bytes. */
+typedef struct {
+    int isa;
+    const uint8_t *qc, *kc;
+    float sq, sk;
+    int32_t zq, zk;
+    uint8_t *scratch;
+    size_t chunk;
+} sfq_attn_int;
+size_t sfq_attention_int_chunk(const sfq_step *st);
+
 typedef struct {
     const sfq_step *st;
+    const sfq_attn_int *iq; /* integer scores, or NULL */
     const float *qkv;   /* [n][rows][3C] */
     float *probs;       /* [n][windows][heads][Nw][Nw] */
     float *ao;          /* [n][rows][C] */

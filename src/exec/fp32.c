@@ -14,6 +14,7 @@
 #include "exec.h"
 
 #include "compute.h"
+#include "iplan.h"
 #include "qspec.h"
 #include "swin.h"
 #include "threads.h"
@@ -116,7 +117,54 @@ typedef struct {
     float *loc[MAX_VARS];   /* where each variable's current value is */
     sfq_kept *kept;         /* per step, or NULL (nothing kept) */
     float *attn, *feat;     /* read-backs, or NULL */
+    const sfq_iplan *ip;    /* integer executor on, or NULL */
+    int isa;                /* its instruction path */
+    uint8_t *ib;            /* its scratch (grown as needed) */
+    size_t ib_bytes;
 } run;
+
+/* ---- the integer executor's ops (iplan.h) -------------------------------- */
+
+static size_t al64(size_t x) { return (x + 63) & ~(size_t)63; }
+
+static uint8_t *int_scratch(run *r, size_t bytes)
+{
+    if (bytes <= r->ib_bytes)
+        return r->ib;
+    uint8_t *b = sfq_alloc(bytes);
+    if (!b)
+        return NULL;
+    sfq_free(r->ib);
+    r->ib = b;
+    r->ib_bytes = bytes;
+    return b;
+}
+
+/* out (+)= the integer product of in's codes (point in_pt[k] of the step)
+ * with weights w[k]: rows x cols in (row stride ldi); a head's second half
+ * with half = 1 (scale 1/2, the heads' mean). */
+static sardfq_status int_product(run *r, const sfq_istep *is, int k, const float *in, int64_t rows, int cols,
+                                 int64_t ldi, const float *bias, float *out, int64_t ldo, int accumulate,
+                                 float factor)
+{
+    const sfq_ipack *pk = &is->w[k];
+    const sfq_uq *u = &r->q->acts[is->in_pt[k]].u;
+    const size_t np = (size_t)pk->np;
+    const size_t a_bytes = al64((size_t)rows * pk->kp), s_bytes = al64(sizeof(int32_t) * (size_t)rows);
+    const size_t v_bytes = al64(sizeof(int32_t) * np);
+    uint8_t *b = int_scratch(r, a_bytes + s_bytes + 3 * v_bytes);
+    if (!b)
+        return sfq_fail(SARDFQ_E_NOMEM, "sardfq_model_forward: out of memory (integer activations)");
+    uint8_t *A = b;
+    int32_t *asum = (int32_t *)(b + a_bytes), *corr = (int32_t *)(b + a_bytes + s_bytes);
+    int32_t *zoff = (int32_t *)((uint8_t *)corr + v_bytes);
+    float *scale = (float *)((uint8_t *)zoff + v_bytes);
+    sfq_uq_encode_rows(u, in, rows, cols, ldi, A, pk->kp, pk->kp, asum, r->c->nt);
+    sfq_iepi_vectors(pk, factor * u->scale, (int32_t)u->zero, is->wscale[k], 1, scale, corr, zoff);
+    const sfq_iepi e = {scale, bias, corr, zoff, asum, out, ldo, accumulate};
+    sfq_igemm(r->isa, r->c->nt, A, pk->kp, rows, pk, &e);
+    return SARDFQ_OK;
+}
 
 /* The quantization point `pt` (a spec index, -1 = none) on x. */
 static sardfq_status point(const run *r, int pt, float *x, int64_t rows, int cols, int64_t ld)
@@ -254,7 +302,8 @@ static sardfq_status prefix_pos(run *r, const sfq_step *st, const float *tok, fl
     return SARDFQ_OK;
 }
 
-static sardfq_status attention(run *r, sfq_kept *k, const sfq_step *st, float *qkv, float *probs, float *ao)
+static sardfq_status attention(run *r, sfq_kept *k, const sfq_step *st, const sfq_istep *is, float *qkv,
+                               float *probs, float *ao)
 {
     const int nt = r->c->nt, n = r->n;
     sfq_attn_run a = {.st = st, .qkv = qkv, .probs = probs, .ao = ao, .attn = r->attn,
@@ -277,9 +326,26 @@ static sardfq_status attention(run *r, sfq_kept *k, const sfq_step *st, float *q
                 qkv[row * 3 * C + e] *= a.alpha;
         a.alpha = 1.0f;
     }
-    if ((s = point(r, st->pt[SFQ_PT_Q], qkv, BN, C, 3 * C)) || (s = point(r, st->pt[SFQ_PT_K], qkv + C, BN, C, 3 * C)) ||
-        (s = point(r, st->pt[SFQ_PT_V], qkv + 2 * C, BN, C, 3 * C)))
+    sfq_attn_int iq;
+    if (is && is->mode == SFQ_IMODE_INT) {
+        /* q and k to codes (what their points would level them to) */
+        const sfq_uq *uq = &r->q->acts[st->pt[SFQ_PT_Q]].u, *uk = &r->q->acts[st->pt[SFQ_PT_K]].u;
+        const size_t cb = al64((size_t)BN * C), chunk = al64(sfq_attention_int_chunk(st));
+        uint8_t *b = int_scratch(r, 2 * cb + chunk * (size_t)nt);
+        if (!b)
+            return sfq_fail(SARDFQ_E_NOMEM, "sardfq_model_forward: out of memory (integer attention)");
+        sfq_uq_encode_rows(uq, qkv, BN, C, 3 * C, b, C, C, NULL, nt);
+        sfq_uq_encode_rows(uk, qkv + C, BN, C, 3 * C, b + cb, C, C, NULL, nt);
+        iq = (sfq_attn_int){r->isa, b, b + cb, uq->scale, uk->scale, (int32_t)uq->zero, (int32_t)uk->zero,
+                            b + 2 * cb, chunk};
+        a.iq = &iq;
+        if ((s = point(r, st->pt[SFQ_PT_V], qkv + 2 * C, BN, C, 3 * C)))
+            return s;
+    } else if ((s = point(r, st->pt[SFQ_PT_Q], qkv, BN, C, 3 * C)) ||
+               (s = point(r, st->pt[SFQ_PT_K], qkv + C, BN, C, 3 * C)) ||
+               (s = point(r, st->pt[SFQ_PT_V], qkv + 2 * C, BN, C, 3 * C))) {
         return s;
+    }
     /* with a point on the scores, the softmax waits for all of them */
     a.softmax = st->pt[SFQ_PT_SCORES] < 0;
     sfq_attention_scores(&a, n, nt);
@@ -297,10 +363,27 @@ static sardfq_status attention(run *r, sfq_kept *k, const sfq_step *st, float *q
 }
 
 /* logits = head over the P rows of in (P = 2: the mean of two heads). */
-static sardfq_status head(run *r, const sfq_step *st, float *in, float *logits)
+static sardfq_status head(run *r, const sfq_step *st, const sfq_istep *is, float *in, float *logits)
 {
     const sfq_plan *p = r->p;
     const int P = p->vars[st->in].rows, D = p->vars[st->in].cols, K = r->m->info.num_classes, n = r->n;
+    if (is && is->mode == SFQ_IMODE_INT) {
+        sardfq_status s;
+        if (P == 1) {
+            s = int_product(r, is, 0, in, n, D, D, st->b, logits, K, 0, 1.0f);
+        } else {
+            float *bias = sfq_alloc_array((size_t)K, sizeof(float));
+            if (!bias)
+                return sfq_fail(SARDFQ_E_NOMEM, "sardfq_model_forward: out of memory");
+            for (int j = 0; j < K; j++)
+                bias[j] = 0.5f * (st->b[j] + st->b2[j]);
+            s = int_product(r, is, 0, in, n, D, (int64_t)P * D, bias, logits, K, 0, 0.5f);
+            if (!s)
+                s = int_product(r, is, 1, in + D, n, D, (int64_t)P * D, NULL, logits, K, 1, 0.5f);
+            sfq_free(bias);
+        }
+        return s ? s : point(r, st->pt[SFQ_PT_OUT], logits, n, K, K);
+    }
     sardfq_status s = point(r, st->pt[SFQ_PT_IN0], in, n, D, (int64_t)P * D);
     if (!s && P == 2)
         s = point(r, st->pt[SFQ_PT_IN0 + 1], in + D, n, D, (int64_t)P * D);
@@ -345,6 +428,22 @@ static sardfq_status step_fwd(run *r, int i, const float *images, float *logits)
         sfq_im2col(p->chans, p->img_h, p->img_w, p->patch, p->grid_h, p->grid_w, images, n, out, nt);
         break;
     case SFQ_OP_LINEAR: {
+        if (r->ip && r->ip->steps[i].mode == SFQ_IMODE_INT) {
+            const sfq_istep *is = &r->ip->steps[i];
+            if (st->accumulate && point_on(r, st->pt[SFQ_PT_PRE_ADD])) {
+                float *tmp = r->w.slot[p->vars[st->in2].slot];
+                const size_t total = (size_t)rows * (size_t)vo->cols;
+                if ((s = int_product(r, is, 0, in, rows, vi->cols, vi->cols, st->b, tmp, vo->cols, 0, 1.0f)) ||
+                    (s = point(r, st->pt[SFQ_PT_PRE_ADD], tmp, rows, vo->cols, vo->cols)))
+                    return s;
+                for (size_t e = 0; e < total; e++)
+                    out[e] += tmp[e];
+            } else {
+                s = int_product(r, is, 0, in, rows, vi->cols, vi->cols, st->b, out, vo->cols, st->accumulate,
+                                1.0f);
+            }
+            break;
+        }
         const float *W = r->t && r->t->weight ? r->t->weight(r->t->ctx, st) : NULL;
         W = W ? W : st->w;
         if (k)
@@ -388,7 +487,7 @@ static sardfq_status step_fwd(run *r, int i, const float *images, float *logits)
         float *probs = k && k->probs ? k->probs : r->w.slot[p->vars[st->in2].slot];
         if (k)
             k->in = in;
-        s = attention(r, k, st, in, probs, out);
+        s = attention(r, k, st, r->ip ? &r->ip->steps[i] : NULL, in, probs, out);
         break;
     }
     case SFQ_OP_SELECT_PREFIX: {
@@ -411,7 +510,7 @@ static sardfq_status step_fwd(run *r, int i, const float *images, float *logits)
         break;
     }
     case SFQ_OP_HEAD:
-        return logits ? head(r, st, in, logits) : SARDFQ_OK;
+        return logits ? head(r, st, r->ip ? &r->ip->steps[i] : NULL, in, logits) : SARDFQ_OK;
     default:
         return sfq_fail(SARDFQ_E_INTERNAL, "plan step %d: unknown op %d", i, st->op);
     }
@@ -424,6 +523,8 @@ static sardfq_status step_fwd(run *r, int i, const float *images, float *logits)
         for (int b = 0; b < n; b++)
             memcpy(r->feat + (size_t)b * vo->cols, out + (size_t)b * vo->rows * vo->cols,
                    sizeof(float) * (size_t)vo->cols);
+    if (r->ip && r->ip->steps[i].skip_out) /* its reader encodes it */
+        return SARDFQ_OK;
     return point(r, st->pt[SFQ_PT_OUT], out, rows, vo->cols, vo->cols);
 }
 
@@ -467,10 +568,15 @@ static sardfq_status run_stateless(const sardfq_model *m, const sfq_observer *ob
             s = sfq_fail(SARDFQ_E_NOMEM, "%s: cannot allocate %zu MB of scratch for %d images", fn,
                          floats * sizeof(float) >> 20, n);
     }
+    if (!s && !obs && end == m->plan->nsteps && m->ip && m->executor == SARDFQ_EXECUTOR_AUTO) {
+        r.ip = m->ip; /* inference of a quantized model: the integer executor */
+        r.isa = m->ip->isa;
+    }
     if (!s) {
         work_carve(&r.w, base, m->plan, n, c.nt);
         s = forward(&r, images, end, logits);
     }
+    sfq_free(r.ib);
     if (!s && x_out)
         memcpy(x_out, r.loc[resid], sizeof(float) * (size_t)n * var_floats(m->plan, resid));
     sfq_end_compute(&c);

@@ -12,6 +12,7 @@
 #include "names.h"
 #include "qio.h"
 #include "swin.h"
+#include "iplan.h"
 #include "vit.h"
 
 #include <ctype.h>
@@ -710,6 +711,7 @@ static sardfq_status load_parsed_view(const sfq_st_file *st, const sardfq_model_
         return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
     int flavour = SFQ_NAMES_TIMM;
     m->n_threads = p->n_threads;
+    m->executor = p->executor;
     sardfq_status s = is_swin(st) ? configure_swin(st, p, &m->info, &flavour) : configure(st, p, &m->info, &flavour);
     if (!s)
         s = sfq_model_alloc_params(m);
@@ -717,6 +719,8 @@ static sardfq_status load_parsed_view(const sfq_st_file *st, const sardfq_model_
         s = bind_model(m, st, flavour);
     if (!s)
         s = copy_metadata(m, st);
+    if (!s)
+        s = sfq_model_prepare_int(m);
     if (s) {
         sardfq_model_free(m);
         return s;

@@ -8,6 +8,7 @@
 #include "qspec.h"
 #include "rng.h"
 #include "swin.h"
+#include "iplan.h"
 #include "vit.h"
 
 #include <string.h>
@@ -37,6 +38,9 @@ sardfq_status sfq_model_read_params(const sardfq_model_params *in, sardfq_model_
     if (out->n_threads < 0 || out->n_threads > 1024)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "n_threads must be in 0..1024 (got %d)",
                         out->n_threads);
+    if (out->executor != SARDFQ_EXECUTOR_AUTO && out->executor != SARDFQ_EXECUTOR_FAKE)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "executor must be SARDFQ_EXECUTOR_AUTO or _FAKE (got %d)",
+                        out->executor);
     return SARDFQ_OK;
 }
 
@@ -95,6 +99,7 @@ SARDFQ_API void sardfq_model_free(sardfq_model *m)
     sfq_free(m->blocks);
     sfq_free(m->params);
     sfq_qspec_free(m->q);
+    sfq_iplan_free(m->ip);
     sfq_swin_free(m->swin);
     sfq_plan_free(m->plan);
     sfq_free(m);
@@ -107,6 +112,7 @@ sardfq_status sfq_model_clone(const sardfq_model *src, sardfq_model **out)
         return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
     m->info = src->info;
     m->n_threads = src->n_threads;
+    m->executor = src->executor;
     sardfq_status s = sfq_model_alloc_params(m);
     if (!s && src->q)
         s = sfq_qspec_copy(src->q, &src->info, &m->q);
@@ -225,6 +231,7 @@ static sardfq_status random_swin(sardfq_model *m, const swin_spec *a, uint64_t s
     for (int f = 0; f < SARDFQ_FIELD_COUNT; f++)
         cfg->source[f] = SARDFQ_SOURCE_DEFAULT;
     m->n_threads = p->n_threads;
+    m->executor = p->executor;
     sardfq_status s = sfq_swin_configure(cfg);
     if (!s)
         s = sfq_model_alloc_params(m);
@@ -317,6 +324,7 @@ SARDFQ_API sardfq_status sardfq_model_create_random(const char *arch, uint64_t s
     }
     cfg->head_dim = cfg->embed_dim / cfg->num_heads;
     m->n_threads = p.n_threads;
+    m->executor = p.executor;
     s = sfq_model_alloc_params(m);
     if (s) {
         sardfq_model_free(m);
@@ -356,9 +364,29 @@ SARDFQ_API sardfq_status sardfq_model_get_info(const sardfq_model *m, sardfq_mod
         return sfq_fail(SARDFQ_E_INVALID_ARG,
                         "sardfq_model_info.struct_size must be set (got %u)", out->struct_size);
     uint32_t n = out->struct_size < sizeof m->info ? out->struct_size : (uint32_t)sizeof m->info;
-    memcpy(out, &m->info, n);
+    sardfq_model_info full = m->info;
+    full.executor = m->executor;
+    full.weight_bytes = (int64_t)(m->n_params * sizeof(float));
+    if (m->q) {
+        full.quantized = 1;
+        full.quant_scheme = m->q->scheme;
+        full.weight_bits = m->q->wbits;
+        full.act_bits = m->q->abits;
+    }
+    if (m->ip) {
+        full.int_ops = m->ip->n_int;
+        full.float_ops = m->ip->n_float;
+        if (m->executor == SARDFQ_EXECUTOR_AUTO)
+            full.weight_bytes = (int64_t)m->ip->weight_bytes + (int64_t)(m->ip->float_params * sizeof(float));
+    }
+    memcpy(out, &full, n);
     out->struct_size = n;
     return SARDFQ_OK;
+}
+
+SARDFQ_API const char *sardfq_model_executor_report(const sardfq_model *m)
+{
+    return m && m->ip ? m->ip->report : NULL;
 }
 
 SARDFQ_API const char *sardfq_model_get_metadata(const sardfq_model *m, const char *key)

@@ -37,6 +37,9 @@ struct sardfq_model {
     struct sfq_qspec *q; /* quantized model: its activation quantizers (the
                             weights in params are already fake-quantized);
                             NULL for a floating-point model */
+    struct sfq_iplan *ip; /* quantized model: its integer form (iplan.h),
+                             made when the model became final */
+    int executor;         /* SARDFQ_EXECUTOR_* of its params */
 };
 
 /* Running a model (forward, kept state, backward, block ranges) is the

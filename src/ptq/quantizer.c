@@ -21,6 +21,7 @@
 #include "exec.h"
 #include "names.h"
 #include "qspec.h"
+#include "iplan.h"
 #include "quantizer.h"
 #include "recon.h"
 
@@ -444,7 +445,11 @@ static sardfq_status fold(const sardfq_model *fp, sardfq_model *dst, int j, cons
         sd += cols[c].scale;
         sz += cols[c].zero;
     }
-    const float tdelta = (float)(sd / D), tzero = (float)(sz / D);
+    /* RepQ-ViT keeps the mean of the channel zero points, a fraction; it is
+     * rounded here so that the folded quantizer has integer codes (the
+     * integer executor's u8 inputs; README "Integer executor" measures the
+     * effect on top-1). The folding is exact for any target zero. */
+    const float tdelta = (float)(sd / D), tzero = rintf((float)(sz / D));
     const float tmin = -tzero * tdelta;
     float *r = sfq_alloc_array((size_t)D, sizeof(float));
     float *b = sfq_alloc_array((size_t)D, sizeof(float));
@@ -668,6 +673,8 @@ SARDFQ_API sardfq_status sardfq_quantizer_finalize(sardfq_quantizer *q, sardfq_m
     snprintf(buf, sizeof buf, "%d", (int)q->p.act_bits);
     if (!s)
         s = sfq_model_set_metadata(m, "sardfq.quant.act_bits", buf);
+    if (!s)
+        s = sfq_model_prepare_int(m);
     if (s) {
         sardfq_model_free(m);
         return s;

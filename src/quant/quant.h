@@ -105,6 +105,13 @@ sardfq_status sfq_uq_fake_cols(const sfq_uq *p, const float *x, float *y, size_t
  * 2^b - 1 is SARDFQ_E_INVALID_ARG. */
 sardfq_status sfq_uq_encode(const sfq_uq *p, const float *x, uint8_t *q, size_t n);
 sardfq_status sfq_uq_decode(const sfq_uq *p, const uint8_t *q, float *y, size_t n);
+/* The integer executor's activation codes: rows x cols of x (row stride
+ * ldx) to codes (row stride ldq >= pad), columns cols..pad zero, and each
+ * row's code sum into rowsum (may be NULL). No validation (z integral,
+ * checked when the integer plan is made); the codes are sfq_uq_level's,
+ * bit for bit (an AVX-512 loop where the CPU has it). nt = threads. */
+void sfq_uq_encode_rows(const sfq_uq *p, const float *x, int64_t rows, int cols, int64_t ldx, uint8_t *q,
+                        int64_t ldq, int pad, int32_t *rowsum, int nt);
 
 /* ---------------------------------------------------------------------- */
 /* Calibration search (RepQ-ViT)                                           */

@@ -36,6 +36,9 @@
 #include <float.h>
 #include <math.h>
 #include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 const double sfq_repq_pcts[SFQ_NCAND] = {0.999, 0.9999, 0.99999};
 
@@ -188,6 +191,81 @@ sardfq_status sfq_uq_encode(const sfq_uq *p, const float *x, uint8_t *q, size_t 
     for (size_t i = 0; i < n; i++)
         q[i] = (uint8_t)sfq_uq_level(&u, x[i]);
     return SARDFQ_OK;
+}
+
+typedef struct {
+    sfq_uq u;
+    const float *x;
+    int cols, pad;
+    int64_t ldx, ldq;
+    uint8_t *q;
+    int32_t *rowsum;
+    int avx512;
+} enc_ctx;
+
+#if defined(__x86_64__)
+/* The same IEEE operations as sfq_uq_level: x / D (a division), round to
+ * nearest even, + z (or x / D + z, then round), clamp. */
+__attribute__((target("avx512f,avx512bw"))) static int32_t enc_row_avx512(const enc_ctx *c, const float *x,
+                                                                          uint8_t *q)
+{
+    const __m512 D = _mm512_set1_ps(c->u.scale), z = _mm512_set1_ps(c->u.zero), lo = _mm512_setzero_ps();
+    const __m512 hi = _mm512_set1_ps((float)((1 << c->u.bits) - 1));
+    const int psaq = c->u.form == SFQ_UQ_PSAQ;
+    __m512i sum = _mm512_setzero_si512();
+    int j = 0;
+    for (; j + 16 <= c->cols; j += 16) {
+        __m512 t = _mm512_div_ps(_mm512_loadu_ps(x + j), D);
+        t = psaq ? _mm512_roundscale_ps(_mm512_add_ps(t, z), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+                 : _mm512_add_ps(_mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), z);
+        t = _mm512_min_ps(_mm512_max_ps(t, lo), hi);
+        const __m512i v = _mm512_cvtps_epi32(t);
+        sum = _mm512_add_epi32(sum, v);
+        _mm_storeu_si128((__m128i *)(q + j), _mm512_cvtepi32_epi8(v));
+    }
+    int32_t s = _mm512_reduce_add_epi32(sum);
+    for (; j < c->cols; j++) {
+        q[j] = (uint8_t)sfq_uq_level(&c->u, x[j]);
+        s += q[j];
+    }
+    return s;
+}
+#endif
+
+static void enc_range(void *vc, int64_t r0, int64_t r1)
+{
+    const enc_ctx *c = vc;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *x = c->x + r * c->ldx;
+        uint8_t *q = c->q + r * c->ldq;
+        int32_t s = 0;
+#if defined(__x86_64__)
+        if (c->avx512) {
+            s = enc_row_avx512(c, x, q);
+        } else
+#endif
+        {
+            for (int j = 0; j < c->cols; j++) {
+                q[j] = (uint8_t)sfq_uq_level(&c->u, x[j]);
+                s += q[j];
+            }
+        }
+        if (c->pad > c->cols)
+            memset(q + c->cols, 0, (size_t)(c->pad - c->cols));
+        if (c->rowsum)
+            c->rowsum[r] = s;
+    }
+}
+
+void sfq_uq_encode_rows(const sfq_uq *p, const float *x, int64_t rows, int cols, int64_t ldx, uint8_t *q,
+                        int64_t ldq, int pad, int32_t *rowsum, int nt)
+{
+    enc_ctx c = {*p, x, cols, pad, ldx, ldq, q, rowsum, 0};
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    c.avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+#endif
+    sfq_parallel_for(rows * cols >= 65536 ? nt : 1, rows, enc_range, &c);
 }
 
 sardfq_status sfq_uq_decode(const sfq_uq *p, const uint8_t *q, float *y, size_t n)

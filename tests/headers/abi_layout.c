@@ -23,12 +23,14 @@
     _Static_assert(offsetof(T, f) == (off) && sizeof(((T *)0)->f) == (size),           \
                    #T "." #f ": offset or size")
 
-SIZE(sardfq_model_params, 12, 4);
+SIZE(sardfq_model_params, 16, 4);
 FIELD(sardfq_model_params, struct_size, 0, 4);
 FIELD(sardfq_model_params, num_heads, 4, 4);
 FIELD(sardfq_model_params, n_threads, 8, 4);
+/* 0.5: the executor of a quantized model */
+FIELD(sardfq_model_params, executor, 12, 4);
 
-SIZE(sardfq_model_info, 288, 8);
+SIZE(sardfq_model_info, 328, 8);
 FIELD(sardfq_model_info, struct_size, 0, 4);
 FIELD(sardfq_model_info, arch, 4, 4);
 FIELD(sardfq_model_info, naming, 8, 4);
@@ -61,6 +63,15 @@ FIELD(sardfq_model_info, stage_heads, 212, 32);
 FIELD(sardfq_model_info, stage_dim, 244, 32);
 FIELD(sardfq_model_info, num_features, 276, 4);
 FIELD(sardfq_model_info, attention_floats, 280, 8);
+/* 0.5: quantized models and their executor */
+FIELD(sardfq_model_info, quantized, 288, 4);
+FIELD(sardfq_model_info, quant_scheme, 292, 4);
+FIELD(sardfq_model_info, weight_bits, 296, 4);
+FIELD(sardfq_model_info, act_bits, 300, 4);
+FIELD(sardfq_model_info, executor, 304, 4);
+FIELD(sardfq_model_info, int_ops, 308, 4);
+FIELD(sardfq_model_info, float_ops, 312, 4);
+FIELD(sardfq_model_info, weight_bytes, 320, 8);
 
 SIZE(sardfq_eval_params, 40, 8);
 FIELD(sardfq_eval_params, struct_size, 0, 4);
