@@ -58,6 +58,11 @@ sardfq_model *cli_load_model(const char *path, int n_threads, int num_heads);
  * int = SARDFQ_EXECUTOR_AUTO), and its parser (0, or -1 after a usage
  * message). */
 extern int cli_executor;
+/* `bench --quant`: "W8A8" into *w, *a (0, or a usage message and -1), and
+ * the measurement (cli_bench_quant.c). */
+int cli_parse_wa(const char *v, int *w, int *a);
+int cli_bench_quant(sardfq_model *fp, const char *label, int wbits, int abits, int scheme, int n, int repeat,
+                    int threads);
 int cli_parse_executor(const char *cmd, const char *v);
 /* get_info with struct_size set; prints on failure and returns nonzero. */
 int cli_model_info(const sardfq_model *m, sardfq_model_info *info);

@@ -27,7 +27,8 @@
 void cli_usage_bench(FILE *f)
 {
     fputs("usage: sardfq bench (--model M | --arch A) [--batch B] [--threads T]\n"
-          "                    [--repeat R] [--heads N]\n"
+          "                    [--repeat R] [--heads N] [--quant WxAy [--scheme S]]\n"
+          "                    [--executor int|fake]\n"
           "\n"
           "Times a 1024^3 OpenBLAS sgemm, the forward pass and the forward+backward\n"
           "pass (to the input, with attention kept) on a random batch; each is the\n"
@@ -44,6 +45,13 @@ void cli_usage_bench(FILE *f)
           "               of online CPUs)\n"
           "  --repeat R   timed runs per measurement (default 5)\n"
           "  --heads N    number of attention heads, when the file does not say\n"
+          "  --quant WxAy instead: quantize the model (W8A8 .. W2A2; --scheme repq or\n"
+          "               minmax) on 32 noise images and time its forward against the\n"
+          "               float forward, alternated; a quantized --model is timed\n"
+          "               against its own fake-quantized executor. Last line:\n"
+          "               fwd_gflops=F q_fwd_gflops=Q q_speedup=S weight_mb=W\n"
+          "               q_weight_mb=V peak_rss_mb=M\n"
+          "  --executor int|fake  the quantized model's executor (default int)\n"
           "  --synth M    also time synthesis steps of method M (noise, psaq, sardfq)\n"
           "               on a batch of B images (default 32); last line:\n"
           "               synth_step_s=S model_s=T loss_share=F fwd_bwd_s=U\n",
@@ -92,7 +100,7 @@ static void free_buffers(bench_buffers *b)
 int cli_bench(int argc, char **argv)
 {
     const char *model_path = NULL, *arch = NULL, *v;
-    int synth = -1, batch_given = 0;
+    int synth = -1, batch_given = 0, qw = 0, qa = 0, qscheme = SARDFQ_SCHEME_REPQ;
     long batch = 8, threads = cli_online_cpus(), repeat = 5, heads = 0;
     double sgemm_gflops = 0, sgemm_s = 0, t_fwd, t_fb, rss_fwd, rss_fb;
     sardfq_model *m = NULL;
@@ -138,6 +146,18 @@ int cli_bench(int argc, char **argv)
                 synth = SARDFQ_SYNTH_SARDFQ;
             else
                 return cli_usage_error("bench: unknown --synth '%s' (psaq, sardfq)", v);
+        } else if ((r = cli_option("bench", argc, argv, &i, "quant", &v)) != 0) {
+            if (r < 0 || cli_parse_wa(v, &qw, &qa) != 0)
+                return CLI_EXIT_USAGE;
+        } else if ((r = cli_option("bench", argc, argv, &i, "scheme", &v)) != 0) {
+            if (r < 0)
+                return CLI_EXIT_USAGE;
+            if (!strcmp(v, "repq"))
+                qscheme = SARDFQ_SCHEME_REPQ;
+            else if (!strcmp(v, "minmax"))
+                qscheme = SARDFQ_SCHEME_MINMAX;
+            else
+                return cli_usage_error("bench: --scheme must be repq or minmax (got '%s')", v);
         } else if ((r = cli_option("bench", argc, argv, &i, "executor", &v)) != 0) {
             if (r < 0 || cli_parse_executor("bench", v) != 0)
                 return CLI_EXIT_USAGE;
@@ -162,6 +182,26 @@ int cli_bench(int argc, char **argv)
         batch = 32;
     n = (int)batch;
 
+    if (qw > 0) { /* the quantized forward against the float one */
+        if (synth >= 0)
+            return cli_usage_error("bench: --quant and --synth are separate measurements");
+        if (model_path) {
+            if ((m = cli_load_model(model_path, (int)threads, (int)heads)) == NULL)
+                return CLI_EXIT_FAIL;
+        } else {
+            sardfq_model_params p;
+            sardfq_model_default_params(&p);
+            p.n_threads = (int32_t)threads;
+            p.num_heads = (int32_t)heads;
+            p.executor = cli_executor;
+            s = sardfq_model_create_random(arch, 0, &p, &m);
+            if (s != SARDFQ_OK)
+                return cli_lib_fail(s, "cannot create a random %s", arch);
+        }
+        r = cli_bench_quant(m, model_path ? model_path : arch, qw, qa, qscheme, n, (int)repeat, (int)threads);
+        sardfq_model_free(m);
+        return r;
+    }
     /* (a) The machine's ceiling, before the model exists, so that its
      * buffers are gone before the forward's peak RSS is read. */
     openblas_set_num_threads((int)threads);

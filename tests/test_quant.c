@@ -1038,6 +1038,78 @@ START_TEST(out_of_memory)
 }
 END_TEST
 
+
+/* The bulk rows of the forward's points (AVX-512 where the CPU has it) are
+ * the scalar quantizers bit for bit: random values, values a few ulps from
+ * every log-sqrt2 rounding boundary x = D 2^(-(k + 1/2)/2) and uniform
+ * boundary (k + 1/2) D, zeros of both signs, negatives, NaN, infinities,
+ * tiny and huge values. */
+static void fill_edge_values(float *x, int n, float D, uint64_t seed)
+{
+    uint64_t st = seed;
+    int i = 0;
+    for (int k = -2; k < 260 && i + 7 < n; k++) {
+        const float b = D * (float)pow(2.0, -(k + 0.5) / 2.0), u = D * ((float)k + 0.5f) - 3.0f * D;
+        x[i++] = b;
+        x[i++] = nextafterf(b, 0.0f);
+        x[i++] = nextafterf(b, INFINITY);
+        x[i++] = nextafterf(nextafterf(b, 0.0f), 0.0f);
+        x[i++] = u;
+        x[i++] = nextafterf(u, -INFINITY);
+        x[i++] = nextafterf(u, INFINITY);
+    }
+    const float special[] = {0.0f, -0.0f, -1.0f, NAN, INFINITY, -INFINITY, 1e-38f, 1e-45f, 3e38f, D, 2 * D};
+    for (size_t j = 0; j < sizeof special / sizeof special[0] && i < n; j++)
+        x[i++] = special[j];
+    for (; i < n; i++) {
+        st = st * 6364136223846793005ULL + 1442695040888963407ULL;
+        const double u = (double)(st >> 11) / 9007199254740992.0;
+        x[i] = (float)(D * pow(2.0, -40.0 * u)) * ((st & 1) ? 1.0f : 0.5f);
+        if ((st >> 5) % 7 == 0)
+            x[i] = (float)(D * (16.0 * u - 4.0));
+    }
+}
+
+START_TEST(bulk_rows_equal_scalar_quantizers)
+{
+    const int n = 40000;
+    float *x = malloc(sizeof(float) * n), *a = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n);
+    float tab[SFQ_LQ_TABLE];
+    for (int bits = 2; bits <= 8; bits++) {
+        const float D = 0.37f + 0.01f * bits;
+        fill_edge_values(x, n, D, 99 + bits);
+        sfq_lq lq = {D, bits};
+        sfq_lq_table(&lq, tab);
+        memcpy(a, x, sizeof(float) * n);
+        memcpy(b, x, sizeof(float) * n);
+        sfq_lq_fake_row(&lq, tab, a, n, 0);
+        sfq_lq_fake_row(&lq, tab, b, n, sfq_quant_simd());
+        for (int i = 0; i < n; i++) {
+            const float want = sfq_lq_apply(&lq, x[i]);
+            ck_assert_msg(memcmp(&a[i], &want, 4) == 0 && memcmp(&b[i], &want, 4) == 0,
+                          "log bits %d x %.9g: %.9g / %.9g, expected %.9g", bits, x[i], a[i], b[i], want);
+        }
+        for (int form = 0; form < 2; form++) {
+            sfq_uq u = {D, form ? 3.0f : -2.0f, bits, form};
+            memcpy(a, x, sizeof(float) * n);
+            memcpy(b, x, sizeof(float) * n);
+            sfq_uq_fake_row(&u, a, n, 0);
+            sfq_uq_fake_row(&u, b, n, sfq_quant_simd());
+            for (int i = 0; i < n; i++) {
+                const float want = sfq_uq_apply(&u, x[i]);
+                ck_assert_msg((isnan(want) && isnan(a[i]) && isnan(b[i])) ||
+                                  (memcmp(&a[i], &want, 4) == 0 && memcmp(&b[i], &want, 4) == 0),
+                              "uniform bits %d form %d x %.9g: %.9g / %.9g, expected %.9g", bits, form, x[i],
+                              a[i], b[i], want);
+            }
+        }
+    }
+    free(x);
+    free(a);
+    free(b);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("quant");
@@ -1064,6 +1136,7 @@ int main(void)
     tcase_add_test(tc, degenerate_inputs);
     tcase_add_test(tc, invalid_arguments);
     tcase_add_test(tc, out_of_memory);
+    tcase_add_test(tc, bulk_rows_equal_scalar_quantizers);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -154,6 +154,8 @@ typedef struct {
     float *x;
     int ncols;
     int64_t ld;
+    int simd;
+    float tab[SFQ_LQ_TABLE];
 } apply_ctx;
 
 static void apply_rows(void *vc, int64_t r0, int64_t r1)
@@ -165,13 +167,9 @@ static void apply_rows(void *vc, int64_t r0, int64_t r1)
             for (int j = 0; j < c->ncols; j++)
                 x[j] = sfq_uq_apply(&c->cols[j], x[j]);
         } else if (c->a->kind == SFQ_QK_UNIFORM) {
-            const sfq_uq u = c->a->u;
-            for (int j = 0; j < c->ncols; j++)
-                x[j] = sfq_uq_apply(&u, x[j]);
+            sfq_uq_fake_row(&c->a->u, x, c->ncols, c->simd);
         } else {
-            const sfq_lq lq = c->a->lq;
-            for (int j = 0; j < c->ncols; j++)
-                x[j] = sfq_lq_apply(&lq, x[j]);
+            sfq_lq_fake_row(&c->a->lq, c->tab, x, c->ncols, c->simd);
         }
     }
 }
@@ -179,7 +177,9 @@ static void apply_rows(void *vc, int64_t r0, int64_t r1)
 void sfq_qact_apply(const sfq_qact *a, const sfq_uq *cols, float *x, int64_t rows, int ncols, int64_t ld,
                     int nt)
 {
-    apply_ctx c = {a, cols, x, ncols, ld};
+    apply_ctx c = {a, cols, x, ncols, ld, sfq_quant_simd(), {0}};
+    if (!cols && a->kind == SFQ_QK_LOG)
+        sfq_lq_table(&a->lq, c.tab);
     const int64_t work = rows * ncols;
     sfq_parallel_for(work >= 65536 ? nt : 1, rows, apply_rows, &c);
 }

@@ -177,6 +177,15 @@ float sfq_lq_apply(const sfq_lq *p, float x);
 /* Fake quantization: y = 0 for code 2^b, else level_value(q) * D; NaN stays
  * NaN. y may alias x. */
 sardfq_status sfq_lq_fake(const sfq_lq *p, const float *x, float *y, size_t n);
+/* Bulk forms of sfq_uq_apply / sfq_lq_apply on a row of n values in place,
+ * bit for bit the scalar results (AVX-512 when simd, which
+ * sfq_quant_simd() says the CPU allows). tab: sfq_lq_table's 2^b + 1
+ * floats (each level's value times D, then 0). */
+#define SFQ_LQ_TABLE ((1 << SFQ_QBITS_MAX) + 1)
+int sfq_quant_simd(void);
+void sfq_uq_fake_row(const sfq_uq *p, float *x, int n, int simd);
+void sfq_lq_table(const sfq_lq *p, float *tab);
+void sfq_lq_fake_row(const sfq_lq *p, const float *tab, float *x, int n, int simd);
 /* Codes in [0, 2^b] (2^b = zero, so uint16), and back. NaN input is
  * SARDFQ_E_INVALID_ARG. decode(encode(x)) == fake(x) bitwise. */
 sardfq_status sfq_lq_encode(const sfq_lq *p, const float *x, uint16_t *q, size_t n);

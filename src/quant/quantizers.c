@@ -751,6 +751,124 @@ float sfq_lq_apply(const sfq_lq *p, float x)
     return sfq_lq_level_value(q) * p->scale;
 }
 
+/* ---- bulk fake quantization (the forward's points) ------------------------ */
+
+static int have_avx512(void)
+{
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+#else
+    return 0;
+#endif
+}
+
+#if defined(__x86_64__)
+/* The scalar operations of sfq_uq_apply, 16 at a time (the same IEEE
+ * operations; max/min ordered so that NaN stays NaN as in the scalar). */
+__attribute__((target("avx512f,avx512dq"))) static int uq_row_avx512(const sfq_uq *p, float *x, int n)
+{
+    const __m512 D = _mm512_set1_ps(p->scale), z = _mm512_set1_ps(p->zero), lo = _mm512_setzero_ps();
+    const __m512 hi = _mm512_set1_ps((float)((1 << p->bits) - 1));
+    const int psaq = p->form == SFQ_UQ_PSAQ;
+    int j = 0;
+    for (; j + 16 <= n; j += 16) {
+        __m512 t = _mm512_div_ps(_mm512_loadu_ps(x + j), D);
+        t = psaq ? _mm512_roundscale_ps(_mm512_add_ps(t, z), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+                 : _mm512_add_ps(_mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), z);
+        t = _mm512_min_ps(hi, _mm512_max_ps(lo, t));
+        _mm512_storeu_ps(x + j, _mm512_mul_ps(_mm512_sub_ps(t, z), D));
+    }
+    return j;
+}
+
+/* sfq_lq_apply, 16 at a time: v = -2 log2(x / D) from the exponent and a
+ * series for the mantissa (absolute error below 1e-4 in v, far inside the
+ * margin); lanes within 2e-3 of a rounding boundary (v = k + 1/2), and NaN
+ * lanes, are recomputed with the scalar function, so every result is
+ * sfq_lq_apply's bit for bit. tab[q] = level value q times D, tab[2^b] = 0. */
+__attribute__((target("avx512f,avx512dq"))) static int lq_row_avx512(const sfq_lq *p, const float *tab, float *x,
+                                                                    int n)
+{
+    const __m512 D = _mm512_set1_ps(p->scale), one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
+    const __m512 inv_ln2x2 = _mm512_set1_ps(-4.0f * 1.4426950408889634f), mtwo = _mm512_set1_ps(-2.0f);
+    const __m512 c3 = _mm512_set1_ps(1.0f / 3), c5 = _mm512_set1_ps(1.0f / 5), c7 = _mm512_set1_ps(1.0f / 7);
+    const __m512 c9 = _mm512_set1_ps(1.0f / 9), c11 = _mm512_set1_ps(1.0f / 11), c13 = _mm512_set1_ps(1.0f / 13);
+    const __m512 eps = _mm512_set1_ps(2e-3f), zero = _mm512_setzero_ps();
+    const int levels = 1 << p->bits;
+    const __m512 top = _mm512_set1_ps((float)levels);
+    int j = 0;
+    for (; j + 16 <= n; j += 16) {
+        const __m512 xv = _mm512_loadu_ps(x + j);
+        const __m512 r = _mm512_div_ps(xv, D);
+        const __m512 e = _mm512_getexp_ps(r);
+        const __m512 m = _mm512_getmant_ps(r, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);
+        const __m512 t = _mm512_div_ps(_mm512_sub_ps(m, one), _mm512_add_ps(m, one)), t2 = _mm512_mul_ps(t, t);
+        __m512 s = _mm512_fmadd_ps(t2, c13, c11);
+        s = _mm512_fmadd_ps(s, t2, c9);
+        s = _mm512_fmadd_ps(s, t2, c7);
+        s = _mm512_fmadd_ps(s, t2, c5);
+        s = _mm512_fmadd_ps(s, t2, c3);
+        s = _mm512_fmadd_ps(s, t2, one);
+        /* v = -2 (e + ln(m) / ln 2), ln(m) = 2 t s */
+        const __m512 v = _mm512_fmadd_ps(_mm512_mul_ps(t, s), inv_ln2x2, _mm512_mul_ps(e, mtwo));
+        const __m512 k = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m512 d = _mm512_sub_ps(_mm512_sub_ps(v, _mm512_roundscale_ps(v, _MM_FROUND_TO_NEG_INF |
+                                                                                  _MM_FROUND_NO_EXC)),
+                                       half);
+        const __mmask16 near = _mm512_cmp_ps_mask(_mm512_abs_ps(d), eps, _CMP_LT_OQ);
+        const __mmask16 pos = _mm512_cmp_ps_mask(xv, zero, _CMP_GT_OQ);
+        const __mmask16 bad = _mm512_cmp_ps_mask(xv, xv, _CMP_UNORD_Q);
+        /* code: k clamped below at 0; k >= 2^b (or x <= 0) is the zero level */
+        __m512 kc = _mm512_max_ps(k, zero);
+        const __mmask16 z = (__mmask16)(~pos | _mm512_cmp_ps_mask(kc, top, _CMP_GE_OQ));
+        kc = _mm512_mask_mov_ps(kc, z, top);
+        const __m512i idx = _mm512_cvttps_epi32(kc);
+        const __m512 y = _mm512_i32gather_ps(idx, tab, 4);
+        _mm512_storeu_ps(x + j, y);
+        __mmask16 redo = (__mmask16)((near & pos) | bad);
+        while (redo) {
+            const int l = __builtin_ctz(redo);
+            x[j + l] = sfq_lq_apply(p, xv[l]);
+            redo &= (__mmask16)(redo - 1);
+        }
+    }
+    return j;
+}
+#endif
+
+void sfq_uq_fake_row(const sfq_uq *p, float *x, int n, int simd)
+{
+    int j = 0;
+#if defined(__x86_64__)
+    if (simd)
+        j = uq_row_avx512(p, x, n);
+#endif
+    for (; j < n; j++)
+        x[j] = sfq_uq_apply(p, x[j]);
+}
+
+void sfq_lq_table(const sfq_lq *p, float *tab)
+{
+    const int levels = 1 << p->bits;
+    for (int q = 0; q < levels; q++)
+        tab[q] = sfq_lq_level_value(q) * p->scale;
+    tab[levels] = 0.0f;
+}
+
+void sfq_lq_fake_row(const sfq_lq *p, const float *tab, float *x, int n, int simd)
+{
+    int j = 0;
+#if defined(__x86_64__)
+    if (simd)
+        j = lq_row_avx512(p, tab, x, n);
+#endif
+    for (; j < n; j++)
+        x[j] = sfq_lq_apply(p, x[j]);
+}
+
+int sfq_quant_simd(void) { return have_avx512(); }
+
 sardfq_status sfq_lq_fake(const sfq_lq *p, const float *x, float *y, size_t n)
 {
     sardfq_status s = lq_check_named("sfq_lq_fake", p);

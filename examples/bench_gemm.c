@@ -1,0 +1,136 @@
+/* bench_gemm.c - `sardfq-bench-gemm`: the integer executor's u8 x s8 GEMM
+ * (src/kernels/igemm.h, with its fused float epilogue) at the ViT linears'
+ * shapes, next to OpenBLAS sgemm on the same shapes in the same run.
+ *
+ * M = 197 * 8 rows (a DeiT batch of 8); (K, N) = (D, 3D) qkv, (D, D) proj,
+ * (D, 4D) fc1, (4D, D) fc2 for D = 192, 384, 768. Each shape: one warm-up
+ * of each, then R alternated pairs (sgemm, igemm), medians. Both rates count
+ * 2 M N K operations. Options: --threads T (default 2), --repeat R (default
+ * 7), --isa c|avx2|vnni (default: the best of this CPU), --bits 8|4. The last
+ * line: igemm_gops_D384=... igemm_gops_D768=... sgemm_gflops_D384=...
+ * sgemm_gflops_D768=... ratio_D384=... ratio_D768=... (per-D sums of times).
+ *
+ * A benchmark of library internals: it links the static library. */
+#include "compute.h"
+#include "igemm.h"
+#include "threads.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *t, int n)
+{
+    qsort(t, (size_t)n, sizeof *t, cmp);
+    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
+int main(int argc, char **argv)
+{
+    int threads = 2, repeat = 7, isa_req = SFQ_ISA_AUTO, bits = 8;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--threads"))
+            threads = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--repeat"))
+            repeat = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--bits"))
+            bits = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--isa"))
+            isa_req = !strcmp(argv[i + 1], "c") ? SFQ_ISA_C : !strcmp(argv[i + 1], "avx2") ? SFQ_ISA_AVX2 : SFQ_ISA_VNNI;
+        else {
+            fprintf(stderr, "usage: sardfq-bench-gemm [--threads T] [--repeat R] [--isa c|avx2|vnni] [--bits 8|4]\n");
+            return 2;
+        }
+    }
+    if (threads < 1 || repeat < 1 || bits < 2 || bits > 8) {
+        fprintf(stderr, "sardfq-bench-gemm: bad option value\n");
+        return 2;
+    }
+    int isa;
+    if (sfq_isa_resolve(isa_req, &isa) != SARDFQ_OK) {
+        fprintf(stderr, "sardfq-bench-gemm: %s\n", sardfq_last_error());
+        return 1;
+    }
+    openblas_set_num_threads(threads);
+    const int M = 197 * 8, Ds[3] = {192, 384, 768};
+    double sum_i[3] = {0}, sum_s[3] = {0}, ops_d[3] = {0};
+    printf("sardfq-bench-gemm: M = %d, %d threads, %s path, W%d codes, median of %d alternated pairs\n", M,
+           threads, sfq_isa_name(isa), bits, repeat);
+    printf("  %-14s %10s %10s %12s %12s %8s\n", "D: (K, N)", "sgemm ms", "igemm ms", "sgemm GF/s", "igemm GOP/s",
+           "ratio");
+    for (int di = 0; di < 3; di++) {
+        const int D = Ds[di];
+        const int shapes[4][2] = {{D, 3 * D}, {D, D}, {D, 4 * D}, {4 * D, D}};
+        for (int sh = 0; sh < 4; sh++) {
+            const int K = shapes[sh][0], N = shapes[sh][1], kp = (K + 3) / 4 * 4, np = (N + 15) / 16 * 16;
+            float *A = malloc(sizeof(float) * (size_t)M * K), *W = malloc(sizeof(float) * (size_t)N * K);
+            float *C = malloc(sizeof(float) * (size_t)M * N), *bias = calloc((size_t)N, sizeof(float));
+            uint8_t *Aq = calloc((size_t)M * kp, 1), *Wq = malloc((size_t)N * K);
+            int32_t *asum = calloc((size_t)M, sizeof(int32_t)), *corr = calloc((size_t)np, 4), *zoff = calloc((size_t)np, 4);
+            float *scale = calloc((size_t)np, sizeof(float)), *sw = malloc(sizeof(float) * (size_t)N);
+            double *ts = malloc(sizeof(double) * (size_t)repeat), *ti = malloc(sizeof(double) * (size_t)repeat);
+            uint64_t st = 1;
+            for (size_t e = 0; e < (size_t)M * K; e++) {
+                st = st * 6364136223846793005ULL + 1;
+                A[e] = (float)((st >> 40) & 255) / 255.0f;
+                Aq[(e / K) * kp + e % K] = (uint8_t)((st >> 40) & 255);
+            }
+            for (size_t e = 0; e < (size_t)N * K; e++) {
+                st = st * 6364136223846793005ULL + 1;
+                W[e] = (float)((int)((st >> 40) & 255) - 128) / 128.0f;
+                Wq[e] = (uint8_t)(((st >> 40) & 255) >> (8 - bits));
+            }
+            for (int n = 0; n < N; n++)
+                sw[n] = 1.0f / 128;
+            sfq_ipack p;
+            if (sfq_ipack_new(Wq, K, N, K, bits, NULL, &p) != SARDFQ_OK) {
+                fprintf(stderr, "sardfq-bench-gemm: out of memory\n");
+                return 1;
+            }
+            sfq_iepi_vectors(&p, 1.0f / 255, 0, sw, 1, scale, corr, zoff);
+            const sfq_iepi e = {scale, bias, corr, zoff, asum, C, N, 0};
+            for (int r = -1; r < repeat; r++) {
+                double t0 = now();
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, K, W, K, 0.0f, C, N);
+                double t1 = now();
+                sfq_igemm(isa, threads, Aq, kp, M, &p, &e);
+                double t2 = now();
+                if (r >= 0) {
+                    ts[r] = t1 - t0;
+                    ti[r] = t2 - t1;
+                }
+            }
+            const double ms = median(ts, repeat), mi = median(ti, repeat), ops = 2.0 * M * N * K;
+            sum_s[di] += ms;
+            sum_i[di] += mi;
+            ops_d[di] += ops;
+            char name[32];
+            snprintf(name, sizeof name, "%d: (%d, %d)", D, K, N);
+            printf("  %-14s %10.3f %10.3f %12.1f %12.1f %8.2f\n", name, ms * 1e3, mi * 1e3, ops / ms * 1e-9,
+                   ops / mi * 1e-9, ms / mi);
+            sfq_ipack_free(&p);
+            free(A), free(W), free(C), free(bias), free(Aq), free(Wq), free(asum), free(corr), free(zoff);
+            free(scale), free(sw), free(ts), free(ti);
+        }
+    }
+    printf("igemm_gops_D384=%.1f igemm_gops_D768=%.1f sgemm_gflops_D384=%.1f sgemm_gflops_D768=%.1f "
+           "ratio_D384=%.2f ratio_D768=%.2f\n",
+           ops_d[1] / sum_i[1] * 1e-9, ops_d[2] / sum_i[2] * 1e-9, ops_d[1] / sum_s[1] * 1e-9,
+           ops_d[2] / sum_s[2] * 1e-9, sum_s[1] / sum_i[1], sum_s[2] / sum_i[2]);
+    return 0;
+}
