@@ -88,6 +88,12 @@ struct sardfq_state {
 /* Inference forward (nothing kept); obs may be NULL. */
 sardfq_status sfq_exec_forward(const sardfq_model *m, const sfq_observer *obs, const float *images, int n,
                                float *logits);
+/* For tests: a fake-quantized inference forward of a quantized model that
+ * also runs every integer linear and head of its integer form on the same
+ * input (codes recovered from the fake-quantized values) and reports the
+ * largest max |int - float| / max |float| over those steps and their
+ * count. */
+sardfq_status sfq_exec_check_int(const sardfq_model *m, const float *images, int n, double *max_rel, int *steps);
 /* Forward keeping what flags ask (SARDFQ_FORWARD_* | SFQ_FORWARD_KEEP_AO)
  * in s; logits may be NULL. On failure the state keeps the previous
  * forward. */

@@ -20,6 +20,7 @@
 #include "threads.h"
 #include "vmath.h"
 
+#include <math.h>
 #include <string.h>
 
 #define MAX_VARS 512
@@ -121,6 +122,10 @@ typedef struct {
     int isa;                /* its instruction path */
     uint8_t *ib;            /* its scratch (grown as needed) */
     size_t ib_bytes;
+    const sfq_iplan *chk;   /* check mode: the integer form to hold the
+                               fake run's linears against, or NULL */
+    double chk_max;         /* its largest relative difference */
+    int chk_steps;
 } run;
 
 /* ---- the integer executor's ops (iplan.h) -------------------------------- */
@@ -187,6 +192,31 @@ static sardfq_status point(const run *r, int pt, float *x, int64_t rows, int col
 }
 
 static int point_on(const run *r, int pt) { return pt >= 0 && r->q && r->q->acts[pt].kind != SFQ_QK_OFF; }
+
+/* Check mode: the integer product of step i on the fake run's input (its
+ * codes are recovered exactly from the fake-quantized values) against the
+ * float product y (rows x N), as max |int - float| / max |float|. */
+static sardfq_status check_step(run *r, const sfq_istep *is, const float *in, int64_t rows, int cols,
+                                int64_t ldi, const float *y, int N, const float *bias, int head2, const float *in2)
+{
+    float *yi = sfq_alloc_array((size_t)rows * N, sizeof(float));
+    if (!yi)
+        return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    sardfq_status s = int_product(r, is, 0, in, rows, cols, ldi, bias, yi, N, 0, head2 ? 0.5f : 1.0f);
+    if (!s && head2)
+        s = int_product(r, is, 1, in2, rows, cols, ldi, NULL, yi, N, 1, 0.5f);
+    double d = 0, mag = 0;
+    for (size_t e = 0; !s && e < (size_t)rows * N; e++) {
+        d = fmax(d, fabs((double)yi[e] - y[e]));
+        mag = fmax(mag, fabs((double)y[e]));
+    }
+    sfq_free(yi);
+    if (!s) {
+        r->chk_max = fmax(r->chk_max, mag > 0 ? d / mag : d);
+        r->chk_steps++;
+    }
+    return s;
+}
 
 /* ---- forward steps ------------------------------------------------------- */
 
@@ -398,6 +428,18 @@ static sardfq_status head(run *r, const sfq_step *st, const sfq_istep *is, float
         sfq_gemm(r->c->split, 0, 1, n, K, D, 0.5f, in, P * D, st->w, D, 1.0f, logits, K);
         sfq_gemm(r->c->split, 0, 1, n, K, D, 0.5f, in + D, P * D, st->w2, D, 1.0f, logits, K);
     }
+    if (r->chk && r->chk->steps[st - p->steps].mode == SFQ_IMODE_INT) {
+        const sfq_istep *ci = &r->chk->steps[st - p->steps];
+        float *bias = sfq_alloc_array((size_t)K, sizeof(float));
+        if (!bias)
+            return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+        for (int j = 0; j < K; j++)
+            bias[j] = P == 1 ? st->b[j] : 0.5f * (st->b[j] + st->b2[j]);
+        s = check_step(r, ci, in, n, D, (int64_t)P * D, logits, K, bias, P == 2, in + D);
+        sfq_free(bias);
+        if (s)
+            return s;
+    }
     return point(r, st->pt[SFQ_PT_OUT], logits, n, K, K);
 }
 
@@ -459,6 +501,14 @@ static sardfq_status step_fwd(run *r, int i, const float *images, float *logits)
                 out[e] += tmp[e];
         } else {
             sfq_linear(c, in, W, st->b, out, (int)rows, vi->cols, vo->cols, st->accumulate);
+        }
+        if (r->chk && r->chk->steps[i].mode == SFQ_IMODE_INT) {
+            float *y = sfq_alloc_array((size_t)rows * vo->cols, sizeof(float));
+            if (!y)
+                return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+            sfq_linear(c, in, W, st->b, y, (int)rows, vi->cols, vo->cols, 0);
+            s = check_step(r, &r->chk->steps[i], in, rows, vi->cols, vi->cols, y, vo->cols, st->b, 0, NULL);
+            sfq_free(y);
         }
         break;
     }
@@ -581,6 +631,35 @@ static sardfq_status run_stateless(const sardfq_model *m, const sfq_observer *ob
         memcpy(x_out, r.loc[resid], sizeof(float) * (size_t)n * var_floats(m->plan, resid));
     sfq_end_compute(&c);
     sfq_free(base);
+    return s;
+}
+
+sardfq_status sfq_exec_check_int(const sardfq_model *m, const float *images, int n, double *max_rel, int *steps)
+{
+    if (!m->ip)
+        return sfq_fail(SARDFQ_E_STATE, "sfq_exec_check_int: the model has no integer form");
+    sfq_compute c = sfq_begin_compute(m->n_threads);
+    run r;
+    sardfq_status s = run_init(&r, m, NULL, &c, n);
+    const size_t floats = work_floats(m->plan, n, c.nt);
+    float *base = s ? NULL : sfq_alloc_array(floats, sizeof(float));
+    float *logits = s ? NULL : sfq_alloc_array((size_t)n * m->info.num_classes, sizeof(float));
+    if (!s && (!base || !logits))
+        s = sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    if (!s) {
+        r.chk = m->ip;
+        r.isa = m->ip->isa;
+        work_carve(&r.w, base, m->plan, n, c.nt);
+        s = forward(&r, images, m->plan->nsteps, logits);
+    }
+    sfq_end_compute(&c);
+    sfq_free(r.ib);
+    sfq_free(base);
+    sfq_free(logits);
+    if (!s) {
+        *max_rel = r.chk_max;
+        *steps = r.chk_steps;
+    }
     return s;
 }
 

@@ -25,7 +25,8 @@ Runs
         blocks.l.mlp.fc2.input       UQ per tensor (GELU out)
         head.input                   UQ per tensor (class row after final LN)
       Then scale reparameterisation of (norm1 -> qkv) and (norm2 -> fc1):
-        a_min = -z_c D_c, sD = mean(D), sz = mean(z) (not rounded),
+        a_min = -z_c D_c, sD = mean(D), sz = round(mean(z)) (libsardfq
+        rounds RepQ-ViT's fractional mean: integer codes for the input),
         t_min = -sz sD, r = D / sD, bb = a_min / r - t_min,
         LN w /= r, LN b = b / r - bb, W[:, c] *= r_c, bias += W_new @ bb,
         input quantizer -> per tensor (sD, sz), weight re-searched on W_new.
@@ -223,7 +224,10 @@ class RepQ:
             assert kind == "channel"
             a_min = -z * d
             s_d = d.mean()
-            s_z = z.mean()
+            # libsardfq rounds the folded zero point (RepQ-ViT keeps the
+            # fractional mean) so that the input has integer codes; the
+            # folding below is exact for any target zero.
+            s_z = torch.round(z.mean())
             t_min = -s_z * s_d
             r = d / s_d
             bb = a_min / r - t_min

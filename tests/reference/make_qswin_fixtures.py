@@ -43,7 +43,7 @@ Runs
       stage s >= 1 (the reduction has no bias in the checkpoint: it gains
       bias = W_new @ bb); the patch-embedding norm and the final norm are
       not reparameterised:
-        a_min = -z_c D_c, sD = mean(D), sz = mean(z) (not rounded),
+        a_min = -z_c D_c, sD = mean(D), sz = round(mean(z)) (rounded, as in libsardfq),
         t_min = -sz sD, r = D / sD, bb = a_min / r - t_min,
         LN w /= r, LN b = b / r - bb, W[:, c] *= r_c, bias += W_new @ bb,
         input quantizer -> per tensor (sD, sz), weight re-searched on W_new.

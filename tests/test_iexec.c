@@ -1,0 +1,300 @@
+/* test_iexec.c - the integer executor (model/iplan.c, kernels/igemm.c and
+ * the integer ops of exec/fp32.c, attention.c) on quantized models.
+ *
+ *  - Against the fake-quantized float executor (SARDFQ_EXECUTOR_FAKE, 0.3's
+ *    arithmetic): the default ViT and the Fashion-MNIST Swin, RepQ-ViT at
+ *    W8A8, W4A4, W3A3 and min/max at W8A8, W4A8, on 64 images: every
+ *    integer linear and head against the float product of the same input
+ *    (sfq_exec_check_int) within about 10x the measured float rounding,
+ *    arg-max agreement of the whole forward, and the ops the report says
+ *    run on integers.
+ *  - The three instruction paths (SARDFQ_ISA=c, avx2, vnni where the CPU
+ *    has them) give bitwise the same logits.
+ *  - An input quantizer without integer codes (a fractional zero point, as
+ *    0.4's RepQ-ViT files have) makes that linear run in float, reported.
+ *  - Bad executor settings are refused. */
+#include "core.h"
+#include "exec.h"
+#include "iplan.h"
+#include "qspec.h"
+#include "testutil.h"
+#include "vit.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define N_EVAL 64
+#define N_CALIB 32
+
+static sardfq_model *load(const char *rel, int executor)
+{
+    sardfq_model_params p;
+    sardfq_model_default_params(&p);
+    p.executor = executor;
+    p.n_threads = 2;
+    sardfq_model *m = NULL;
+    ck_assert_int_eq(sardfq_model_load(tu_src(rel), &p, &m), SARDFQ_OK);
+    return m;
+}
+
+static sardfq_model_info info_of(const sardfq_model *m)
+{
+    sardfq_model_info I;
+    I.struct_size = sizeof I;
+    ck_assert_int_eq(sardfq_model_get_info(m, &I), SARDFQ_OK);
+    return I;
+}
+
+/* Fashion-MNIST-like inputs: normalised noise images, fixed seed. */
+static float *images(const sardfq_model_info *I, int n, uint64_t seed)
+{
+    const size_t per = (size_t)I->in_chans * I->img_h * I->img_w;
+    float *x = malloc(sizeof(float) * per * n);
+    uint64_t s = seed;
+    for (size_t i = 0; i < per * n; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        const float u = (float)(s >> 40) / 16777216.0f;
+        x[i] = ((i / 97) % 3 ? u : 0.0f) * 2.8f - 0.81f; /* in the normalised range of [0, 1] */
+    }
+    return x;
+}
+
+static sardfq_model *quantize(const sardfq_model *fp, int scheme, int w, int a)
+{
+    sardfq_model_info I = info_of(fp);
+    float *calib = images(&I, N_CALIB, 7);
+    sardfq_quant_params qp;
+    sardfq_quant_default_params(&qp);
+    qp.scheme = scheme;
+    qp.weight_bits = w;
+    qp.act_bits = a;
+    sardfq_quantizer *q = NULL;
+    sardfq_model *out = NULL;
+    ck_assert_int_eq(sardfq_quantizer_create(fp, &qp, &q), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_quantizer_calibrate(q, calib, N_CALIB), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_quantizer_finalize(q, &out), SARDFQ_OK);
+    sardfq_quantizer_free(q);
+    free(calib);
+    return out;
+}
+
+static int argmax(const float *x, int k)
+{
+    int b = 0;
+    for (int i = 1; i < k; i++)
+        if (x[i] > x[b])
+            b = i;
+    return b;
+}
+
+/* The FAKE executor's logits for the same quantized model. */
+static void fake_logits(sardfq_model *q, const float *x, int n, float *out)
+{
+    q->executor = SARDFQ_EXECUTOR_FAKE;
+    ck_assert_int_eq(sardfq_model_forward(q, x, n, out), SARDFQ_OK);
+    q->executor = SARDFQ_EXECUTOR_AUTO;
+}
+
+/* Max |int - fake| over max |fake| and the arg-max agreement. */
+static void int_vs_fake(const char *model, int scheme, int w, int a, double max_rel, int min_agree,
+                        int want_float_ops)
+{
+    sardfq_model *fp = load(model, SARDFQ_EXECUTOR_AUTO);
+    sardfq_model *q = quantize(fp, scheme, w, a);
+    sardfq_model_info I = info_of(q);
+    ck_assert_int_eq(I.quantized, 1);
+    ck_assert_int_eq(I.quant_scheme, scheme);
+    ck_assert_int_eq(I.weight_bits, w);
+    ck_assert_int_eq(I.act_bits, a);
+    ck_assert_int_eq(I.executor, SARDFQ_EXECUTOR_AUTO);
+    ck_assert_ptr_nonnull(sardfq_model_executor_report(q));
+    ck_assert_int_eq(I.float_ops, want_float_ops);
+    ck_assert_int_gt(I.int_ops, 0);
+    ck_assert_int_lt(I.weight_bytes, info_of(fp).weight_bytes);
+    const int K = I.num_classes;
+    float *x = images(&I, N_EVAL, 11);
+    float *li = malloc(sizeof(float) * N_EVAL * K), *lf = malloc(sizeof(float) * N_EVAL * K);
+    ck_assert_int_eq(sardfq_model_forward(q, x, N_EVAL, li), SARDFQ_OK);
+    fake_logits(q, x, N_EVAL, lf);
+    double diff = 0, mag = 0;
+    int agree = 0;
+    for (int i = 0; i < N_EVAL * K; i++) {
+        ck_assert(isfinite(li[i]));
+        diff = fmax(diff, fabs((double)li[i] - lf[i]));
+        mag = fmax(mag, fabs((double)lf[i]));
+    }
+    for (int b = 0; b < N_EVAL; b++)
+        agree += argmax(li + b * K, K) == argmax(lf + b * K, K);
+    double step_rel = -1;
+    int steps = 0;
+    ck_assert_int_eq(sfq_exec_check_int(q, x, N_EVAL, &step_rel, &steps), SARDFQ_OK);
+    printf("iexec %s %s W%dA%d: max |int - fake| = %.3g (%.3g of max |logit| %.3g), arg-max %d/%d, "
+           "%d int ops, %d float ops; per step on the same input: %.3g over %d steps\n",
+           model, scheme == SARDFQ_SCHEME_REPQ ? "repq" : "minmax", w, a, diff, diff / mag, mag, agree, N_EVAL,
+           I.int_ops, I.float_ops, step_rel, steps);
+    /* the same input through both: float rounding only (measured at most
+     * 6.2e-7 of the step's largest output); end to end, codes that sit on a
+     * rounding boundary may flip between the two (an exact integer sum
+     * against a float accumulation), so only the decisions are held. */
+    ck_assert_msg(step_rel <= max_rel, "a step differs by %.3g of its largest output (bound %.3g)", step_rel,
+                  max_rel);
+    ck_assert_int_eq(steps, I.int_ops - (scheme == SARDFQ_SCHEME_REPQ ? info_of(fp).depth : 0));
+    ck_assert_int_ge(agree, min_agree);
+    free(x), free(li), free(lf);
+    sardfq_model_free(q);
+    sardfq_model_free(fp);
+}
+
+#define VIT "examples/models/fmnist_vit.safetensors"
+#define SWIN "examples/models/fmnist_swin.safetensors"
+
+/* ViT, RepQ: everything but the 4 probs x v products on integers. Swin,
+ * RepQ: its 6 blocks' probs x v in float. min/max: q and k are not quantized
+ * (PSAQ-ViT quantizes qkv's output), so both attention products stay float. */
+START_TEST(vit_repq_w8a8) { int_vs_fake(VIT, SARDFQ_SCHEME_REPQ, 8, 8, 6e-6, 62, 4); }
+END_TEST
+START_TEST(vit_repq_w4a4) { int_vs_fake(VIT, SARDFQ_SCHEME_REPQ, 4, 4, 6e-6, 62, 4); }
+END_TEST
+START_TEST(vit_repq_w3a3) { int_vs_fake(VIT, SARDFQ_SCHEME_REPQ, 3, 3, 6e-6, 62, 4); }
+END_TEST
+START_TEST(vit_minmax_w8a8) { int_vs_fake(VIT, SARDFQ_SCHEME_MINMAX, 8, 8, 6e-6, 62, 8); }
+END_TEST
+START_TEST(vit_minmax_w4a8) { int_vs_fake(VIT, SARDFQ_SCHEME_MINMAX, 4, 8, 6e-6, 62, 8); }
+END_TEST
+START_TEST(swin_repq_w8a8) { int_vs_fake(SWIN, SARDFQ_SCHEME_REPQ, 8, 8, 6e-6, 62, 6); }
+END_TEST
+START_TEST(swin_repq_w4a4) { int_vs_fake(SWIN, SARDFQ_SCHEME_REPQ, 4, 4, 6e-6, 62, 6); }
+END_TEST
+START_TEST(swin_repq_w3a3) { int_vs_fake(SWIN, SARDFQ_SCHEME_REPQ, 3, 3, 6e-6, 62, 6); }
+END_TEST
+START_TEST(swin_minmax_w8a8) { int_vs_fake(SWIN, SARDFQ_SCHEME_MINMAX, 8, 8, 6e-6, 62, 12); }
+END_TEST
+
+/* Save once, load under each instruction path: bitwise equal logits. */
+static void paths_identical(const char *model, int w, int a)
+{
+    sardfq_model *fp = load(model, SARDFQ_EXECUTOR_AUTO);
+    sardfq_model *q = quantize(fp, SARDFQ_SCHEME_REPQ, w, a);
+    char *dir = tu_make_tmpdir("sfq_iexec"), path[512];
+    snprintf(path, sizeof path, "%s", tu_join(dir, "q.safetensors"));
+    ck_assert_int_eq(sardfq_model_save(q, path), SARDFQ_OK);
+    sardfq_model_info I = info_of(q);
+    const int K = I.num_classes;
+    float *x = images(&I, 16, 5), *first = malloc(sizeof(float) * 16 * K), *l = malloc(sizeof(float) * 16 * K);
+    static const char *isas[] = {"c", "avx2", "vnni"};
+    int ran = 0;
+    for (int k = 0; k < 3; k++) {
+        setenv("SARDFQ_ISA", isas[k], 1);
+        sardfq_model_params p;
+        sardfq_model_default_params(&p);
+        sardfq_model *m = NULL;
+        const sardfq_status s = sardfq_model_load(path, &p, &m);
+        if (s == SARDFQ_E_UNSUPPORTED) /* this CPU lacks the path */
+            continue;
+        ck_assert_int_eq(s, SARDFQ_OK);
+        ck_assert_int_eq(((sfq_iplan *)m->ip)->isa, SFQ_ISA_C + k);
+        ck_assert_int_eq(sardfq_model_forward(m, x, 16, ran ? l : first), SARDFQ_OK);
+        if (ran)
+            ck_assert_msg(memcmp(first, l, sizeof(float) * 16 * K) == 0, "%s differs from c", isas[k]);
+        ran++;
+        sardfq_model_free(m);
+    }
+    unsetenv("SARDFQ_ISA");
+    ck_assert_int_ge(ran, 1);
+    tu_rm_rf(dir);
+    free(x), free(first), free(l);
+    sardfq_model_free(q);
+    sardfq_model_free(fp);
+}
+
+START_TEST(isa_paths_identical_vit) { paths_identical(VIT, 4, 4); }
+END_TEST
+START_TEST(isa_paths_identical_swin) { paths_identical(SWIN, 8, 8); }
+END_TEST
+
+START_TEST(fractional_zero_runs_float_and_says_so)
+{
+    sardfq_model *fp = load(VIT, SARDFQ_EXECUTOR_AUTO);
+    sardfq_model *q = quantize(fp, SARDFQ_SCHEME_REPQ, 4, 4);
+    const int before = info_of(q).float_ops;
+    /* a 0.4-style folded quantizer: zero point the fractional mean */
+    const int pt = sfq_qpoint_index(1, SFQ_AP_FC1_IN);
+    ck_assert_int_eq(q->q->acts[pt].kind, SFQ_QK_UNIFORM);
+    q->q->acts[pt].u.zero += 0.25f;
+    ck_assert_int_eq(sfq_model_prepare_int(q), SARDFQ_OK);
+    ck_assert_int_eq(info_of(q).float_ops, before + 1);
+    const char *rep = sardfq_model_executor_report(q);
+    const char *line = strstr(rep, "blocks.1.mlp.fc1 ");
+    ck_assert_ptr_nonnull(line);
+    ck_assert_ptr_nonnull(strstr(line, "float fake-quantized float: its input zero point is fractional"));
+    ck_assert_ptr_nonnull(strstr(rep, "blocks.0.mlp.fc1                     int"));
+    /* and the forward still agrees with the fake executor */
+    sardfq_model_info I = info_of(q);
+    float *x = images(&I, 8, 3), *li = malloc(sizeof(float) * 8 * 10), *lf = malloc(sizeof(float) * 8 * 10);
+    ck_assert_int_eq(sardfq_model_forward(q, x, 8, li), SARDFQ_OK);
+    fake_logits(q, x, 8, lf);
+    for (int i = 0; i < 80; i++)
+        ck_assert_float_eq_tol(li[i], lf[i], 1e-3);
+    free(x), free(li), free(lf);
+    sardfq_model_free(q);
+    sardfq_model_free(fp);
+}
+END_TEST
+
+START_TEST(bad_executor_settings)
+{
+    sardfq_model_params p;
+    sardfq_model_default_params(&p);
+    ck_assert_int_eq(p.executor, SARDFQ_EXECUTOR_AUTO);
+    p.executor = 7;
+    sardfq_model *m = NULL;
+    ck_assert_int_eq(sardfq_model_load(tu_src(VIT), &p, &m), SARDFQ_E_INVALID_ARG);
+    ck_assert_ptr_null(m);
+    ck_assert_ptr_nonnull(strstr(sardfq_last_error(), "executor"));
+    setenv("SARDFQ_ISA", "sse9", 1);
+    sardfq_model *fp = load(VIT, SARDFQ_EXECUTOR_AUTO); /* a float model has no integer form */
+    ck_assert_ptr_null(sardfq_model_executor_report(fp));
+    ck_assert_int_eq(info_of(fp).quantized, 0);
+    unsetenv("SARDFQ_ISA");
+    sardfq_model *q = quantize(fp, SARDFQ_SCHEME_REPQ, 8, 8);
+    char *dir = tu_make_tmpdir("sfq_iexec_bad"), path[512];
+    snprintf(path, sizeof path, "%s", tu_join(dir, "q.safetensors"));
+    ck_assert_int_eq(sardfq_model_save(q, path), SARDFQ_OK);
+    setenv("SARDFQ_ISA", "sse9", 1);
+    ck_assert_int_eq(sardfq_model_load(path, NULL, &m), SARDFQ_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(sardfq_last_error(), "SARDFQ_ISA"));
+    unsetenv("SARDFQ_ISA");
+    tu_rm_rf(dir);
+    sardfq_model_free(q);
+    sardfq_model_free(fp);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("iexec");
+    TCase *tc = tcase_create("iexec");
+    tcase_set_timeout(tc, 900);
+    tcase_add_test(tc, vit_repq_w8a8);
+    tcase_add_test(tc, vit_repq_w4a4);
+    tcase_add_test(tc, vit_repq_w3a3);
+    tcase_add_test(tc, vit_minmax_w8a8);
+    tcase_add_test(tc, vit_minmax_w4a8);
+    tcase_add_test(tc, swin_repq_w8a8);
+    tcase_add_test(tc, swin_repq_w4a4);
+    tcase_add_test(tc, swin_repq_w3a3);
+    tcase_add_test(tc, swin_minmax_w8a8);
+    tcase_add_test(tc, isa_paths_identical_vit);
+    tcase_add_test(tc, isa_paths_identical_swin);
+    tcase_add_test(tc, fractional_zero_runs_float_and_says_so);
+    tcase_add_test(tc, bad_executor_settings);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
