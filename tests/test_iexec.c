@@ -244,6 +244,40 @@ START_TEST(fractional_zero_runs_float_and_says_so)
 }
 END_TEST
 
+/* Calibration images far outside the model's input range are refused
+ * (one stray 1e30 pixel; unnormalised 0-255 pixels); N(0, 1) noise is not. */
+START_TEST(calibration_images_out_of_range)
+{
+    sardfq_model *fp = load(VIT, SARDFQ_EXECUTOR_AUTO);
+    sardfq_model_info I = info_of(fp);
+    const size_t per = (size_t)I.img_h * I.img_w;
+    float *x = images(&I, 4, 1);
+    sardfq_quant_params qp;
+    sardfq_quant_default_params(&qp);
+    sardfq_quantizer *q = NULL;
+    ck_assert_int_eq(sardfq_quantizer_create(fp, &qp, &q), SARDFQ_OK);
+    x[per + 17] = 1e30f;
+    ck_assert_int_eq(sardfq_quantizer_calibrate(q, x, 4), SARDFQ_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(sardfq_last_error(), "image 1 channel 0 has the value 1e+30"));
+    for (size_t i = 0; i < 4 * per; i++)
+        x[i] = (float)(i % 256);
+    ck_assert_int_eq(sardfq_quantizer_calibrate(q, x, 4), SARDFQ_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(sardfq_last_error(), "normalised with the model's mean and std"));
+    uint64_t st = 3;
+    for (size_t i = 0; i < 4 * per; i++) { /* Box-Muller N(0, 1) */
+        st = st * 6364136223846793005ULL + 1;
+        const double u1 = ((st >> 11) + 1.0) / 9007199254740993.0;
+        st = st * 6364136223846793005ULL + 1;
+        const double u2 = (st >> 11) / 9007199254740992.0;
+        x[i] = (float)(sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2));
+    }
+    ck_assert_int_eq(sardfq_quantizer_calibrate(q, x, 4), SARDFQ_OK);
+    sardfq_quantizer_free(q);
+    free(x);
+    sardfq_model_free(fp);
+}
+END_TEST
+
 START_TEST(bad_executor_settings)
 {
     sardfq_model_params p;
@@ -291,6 +325,7 @@ int main(void)
     tcase_add_test(tc, isa_paths_identical_swin);
     tcase_add_test(tc, fractional_zero_runs_float_and_says_so);
     tcase_add_test(tc, bad_executor_settings);
+    tcase_add_test(tc, calibration_images_out_of_range);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -356,11 +356,15 @@ VNNI_TARGET static void vnni_rows(const uint8_t *A, int64_t lda, const sfq_ipack
     const int kg = p->kp / 4, gbytes = p->nibbles ? 32 : 64, nib = p->nibbles;
     const size_t pstride = (size_t)kg * gbytes;
     const int npan = p->np / 16;
-    int64_t m = m0;
-    for (; m + 6 <= m1; m += 6) {
+    /* blocks of 96 rows (kept in L2) against each pair of panels in turn
+     * (kept in L1/L2 while the block's 6-row tiles pass) */
+    const int64_t full = m0 + (m1 - m0) / 6 * 6;
+    for (int64_t mb = m0; mb < full; mb += 96)
+    for (int pn = 0; pn < npan; pn += 2)
+    for (int64_t m = mb; m < full && m < mb + 96; m += 6) {
         const uint8_t *a0 = A + m * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda, *a4 = a3 + lda,
                       *a5 = a4 + lda;
-        for (int pn = 0; pn < npan; pn += 2) {
+        {
             const int two = pn + 1 < npan;
             const uint8_t *b0 = p->data + (size_t)pn * pstride, *b1 = two ? b0 + pstride : b0;
 #define Z(r) __m512i c##r##0 = _mm512_setzero_si512(), c##r##1 = _mm512_setzero_si512();
@@ -387,7 +391,7 @@ VNNI_TARGET static void vnni_rows(const uint8_t *A, int64_t lda, const sfq_ipack
 #undef O
         }
     }
-    for (; m < m1; m++) {
+    for (int64_t m = full; m < m1; m++) {
         const uint8_t *a = A + m * lda;
         for (int pn = 0; pn < npan; pn++) {
             const uint8_t *b = p->data + (size_t)pn * pstride;

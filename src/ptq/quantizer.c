@@ -519,9 +519,25 @@ static sardfq_status check_calib_images(const sardfq_quantizer *q, const float *
     if (n <= 0)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "%s: the calibration set is empty (n = %d)", fn, n);
     const size_t per = (size_t)m->info.in_chans * m->info.img_h * m->info.img_w;
+    const size_t plane = (size_t)m->info.img_h * m->info.img_w;
     for (size_t i = 0; i < per * (size_t)n; i++)
         if (!isfinite(images[i]))
             return sfq_fail(SARDFQ_E_INVALID_ARG, "%s: image %zu has a non-finite value", fn, i / per);
+    /* Calibration sets the ranges from these values: an image far outside
+     * the normalised image of [0, 1] (unnormalised 0-255 pixels, a stray
+     * 1e30) would wreck every quantizer downstream. Allowed: that range
+     * widened by twice its width on each side (Gaussian-noise calibration,
+     * N(0, 1) in normalised space, stays inside). */
+    for (size_t i = 0; i < per * (size_t)n; i++) {
+        const int c = (int)(i % per / plane);
+        const float lo = -m->info.mean[c] / m->info.std[c], hi = (1.0f - m->info.mean[c]) / m->info.std[c];
+        const float w = hi - lo;
+        if (images[i] < lo - 2 * w || images[i] > hi + 2 * w)
+            return sfq_fail(SARDFQ_E_INVALID_ARG,
+                            "%s: image %zu channel %d has the value %g, far outside the normalised image of "
+                            "[0, 1] ([%g, %g]); images must be normalised with the model's mean and std",
+                            fn, i / per, c, (double)images[i], (double)lo, (double)hi);
+    }
     return SARDFQ_OK;
 }
 
