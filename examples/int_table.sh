@@ -11,6 +11,7 @@
 #
 #   sh examples/int_table.sh [WORKDIR] [OLD_SARDFQ]
 #
+# SARDFQ (environment): the sardfq to measure (default build/examples/sardfq).
 # OLD_SARDFQ: a 0.3.0 build's sardfq (e.g. from `git worktree add
 # ../sardfq-0.3.0 v0.3.0`, built as in README); without it, table (2) is
 # skipped. Needs a release build in build/ and dataset-fashion-mnist.
@@ -20,7 +21,7 @@ set -eu
 cd "$(dirname "$0")/.."
 W=${1:-build/int_table}
 OLD=${2:-}
-S=build/examples/sardfq
+S=${SARDFQ:-build/examples/sardfq}
 DATA=/usr/share/datasets/fashion-mnist
 SEEDS=${SEEDS:-"0 1 2"}
 BITS=${BITS:-"8,8 4,4 4,3 3,3"}

@@ -16,7 +16,7 @@ import struct
 import numpy as np
 import torch
 
-_ITEMSIZE = {"F32": 4, "F16": 2, "BF16": 2}
+_ITEMSIZE = {"F32": 4, "F16": 2, "BF16": 2, "U8": 1}
 
 
 def _to_bytes(t, dtype):
@@ -104,6 +104,8 @@ def loads(buf):
             a = np.frombuffer(raw, dtype="<f4").astype(np.float32)
         elif dt == "F16":
             a = np.frombuffer(raw, dtype="<f2").astype(np.float32)
+        elif dt == "U8":  # quantized weight codes (read only)
+            a = np.frombuffer(raw, dtype=np.uint8)
         else:
             u = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
             a = u.view(np.float32)
