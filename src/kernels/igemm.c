@@ -359,19 +359,34 @@ VNNI_TARGET static void vnni_rows(const uint8_t *A, int64_t lda, const sfq_ipack
     /* blocks of 96 rows (kept in L2) against each pair of panels in turn
      * (kept in L1/L2 while the block's 6-row tiles pass) */
     const int64_t full = m0 + (m1 - m0) / 6 * 6;
+    /* 4-bit codes: each panel pair is unpacked once per row block into
+     * bytes (rather than once per 6-row tile); without the buffer (out of
+     * memory) the tiles unpack in registers */
+    uint8_t *ub = nib && full > m0 ? sfq_alloc((size_t)kg * 128) : NULL;
     for (int64_t mb = m0; mb < full; mb += 96)
-    for (int pn = 0; pn < npan; pn += 2)
+    for (int pn = 0; pn < npan; pn += 2) {
+        const int two = pn + 1 < npan;
+        const uint8_t *b0 = p->data + (size_t)pn * pstride, *b1 = two ? b0 + pstride : b0;
+        int gb = gbytes, nb = nib;
+        if (ub) {
+            for (int g = 0; g < kg; g++) {
+                _mm512_storeu_si512((void *)(ub + (size_t)g * 64), vnni_w(b0 + (size_t)g * 32, 1));
+                _mm512_storeu_si512((void *)(ub + ((size_t)kg + g) * 64), vnni_w(b1 + (size_t)g * 32, 1));
+            }
+            b0 = ub;
+            b1 = ub + (size_t)kg * 64;
+            gb = 64;
+            nb = 0;
+        }
     for (int64_t m = mb; m < full && m < mb + 96; m += 6) {
         const uint8_t *a0 = A + m * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda, *a4 = a3 + lda,
                       *a5 = a4 + lda;
         {
-            const int two = pn + 1 < npan;
-            const uint8_t *b0 = p->data + (size_t)pn * pstride, *b1 = two ? b0 + pstride : b0;
 #define Z(r) __m512i c##r##0 = _mm512_setzero_si512(), c##r##1 = _mm512_setzero_si512();
             R6(Z)
 #undef Z
             for (int g = 0; g < kg; g++) {
-                const __m512i w0 = vnni_w(b0 + (size_t)g * gbytes, nib), w1 = vnni_w(b1 + (size_t)g * gbytes, nib);
+                const __m512i w0 = vnni_w(b0 + (size_t)g * gb, nb), w1 = vnni_w(b1 + (size_t)g * gb, nb);
 #define D(r)                                                                                                   \
     {                                                                                                          \
         const __m512i av = bcast4(a##r + 4 * g);                                                               \
@@ -391,6 +406,8 @@ VNNI_TARGET static void vnni_rows(const uint8_t *A, int64_t lda, const sfq_ipack
 #undef O
         }
     }
+    }
+    sfq_free(ub);
     for (int64_t m = full; m < m1; m++) {
         const uint8_t *a = A + m * lda;
         for (int pn = 0; pn < npan; pn++) {
