@@ -342,6 +342,95 @@ START_TEST(calibration_images_out_of_range)
 }
 END_TEST
 
+/* A quantized file is refused when a code exceeds its width, a weight
+ * zero point is fractional, or a quantizer's kind does not belong to the
+ * file's scheme; the bytes are edited in place in a saved W3A3 file. */
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    ck_assert_ptr_nonnull(fp);
+    fseek(fp, 0, SEEK_END);
+    *len = (size_t)ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    char *b = malloc(*len);
+    ck_assert_uint_eq(fread(b, 1, *len, fp), *len);
+    fclose(fp);
+    return b;
+}
+
+/* Byte offset (in the file) of tensor `name`'s data. */
+static size_t data_of(const char *b, const char *name)
+{
+    uint64_t hl;
+    memcpy(&hl, b, 8);
+    char key[128];
+    snprintf(key, sizeof key, "\"%s\"", name);
+    const char *t = strstr(b + 8, key);
+    ck_assert_ptr_nonnull(t);
+    const char *o = strstr(t, "\"data_offsets\":[");
+    ck_assert_ptr_nonnull(o);
+    unsigned long long begin = 0;
+    ck_assert_int_eq(sscanf(o + 16, "%llu", &begin), 1);
+    return 8 + (size_t)hl + (size_t)begin;
+}
+
+static sardfq_status load_bytes(const char *b, size_t len)
+{
+    sardfq_model *m = NULL;
+    const sardfq_status s = sardfq_model_load_memory(b, len, NULL, &m);
+    sardfq_model_free(m);
+    return s;
+}
+
+START_TEST(corrupt_quantized_files_refused)
+{
+    size_t len;
+    char *b = slurp(tu_src("tests/data/int_vit_w3a3.q.safetensors"), &len);
+    ck_assert_int_eq(load_bytes(b, len), SARDFQ_OK);
+    /* a 3-bit code of 15 */
+    const size_t c = data_of(b, "blocks.1.mlp.fc2.weight_codes");
+    const char keep = b[c];
+    b[c] = (char)0xF0;
+    ck_assert_int_eq(load_bytes(b, len), SARDFQ_E_FORMAT);
+    ck_assert_ptr_nonnull(strstr(sardfq_last_error(), "code 15 exceeds 3 bits"));
+    b[c] = keep;
+    /* a fractional weight zero point */
+    const size_t z = data_of(b, "head.weight_zero");
+    float v;
+    memcpy(&v, b + z, 4);
+    const float frac = v + 0.5f;
+    memcpy(b + z, &frac, 4);
+    ck_assert_int_eq(load_bytes(b, len), SARDFQ_E_FORMAT);
+    ck_assert_ptr_nonnull(strstr(sardfq_last_error(), "is not an integer"));
+    memcpy(b + z, &v, 4);
+    /* an unknown scheme */
+    char *sch = strstr(b + 8, "\"sardfq.quant.scheme\":\"repq\"");
+    ck_assert_ptr_nonnull(sch);
+    char *r = sch + strlen("\"sardfq.quant.scheme\":\"");
+    memcpy(r, "mmax", 4);
+    ck_assert_int_eq(load_bytes(b, len), SARDFQ_E_UNSUPPORTED);
+    memcpy(r, "repq", 4);
+    ck_assert_int_eq(load_bytes(b, len), SARDFQ_OK);
+    free(b);
+    /* a RepQ-ViT (uniform) activation quantizer in a min/max file */
+    sardfq_model *fp = load(VIT, SARDFQ_EXECUTOR_AUTO);
+    sardfq_model *q = quantize(fp, SARDFQ_SCHEME_MINMAX, 8, 8);
+    char *dir = tu_make_tmpdir("sfq_iexec_mix"), path[512];
+    snprintf(path, sizeof path, "%s", tu_join(dir, "q.safetensors"));
+    ck_assert_int_eq(sardfq_model_save(q, path), SARDFQ_OK);
+    b = slurp(path, &len);
+    char *u = strstr(b + 8, "\"uniform-psaq 8\"");
+    ck_assert_ptr_nonnull(u);
+    memcpy(u + 1, "uniform     ", 12);
+    ck_assert_int_eq(load_bytes(b, len), SARDFQ_E_FORMAT);
+    ck_assert_ptr_nonnull(strstr(sardfq_last_error(), "which the minmax scheme does not use"));
+    tu_rm_rf(dir);
+    sardfq_model_free(q);
+    sardfq_model_free(fp);
+    free(b);
+}
+END_TEST
+
 START_TEST(bad_executor_settings)
 {
     sardfq_model_params p;
@@ -391,6 +480,7 @@ int main(void)
     tcase_add_test(tc, isa_paths_identical_swin);
     tcase_add_test(tc, fractional_zero_runs_float_and_says_so);
     tcase_add_test(tc, bad_executor_settings);
+    tcase_add_test(tc, corrupt_quantized_files_refused);
     tcase_add_test(tc, calibration_images_out_of_range);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

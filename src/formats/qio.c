@@ -19,6 +19,7 @@
 #include "names.h"
 #include "vit.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,6 +145,25 @@ sardfq_status sfq_qview_prepare(const sfq_st_file *st, sfq_st_file *view)
             s = sfq_fail(SARDFQ_E_FORMAT, "quantized model: both '%s' and its codes", wname);
             break;
         }
+        /* every code within its width (the integer kernels and the
+         * dequantization read them as they are) */
+        if (bits < 8) {
+            const uint8_t *c = st->data + t->begin;
+            const size_t rb = sfq_qcodes_row_bytes(bits, (int)cols);
+            const int top = (1 << bits) - 1;
+            for (int64_t r = 0; r < shape[0] && !s; r++)
+                for (int64_t k = 0; k < cols; k++) {
+                    const uint8_t b = c[(size_t)r * rb + (size_t)(bits <= 4 ? k / 2 : k)];
+                    const int code = bits <= 4 ? (b >> (4 * (k & 1))) & 15 : b;
+                    if (code > top) {
+                        s = sfq_fail(SARDFQ_E_FORMAT, "quantized model: '%s' row %lld column %lld: code %d exceeds "
+                                     "%d bits", t->name, (long long)r, (long long)k, code, bits);
+                        break;
+                    }
+                }
+            if (s)
+                break;
+        }
         /* present the codes under the weight's name and logical shape, so the
          * configuration is read exactly as from a floating-point file; the
          * byte range still holds the codes (the loader decodes U8) */
@@ -219,6 +239,11 @@ sardfq_status sfq_qspec_read(const sfq_st_file *st, const sardfq_model_info *cfg
         if ((s = read_small(st, key, 1, &sc, used)))
             goto fail;
         if (strcmp(kind, "log") == 0) {
+            if (q->scheme == SARDFQ_SCHEME_MINMAX) {
+                s = sfq_fail(SARDFQ_E_FORMAT, "quantized model: %s is 'log', which the minmax scheme does not use",
+                             name);
+                goto fail;
+            }
             a->kind = SFQ_QK_LOG;
             a->lq.scale = sc;
             a->lq.bits = bits;
@@ -233,6 +258,9 @@ sardfq_status sfq_qspec_read(const sfq_st_file *st, const sardfq_model_info *cfg
             a->u.bits = bits;
             a->u.form = kind[7] ? SFQ_UQ_PSAQ : SFQ_UQ_REPQ;
             s = sfq_uq_check(&a->u);
+            if (!s && (a->u.form == SFQ_UQ_PSAQ) != (q->scheme == SARDFQ_SCHEME_MINMAX))
+                s = sfq_fail(SARDFQ_E_FORMAT, "quantized model: %s is '%s', which the %s scheme does not use", name,
+                             kind, q->scheme == SARDFQ_SCHEME_MINMAX ? "minmax" : "repq");
         } else {
             s = sfq_fail(SARDFQ_E_FORMAT, "quantized model: unknown quantizer '%s' for %s", kind, name);
         }
@@ -273,6 +301,9 @@ sardfq_status sfq_qspec_read(const sfq_st_file *st, const sardfq_model_info *cfg
             u->bits = bits;
             u->form = SFQ_UQ_REPQ;
             s = sfq_uq_check(u);
+            if (!s && rintf(u->zero) != u->zero)
+                s = sfq_fail(SARDFQ_E_FORMAT, "quantized model: %s_zero[%d] = %g is not an integer", name, r,
+                             (double)u->zero);
         }
         sfq_free(tmp);
         if (s)
