@@ -64,6 +64,7 @@ static size_t prototypes(void)
     n += sizeof(sardfq_model_create_random("deit_tiny", (uint64_t)0, &mp, &m));
     n += sizeof(sardfq_model_get_info(m, &info));
     n += sizeof(sardfq_model_get_metadata(m, "k"));
+    n += sizeof(sardfq_model_executor_report(m));
     n += sizeof(sardfq_model_metadata_count(m));
     n += sizeof(sardfq_model_metadata_key(m, 0));
     n += sizeof(sardfq_model_forward(m, f, 1, f));

@@ -32,6 +32,7 @@ SIG(sardfq_model_create_random,
 SIG(sardfq_model_free, void (*)(sardfq_model *));
 SIG(sardfq_model_get_info, sardfq_status (*)(const sardfq_model *, sardfq_model_info *));
 SIG(sardfq_model_get_metadata, const char *(*)(const sardfq_model *, const char *));
+SIG(sardfq_model_executor_report, const char *(*)(const sardfq_model *));
 SIG(sardfq_model_metadata_count, int32_t (*)(const sardfq_model *));
 SIG(sardfq_model_metadata_key, const char *(*)(const sardfq_model *, int32_t));
 SIG(sardfq_model_forward, sardfq_status (*)(const sardfq_model *, const float *, int, float *));
