@@ -361,6 +361,11 @@ typedef struct sardfq_eval_params {
     int32_t batch;               /* images per forward; 0 = 64 */
     sardfq_progress_fn progress; /* may be NULL; stage "eval" */
     void *user_data;
+    int64_t first;               /* since 0.5: start at image first (0 =
+                                    the default); limit then counts from
+                                    it. Batches are read from first on, so
+                                    a range starting at a multiple of batch
+                                    sees the batches a whole-set run sees */
 } sardfq_eval_params;
 
 SARDFQ_API void sardfq_eval_default_params(sardfq_eval_params *p);
@@ -464,17 +469,57 @@ typedef struct sardfq_generator_params {
     int32_t prior_kind;   /* SARDFQ_PRIOR_*; default GMM */
     int32_t prior_components; /* K_APA; default 5 */
     float prior_scale_min, prior_scale_max; /* see sardfq_prior_params */
-    int32_t micro_batch;  /* images per forward/backward (bounds memory;
-                             PSAQ's KDE grid is per micro-batch); default 32 */
-    uint64_t seed;        /* same seed and thread count -> same images */
+    int32_t micro_batch;  /* items (images and regions) per forward/backward
+                             within a coupling group (bounds memory; PSAQ's
+                             KDE grid is per micro-batch); default 32 */
+    uint64_t seed;        /* see "Randomness contract" below */
     sardfq_progress_fn progress; /* sardfq_generator_run: stage "synth" */
     void *user_data;
+    /* since 0.5 (read only when struct_size covers them): */
+    int32_t first_image;  /* index of this generator's first image in the
+                             set; default 0 */
+    int32_t total_images; /* images in the whole set, >= first_image +
+                             n_images; 0 (default) = first_image + n_images */
 } sardfq_generator_params;
+
+/* Coupling groups: a set of total_images images is optimised as independent
+ * groups of SARDFQ_SYNTH_GROUP consecutive images by index (0..31, 32..63,
+ * ...; the last group may be smaller). Within a group, as for a 32-image set
+ * in PSAQ-ViT and SARDFQ: one jitter (roll and flip) per step, one TV
+ * target tau and one |TV - tau| term over the group's images, the
+ * micro-batches (the group's whole images, then its MSR regions, in index
+ * order, micro_batch at a time; PSAQ's KDE grid spans one micro-batch), and
+ * each loss term is a mean over the group's images (regions: over the
+ * group's regions of the step). The loss minimised is the sum over groups;
+ * Adam acts per pixel, so groups do not interact.
+ *
+ * Shards: n_images images starting at first_image of a set of total_images
+ * (the defaults: the whole set). For psaq and sardfq the generator computes
+ * every image of the groups its shard touches (a shard of whole groups does
+ * no extra work) and returns only its own; sardfq_generator_get_images,
+ * _get_targets and _set_priors see the shard's n_images images.
+ *
+ * Randomness contract: every random draw comes from a stream keyed by
+ * (seed, index, step, stream): the initial noise, the targets and soft
+ * logits, the APA priors and the MSR region count and boxes by image index;
+ * the TV target and the jitter by group index; each primary-class cycle by
+ * its cycle index (image index / num_classes). Two runs give byte-identical
+ * images and targets for image i when they have the same model file,
+ * parameters (everything in this struct except first_image, n_images,
+ * progress and user_data; total_images counts), set-level priors (when
+ * set_priors is used, on every image of i's group), the same machine
+ * kind (CPU, OpenBLAS, compiler) and a library thread count n_threads > 0
+ * (any value); they then agree for any split into shards, number of
+ * processes and thread count. (micro_batch counts: it sets which items
+ * share a GEMM, and the head's small GEMM is not batch-invariant.) */
+#define SARDFQ_SYNTH_GROUP 32
 
 SARDFQ_API void sardfq_generator_default_params(sardfq_generator_params *p);
 
 /* What one step did. Loss terms are the unweighted values; loss is the
- * weighted total that was minimised. Terms a method does not use are 0. */
+ * weighted total that was minimised. Terms a method does not use are 0.
+ * Each term is the mean over the generator's coupling groups of the
+ * group's term (for a set of up to 32 images: the set's). */
 typedef struct sardfq_synth_report {
     uint32_t struct_size;
     int32_t step;  /* steps done (1-based after the first step) */
@@ -494,13 +539,16 @@ typedef struct sardfq_synth_report {
 
 /* A generator on model m (which must outlive it). Draws the initial noise,
  * the targets and (for APA) one prior per (image, block, head) from
- * p->seed. p may be NULL for the defaults. */
+ * p->seed (keyed by image index, see above). p may be NULL for the
+ * defaults. */
 SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_generator_create(const sardfq_model *m,
                                                                   const sardfq_generator_params *p,
                                                                   sardfq_generator **out);
 SARDFQ_API void sardfq_generator_free(sardfq_generator *g);
 
-/* Replace the APA priors (e.g. real attention maps). ViT/DeiT: n_images x
+/* Replace the APA priors (e.g. real attention maps) of the generator's
+ * n_images images (a shard's own; the other images of its coupling groups
+ * keep their drawn priors). ViT/DeiT: n_images x
  * depth x num_heads x (grid_h * grid_w) floats. Swin: n_images x
  * attention_floats, laid out as the attention read-back (per block and
  * head, the stage's grid); the loss then renormalises each prior to the

@@ -683,6 +683,121 @@ START_TEST(generator_step_reference)
 }
 END_TEST
 
+/* Shards (sardfq.h, "Coupling groups" and "Randomness contract"): images
+ * first..first+count-1 made alone are byte for byte those of the whole set,
+ * targets too, for every method, with another thread count (the set on m1,
+ * the shard on m2). Sets of 16 (one group: the shard computes the group and
+ * returns its half) and 40 images (two groups: a shard inside the second
+ * group and one across the boundary). */
+static void shard_equals_set(sardfq_model *m1, sardfq_model *m2, int method, int total, int first, int count,
+                             int iters)
+{
+    const sardfq_model_info I = info_of(m1);
+    const size_t img = (size_t)I.in_chans * I.img_h * I.img_w, K = (size_t)I.num_classes;
+    sardfq_generator_params p;
+    sardfq_generator_default_params(&p);
+    p.method = method;
+    p.n_images = total;
+    p.iters = iters;
+    p.warmup = 1;
+    p.micro_batch = 7;
+    p.seed = 11;
+    sardfq_generator *g = NULL;
+    ck_assert_int_eq(sardfq_generator_create(m1, &p, &g), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_generator_run(g, NULL), SARDFQ_OK);
+    float *x = malloc(sizeof(float) * img * total), *t = malloc(sizeof(float) * K * total);
+    ck_assert_int_eq(sardfq_generator_get_images(g, x, img * total), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_generator_get_targets(g, t, K * total), SARDFQ_OK);
+    sardfq_generator_free(g);
+    p.first_image = first;
+    p.n_images = count;
+    p.total_images = total;
+    ck_assert_int_eq(sardfq_generator_create(m2, &p, &g), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_generator_run(g, NULL), SARDFQ_OK);
+    float *xs = malloc(sizeof(float) * img * count), *ts = malloc(sizeof(float) * K * count);
+    /* the shard hands out exactly its own images */
+    ck_assert_int_eq(sardfq_generator_get_images(g, xs, img * count - 1), SARDFQ_E_SHAPE);
+    ck_assert_int_eq(sardfq_generator_get_images(g, xs, img * count), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_generator_get_targets(g, ts, K * count), SARDFQ_OK);
+    sardfq_generator_free(g);
+    ck_assert_msg(memcmp(xs, x + img * first, sizeof(float) * img * count) == 0,
+                  "method %d: images %d..%d of %d differ when made alone", method, first, first + count - 1, total);
+    ck_assert_msg(memcmp(ts, t + K * first, sizeof(float) * K * count) == 0,
+                  "method %d: targets %d..%d of %d differ when made alone", method, first, first + count - 1, total);
+    free(x), free(t), free(xs), free(ts);
+}
+
+START_TEST(shards_equal_the_whole_set)
+{
+    sardfq_model *m1 = fixture_model();
+    sardfq_model_params mp;
+    sardfq_model_default_params(&mp);
+    mp.num_heads = 3;
+    mp.n_threads = 2;
+    sardfq_model *m2 = NULL;
+    ck_assert_int_eq(sardfq_model_load(tu_data("vit_p4_gray_nometa.model.safetensors"), &mp, &m2), SARDFQ_OK);
+    const int methods[] = {SARDFQ_SYNTH_NOISE, SARDFQ_SYNTH_PSAQ, SARDFQ_SYNTH_SARDFQ};
+    for (int k = 0; k < 3; k++) {
+        shard_equals_set(m1, m2, methods[k], 16, 8, 8, 3);
+        shard_equals_set(m1, m2, methods[k], 40, 32, 8, 2);
+        shard_equals_set(m1, m2, methods[k], 40, 30, 4, 2);
+    }
+    sardfq_model_free(m2);
+    sardfq_model_free(m1);
+    sardfq_model *sw = swin_model("swin_a.timm.model.safetensors");
+    shard_equals_set(sw, sw, SARDFQ_SYNTH_SARDFQ, 4, 2, 2, 2);
+    sardfq_model_free(sw);
+}
+END_TEST
+
+/* Groups do not interact: the first group of a 40-image set is the
+ * 32-image set. Then the shard fields' checks and their defaults for a
+ * caller built before them. */
+START_TEST(groups_do_not_interact)
+{
+    sardfq_model *m = fixture_model();
+    const size_t img = 28 * 28;
+    float *x[2];
+    const int total[2] = {32, 40};
+    for (int k = 0; k < 2; k++) {
+        sardfq_generator_params p;
+        sardfq_generator_default_params(&p);
+        p.n_images = total[k];
+        p.iters = 2;
+        p.seed = 5;
+        sardfq_generator *g = NULL;
+        ck_assert_int_eq(sardfq_generator_create(m, &p, &g), SARDFQ_OK);
+        ck_assert_int_eq(sardfq_generator_run(g, NULL), SARDFQ_OK);
+        x[k] = images_of(g, img * total[k]);
+        sardfq_generator_free(g);
+    }
+    ck_assert_int_eq(memcmp(x[0], x[1], sizeof(float) * img * 32), 0);
+    free(x[0]), free(x[1]);
+    /* bad shards */
+    sardfq_generator_params p;
+    sardfq_generator_default_params(&p);
+    p.n_images = 8;
+    p.first_image = 4;
+    p.total_images = 11;
+    sardfq_generator *g = NULL;
+    ck_assert_int_eq(sardfq_generator_create(m, &p, &g), SARDFQ_E_INVALID_ARG);
+    ck_assert_ptr_null(g);
+    p.first_image = -1;
+    p.total_images = 0;
+    ck_assert_int_eq(sardfq_generator_create(m, &p, &g), SARDFQ_E_INVALID_ARG);
+    /* an old caller's struct (without the shard fields) gets the whole set */
+    p.first_image = 99;
+    p.total_images = 99;
+    p.struct_size = offsetof(sardfq_generator_params, first_image);
+    ck_assert_int_eq(sardfq_generator_create(m, &p, &g), SARDFQ_OK);
+    float *one = malloc(sizeof(float) * img * 8);
+    ck_assert_int_eq(sardfq_generator_get_images(g, one, img * 8), SARDFQ_OK);
+    free(one);
+    sardfq_generator_free(g);
+    sardfq_model_free(m);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("synth");
@@ -702,6 +817,8 @@ int main(void)
     tcase_add_test(tc, swin_apa_gradient);
     tcase_add_test(tc, swin_generator_apa);
     tcase_add_test(tc, generator_step_reference);
+    tcase_add_test(tc, shards_equal_the_whole_set);
+    tcase_add_test(tc, groups_do_not_interact);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
