@@ -5,8 +5,8 @@
  *
  *   synth        the set is cut into contiguous shards of whole coupling
  *                groups (SARDFQ_SYNTH_GROUP images, sardfq.h), one per
- *                rank, each made by a generator with first_image /
- *                total_images (noise: of single images); rank 0 gathers
+ *                rank, each made by sardfq_generator_create_shard
+ *                (noise: shards of single images); rank 0 gathers
  *                images and targets in index order and writes the files
  *                (each through a temporary name). The library's randomness
  *                contract makes the result byte-identical to `sardfq synth`.
@@ -15,7 +15,7 @@
  *                across ranks).
  *   eval         the images are cut into contiguous runs of whole batches
  *                (so every batch holds the images it holds in one process),
- *                each rank evaluates its run (sardfq_eval_params.first) and
+ *                each rank evaluates its run (sardfq_evaluate_range) and
  *                the correct counts are summed as integers.
  *   info         rank 0 only.
  *
@@ -148,9 +148,7 @@ static int mpi_synthesize(const char *cmd, const sardfq_model *m, const sardfq_m
     int64_t first, count;
     shard(n, unit, rank, &first, &count);
     sardfq_generator_params q = *p;
-    q.first_image = (int32_t)first;
     q.n_images = (int32_t)count;
-    q.total_images = n;
     float *mine = malloc(sizeof(float) * per * (size_t)count);
     float *tmine = malloc(sizeof(float) * K * (size_t)count);
     if (!mine || !tmine)
@@ -159,7 +157,7 @@ static int mpi_synthesize(const char *cmd, const sardfq_model *m, const sardfq_m
         rc = injected_failure(cmd);
     sardfq_generator *g = NULL;
     sardfq_status s;
-    if (!rc && (s = sardfq_generator_create(m, &q, &g)))
+    if (!rc && (s = sardfq_generator_create_shard(m, &q, (int)first, n, &g)))
         rc = cli_lib_fail(s, "%s: cannot create the generator for images %lld..%lld", cmd, (long long)first,
                           (long long)(first + count - 1));
     if (!rc)
@@ -219,8 +217,7 @@ static sardfq_status mpi_evaluate(const sardfq_model *m, sardfq_dataset *d, cons
                                   sardfq_eval_result *out)
 {
     /* the whole range and batch as sardfq_evaluate would take them */
-    const int64_t all = sardfq_dataset_count(d);
-    int64_t total = all - p->first;
+    int64_t total = sardfq_dataset_count(d);
     if (p->limit > 0 && p->limit < total)
         total = p->limit;
     if (total < 0)
@@ -231,7 +228,6 @@ static sardfq_status mpi_evaluate(const sardfq_model *m, sardfq_dataset *d, cons
     int64_t first, count;
     shard(total, batch, rank, &first, &count);
     sardfq_eval_params q = *p;
-    q.first = p->first + first;
     q.limit = count;
     if (rank != 0) {
         q.progress = eval_progress;
@@ -242,9 +238,8 @@ static sardfq_status mpi_evaluate(const sardfq_model *m, sardfq_dataset *d, cons
     r.struct_size = sizeof r;
     sardfq_status s = SARDFQ_OK;
     int rc = injected_failure("eval");
-    if (!rc && count > 0 && (s = sardfq_evaluate(m, d, &q, &r)))
-        rc = cli_lib_fail(s, "eval: images %lld..%lld failed", (long long)q.first,
-                          (long long)(q.first + count - 1));
+    if (!rc && count > 0 && (s = sardfq_evaluate_range(m, d, &q, first, &r)))
+        rc = cli_lib_fail(s, "eval: images %lld..%lld failed", (long long)first, (long long)(first + count - 1));
     if (agree(rc))
         return SARDFQ_E_IO; /* the message of the failed rank is rank 0's */
     int64_t mine[3] = {r.n, r.top1_correct, r.top5_correct}, sum[3];

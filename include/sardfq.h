@@ -361,11 +361,6 @@ typedef struct sardfq_eval_params {
     int32_t batch;               /* images per forward; 0 = 64 */
     sardfq_progress_fn progress; /* may be NULL; stage "eval" */
     void *user_data;
-    int64_t first;               /* since 0.5: start at image first (0 =
-                                    the default); limit then counts from
-                                    it. Batches are read from first on, so
-                                    a range starting at a multiple of batch
-                                    sees the batches a whole-set run sees */
 } sardfq_eval_params;
 
 SARDFQ_API void sardfq_eval_default_params(sardfq_eval_params *p);
@@ -381,6 +376,15 @@ typedef struct sardfq_eval_result {
 SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_evaluate(const sardfq_model *m, sardfq_dataset *d,
                                                           const sardfq_eval_params *p,
                                                           sardfq_eval_result *out);
+
+/* Since 0.5: sardfq_evaluate over the images first, first + 1, ... (at
+ * most p->limit of them when it is > 0; 0 <= first <= the image count).
+ * Batches are read from first on, so a range that starts at a multiple of
+ * the batch size sees the batches a whole-set run sees, and the counts of
+ * consecutive ranges add up to the whole run's. */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_evaluate_range(const sardfq_model *m, sardfq_dataset *d,
+                                                                const sardfq_eval_params *p, int64_t first,
+                                                                sardfq_eval_result *out);
 
 /* ------------------------------------------------------------------------ */
 /* Attention priors                                                         */
@@ -475,14 +479,9 @@ typedef struct sardfq_generator_params {
     uint64_t seed;        /* see "Randomness contract" below */
     sardfq_progress_fn progress; /* sardfq_generator_run: stage "synth" */
     void *user_data;
-    /* since 0.5 (read only when struct_size covers them): */
-    int32_t first_image;  /* index of this generator's first image in the
-                             set; default 0 */
-    int32_t total_images; /* images in the whole set, >= first_image +
-                             n_images; 0 (default) = first_image + n_images */
 } sardfq_generator_params;
 
-/* Coupling groups: a set of total_images images is optimised as independent
+/* Coupling groups: a set of images is optimised as independent
  * groups of SARDFQ_SYNTH_GROUP consecutive images by index (0..31, 32..63,
  * ...; the last group may be smaller). Within a group, as for a 32-image set
  * in PSAQ-ViT and SARDFQ: one jitter (roll and flip) per step, one TV
@@ -493,11 +492,13 @@ typedef struct sardfq_generator_params {
  * group's regions of the step). The loss minimised is the sum over groups;
  * Adam acts per pixel, so groups do not interact.
  *
- * Shards: n_images images starting at first_image of a set of total_images
- * (the defaults: the whole set). For psaq and sardfq the generator computes
- * every image of the groups its shard touches (a shard of whole groups does
- * no extra work) and returns only its own; sardfq_generator_get_images,
- * _get_targets and _set_priors see the shard's n_images images.
+ * Shards (sardfq_generator_create_shard, since 0.5): p->n_images images
+ * starting at first_image of a set of total_images. For psaq and sardfq
+ * the generator computes every image of the groups its shard touches (a
+ * shard of whole groups does no extra work) and returns only its own;
+ * sardfq_generator_get_images, _get_targets and _set_priors see the
+ * shard's n_images images. sardfq_generator_create makes the whole set
+ * (first_image 0, total_images = n_images).
  *
  * Randomness contract: every random draw comes from a stream keyed by
  * (seed, index, step, stream): the initial noise, the targets and soft
@@ -505,8 +506,8 @@ typedef struct sardfq_generator_params {
  * the TV target and the jitter by group index; each primary-class cycle by
  * its cycle index (image index / num_classes). Two runs give byte-identical
  * images and targets for image i when they have the same model file,
- * parameters (everything in this struct except first_image, n_images,
- * progress and user_data; total_images counts), set-level priors (when
+ * parameters (everything in this struct except n_images, progress and
+ * user_data; the set size total_images counts), set-level priors (when
  * set_priors is used, on every image of i's group), the same machine
  * kind (CPU, OpenBLAS, compiler) and a library thread count n_threads > 0
  * (any value); they then agree for any split into shards, number of
@@ -545,6 +546,18 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_generator_create(const sardfq_m
                                                                   const sardfq_generator_params *p,
                                                                   sardfq_generator **out);
 SARDFQ_API void sardfq_generator_free(sardfq_generator *g);
+
+/* Since 0.5: a generator for the shard of p->n_images images starting at
+ * image first_image of a set of total_images images (first_image >= 0,
+ * first_image + p->n_images <= total_images <= 2^30); see "Shards" above.
+ * (New parameters come as arguments rather than as params fields:
+ * sardfq_generator_default_params fills the whole struct, so a grown
+ * struct would overflow the smaller struct of a program built against an
+ * older header.) */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_generator_create_shard(const sardfq_model *m,
+                                                                        const sardfq_generator_params *p,
+                                                                        int first_image, int total_images,
+                                                                        sardfq_generator **out);
 
 /* Replace the APA priors (e.g. real attention maps) of the generator's
  * n_images images (a shard's own; the other images of its coupling groups

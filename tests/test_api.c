@@ -93,21 +93,17 @@ START_TEST(evaluate_limit_cancel_and_misuse)
     sardfq_eval_result a, b;
     a.struct_size = b.struct_size = sizeof a;
     p.limit = 128;
-    ck_assert_int_eq(sardfq_evaluate(m, d, &p, &a), SARDFQ_OK);
-    p.first = 128;
+    ck_assert_int_eq(sardfq_evaluate_range(m, d, &p, 0, &a), SARDFQ_OK);
     p.limit = 172;
-    ck_assert_int_eq(sardfq_evaluate(m, d, &p, &b), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_evaluate_range(m, d, &p, 128, &b), SARDFQ_OK);
     ck_assert_int_eq(a.n + b.n, 300);
     ck_assert_int_eq(a.top1_correct + b.top1_correct, r.top1_correct);
     ck_assert_int_eq(a.top5_correct + b.top5_correct, r.top5_correct);
-    p.first = 9990; /* the last 10 images: limit counts from first */
-    ck_assert_int_eq(sardfq_evaluate(m, d, &p, &b), SARDFQ_OK);
+    /* limit counts from first */
+    ck_assert_int_eq(sardfq_evaluate_range(m, d, &p, 9990, &b), SARDFQ_OK);
     ck_assert_int_eq(b.n, 10);
-    p.first = 10001;
-    ck_assert_int_eq(sardfq_evaluate(m, d, &p, &b), SARDFQ_E_INVALID_ARG);
-    p.first = -1;
-    ck_assert_int_eq(sardfq_evaluate(m, d, &p, &b), SARDFQ_E_INVALID_ARG);
-    p.first = 0;
+    ck_assert_int_eq(sardfq_evaluate_range(m, d, &p, 10001, &b), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sardfq_evaluate_range(m, d, &p, -1, &b), SARDFQ_E_INVALID_ARG);
     p.limit = 300;
     p.batch = 7;
     /* cancellation */

@@ -709,10 +709,8 @@ static void shard_equals_set(sardfq_model *m1, sardfq_model *m2, int method, int
     ck_assert_int_eq(sardfq_generator_get_images(g, x, img * total), SARDFQ_OK);
     ck_assert_int_eq(sardfq_generator_get_targets(g, t, K * total), SARDFQ_OK);
     sardfq_generator_free(g);
-    p.first_image = first;
     p.n_images = count;
-    p.total_images = total;
-    ck_assert_int_eq(sardfq_generator_create(m2, &p, &g), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_generator_create_shard(m2, &p, first, total, &g), SARDFQ_OK);
     ck_assert_int_eq(sardfq_generator_run(g, NULL), SARDFQ_OK);
     float *xs = malloc(sizeof(float) * img * count), *ts = malloc(sizeof(float) * K * count);
     /* the shard hands out exactly its own images */
@@ -777,23 +775,25 @@ START_TEST(groups_do_not_interact)
     sardfq_generator_params p;
     sardfq_generator_default_params(&p);
     p.n_images = 8;
-    p.first_image = 4;
-    p.total_images = 11;
     sardfq_generator *g = NULL;
-    ck_assert_int_eq(sardfq_generator_create(m, &p, &g), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sardfq_generator_create_shard(m, &p, 4, 11, &g), SARDFQ_E_INVALID_ARG);
     ck_assert_ptr_null(g);
-    p.first_image = -1;
-    p.total_images = 0;
-    ck_assert_int_eq(sardfq_generator_create(m, &p, &g), SARDFQ_E_INVALID_ARG);
-    /* an old caller's struct (without the shard fields) gets the whole set */
-    p.first_image = 99;
-    p.total_images = 99;
-    p.struct_size = offsetof(sardfq_generator_params, first_image);
-    ck_assert_int_eq(sardfq_generator_create(m, &p, &g), SARDFQ_OK);
-    float *one = malloc(sizeof(float) * img * 8);
-    ck_assert_int_eq(sardfq_generator_get_images(g, one, img * 8), SARDFQ_OK);
-    free(one);
-    sardfq_generator_free(g);
+    ck_assert_int_eq(sardfq_generator_create_shard(m, &p, -1, 8, &g), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sardfq_generator_create_shard(m, &p, 0, (1 << 30) + 1, &g), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sardfq_generator_create_shard(NULL, &p, 0, 8, &g), SARDFQ_E_INVALID_ARG);
+    ck_assert_ptr_null(g);
+    /* the shard of the whole set is the set */
+    float *a = NULL, *b = NULL;
+    for (int k = 0; k < 2; k++) {
+        p.iters = 1;
+        ck_assert_int_eq(k ? sardfq_generator_create_shard(m, &p, 0, 8, &g) : sardfq_generator_create(m, &p, &g),
+                         SARDFQ_OK);
+        ck_assert_int_eq(sardfq_generator_run(g, NULL), SARDFQ_OK);
+        *(k ? &b : &a) = images_of(g, img * 8);
+        sardfq_generator_free(g);
+    }
+    ck_assert_int_eq(memcmp(a, b, sizeof(float) * img * 8), 0);
+    free(a), free(b);
     sardfq_model_free(m);
 }
 END_TEST

@@ -194,11 +194,6 @@ static sardfq_status read_params(const sardfq_generator_params *in, sardfq_gener
           q->msr_regions);
     CHECK(q->micro_batch >= 1 && q->micro_batch <= 4096, "micro_batch must be in 1..4096 (got %d)",
           q->micro_batch);
-    CHECK(q->first_image >= 0 && q->first_image <= (1 << 30), "first_image must be in 0..2^30 (got %d)",
-          q->first_image);
-    CHECK(q->total_images == 0 || (q->total_images >= q->first_image + q->n_images && q->total_images <= (1 << 30)),
-          "total_images (%d) must be 0 or at least first_image + n_images (%d + %d)", q->total_images,
-          q->first_image, q->n_images);
 #undef CHECK
     return SARDFQ_OK;
 }
@@ -343,18 +338,28 @@ static sardfq_status draw_priors(sardfq_generator *g, sardfq_prior_params *pp)
     return s;
 }
 
-SARDFQ_API sardfq_status sardfq_generator_create(const sardfq_model *m, const sardfq_generator_params *params,
-                                                 sardfq_generator **out)
+/* A generator for images first_image .. first_image + n_images - 1 of a set
+ * of total_images (sardfq_generator_create: the whole set). */
+static sardfq_status create(const sardfq_model *m, const sardfq_generator_params *params, int first_image,
+                            int total_images, sardfq_generator **out, const char *fn)
 {
     if (!m || !out)
-        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_generator_create: %s is NULL", !m ? "model" : "out");
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "%s: %s is NULL", fn, !m ? "model" : "out");
     if (m->q)
-        return sfq_fail(SARDFQ_E_UNSUPPORTED,
-                        "sardfq_generator_create: synthesis needs the floating-point model (this one is quantized)");
+        return sfq_fail(SARDFQ_E_UNSUPPORTED, "%s: synthesis needs the floating-point model (this one is quantized)",
+                        fn);
     sardfq_generator_params p;
     sardfq_status s = read_params(params, &p);
     if (s)
         return s;
+    if (total_images < 0) /* the whole set */
+        total_images = first_image + p.n_images;
+    if (first_image < 0 || first_image > (1 << 30) || total_images > (1 << 30) ||
+        (int64_t)first_image + p.n_images > total_images)
+        return sfq_fail(SARDFQ_E_INVALID_ARG,
+                        "%s: images %d..%lld are not a shard of a set of %d (need 0 <= first_image, "
+                        "first_image + n_images <= total_images <= 2^30)",
+                        fn, first_image, (long long)first_image + p.n_images - 1, total_images);
     sardfq_generator *g = sfq_alloc_zero(sizeof *g);
     if (!g)
         return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
@@ -362,9 +367,9 @@ SARDFQ_API sardfq_status sardfq_generator_create(const sardfq_model *m, const sa
     g->p = p;
     g->info = m->info;
     const sardfq_model_info *I = &g->info;
-    g->first = p.first_image;
+    g->first = first_image;
     g->count = p.n_images;
-    g->set_n = p.total_images > 0 ? p.total_images : p.first_image + p.n_images;
+    g->set_n = total_images;
     if (p.method == SARDFQ_SYNTH_NOISE) { /* no coupling: the shard alone */
         g->base = g->first;
         g->n = g->count;
@@ -461,10 +466,22 @@ SARDFQ_API sardfq_status sardfq_generator_create(const sardfq_model *m, const sa
     *out = g;
     return SARDFQ_OK;
 nomem:
-    s = sfq_fail(SARDFQ_E_NOMEM, "sardfq_generator_create: out of memory for %d images", g->n);
+    s = sfq_fail(SARDFQ_E_NOMEM, "%s: out of memory for %d images", fn, g->n);
 fail:
     sardfq_generator_free(g);
     return s;
+}
+
+SARDFQ_API sardfq_status sardfq_generator_create(const sardfq_model *m, const sardfq_generator_params *p,
+                                                 sardfq_generator **out)
+{
+    return create(m, p, 0, -1, out, "sardfq_generator_create");
+}
+
+SARDFQ_API sardfq_status sardfq_generator_create_shard(const sardfq_model *m, const sardfq_generator_params *p,
+                                                       int first_image, int total_images, sardfq_generator **out)
+{
+    return create(m, p, first_image, total_images, out, "sardfq_generator_create_shard");
 }
 
 SARDFQ_API sardfq_status sardfq_generator_set_priors(sardfq_generator *g, const float *priors, size_t count)

@@ -62,13 +62,12 @@ FIELD(sardfq_model_info, stage_dim, 244, 32);
 FIELD(sardfq_model_info, num_features, 276, 4);
 FIELD(sardfq_model_info, attention_floats, 280, 8);
 
-SIZE(sardfq_eval_params, 48, 8);
+SIZE(sardfq_eval_params, 40, 8);
 FIELD(sardfq_eval_params, struct_size, 0, 4);
 FIELD(sardfq_eval_params, limit, 8, 8);
 FIELD(sardfq_eval_params, batch, 16, 4);
 FIELD(sardfq_eval_params, progress, 24, 8);
 FIELD(sardfq_eval_params, user_data, 32, 8);
-FIELD(sardfq_eval_params, first, 40, 8);
 
 SIZE(sardfq_eval_result, 32, 8);
 FIELD(sardfq_eval_result, struct_size, 0, 4);
@@ -84,7 +83,7 @@ FIELD(sardfq_prior_params, scale_min, 12, 4);
 FIELD(sardfq_prior_params, scale_max, 16, 4);
 FIELD(sardfq_prior_params, seed, 24, 8);
 
-SIZE(sardfq_generator_params, 136, 8);
+SIZE(sardfq_generator_params, 128, 8);
 FIELD(sardfq_generator_params, struct_size, 0, 4);
 FIELD(sardfq_generator_params, method, 4, 4);
 FIELD(sardfq_generator_params, n_images, 8, 4);
@@ -113,8 +112,6 @@ FIELD(sardfq_generator_params, micro_batch, 96, 4);
 FIELD(sardfq_generator_params, seed, 104, 8);
 FIELD(sardfq_generator_params, progress, 112, 8);
 FIELD(sardfq_generator_params, user_data, 120, 8);
-FIELD(sardfq_generator_params, first_image, 128, 4);
-FIELD(sardfq_generator_params, total_images, 132, 4);
 
 SIZE(sardfq_synth_report, 52, 4);
 FIELD(sardfq_synth_report, struct_size, 0, 4);

@@ -83,6 +83,8 @@ static size_t prototypes(void)
     n += sizeof(sardfq_calib_load("x", f, f, &dims[0], &dims[1], &dims[2], &dims[3], &dims[4]));
     n += sizeof(sardfq_images_write_png("x", m, f, 1, 1));
     n += sizeof(sardfq_generator_create(m, &gp, &g));
+    n += sizeof(sardfq_generator_create_shard(m, &gp, 0, 1, &g));
+    n += sizeof(sardfq_evaluate_range(m, d, &ep, 0, &er));
     n += sizeof(sardfq_generator_set_priors(g, f, (size_t)1));
     n += sizeof(sardfq_generator_step(g, &rep));
     n += sizeof(sardfq_generator_run(g, &rep));
