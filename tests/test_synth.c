@@ -108,20 +108,29 @@ static void run_and_compare(int method, int apa, int msr, int sl, float alpha)
     ck_assert_int_eq(sardfq_generator_create(m, &p, &g), SARDFQ_OK);
     sardfq_synth_report r;
     r.struct_size = sizeof r;
-    double first_ce = 0, last_ce = 0, first_apa = 0, last_apa = 0, first_pse = 0, last_pse = 0;
+    double first_ce = 0, last_ce = 0, first_apa = 0, last_apa = 0, first_pse = 0, last_pse = 0, first_loss = 0,
+           last_loss = 0;
     for (int s = 0; s < 60; s++) {
         ck_assert_int_eq(sardfq_generator_step(g, &r), SARDFQ_OK);
         ck_assert_int_eq(r.step, s + 1);
         ck_assert(isfinite(r.loss));
         ck_assert(r.model_seconds <= r.seconds);
         if (s < 5)
-            first_ce += r.ce, first_apa += r.apa, first_pse += r.pse;
+            first_ce += r.ce, first_apa += r.apa, first_pse += r.pse, first_loss += r.loss;
         if (s >= 55)
-            last_ce += r.ce, last_apa += r.apa, last_pse += r.pse;
+            last_ce += r.ce, last_apa += r.apa, last_pse += r.pse, last_loss += r.loss;
     }
-    printf("method %d apa %d msr %d sl %d: ce %.4f -> %.4f, apa %.3g -> %.3g, pse %.4f -> %.4f\n", method,
-           apa, msr, sl, first_ce / 5, last_ce / 5, first_apa / 5, last_apa / 5, first_pse / 5, last_pse / 5);
-    ck_assert(last_ce < first_ce);
+    printf("method %d apa %d msr %d sl %d: loss %.4f -> %.4f, ce %.4f -> %.4f, apa %.3g -> %.3g, "
+           "pse %.4f -> %.4f\n", method, apa, msr, sl, first_loss / 5, last_loss / 5, first_ce / 5, last_ce / 5,
+           first_apa / 5, last_apa / 5, first_pse / 5, last_pse / 5);
+    /* the objective minimised goes down */
+    ck_assert(last_loss < first_loss);
+    /* SARDFQ's cross-entropy too. PSAQ-ViT's is one term among the
+     * patch-similarity entropy and TV, which can trade against it on this
+     * random fixture: with 0.5's draws its CE moves by 0.2% in 60 steps
+     * (0.4's draws: 3%), too little to assert a direction */
+    if (method == SARDFQ_SYNTH_SARDFQ)
+        ck_assert(last_ce < first_ce);
     if (method == SARDFQ_SYNTH_SARDFQ && apa)
         ck_assert(last_apa < first_apa);
     if (method == SARDFQ_SYNTH_PSAQ) /* its gradient: pse_through_the_model */
