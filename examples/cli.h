@@ -100,6 +100,9 @@ typedef sardfq_status (*cli_eval_fn)(const sardfq_model *m, sardfq_dataset *d, c
 extern cli_synth_fn cli_synthesize;
 extern cli_eval_fn cli_evaluate;
 extern int cli_is_writer;
+/* If set, cli_generate asks it after every step and stops with a failure
+ * when it returns nonzero (sardfq-mpi: another rank has failed). */
+extern int (*cli_stop_requested)(void);
 
 /* The commands: argv[0] is the command name. Each returns an exit code. */
 int cli_info(int argc, char **argv);

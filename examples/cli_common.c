@@ -288,6 +288,7 @@ void cli_gen_options_apply(const cli_gen_options *o, sardfq_generator_params *p)
 /* ---- running a generator with a progress line ------------------------- */
 
 int cli_is_writer = 1;
+int (*cli_stop_requested)(void);
 
 /* The single-process synthesis: one generator for the whole set. */
 static int synthesize_here(const char *cmd, const sardfq_model *m, const sardfq_model_info *info,
@@ -356,6 +357,8 @@ int cli_generate(const char *cmd, sardfq_generator *g, sardfq_synth_report *r)
         last_pct = pct;
         if (interrupted)
             return cli_fail("%s: interrupted at step %d of %d; nothing written", cmd, r->step, r->total);
+        if (cli_stop_requested && cli_stop_requested())
+            return cli_fail("%s: stopped at step %d of %d: another process failed", cmd, r->step, r->total);
     }
     signal(SIGINT, SIG_DFL);
     return CLI_EXIT_OK;

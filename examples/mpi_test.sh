@@ -13,8 +13,10 @@
 #             writes, byte for byte
 #   eval      the last line of `sardfq-mpi eval` at -np 2 and 3 is that of
 #             `sardfq eval`
-#   fail      SARDFQ_MPI_FAIL_RANK=1: every rank exits 1, one message, no
-#             output folder; the same for eval
+#   fail      SARDFQ_MPI_FAIL_RANK=1: every rank exits 1, one message (the
+#             failed rank's), no output folder, and rank 0 stops early
+#             (2000 steps would take minutes; the case allows 60 s); the
+#             same for eval
 #   bad       an n the ranks cannot split (exit 2), an unreadable model
 #             (exit 1): one message each, every rank non-zero
 set -u
@@ -88,9 +90,12 @@ eval)
     ;;
 fail)
     mkdir "$tmp/st"
-    SARDFQ_MPI_FAIL_RANK=1 SARDFQ_MPI_STATUS_DIR="$tmp/st" \
-        mpi 2 synth --model "$model" --n 64 --iters 2 --threads 1 --out "$tmp/never" >/dev/null 2>"$tmp/err"
-    [ $? -ne 0 ] || bad "mpirun exited 0"
+    SARDFQ_MPI_FAIL_RANK=1 SARDFQ_MPI_STATUS_DIR="$tmp/st" timeout 60 \
+        "$mpirun" -np 2 --oversubscribe --bind-to none "$sardfq_mpi" synth --model "$model" --n 64 --iters 2000 \
+        --threads 1 --out "$tmp/never" >/dev/null 2>"$tmp/err"
+    rc=$?
+    [ $rc -ne 124 ] || bad "rank 0 did not stop when rank 1 failed (killed after 60 s)"
+    [ $rc -ne 0 ] || bad "mpirun exited 0"
     all_ranks_exit 1 2 "$tmp/st"
     one_message "$tmp/err" '^sardfq-mpi: rank 1 of 2: synth: injected failure'
     [ ! -e "$tmp/never" ] || bad "the output folder was left behind"

@@ -26,7 +26,12 @@
  * that moves data, and at the end) the ranks compare their exit codes, and
  * if one failed every rank stops, rank 0 prints the message of the lowest
  * failed rank once ("sardfq-mpi: rank R of P: ..." when not all failed)
- * and every rank exits with the largest code. Rank 0 writes only after an
+ * and every rank exits with the largest code. A rank that fails during
+ * its part of the work also sends every other rank a message (tag
+ * TAG_FAIL); they look for it after every synthesis step and every
+ * evaluated batch, stop, and meet it at the next agreement, where the
+ * message shown is the failed rank's, not "stopped: another process
+ * failed". Rank 0 writes only after an
  * agreement that every rank succeeded, and writes each file to a temporary
  * name first, so no partial file is left. Waiting ranks sleep instead of
  * spinning (the machine may have fewer cores than ranks).
@@ -48,11 +53,51 @@
 #include <time.h>
 
 #define MSG_SIZE 2048
+#define TAG_FAIL 7301
 
 static int rank, ranks;
 static char message[MSG_SIZE]; /* this rank's first error message */
 static int agreed_failure;     /* an agreement has seen a failure: no more collectives */
 static int agreed_rc;
+static int announced; /* this rank told the others it failed */
+static int stopped;   /* this rank stopped because another one failed */
+
+/* Tell every other rank that this one failed (once). */
+static void announce_failure(void)
+{
+    static int one = 1;
+    if (announced)
+        return;
+    announced = 1;
+    for (int r = 0; r < ranks; r++)
+        if (r != rank) {
+            MPI_Request req;
+            MPI_Isend(&one, 1, MPI_INT, r, TAG_FAIL, MPI_COMM_WORLD, &req);
+            MPI_Request_free(&req);
+        }
+}
+
+/* Has another rank announced a failure? (cli_stop_requested) */
+static int peer_failed(void)
+{
+    int flag = 0;
+    MPI_Iprobe(MPI_ANY_SOURCE, TAG_FAIL, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE);
+    if (flag)
+        stopped = 1;
+    return flag;
+}
+
+/* Before MPI_Finalize: receive every failure announcement sent to this
+ * rank (each announcing rank sent one to each other rank). */
+static void drain_announcements(void)
+{
+    int mine = announced, all = 0;
+    MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    for (int k = 0; k < all - mine; k++) {
+        int v;
+        MPI_Recv(&v, 1, MPI_INT, MPI_ANY_SOURCE, TAG_FAIL, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    }
+}
 
 /* Wait for a nonblocking collective without spinning. */
 static void wait_for(MPI_Request *req)
@@ -69,23 +114,27 @@ static void wait_for(MPI_Request *req)
 
 /* Every rank calls this at the same points with its exit code (0 or an
  * exit code > 0). Returns the largest code over the ranks; on failure rank 0
- * holds in `message` the message of the lowest failed rank, prefixed with
- * its rank when not every rank failed. */
+ * holds in `message` the message of the lowest rank that failed by itself
+ * (not stopped by another's failure), prefixed with its rank unless every
+ * rank failed by itself. */
 static int agree(int rc)
 {
     if (agreed_failure)
         return agreed_rc;
-    int in[2] = {rc, rc ? -rank : -ranks}, out[2];
+    /* the rank whose message is shown: the lowest that failed by itself,
+     * else the lowest that failed (key: rank, ranks + rank, 2 ranks) */
+    const int key = rc && !stopped ? rank : rc ? ranks + rank : 2 * ranks;
+    int in[2] = {rc, -key}, out[2];
     MPI_Request req;
-    /* max code and, through max of -rank, the lowest failed rank */
+    /* max code and, through max of -key, the lowest key */
     MPI_Iallreduce(in, out, 2, MPI_INT, MPI_MAX, MPI_COMM_WORLD, &req);
     wait_for(&req);
-    int failed = rc != 0, nfailed = 0;
+    int failed = rc != 0 && !stopped, nfailed = 0; /* failed by themselves */
     MPI_Iallreduce(&failed, &nfailed, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD, &req);
     wait_for(&req);
     if (out[0] == 0)
         return 0;
-    const int first = -out[1];
+    const int first = -out[1] % ranks;
     char buf[MSG_SIZE];
     memcpy(buf, message, sizeof buf);
     if (!buf[0])
@@ -166,6 +215,8 @@ static int mpi_synthesize(const char *cmd, const sardfq_model *m, const sardfq_m
                 (s = sardfq_generator_get_targets(g, tmine, K * (size_t)count))))
         rc = cli_lib_fail(s, "%s: cannot read the synthetic images", cmd);
     sardfq_generator_free(g);
+    if (rc && !stopped)
+        announce_failure();
     /* the report of the whole set: the target probability is each
      * generator's mean over its groups; weight by images (printed only) */
     double tp[2] = {r->target_prob * (double)count, (double)count}, all[2] = {0, 0};
@@ -207,10 +258,18 @@ static int mpi_synthesize(const char *cmd, const sardfq_model *m, const sardfq_m
     return 0;
 }
 
+/* The host's progress callback, and a stop when another rank failed. */
+typedef struct {
+    sardfq_progress_fn fn;
+    void *user_data;
+} eval_chain;
+
 static int eval_progress(void *user_data, int64_t done, int64_t total, const char *stage)
 {
-    (void)user_data, (void)done, (void)total, (void)stage;
-    return 0;
+    const eval_chain *c = user_data;
+    if (peer_failed())
+        return 1;
+    return c->fn ? c->fn(c->user_data, done, total, stage) : 0;
 }
 
 static sardfq_status mpi_evaluate(const sardfq_model *m, sardfq_dataset *d, const sardfq_eval_params *p,
@@ -229,17 +288,20 @@ static sardfq_status mpi_evaluate(const sardfq_model *m, sardfq_dataset *d, cons
     shard(total, batch, rank, &first, &count);
     sardfq_eval_params q = *p;
     q.limit = count;
-    if (rank != 0) {
-        q.progress = eval_progress;
-        q.user_data = NULL;
-    }
+    eval_chain chain = {rank == 0 ? p->progress : NULL, p->user_data};
+    q.progress = eval_progress;
+    q.user_data = &chain;
     sardfq_eval_result r;
     memset(&r, 0, sizeof r);
     r.struct_size = sizeof r;
     sardfq_status s = SARDFQ_OK;
     int rc = injected_failure("eval");
     if (!rc && count > 0 && (s = sardfq_evaluate_range(m, d, &q, first, &r)))
-        rc = cli_lib_fail(s, "eval: images %lld..%lld failed", (long long)first, (long long)(first + count - 1));
+        rc = stopped ? cli_fail("eval: stopped: another process failed")
+                     : cli_lib_fail(s, "eval: images %lld..%lld failed", (long long)first,
+                                    (long long)(first + count - 1));
+    if (rc && !stopped)
+        announce_failure();
     if (agree(rc))
         return SARDFQ_E_IO; /* the message of the failed rank is rank 0's */
     int64_t mine[3] = {r.n, r.top1_correct, r.top5_correct}, sum[3];
@@ -320,6 +382,7 @@ int main(int argc, char **argv)
     cli_set_program("sardfq-mpi");
     cli_capture_errors(message, sizeof message);
     cli_synthesize = mpi_synthesize;
+    cli_stop_requested = peer_failed;
     cli_evaluate = mpi_evaluate;
     cli_is_writer = rank == 0;
     if (rank != 0) {
@@ -339,6 +402,7 @@ int main(int argc, char **argv)
     if (rc == CLI_EXIT_ELSEWHERE)
         rc = CLI_EXIT_OK;
     rc = agree(rc);
+    drain_announcements();
     fflush(stdout);
     if (rc && rank == 0)
         fprintf(stderr, "sardfq-mpi: %s\n", message[0] ? message : "failed");
