@@ -509,10 +509,13 @@ typedef struct sardfq_generator_params {
  * parameters (everything in this struct except n_images, progress and
  * user_data; the set size total_images counts), set-level priors (when
  * set_priors is used, on every image of i's group), the same machine
- * kind (CPU, OpenBLAS, compiler) and a library thread count n_threads > 0
- * (any value); they then agree for any split into shards, number of
- * processes and thread count. (micro_batch counts: it sets which items
- * share a GEMM, and the head's small GEMM is not batch-invariant.) */
+ * kind (CPU, OpenBLAS, compiler) and a library thread count n_threads > 0;
+ * they then agree for any split into shards, number of processes and
+ * thread count (checked: 1 and 2 threads, 1, 2 and 4 processes).
+ * micro_batch counts: it sets which items share a GEMM, and the head's
+ * small GEMM (items x classes x features) is not batch-invariant; for the
+ * same reason a micro_batch of 128 or more, which the library may split
+ * by rows across its threads, needs the same n_threads too. */
 #define SARDFQ_SYNTH_GROUP 32
 
 SARDFQ_API void sardfq_generator_default_params(sardfq_generator_params *p);
