@@ -19,8 +19,16 @@
 #define CLI_EXIT_OK 0
 #define CLI_EXIT_FAIL 1  /* a runtime failure: file, library call, memory */
 #define CLI_EXIT_USAGE 2 /* bad command line */
+/* Not an exit code: this process did its part and another one (rank 0 of
+ * sardfq-mpi) holds the result and writes it; the command returns 0. */
+#define CLI_EXIT_ELSEWHERE (-1)
 
-/* One line on stderr, "sardfq: <message>". Each returns its exit code. */
+/* One line on stderr, "<program>: <message>" (program: "sardfq" unless
+ * cli_set_program says otherwise), or, after cli_capture_errors(buf, size)
+ * with buf != NULL, the first such message (without the program name) kept
+ * in buf and nothing printed. Each returns its exit code. */
+void cli_set_program(const char *name);
+void cli_capture_errors(char *buf, size_t size);
 int cli_usage_error(const char *fmt, ...) CLI_PRINTF(1, 2); /* + a hint, 2 */
 int cli_fail(const char *fmt, ...) CLI_PRINTF(1, 2);        /* 1 */
 /* "sardfq: <message>: <status string>[: <sardfq_last_error()>]", 1. */
@@ -84,6 +92,27 @@ void cli_gen_options_apply(const cli_gen_options *o, sardfq_generator_params *p)
 /* Run the remaining steps of g with a progress line on stderr (SIGINT
  * stops after the current step). 0, or an exit code after a message. */
 int cli_generate(const char *cmd, sardfq_generator *g, sardfq_synth_report *r);
+
+/* How the commands synthesise and evaluate; sardfq (this file's
+ * defaults) runs them in this process, sardfq-mpi replaces them by sharded
+ * versions (sardfq_mpi.c).
+ * cli_synthesize: all p->n_images images (n x C x H x W) and targets
+ * (n x classes) into images and targets, the last step's report into r;
+ * 0, an exit code after a message, or CLI_EXIT_ELSEWHERE (images and
+ * targets untouched).
+ * cli_evaluate: sardfq_evaluate's contract, over the whole range of p.
+ * cli_is_writer: 1 if this process writes the output files (default 1). */
+typedef int (*cli_synth_fn)(const char *cmd, const sardfq_model *m, const sardfq_model_info *info,
+                            const sardfq_generator_params *p, float *images, float *targets,
+                            sardfq_synth_report *r);
+typedef sardfq_status (*cli_eval_fn)(const sardfq_model *m, sardfq_dataset *d, const sardfq_eval_params *p,
+                                     sardfq_eval_result *out);
+extern cli_synth_fn cli_synthesize;
+extern cli_eval_fn cli_evaluate;
+extern int cli_is_writer;
+/* If set, cli_generate asks it after every step and stops with a failure
+ * when it returns nonzero (sardfq-mpi: another rank has failed). */
+extern int (*cli_stop_requested)(void);
 
 /* The commands: argv[0] is the command name. Each returns an exit code. */
 int cli_info(int argc, char **argv);

@@ -193,8 +193,9 @@ int cli_bench(int argc, char **argv)
             sardfq_model_default_params(&p);
             p.n_threads = (int32_t)threads;
             p.num_heads = (int32_t)heads;
-            p.executor = cli_executor;
             s = sardfq_model_create_random(arch, 0, &p, &m);
+            if (s == SARDFQ_OK && (s = sardfq_model_set_executor(m, cli_executor)) != SARDFQ_OK)
+                sardfq_model_free(m);
             if (s != SARDFQ_OK)
                 return cli_lib_fail(s, "cannot create a random %s", arch);
         }

@@ -53,10 +53,10 @@ int cli_bench_quant(sardfq_model *fp, const char *label, int wbits, int abits, i
         sardfq_model_params p;
         sardfq_model_default_params(&p);
         p.n_threads = threads;
-        p.executor = SARDFQ_EXECUTOR_FAKE;
         const char *path = label;
         q = fp;
-        if ((s = sardfq_model_load(path, &p, &ref)) != SARDFQ_OK) {
+        if ((s = sardfq_model_load(path, &p, &ref)) != SARDFQ_OK ||
+            (s = sardfq_model_set_executor(ref, SARDFQ_EXECUTOR_FAKE)) != SARDFQ_OK) {
             cli_lib_fail(s, "bench: cannot load '%s' again", path);
             q = NULL;
             goto out;

@@ -17,19 +17,45 @@
 #include <time.h>
 #include <unistd.h>
 
-static void vmessage(const char *fmt, va_list ap)
+/* Where error lines go: stderr, or (cli_capture_errors) the first one into
+ * a buffer. */
+static const char *program = "sardfq";
+static char *capture;
+static size_t capture_size;
+
+void cli_set_program(const char *name) { program = name; }
+
+void cli_capture_errors(char *buf, size_t size)
 {
-    fputs("sardfq: ", stderr);
-    vfprintf(stderr, fmt, ap);
+    capture = buf;
+    capture_size = size;
+    if (buf && size)
+        buf[0] = '\0';
+}
+
+/* One error line: "<program>: <fmt...><tail>". */
+static void emit(const char *tail, const char *fmt, va_list ap)
+{
+    char msg[2048];
+    int len = vsnprintf(msg, sizeof msg, fmt, ap);
+    if (len >= 0 && (size_t)len < sizeof msg)
+        snprintf(msg + len, sizeof msg - (size_t)len, "%s", tail);
+    if (capture) {
+        if (capture_size && !capture[0])
+            snprintf(capture, capture_size, "%s", msg);
+        return;
+    }
+    fprintf(stderr, "%s: %s\n", program, msg);
 }
 
 int cli_usage_error(const char *fmt, ...)
 {
+    char tail[64];
+    snprintf(tail, sizeof tail, " (see '%s help')", program);
     va_list ap;
     va_start(ap, fmt);
-    vmessage(fmt, ap);
+    emit(tail, fmt, ap);
     va_end(ap);
-    fputs(" (see 'sardfq help')\n", stderr);
     return CLI_EXIT_USAGE;
 }
 
@@ -37,23 +63,21 @@ int cli_fail(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vmessage(fmt, ap);
+    emit("", fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     return CLI_EXIT_FAIL;
 }
 
 int cli_lib_fail(sardfq_status s, const char *fmt, ...)
 {
     const char *detail = sardfq_last_error();
+    char tail[1200];
+    snprintf(tail, sizeof tail, ": %s%s%s", sardfq_status_string(s), detail && detail[0] ? ": " : "",
+             detail && detail[0] ? detail : "");
     va_list ap;
     va_start(ap, fmt);
-    vmessage(fmt, ap);
+    emit(tail, fmt, ap);
     va_end(ap);
-    fprintf(stderr, ": %s", sardfq_status_string(s));
-    if (detail && detail[0])
-        fprintf(stderr, ": %s", detail);
-    fputc('\n', stderr);
     return CLI_EXIT_FAIL;
 }
 
@@ -192,11 +216,15 @@ sardfq_model *cli_load_model(const char *path, int n_threads, int num_heads)
     sardfq_status s;
     sardfq_model_default_params(&p);
     p.n_threads = n_threads;
-    p.executor = cli_executor;
     p.num_heads = num_heads;
     s = sardfq_model_load(path, &p, &m);
     if (s != SARDFQ_OK) {
         cli_lib_fail(s, "cannot load model '%s'", path);
+        return NULL;
+    }
+    if ((s = sardfq_model_set_executor(m, cli_executor)) != SARDFQ_OK) {
+        cli_lib_fail(s, "cannot set the executor");
+        sardfq_model_free(m);
         return NULL;
     }
     return m;
@@ -280,6 +308,37 @@ void cli_gen_options_apply(const cli_gen_options *o, sardfq_generator_params *p)
 
 /* ---- running a generator with a progress line ------------------------- */
 
+int cli_is_writer = 1;
+int (*cli_stop_requested)(void);
+
+/* The single-process synthesis: one generator for the whole set. */
+static int synthesize_here(const char *cmd, const sardfq_model *m, const sardfq_model_info *info,
+                           const sardfq_generator_params *p, float *images, float *targets,
+                           sardfq_synth_report *r)
+{
+    sardfq_generator *g = NULL;
+    sardfq_status s;
+    if ((s = sardfq_generator_create(m, p, &g)))
+        return cli_lib_fail(s, "%s: cannot create the generator", cmd);
+    int rc = cli_generate(cmd, g, r);
+    const size_t n = (size_t)p->n_images;
+    if (!rc && ((s = sardfq_generator_get_images(g, images, n * info->in_chans * info->img_h * info->img_w)) ||
+                (s = sardfq_generator_get_targets(g, targets, n * info->num_classes))))
+        rc = cli_lib_fail(s, "%s: cannot read the synthetic images", cmd);
+    sardfq_generator_free(g);
+    return rc;
+}
+
+cli_synth_fn cli_synthesize = synthesize_here;
+
+static sardfq_status evaluate_here(const sardfq_model *m, sardfq_dataset *d, const sardfq_eval_params *p,
+                                   sardfq_eval_result *out)
+{
+    return sardfq_evaluate(m, d, p, out);
+}
+
+cli_eval_fn cli_evaluate = evaluate_here;
+
 static volatile sig_atomic_t interrupted;
 
 static void on_sigint(int sig)
@@ -319,6 +378,8 @@ int cli_generate(const char *cmd, sardfq_generator *g, sardfq_synth_report *r)
         last_pct = pct;
         if (interrupted)
             return cli_fail("%s: interrupted at step %d of %d; nothing written", cmd, r->step, r->total);
+        if (cli_stop_requested && cli_stop_requested())
+            return cli_fail("%s: stopped at step %d of %d: another process failed", cmd, r->step, r->total);
     }
     signal(SIGINT, SIG_DFL);
     return CLI_EXIT_OK;

@@ -157,7 +157,7 @@ int cli_eval(int argc, char **argv)
         printf("data    %s (%lld images)\n", data_path, (long long)count);
     fflush(stdout);
     prog.t0 = cli_now();
-    s = sardfq_evaluate(m, d, &ep, &res);
+    s = cli_evaluate(m, d, &ep, &res); /* sardfq-mpi: over all ranks */
     t = cli_now() - prog.t0;
     if (prog.drawn)
         fputc('\n', stderr);

@@ -136,28 +136,21 @@ static int get_images(sardfq_model *m, const sardfq_model_info *info, const sour
         sardfq_dataset_free(d);
         return rc;
     }
-    sardfq_generator *g = NULL;
-    if ((s = sardfq_generator_create(m, gp, &g)))
-        return cli_lib_fail(s, "quantize: cannot create the generator");
-    sardfq_synth_report r;
-    int rc = cli_generate("synth", g, &r);
     *n = gp->n_images;
-    const size_t count = per * (size_t)*n;
-    if (!rc && !(*images = malloc(sizeof(float) * count)))
-        rc = cli_fail("quantize: out of memory");
-    if (!rc && (s = sardfq_generator_get_images(g, *images, count)))
-        rc = cli_lib_fail(s, "quantize: cannot read the synthetic images");
-    if (!rc && src->save_calib) {
-        float *t = malloc(sizeof(float) * (size_t)*n * info->num_classes);
-        if (!t)
-            rc = cli_fail("quantize: out of memory");
-        else if ((s = sardfq_generator_get_targets(g, t, (size_t)*n * info->num_classes)) ||
-                 (s = sardfq_calib_save(src->save_calib, *images, t, *n, info->in_chans, info->img_h,
-                                        info->img_w, info->num_classes)))
-            rc = cli_lib_fail(s, "quantize: cannot write %s", src->save_calib);
+    float *t = malloc(sizeof(float) * (size_t)*n * info->num_classes);
+    *images = malloc(sizeof(float) * per * (size_t)*n);
+    if (!t || !*images) {
         free(t);
+        return cli_fail("quantize: out of memory");
     }
-    sardfq_generator_free(g);
+    sardfq_synth_report r;
+    memset(&r, 0, sizeof r);
+    int rc = cli_synthesize("synth", m, info, gp, *images, t, &r);
+    if (!rc && src->save_calib &&
+        (s = sardfq_calib_save(src->save_calib, *images, t, *n, info->in_chans, info->img_h, info->img_w,
+                               info->num_classes)))
+        rc = cli_lib_fail(s, "quantize: cannot write %s", src->save_calib);
+    free(t);
     return rc;
 }
 
@@ -330,8 +323,11 @@ int cli_quantize(int argc, char **argv)
         }
     }
     double t0 = cli_now();
-    if (get_images(m, &info, &src, &go, &gp, &images, &n))
+    if ((rc = get_images(m, &info, &src, &go, &gp, &images, &n)) != 0) {
+        rc = rc == CLI_EXIT_ELSEWHERE ? CLI_EXIT_OK : CLI_EXIT_FAIL; /* sardfq-mpi: rank 0 goes on */
         goto done;
+    }
+    rc = CLI_EXIT_FAIL;
     const double t_images = cli_now() - t0;
     t0 = cli_now();
     if ((s = sardfq_quantizer_calibrate(q, images, n))) {

@@ -85,10 +85,13 @@ int cli_synth(int argc, char **argv)
     cli_gen_options_apply(&go, &p);
 
     /* Check the output folder before the long work: create it if missing
-     * (and remove it again if we fail before writing anything). */
+     * (and remove it again if we fail before writing anything). Only the
+     * process that writes (sardfq-mpi: rank 0) touches it. */
     struct stat st;
     int created = 0;
-    if (stat(out, &st) == 0) {
+    if (!cli_is_writer) {
+        /* nothing to check */
+    } else if (stat(out, &st) == 0) {
         if (!S_ISDIR(st.st_mode))
             return cli_fail("synth: '%s' exists and is not a folder", out);
         if (access(out, W_OK) != 0)
@@ -101,21 +104,11 @@ int cli_synth(int argc, char **argv)
 
     int rc = CLI_EXIT_FAIL;
     sardfq_model *m = cli_load_model(model_path, (int)go.threads, (int)heads);
-    sardfq_generator *g = NULL;
     float *images = NULL, *targets = NULL;
     sardfq_model_info info;
     sardfq_status s;
     if (!m || cli_model_info(m, &info))
         goto done;
-    if ((s = sardfq_generator_create(m, &p, &g))) {
-        cli_lib_fail(s, "synth: cannot create the generator");
-        goto done;
-    }
-    const double t0 = cli_now();
-    sardfq_synth_report r;
-    if (cli_generate("synth", g, &r))
-        goto done;
-    const double seconds = cli_now() - t0;
     const size_t n_img = (size_t)p.n_images * info.in_chans * info.img_h * info.img_w;
     images = malloc(sizeof(float) * n_img);
     targets = malloc(sizeof(float) * (size_t)p.n_images * info.num_classes);
@@ -123,11 +116,16 @@ int cli_synth(int argc, char **argv)
         cli_fail("synth: out of memory");
         goto done;
     }
-    if ((s = sardfq_generator_get_images(g, images, n_img)) ||
-        (s = sardfq_generator_get_targets(g, targets, (size_t)p.n_images * info.num_classes))) {
-        cli_lib_fail(s, "synth: cannot read the images");
+    const double t0 = cli_now();
+    sardfq_synth_report r;
+    memset(&r, 0, sizeof r);
+    if ((rc = cli_synthesize("synth", m, &info, &p, images, targets, &r)) != 0) {
+        if (rc == CLI_EXIT_ELSEWHERE)
+            rc = CLI_EXIT_OK;
         goto done;
     }
+    rc = CLI_EXIT_FAIL;
+    const double seconds = cli_now() - t0;
     char path[4096];
     snprintf(path, sizeof path, "%s/calib.safetensors", out);
     if ((s = sardfq_calib_save(path, images, targets, p.n_images, info.in_chans, info.img_h, info.img_w,
@@ -148,7 +146,6 @@ done:
         rmdir(out);
     free(images);
     free(targets);
-    sardfq_generator_free(g);
     sardfq_model_free(m);
     return rc;
 }

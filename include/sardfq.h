@@ -135,13 +135,11 @@ typedef struct sardfq_model_params {
                              calls (OpenBLAS is held at one thread during
                              them, see above); 0 = leave OpenBLAS as
                              configured and use its thread count */
-    /* Since 0.5. How a quantized model runs its forward (SARDFQ_EXECUTOR_*;
-     * default AUTO). A model made by sardfq_quantizer_finalize takes the
-     * setting of the quantizer's model. */
-    int32_t executor;
 } sardfq_model_params;
 
-/* Executors of a quantized model (sardfq_model_params.executor).
+/* Executors of a quantized model (sardfq_model_set_executor; a model
+ * starts with AUTO, and one made by sardfq_quantizer_finalize takes the
+ * executor of the quantizer's model).
  * AUTO: inference forwards (sardfq_model_forward, sardfq_evaluate) run
  * every linear whose weights and input have integer codes as a u8 x s8
  * integer product with int32 sums (4-bit weights packed two per byte), and
@@ -292,6 +290,14 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_get_info(const sardfq_mod
  * widths, or why the op runs as fake-quantized float), or NULL for a
  * floating-point model. Owned by the model. */
 SARDFQ_API const char *sardfq_model_executor_report(const sardfq_model *m);
+/* Since 0.5: choose how m's forward runs when m is quantized
+ * (SARDFQ_EXECUTOR_AUTO or _FAKE; a floating-point model accepts either and
+ * is not affected). Not thread-safe against forwards running on m: set it
+ * before sharing the model. (An executor field in sardfq_model_params
+ * would have grown a struct that sardfq_model_default_params fills whole,
+ * past the end of a caller's struct compiled against the 0.4 header.)
+ * SARDFQ_E_INVALID_ARG for another value or a NULL model. */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_set_executor(sardfq_model *m, int32_t executor);
 
 /* Value of a __metadata__ key of the loaded file, or NULL. Owned by the
  * model. */
@@ -421,6 +427,15 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_evaluate(const sardfq_model *m,
                                                           const sardfq_eval_params *p,
                                                           sardfq_eval_result *out);
 
+/* Since 0.5: sardfq_evaluate over the images first, first + 1, ... (at
+ * most p->limit of them when it is > 0; 0 <= first <= the image count).
+ * Batches are read from first on, so a range that starts at a multiple of
+ * the batch size sees the batches a whole-set run sees, and the counts of
+ * consecutive ranges add up to the whole run's. */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_evaluate_range(const sardfq_model *m, sardfq_dataset *d,
+                                                                const sardfq_eval_params *p, int64_t first,
+                                                                sardfq_eval_result *out);
+
 /* ------------------------------------------------------------------------ */
 /* Attention priors                                                         */
 /* ------------------------------------------------------------------------ */
@@ -508,17 +523,57 @@ typedef struct sardfq_generator_params {
     int32_t prior_kind;   /* SARDFQ_PRIOR_*; default GMM */
     int32_t prior_components; /* K_APA; default 5 */
     float prior_scale_min, prior_scale_max; /* see sardfq_prior_params */
-    int32_t micro_batch;  /* images per forward/backward (bounds memory;
-                             PSAQ's KDE grid is per micro-batch); default 32 */
-    uint64_t seed;        /* same seed and thread count -> same images */
+    int32_t micro_batch;  /* items (images and regions) per forward/backward
+                             within a coupling group (bounds memory; PSAQ's
+                             KDE grid is per micro-batch); default 32 */
+    uint64_t seed;        /* see "Randomness contract" below */
     sardfq_progress_fn progress; /* sardfq_generator_run: stage "synth" */
     void *user_data;
 } sardfq_generator_params;
 
+/* Coupling groups: a set of images is optimised as independent
+ * groups of SARDFQ_SYNTH_GROUP consecutive images by index (0..31, 32..63,
+ * ...; the last group may be smaller). Within a group, as for a 32-image set
+ * in PSAQ-ViT and SARDFQ: one jitter (roll and flip) per step, one TV
+ * target tau and one |TV - tau| term over the group's images, the
+ * micro-batches (the group's whole images, then its MSR regions, in index
+ * order, micro_batch at a time; PSAQ's KDE grid spans one micro-batch), and
+ * each loss term is a mean over the group's images (regions: over the
+ * group's regions of the step). The loss minimised is the sum over groups;
+ * Adam acts per pixel, so groups do not interact.
+ *
+ * Shards (sardfq_generator_create_shard, since 0.5): p->n_images images
+ * starting at first_image of a set of total_images. For psaq and sardfq
+ * the generator computes every image of the groups its shard touches (a
+ * shard of whole groups does no extra work) and returns only its own;
+ * sardfq_generator_get_images, _get_targets and _set_priors see the
+ * shard's n_images images. sardfq_generator_create makes the whole set
+ * (first_image 0, total_images = n_images).
+ *
+ * Randomness contract: every random draw comes from a stream keyed by
+ * (seed, index, step, stream): the initial noise, the targets and soft
+ * logits, the APA priors and the MSR region count and boxes by image index;
+ * the TV target and the jitter by group index; each primary-class cycle by
+ * its cycle index (image index / num_classes). Two runs give byte-identical
+ * images and targets for image i when they have the same model file,
+ * parameters (everything in this struct except n_images, progress and
+ * user_data; the set size total_images counts), set-level priors (when
+ * set_priors is used, on every image of i's group), the same machine
+ * kind (CPU, OpenBLAS, compiler) and a library thread count n_threads > 0;
+ * they then agree for any split into shards, number of processes and
+ * thread count (checked: 1 and 2 threads, 1, 2 and 4 processes).
+ * micro_batch counts: it sets which items share a GEMM, and the head's
+ * small GEMM (items x classes x features) is not batch-invariant; for the
+ * same reason a micro_batch of 128 or more, which the library may split
+ * by rows across its threads, needs the same n_threads too. */
+#define SARDFQ_SYNTH_GROUP 32
+
 SARDFQ_API void sardfq_generator_default_params(sardfq_generator_params *p);
 
 /* What one step did. Loss terms are the unweighted values; loss is the
- * weighted total that was minimised. Terms a method does not use are 0. */
+ * weighted total that was minimised. Terms a method does not use are 0.
+ * Each term is the mean over the generator's coupling groups of the
+ * group's term (for a set of up to 32 images: the set's). */
 typedef struct sardfq_synth_report {
     uint32_t struct_size;
     int32_t step;  /* steps done (1-based after the first step) */
@@ -538,13 +593,28 @@ typedef struct sardfq_synth_report {
 
 /* A generator on model m (which must outlive it). Draws the initial noise,
  * the targets and (for APA) one prior per (image, block, head) from
- * p->seed. p may be NULL for the defaults. */
+ * p->seed (keyed by image index, see above). p may be NULL for the
+ * defaults. */
 SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_generator_create(const sardfq_model *m,
                                                                   const sardfq_generator_params *p,
                                                                   sardfq_generator **out);
 SARDFQ_API void sardfq_generator_free(sardfq_generator *g);
 
-/* Replace the APA priors (e.g. real attention maps). ViT/DeiT: n_images x
+/* Since 0.5: a generator for the shard of p->n_images images starting at
+ * image first_image of a set of total_images images (first_image >= 0,
+ * first_image + p->n_images <= total_images <= 2^30); see "Shards" above.
+ * (New parameters come as arguments rather than as params fields:
+ * sardfq_generator_default_params fills the whole struct, so a grown
+ * struct would overflow the smaller struct of a program built against an
+ * older header.) */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_generator_create_shard(const sardfq_model *m,
+                                                                        const sardfq_generator_params *p,
+                                                                        int first_image, int total_images,
+                                                                        sardfq_generator **out);
+
+/* Replace the APA priors (e.g. real attention maps) of the generator's
+ * n_images images (a shard's own; the other images of its coupling groups
+ * keep their drawn priors). ViT/DeiT: n_images x
  * depth x num_heads x (grid_h * grid_w) floats. Swin: n_images x
  * attention_floats, laid out as the attention read-back (per block and
  * head, the stage's grid); the loss then renormalises each prior to the

@@ -87,6 +87,25 @@ START_TEST(evaluate_limit_cancel_and_misuse)
     ck_assert_int_eq(sardfq_evaluate(m, d, &p, &r2), SARDFQ_OK);
     ck_assert_int_eq(r2.top1_correct, r.top1_correct);
     ck_assert_int_eq(r2.top5_correct, r.top5_correct);
+    /* ranges: [0, 128) + [128, 300) (starting at a multiple of the batch:
+     * the same batches) give the whole run's counts, as integers */
+    p.batch = 64;
+    sardfq_eval_result a, b;
+    a.struct_size = b.struct_size = sizeof a;
+    p.limit = 128;
+    ck_assert_int_eq(sardfq_evaluate_range(m, d, &p, 0, &a), SARDFQ_OK);
+    p.limit = 172;
+    ck_assert_int_eq(sardfq_evaluate_range(m, d, &p, 128, &b), SARDFQ_OK);
+    ck_assert_int_eq(a.n + b.n, 300);
+    ck_assert_int_eq(a.top1_correct + b.top1_correct, r.top1_correct);
+    ck_assert_int_eq(a.top5_correct + b.top5_correct, r.top5_correct);
+    /* limit counts from first */
+    ck_assert_int_eq(sardfq_evaluate_range(m, d, &p, 9990, &b), SARDFQ_OK);
+    ck_assert_int_eq(b.n, 10);
+    ck_assert_int_eq(sardfq_evaluate_range(m, d, &p, 10001, &b), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sardfq_evaluate_range(m, d, &p, -1, &b), SARDFQ_E_INVALID_ARG);
+    p.limit = 300;
+    p.batch = 7;
     /* cancellation */
     int calls = 0;
     p.progress = cancel_after_two;

@@ -33,10 +33,10 @@ static sardfq_model *load(const char *rel, int executor)
 {
     sardfq_model_params p;
     sardfq_model_default_params(&p);
-    p.executor = executor;
     p.n_threads = 2;
     sardfq_model *m = NULL;
     ck_assert_int_eq(sardfq_model_load(tu_src(rel), &p, &m), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_model_set_executor(m, executor), SARDFQ_OK);
     return m;
 }
 
@@ -93,9 +93,10 @@ static int argmax(const float *x, int k)
 /* The FAKE executor's logits for the same quantized model. */
 static void fake_logits(sardfq_model *q, const float *x, int n, float *out)
 {
-    q->executor = SARDFQ_EXECUTOR_FAKE;
+    ck_assert_int_eq(sardfq_model_set_executor(q, SARDFQ_EXECUTOR_FAKE), SARDFQ_OK);
+    ck_assert_int_eq(info_of(q).executor, SARDFQ_EXECUTOR_FAKE);
     ck_assert_int_eq(sardfq_model_forward(q, x, n, out), SARDFQ_OK);
-    q->executor = SARDFQ_EXECUTOR_AUTO;
+    ck_assert_int_eq(sardfq_model_set_executor(q, SARDFQ_EXECUTOR_AUTO), SARDFQ_OK);
 }
 
 /* Max |int - fake| over max |fake| and the arg-max agreement. */
@@ -433,14 +434,15 @@ END_TEST
 
 START_TEST(bad_executor_settings)
 {
-    sardfq_model_params p;
-    sardfq_model_default_params(&p);
-    ck_assert_int_eq(p.executor, SARDFQ_EXECUTOR_AUTO);
-    p.executor = 7;
     sardfq_model *m = NULL;
-    ck_assert_int_eq(sardfq_model_load(tu_src(VIT), &p, &m), SARDFQ_E_INVALID_ARG);
-    ck_assert_ptr_null(m);
-    ck_assert_ptr_nonnull(strstr(sardfq_last_error(), "executor"));
+    ck_assert_int_eq(sardfq_model_set_executor(NULL, SARDFQ_EXECUTOR_AUTO), SARDFQ_E_INVALID_ARG);
+    m = load(VIT, SARDFQ_EXECUTOR_AUTO);
+    ck_assert_int_eq(info_of(m).executor, SARDFQ_EXECUTOR_AUTO);
+    ck_assert_int_eq(sardfq_model_set_executor(m, 7), SARDFQ_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(sardfq_last_error(), "executor must be"));
+    ck_assert_int_eq(info_of(m).executor, SARDFQ_EXECUTOR_AUTO);
+    sardfq_model_free(m);
+    m = NULL;
     setenv("SARDFQ_ISA", "sse9", 1);
     sardfq_model *fp = load(VIT, SARDFQ_EXECUTOR_AUTO); /* a float model has no integer form */
     ck_assert_ptr_null(sardfq_model_executor_report(fp));

@@ -17,6 +17,31 @@ void sfq_rng_seed(sfq_rng *r, uint64_t seed)
         r->s[i] = splitmix64(&seed);
 }
 
+/* SplitMix64's output function (a bijection of 64-bit words). */
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Each component is added (times the golden-ratio increment, offset so that
+ * 0 is not a fixed point) to the running hash and mixed: distinct keys give
+ * unrelated seeds. */
+uint64_t sfq_rng_key(uint64_t seed, uint64_t index, uint64_t step, uint64_t stream)
+{
+    const uint64_t g = 0x9E3779B97F4A7C15ull;
+    uint64_t h = mix64(seed + g);
+    h = mix64(h + (index + 1) * g);
+    h = mix64(h + (step + 1) * g);
+    return mix64(h + (stream + 1) * g);
+}
+
+void sfq_rng_seed_key(sfq_rng *r, uint64_t seed, uint64_t index, uint64_t step, uint64_t stream)
+{
+    sfq_rng_seed(r, sfq_rng_key(seed, index, step, stream));
+}
+
 static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 uint64_t sfq_rng_next(sfq_rng *r)

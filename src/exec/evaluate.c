@@ -81,8 +81,8 @@ static int rank_of(const float *logits, int n, int label)
     return r;
 }
 
-SARDFQ_API sardfq_status sardfq_evaluate(const sardfq_model *m, sardfq_dataset *d,
-                                         const sardfq_eval_params *p, sardfq_eval_result *out)
+static sardfq_status evaluate(const sardfq_model *m, sardfq_dataset *d, const sardfq_eval_params *p,
+                              int64_t first, sardfq_eval_result *out)
 {
     if (!m || !d || !out)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_evaluate: %s is NULL",
@@ -100,6 +100,9 @@ SARDFQ_API sardfq_status sardfq_evaluate(const sardfq_model *m, sardfq_dataset *
     if (prm.limit < 0)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_evaluate: limit must be >= 0, not %lld",
                         (long long)prm.limit);
+    if (first < 0)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_evaluate: first must be >= 0, not %lld",
+                        (long long)first);
     if (prm.batch < 0)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_evaluate: batch must be >= 0, not %d",
                         prm.batch);
@@ -122,7 +125,11 @@ SARDFQ_API sardfq_status sardfq_evaluate(const sardfq_model *m, sardfq_dataset *
         return sfq_fail(SARDFQ_E_INTERNAL, "sardfq_evaluate: model reports %d classes",
                         info.num_classes);
 
-    int64_t total = sardfq_dataset_count(d);
+    const int64_t count = sardfq_dataset_count(d);
+    if (first > count)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_evaluate: first %lld is beyond the %lld images",
+                        (long long)first, (long long)count);
+    int64_t total = count - first;
     if (prm.limit > 0 && prm.limit < total)
         total = prm.limit;
     if (batch > total)
@@ -142,7 +149,7 @@ SARDFQ_API sardfq_status sardfq_evaluate(const sardfq_model *m, sardfq_dataset *
     }
     while (done < total) {
         int nb = total - done < batch ? (int)(total - done) : batch;
-        if ((st = sardfq_dataset_read(d, done, nb, images, labels)) != SARDFQ_OK)
+        if ((st = sardfq_dataset_read(d, first + done, nb, images, labels)) != SARDFQ_OK)
             goto out;
         if ((st = sardfq_model_forward(m, images, nb, logits)) != SARDFQ_OK)
             goto out;
@@ -152,7 +159,7 @@ SARDFQ_API sardfq_status sardfq_evaluate(const sardfq_model *m, sardfq_dataset *
                 st = sfq_fail(SARDFQ_E_SHAPE,
                               "sardfq_evaluate: label %d of image %lld is outside the model's "
                               "%d classes",
-                              (int)lab, (long long)(done + i), info.num_classes);
+                              (int)lab, (long long)(first + done + i), info.num_classes);
                 goto out;
             }
             int r = rank_of(logits + (size_t)i * (size_t)info.num_classes, info.num_classes, lab);
@@ -175,4 +182,17 @@ out:
     sfq_free(logits);
     sfq_free(labels);
     return st;
+}
+
+SARDFQ_API sardfq_status sardfq_evaluate(const sardfq_model *m, sardfq_dataset *d,
+                                         const sardfq_eval_params *p, sardfq_eval_result *out)
+{
+    return evaluate(m, d, p, 0, out);
+}
+
+SARDFQ_API sardfq_status sardfq_evaluate_range(const sardfq_model *m, sardfq_dataset *d,
+                                               const sardfq_eval_params *p, int64_t first,
+                                               sardfq_eval_result *out)
+{
+    return evaluate(m, d, p, first, out);
 }

@@ -711,7 +711,6 @@ static sardfq_status load_parsed_view(const sfq_st_file *st, const sardfq_model_
         return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
     int flavour = SFQ_NAMES_TIMM;
     m->n_threads = p->n_threads;
-    m->executor = p->executor;
     sardfq_status s = is_swin(st) ? configure_swin(st, p, &m->info, &flavour) : configure(st, p, &m->info, &flavour);
     if (!s)
         s = sfq_model_alloc_params(m);

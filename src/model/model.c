@@ -38,9 +38,6 @@ sardfq_status sfq_model_read_params(const sardfq_model_params *in, sardfq_model_
     if (out->n_threads < 0 || out->n_threads > 1024)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "n_threads must be in 0..1024 (got %d)",
                         out->n_threads);
-    if (out->executor != SARDFQ_EXECUTOR_AUTO && out->executor != SARDFQ_EXECUTOR_FAKE)
-        return sfq_fail(SARDFQ_E_INVALID_ARG, "executor must be SARDFQ_EXECUTOR_AUTO or _FAKE (got %d)",
-                        out->executor);
     return SARDFQ_OK;
 }
 
@@ -231,7 +228,6 @@ static sardfq_status random_swin(sardfq_model *m, const swin_spec *a, uint64_t s
     for (int f = 0; f < SARDFQ_FIELD_COUNT; f++)
         cfg->source[f] = SARDFQ_SOURCE_DEFAULT;
     m->n_threads = p->n_threads;
-    m->executor = p->executor;
     sardfq_status s = sfq_swin_configure(cfg);
     if (!s)
         s = sfq_model_alloc_params(m);
@@ -324,7 +320,6 @@ SARDFQ_API sardfq_status sardfq_model_create_random(const char *arch, uint64_t s
     }
     cfg->head_dim = cfg->embed_dim / cfg->num_heads;
     m->n_threads = p.n_threads;
-    m->executor = p.executor;
     s = sfq_model_alloc_params(m);
     if (s) {
         sardfq_model_free(m);
@@ -381,6 +376,18 @@ SARDFQ_API sardfq_status sardfq_model_get_info(const sardfq_model *m, sardfq_mod
     }
     memcpy(out, &full, n);
     out->struct_size = n;
+    return SARDFQ_OK;
+}
+
+SARDFQ_API sardfq_status sardfq_model_set_executor(sardfq_model *m, int32_t executor)
+{
+    if (!m)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_model_set_executor: model is NULL");
+    if (executor != SARDFQ_EXECUTOR_AUTO && executor != SARDFQ_EXECUTOR_FAKE)
+        return sfq_fail(SARDFQ_E_INVALID_ARG,
+                        "sardfq_model_set_executor: executor must be SARDFQ_EXECUTOR_AUTO or _FAKE (got %d)",
+                        executor);
+    m->executor = executor;
     return SARDFQ_OK;
 }
 

@@ -50,6 +50,17 @@
  * attention inside every window and leaves the per-window masses, which no
  * input can change, out of the loss.
  *
+ * Coupling groups and shards (sardfq.h): the set is optimised as
+ * independent groups of SARDFQ_SYNTH_GROUP consecutive images; each step
+ * runs group by group (its jitter, its items in micro-batches, its TV term
+ * with its own tau, each loss a mean over the group). A generator for a
+ * shard [first, first + count) of a set of `set_n` images works on the span
+ * of whole groups that covers the shard (for noise: the shard itself) and
+ * hands out only the shard. Every draw comes from a keyed stream
+ * (core/rng.h): the key names the image (noise, targets, priors, MSR), the
+ * group (tau, jitter) or the class cycle, the step and the stream, so no
+ * draw depends on which other images the generator holds.
+ *
  * Replay (tests only, synth.h): sfq_generator_replay_step sets the state and
  * runs one step with given jitter and regions instead of the random draws,
  * so a test can compare a whole step with a PyTorch reference. */
@@ -64,6 +75,19 @@
 #include <time.h>
 
 #define MAX_REGIONS 4
+#define GROUP SARDFQ_SYNTH_GROUP
+
+/* Stream ids of the keyed draws (core/rng.h); part of the randomness
+ * contract: changing one changes the images. */
+enum {
+    ST_NOISE = 1,  /* key (seed, image, 0): the initial N(0, 1) pixels */
+    ST_CYCLE = 2,  /* key (seed, cycle = image / classes, 0): the shuffled cycle */
+    ST_TARGET = 3, /* key (seed, image, 0): classes 1..3 and soft logits */
+    ST_TAU = 4,    /* key (seed, group, 0): the TV target */
+    ST_PRIOR = 5,  /* key (seed, image, stage): the prior sampler's seed */
+    ST_JITTER = 6, /* key (seed, group, step): roll and flip */
+    ST_MSR = 7,    /* key (seed, image, step): regions */
+};
 
 typedef struct {
     int image;  /* source image */
@@ -76,7 +100,9 @@ struct sardfq_generator {
     sardfq_model_info info;
     sardfq_generator_params p;
     sardfq_state *state;
-    sfq_rng rng;
+    int first, count, set_n; /* the shard and the set (global indices) */
+    int base;                /* global index of local image 0 (the span) */
+    int groups;              /* coupling groups in the span */
     int n, C, H, W, K, G, N, P, D, depth, heads, mb;
     size_t img; /* floats per image */
     int classes_per_image;
@@ -89,12 +115,12 @@ struct sardfq_generator {
     size_t att_img, prior_img; /* read-back / prior floats per image */
     sfq_apa_block *apa;    /* per block: layout of read-back and priors */
     int *apa_gh, *apa_gw, *apa_cell; /* per block: prior grid, token size in pixels */
-    float tau;
+    float *tau; /* [groups] the TV targets */
     const sfq_generator_replay *replay; /* during sfq_generator_replay_step only */
     float lo[3], hi[3];
     int step, total;
     /* scratch */
-    item *items;           /* n * (1 + MAX_REGIONS) */
+    item *items;           /* GROUP * (1 + MAX_REGIONS): one group's */
     float *grad;           /* [n][img] */
     float *batch, *dbatch; /* [mb][img] */
     float *logits, *dlogits;
@@ -177,7 +203,7 @@ SARDFQ_API void sardfq_generator_free(sardfq_generator *g)
     if (!g)
         return;
     sardfq_state_free(g->state);
-    void *bufs[] = {g->x, g->am, g->av, g->targets, g->region_targets, g->classes, g->priors,
+    void *bufs[] = {g->tau, g->x, g->am, g->av, g->targets, g->region_targets, g->classes, g->priors,
                     g->items, g->grad, g->batch, g->dbatch, g->logits, g->dlogits, g->attn,
                     g->dattn, g->prior_aug, g->dao, g->apa, g->apa_gh, g->apa_gw, g->apa_cell};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
@@ -210,28 +236,35 @@ static sardfq_status init_targets(sardfq_generator *g)
     int32_t *cycle = sfq_alloc_array((size_t)K, sizeof(int32_t));
     if (!cycle)
         return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    int64_t have = -1; /* the cycle in `cycle` */
     for (int i = 0; i < n; i++) {
+        const int64_t j = (int64_t)g->base + i; /* the image's index in the set */
         int32_t *c = g->classes + (size_t)i * MAX_REGIONS;
-        if (i % K == 0) { /* a fresh shuffled cycle of primary classes */
+        if (j / K != have) { /* cycle j / K of primary classes, shuffled */
+            have = j / K;
+            sfq_rng cr;
+            sfq_rng_seed_key(&cr, g->p.seed, (uint64_t)have, 0, ST_CYCLE);
             for (int k = 0; k < K; k++)
                 cycle[k] = k;
-            shuffle(&g->rng, cycle, K);
+            shuffle(&cr, cycle, K);
         }
-        c[0] = cycle[i % K];
+        sfq_rng rng;
+        sfq_rng_seed_key(&rng, g->p.seed, (uint64_t)j, 0, ST_TARGET);
+        c[0] = cycle[j % K];
         for (int q = 1; q < MAX_REGIONS; q++) {
             int32_t v;
             int distinct;
             do {
-                v = (int32_t)uniform_int(&g->rng, 0, K - 1);
+                v = (int32_t)uniform_int(&rng, 0, K - 1);
                 distinct = 1;
-                for (int j = 0; j < q; j++)
-                    distinct &= v != c[j];
+                for (int e = 0; e < q; e++)
+                    distinct &= v != c[e];
             } while (!distinct && K >= MAX_REGIONS);
             c[q] = v;
         }
         float *t = g->targets + (size_t)i * K;
         if (use_sl) {
-            sfq_soft_target(&g->rng, c, use_msr ? g->classes_per_image : 1, K, g->p.sl_min, g->p.sl_max, t);
+            sfq_soft_target(&rng, c, use_msr ? g->classes_per_image : 1, K, g->p.sl_min, g->p.sl_max, t);
         } else {
             memset(t, 0, sizeof(float) * (size_t)K);
             t[c[0]] = 1.0f;
@@ -239,7 +272,7 @@ static sardfq_status init_targets(sardfq_generator *g)
         for (int q = 0; q < MAX_REGIONS; q++) {
             float *rt = g->region_targets + ((size_t)i * MAX_REGIONS + q) * K;
             if (use_sl) {
-                sfq_soft_target(&g->rng, &c[q], 1, K, g->p.sl_min, g->p.sl_max, rt);
+                sfq_soft_target(&rng, &c[q], 1, K, g->p.sl_min, g->p.sl_max, rt);
             } else {
                 memset(rt, 0, sizeof(float) * (size_t)K);
                 rt[c[q]] = 1.0f;
@@ -280,53 +313,53 @@ static void apa_layout(sardfq_generator *g)
     }
 }
 
-/* One prior per (image, block, head). ViT: one sampler over the patch
- * grid, in (image, block, head) order. Swin: one sampler per stage (seeds
- * drawn in stage order from pp->seed), each over its stage's grid, in
- * (image, block, head) order within the stage. */
+/* One prior per (image, block, head), from a sampler per image (and, for
+ * Swin, per stage: each stage's grid) seeded by the key (seed, image,
+ * stage, ST_PRIOR); within it the priors come in (block, head) order. */
 static sardfq_status draw_priors(sardfq_generator *g, sardfq_prior_params *pp)
 {
     const sardfq_model_info *I = &g->info;
-    sardfq_prior *pr = NULL;
-    sardfq_status s;
-    if (g->m->info.arch != SARDFQ_ARCH_SWIN) {
-        if ((s = sardfq_prior_create(I->grid_h, I->grid_w, pp, &pr)))
-            return s;
-        s = sardfq_prior_sample(pr, (int)((size_t)g->n * g->depth * g->heads), g->priors);
-        sardfq_prior_free(pr);
-        return s;
-    }
-    sfq_rng seeds;
-    sfq_rng_seed(&seeds, pp->seed);
-    for (int st = 0; st < I->num_stages; st++) {
-        pp->seed = sfq_rng_next(&seeds);
-        if ((s = sardfq_prior_create(I->grid_h >> st, I->grid_w >> st, pp, &pr)))
-            return s;
-        for (int i = 0; i < g->n && !s; i++)
-            for (int l = 0; l < g->depth && !s; l++) {
-                const sfq_apa_block *k = &g->apa[l];
+    const int swin = g->m->info.arch == SARDFQ_ARCH_SWIN, stages = swin ? I->num_stages : 1;
+    sardfq_status s = SARDFQ_OK;
+    for (int i = 0; i < g->n && !s; i++)
+        for (int st = 0; st < stages && !s; st++) {
+            sardfq_prior *pr = NULL;
+            pp->seed = sfq_rng_key(g->p.seed, (uint64_t)g->base + (uint64_t)i, (uint64_t)st, ST_PRIOR);
+            if ((s = sardfq_prior_create(I->grid_h >> st, I->grid_w >> st, pp, &pr)))
+                return s;
+            float *out = g->priors + (size_t)i * g->prior_img;
+            if (!swin)
+                s = sardfq_prior_sample(pr, g->depth * g->heads, out);
+            for (int l = 0; swin && l < g->depth && !s; l++)
                 if (sfq_swin_block_stage(g->m, l) == st)
-                    s = sardfq_prior_sample(pr, k->heads, g->priors + (size_t)i * g->prior_img + k->prior_off);
-            }
-        sardfq_prior_free(pr);
-        if (s)
-            return s;
-    }
-    return SARDFQ_OK;
+                    s = sardfq_prior_sample(pr, g->apa[l].heads, out + g->apa[l].prior_off);
+            sardfq_prior_free(pr);
+        }
+    return s;
 }
 
-SARDFQ_API sardfq_status sardfq_generator_create(const sardfq_model *m, const sardfq_generator_params *params,
-                                                 sardfq_generator **out)
+/* A generator for images first_image .. first_image + n_images - 1 of a set
+ * of total_images (sardfq_generator_create: the whole set). */
+static sardfq_status create(const sardfq_model *m, const sardfq_generator_params *params, int first_image,
+                            int total_images, sardfq_generator **out, const char *fn)
 {
     if (!m || !out)
-        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_generator_create: %s is NULL", !m ? "model" : "out");
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "%s: %s is NULL", fn, !m ? "model" : "out");
     if (m->q)
-        return sfq_fail(SARDFQ_E_UNSUPPORTED,
-                        "sardfq_generator_create: synthesis needs the floating-point model (this one is quantized)");
+        return sfq_fail(SARDFQ_E_UNSUPPORTED, "%s: synthesis needs the floating-point model (this one is quantized)",
+                        fn);
     sardfq_generator_params p;
     sardfq_status s = read_params(params, &p);
     if (s)
         return s;
+    if (total_images < 0) /* the whole set */
+        total_images = first_image + p.n_images;
+    if (first_image < 0 || first_image > (1 << 30) || total_images > (1 << 30) ||
+        (int64_t)first_image + p.n_images > total_images)
+        return sfq_fail(SARDFQ_E_INVALID_ARG,
+                        "%s: images %d..%lld are not a shard of a set of %d (need 0 <= first_image, "
+                        "first_image + n_images <= total_images <= 2^30)",
+                        fn, first_image, (long long)first_image + p.n_images - 1, total_images);
     sardfq_generator *g = sfq_alloc_zero(sizeof *g);
     if (!g)
         return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
@@ -334,7 +367,18 @@ SARDFQ_API sardfq_status sardfq_generator_create(const sardfq_model *m, const sa
     g->p = p;
     g->info = m->info;
     const sardfq_model_info *I = &g->info;
-    g->n = p.n_images;
+    g->first = first_image;
+    g->count = p.n_images;
+    g->set_n = total_images;
+    if (p.method == SARDFQ_SYNTH_NOISE) { /* no coupling: the shard alone */
+        g->base = g->first;
+        g->n = g->count;
+    } else { /* whole groups */
+        g->base = g->first / GROUP * GROUP;
+        const int64_t end = ((int64_t)g->first + g->count + GROUP - 1) / GROUP * GROUP;
+        g->n = (int)((end < g->set_n ? end : g->set_n) - g->base);
+    }
+    g->groups = (g->n + GROUP - 1) / GROUP;
     g->C = I->in_chans;
     g->H = I->img_h;
     g->W = I->img_w;
@@ -353,7 +397,6 @@ SARDFQ_API sardfq_status sardfq_generator_create(const sardfq_model *m, const sa
         g->lo[c] = -I->mean[c] / I->std[c];
         g->hi[c] = (1.0f - I->mean[c]) / I->std[c];
     }
-    sfq_rng_seed(&g->rng, p.seed);
     const size_t n = (size_t)g->n, mb = (size_t)g->mb, att = (size_t)g->depth * g->heads;
     g->att_img = (size_t)I->attention_floats;
     g->prior_img = m->info.arch == SARDFQ_ARCH_SWIN ? g->att_img : att * g->G;
@@ -374,7 +417,8 @@ SARDFQ_API sardfq_status sardfq_generator_create(const sardfq_model *m, const sa
     ALLOC(g->apa_gh, g->depth);
     ALLOC(g->apa_gw, g->depth);
     ALLOC(g->apa_cell, g->depth);
-    ALLOC(g->items, n * (1 + MAX_REGIONS));
+    ALLOC(g->items, GROUP * (1 + MAX_REGIONS));
+    ALLOC(g->tau, g->groups);
     ALLOC(g->grad, n * g->img);
     ALLOC(g->batch, mb * g->img);
     ALLOC(g->dbatch, mb * g->img);
@@ -389,22 +433,31 @@ SARDFQ_API sardfq_status sardfq_generator_create(const sardfq_model *m, const sa
     apa_layout(g);
     memset(g->am, 0, sizeof(float) * n * g->img);
     memset(g->av, 0, sizeof(float) * n * g->img);
-    /* initial noise N(0, 1) in normalised space */
-    for (size_t i = 0; i < n * g->img; i++)
-        g->x[i] = (float)sfq_rng_normal(&g->rng);
+    /* initial noise N(0, 1) in normalised space, image by image */
+    for (size_t i = 0; i < n; i++) {
+        sfq_rng r;
+        sfq_rng_seed_key(&r, p.seed, (uint64_t)g->base + i, 0, ST_NOISE);
+        for (size_t j = 0; j < g->img; j++)
+            g->x[i * g->img + j] = (float)sfq_rng_normal(&r);
+    }
     if ((s = init_targets(g)))
         goto fail;
-    /* tau at PSAQ-ViT's scale (32 x 3 x 224 x 224), scaled by sqrt(elements) */
-    double scale = sqrt((double)n * g->img / (32.0 * 3 * 224 * 224));
-    g->tau = (float)((p.tv_min + (p.tv_max - p.tv_min) * sfq_rng_uniform(&g->rng)) * scale);
-    {
+    /* tau per group at PSAQ-ViT's scale (32 x 3 x 224 x 224), scaled by
+     * sqrt(elements of the group) */
+    for (int k = 0; k < g->groups; k++) {
+        const int ng = g->n - k * GROUP < GROUP ? g->n - k * GROUP : GROUP;
+        const double scale = sqrt((double)ng * g->img / (32.0 * 3 * 224 * 224));
+        sfq_rng r;
+        sfq_rng_seed_key(&r, p.seed, (uint64_t)(g->base / GROUP + k), 0, ST_TAU);
+        g->tau[k] = (float)((p.tv_min + (p.tv_max - p.tv_min) * sfq_rng_uniform(&r)) * scale);
+    }
+    if (p.method != SARDFQ_SYNTH_NOISE) {
         sardfq_prior_params pp;
         sardfq_prior_default_params(&pp);
         pp.kind = p.prior_kind;
         pp.max_components = p.prior_components;
         pp.scale_min = p.prior_scale_min;
         pp.scale_max = p.prior_scale_max;
-        pp.seed = sfq_rng_next(&g->rng);
         if ((s = draw_priors(g, &pp)))
             goto fail;
     }
@@ -413,24 +466,36 @@ SARDFQ_API sardfq_status sardfq_generator_create(const sardfq_model *m, const sa
     *out = g;
     return SARDFQ_OK;
 nomem:
-    s = sfq_fail(SARDFQ_E_NOMEM, "sardfq_generator_create: out of memory for %d images", g->n);
+    s = sfq_fail(SARDFQ_E_NOMEM, "%s: out of memory for %d images", fn, g->n);
 fail:
     sardfq_generator_free(g);
     return s;
+}
+
+SARDFQ_API sardfq_status sardfq_generator_create(const sardfq_model *m, const sardfq_generator_params *p,
+                                                 sardfq_generator **out)
+{
+    return create(m, p, 0, -1, out, "sardfq_generator_create");
+}
+
+SARDFQ_API sardfq_status sardfq_generator_create_shard(const sardfq_model *m, const sardfq_generator_params *p,
+                                                       int first_image, int total_images, sardfq_generator **out)
+{
+    return create(m, p, first_image, total_images, out, "sardfq_generator_create_shard");
 }
 
 SARDFQ_API sardfq_status sardfq_generator_set_priors(sardfq_generator *g, const float *priors, size_t count)
 {
     if (!g || !priors)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_generator_set_priors: %s is NULL", !g ? "generator" : "priors");
-    size_t need = (size_t)g->n * g->prior_img;
+    size_t need = (size_t)g->count * g->prior_img;
     if (count != need)
         return sfq_fail(SARDFQ_E_SHAPE, "sardfq_generator_set_priors: %zu floats given, %zu expected "
                                         "(n_images x %zu)", count, need, g->prior_img);
     for (size_t i = 0; i < need; i++)
         if (!isfinite(priors[i]))
             return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_generator_set_priors: value %zu is not finite", i);
-    memcpy(g->priors, priors, need * sizeof(float));
+    memcpy(g->priors + (size_t)(g->first - g->base) * g->prior_img, priors, need * sizeof(float));
     return SARDFQ_OK;
 }
 
@@ -478,32 +543,37 @@ static double now(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* Build this step's items: whole images, then MSR regions. */
-static int make_items(sardfq_generator *g)
+/* Build this step's items of the group of local images [g0, g1): whole
+ * images, then MSR regions (each image's drawn from the key (seed, image,
+ * step, ST_MSR)). */
+static int make_items(sardfq_generator *g, int g0, int g1)
 {
     int count = 0;
-    for (int i = 0; i < g->n; i++)
+    for (int i = g0; i < g1; i++)
         g->items[count++] = (item){i, -1, 0, 0, g->H, g->W};
     if (g->replay) {
         for (int k = 0; k < g->replay->n_regions; k++) {
             const int32_t *r = g->replay->regions + (size_t)k * 6;
-            g->items[count++] = (item){r[0], r[1], r[2], r[3], r[4], r[5]};
+            if (r[0] >= g0 && r[0] < g1)
+                g->items[count++] = (item){r[0], r[1], r[2], r[3], r[4], r[5]};
         }
         return count;
     }
     if (g->p.method != SARDFQ_SYNTH_SARDFQ || !g->p.use_msr)
         return count;
     const int qh = g->H / 2, qw = g->W / 2;
-    for (int i = 0; i < g->n; i++) {
+    for (int i = g0; i < g1; i++) {
+        sfq_rng rng;
+        sfq_rng_seed_key(&rng, g->p.seed, (uint64_t)g->base + (uint64_t)i, (uint64_t)g->step, ST_MSR);
         int quads[MAX_REGIONS] = {0, 1, 2, 3};
-        shuffle(&g->rng, quads, MAX_REGIONS);
-        int m = uniform_int(&g->rng, 1, g->p.msr_regions);
+        shuffle(&rng, quads, MAX_REGIONS);
+        int m = uniform_int(&rng, 1, g->p.msr_regions);
         for (int k = 0; k < m; k++) {
             int q = quads[k];
-            int h = uniform_int(&g->rng, qh / 2 > 1 ? qh / 2 : 1, qh > 1 ? qh : 1);
-            int w = uniform_int(&g->rng, qw / 2 > 1 ? qw / 2 : 1, qw > 1 ? qw : 1);
-            int y0 = (q / 2) * qh + uniform_int(&g->rng, 0, qh - h);
-            int x0 = (q % 2) * qw + uniform_int(&g->rng, 0, qw - w);
+            int h = uniform_int(&rng, qh / 2 > 1 ? qh / 2 : 1, qh > 1 ? qh : 1);
+            int w = uniform_int(&rng, qw / 2 > 1 ? qw / 2 : 1, qw > 1 ? qw : 1);
+            int y0 = (q / 2) * qh + uniform_int(&rng, 0, qh - h);
+            int x0 = (q % 2) * qw + uniform_int(&rng, 0, qw - w);
             g->items[count++] = (item){i, q, y0, x0, h, w};
         }
     }
@@ -513,54 +583,49 @@ static int make_items(sardfq_generator *g)
 static sardfq_status step(sardfq_generator *g, sardfq_synth_report *report);
 
 /* A step that fails (e.g. out of memory) leaves no trace: the images and
- * Adam moments change only at its very end, and the random sequence it
- * consumed is put back, so retrying gives what one clean run gives. */
+ * Adam moments change only at its very end, and its draws are keyed by the
+ * step number, so retrying gives what one clean run gives. */
 SARDFQ_API sardfq_status sardfq_generator_step(sardfq_generator *g, sardfq_synth_report *report)
 {
     if (!g)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_generator_step: generator is NULL");
-    const sfq_rng saved = g->rng;
-    sardfq_status s = step(g, report);
-    if (s)
-        g->rng = saved;
-    return s;
+    return step(g, report);
 }
 
-static sardfq_status step(sardfq_generator *g, sardfq_synth_report *report)
+/* Sums over groups of each group's loss terms (the report is their mean). */
+typedef struct {
+    double apa, ce, msr, pse, prob, tv, t_model;
+} group_sums;
+
+/* One step's work on coupling group grp (local images [g0, g0 + ng)): its
+ * jitter, its items in micro-batches, the losses and their gradients into
+ * g->grad, and its TV term; lim is the jitter range of the round. */
+static sardfq_status step_group(sardfq_generator *g, int grp, int lim, group_sums *sum)
 {
-    if (!g)
-        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_generator_step: generator is NULL");
-    if (report && report->struct_size < sizeof *report)
-        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_synth_report.struct_size must be set");
-    if (g->step >= g->total)
-        return sfq_fail(SARDFQ_E_STATE, "sardfq_generator_step: all %d steps are done", g->total);
-    const double t0 = now();
     const sardfq_generator_params *p = &g->p;
     const int sardfq = p->method == SARDFQ_SYNTH_SARDFQ, psaq = p->method == SARDFQ_SYNTH_PSAQ;
     const int use_apa = sardfq && p->use_apa && p->apa_weight > 0;
     const int n = g->n, K = g->K, C = g->C, H = g->H, W = g->W;
     const size_t att = g->att_img;
-    const float lr = lr_at(g, g->step);
-
-    /* 1. jitter for this step */
-    const int round = g->step / (g->total / p->rounds > 0 ? g->total / p->rounds : 1);
-    const int lim = (int)lround((round + 1) * (double)W / 15.0);
+    const int g0 = grp * GROUP, ng = n - g0 < GROUP ? n - g0 : GROUP;
+    /* 1. jitter for this step and group */
     int dy, dx, flip;
     if (g->replay) {
         dy = g->replay->dy;
         dx = g->replay->dx;
         flip = g->replay->flip != 0;
     } else {
-        dy = uniform_int(&g->rng, -lim, lim);
-        dx = uniform_int(&g->rng, -lim, lim);
-        flip = sfq_rng_uniform(&g->rng) < 0.5;
+        sfq_rng rng;
+        sfq_rng_seed_key(&rng, p->seed, (uint64_t)(g->base / GROUP + grp), (uint64_t)g->step, ST_JITTER);
+        dy = uniform_int(&rng, -lim, lim);
+        dx = uniform_int(&rng, -lim, lim);
+        flip = sfq_rng_uniform(&rng) < 0.5;
     }
 
     /* 2. items */
-    const int n_items = make_items(g);
-    int n_regions = n_items - n;
-    memset(g->grad, 0, sizeof(float) * (size_t)n * g->img);
-    double L_apa = 0, L_ce = 0, L_msr = 0, L_pse = 0, prob = 0, t_model = 0;
+    const int n_items = make_items(g, g0, g0 + ng);
+    int n_regions = n_items - ng;
+    double L_apa = 0, L_ce = 0, L_msr = 0, L_pse = 0, prob = 0;
 
     /* 3. micro-batches */
     for (int start = 0; start < n_items; start += g->mb) {
@@ -579,7 +644,7 @@ static sardfq_status step(sardfq_generator *g, sardfq_synth_report *report)
                          (psaq ? SFQ_FORWARD_KEEP_AO : 0);
         double tm = now();
         sardfq_status s = sfq_forward_state(g->m, g->state, g->batch, B, flags, g->logits);
-        t_model += now() - tm;
+        sum->t_model += now() - tm;
         if (s)
             return s;
         /* losses on this micro-batch */
@@ -589,22 +654,22 @@ static sardfq_status step(sardfq_generator *g, sardfq_synth_report *report)
             const float *target = it->region < 0
                                       ? g->targets + (size_t)it->image * K
                                       : g->region_targets + ((size_t)it->image * MAX_REGIONS + it->region) * K;
-            const float wgt = it->region < 0 ? 1.0f / (float)n : 1.0f / (float)n_regions;
+            const float wgt = it->region < 0 ? 1.0f / (float)ng : 1.0f / (float)n_regions;
             float *dl = g->dlogits + (size_t)b * K;
             double ce = sfq_loss_soft_ce(g->logits + (size_t)b * K, target, 1, K, dl);
             for (int k = 0; k < K; k++)
                 dl[k] *= wgt;
             if (it->region < 0) {
-                L_ce += ce / n;
+                L_ce += ce / ng;
                 /* probability of the first target class */
                 const float *z = g->logits + (size_t)b * K;
                 float mx = z[0];
                 for (int k = 1; k < K; k++)
                     mx = z[k] > mx ? z[k] : mx;
-                double sum = 0;
+                double den = 0;
                 for (int k = 0; k < K; k++)
-                    sum += exp((double)z[k] - mx);
-                prob += exp((double)z[g->classes[(size_t)it->image * MAX_REGIONS]] - mx) / sum / n;
+                    den += exp((double)z[k] - mx);
+                prob += exp((double)z[g->classes[(size_t)it->image * MAX_REGIONS]] - mx) / den / ng;
             } else {
                 L_msr += ce / n_regions;
             }
@@ -629,15 +694,15 @@ static sardfq_status step(sardfq_generator *g, sardfq_synth_report *report)
                     }
                 }
                 float *da = g->dattn + (size_t)b * att;
-                L_apa += sfq_loss_apa_blocks(g->attn + (size_t)b * att, g->prior_aug, g->depth, g->apa, 1.0, da) / n;
-                const float wgt = p->apa_weight / (float)n;
+                L_apa += sfq_loss_apa_blocks(g->attn + (size_t)b * att, g->prior_aug, g->depth, g->apa, 1.0, da) / ng;
+                const float wgt = p->apa_weight / (float)ng;
                 for (size_t j = 0; j < att; j++)
                     da[j] *= wgt;
             }
         }
         if (psaq) {
-            /* L_PSE = -sum_l H_l, averaged over images (weight B/n per
-             * micro-batch) */
+            /* L_PSE = -sum_l H_l, averaged over the group's images (weight
+             * B/ng per micro-batch) */
             for (int l = 0; l < g->depth; l++) {
                 float *dao = g->dao + sfq_ao_offset(g->m, B, l);
                 const size_t blk = sfq_ao_offset(g->m, B, l + 1) - sfq_ao_offset(g->m, B, l);
@@ -649,8 +714,8 @@ static sardfq_status step(sardfq_generator *g, sardfq_synth_report *report)
                                                   hd, 1, dao);
                 if (isnan(pse))
                     return sfq_fail(SARDFQ_E_NOMEM, "out of memory in the patch-similarity loss");
-                L_pse += pse * B / n;
-                const float wgt = (float)B / (float)n;
+                L_pse += pse * B / ng;
+                const float wgt = (float)B / (float)ng;
                 for (size_t j = 0; j < blk; j++)
                     dao[j] *= wgt;
             }
@@ -658,7 +723,7 @@ static sardfq_status step(sardfq_generator *g, sardfq_synth_report *report)
         tm = now();
         s = sfq_backward_state(g->m, g->state, g->dlogits, use_apa ? g->dattn : NULL, psaq ? g->dao : NULL,
                                g->dbatch);
-        t_model += now() - tm;
+        sum->t_model += now() - tm;
         if (s)
             return s;
         for (int b = 0; b < B; b++) {
@@ -673,7 +738,43 @@ static sardfq_status step(sardfq_generator *g, sardfq_synth_report *report)
         }
     }
     double tv = 0;
-    double L_tv = sfq_loss_tv(g->x, n, C, H, W, g->tau, p->tv_weight, g->grad, &tv);
+    const float tau = g->replay ? g->replay->tau : g->tau[grp];
+    sum->tv += sfq_loss_tv(g->x + (size_t)g0 * g->img, ng, C, H, W, tau, p->tv_weight,
+                        g->grad + (size_t)g0 * g->img, &tv);
+    sum->apa += L_apa;
+    sum->ce += L_ce;
+    sum->msr += L_msr;
+    sum->pse += L_pse;
+    sum->prob += prob;
+    return SARDFQ_OK;
+}
+
+static sardfq_status step(sardfq_generator *g, sardfq_synth_report *report)
+{
+    if (!g)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_generator_step: generator is NULL");
+    if (report && report->struct_size < sizeof *report)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_synth_report.struct_size must be set");
+    if (g->step >= g->total)
+        return sfq_fail(SARDFQ_E_STATE, "sardfq_generator_step: all %d steps are done", g->total);
+    const double t0 = now();
+    const sardfq_generator_params *p = &g->p;
+    const int use_apa = p->method == SARDFQ_SYNTH_SARDFQ && p->use_apa && p->apa_weight > 0;
+    const int n = g->n, C = g->C, H = g->H, W = g->W;
+    const float lr = lr_at(g, g->step);
+
+    const int round = g->step / (g->total / p->rounds > 0 ? g->total / p->rounds : 1);
+    const int lim = (int)lround((round + 1) * (double)W / 15.0);
+    memset(g->grad, 0, sizeof(float) * (size_t)n * g->img);
+    group_sums sum = {0};
+    for (int grp = 0; grp < g->groups; grp++) {
+        sardfq_status s = step_group(g, grp, lim, &sum);
+        if (s)
+            return s;
+    }
+    const double L_apa = sum.apa / g->groups, L_ce = sum.ce / g->groups, L_msr = sum.msr / g->groups,
+                 L_pse = sum.pse / g->groups, L_tv = sum.tv / g->groups, prob = sum.prob / g->groups,
+                 t_model = sum.t_model;
 
     /* 4. Adam and the clamp */
     g->step++;
@@ -735,7 +836,6 @@ sardfq_status sfq_generator_replay_step(sardfq_generator *g, const sfq_generator
     memcpy(g->classes, r->classes, (size_t)g->n * MAX_REGIONS * sizeof(int32_t));
     memcpy(g->targets, r->targets, (size_t)g->n * g->K * sizeof(float));
     memcpy(g->region_targets, r->region_targets, (size_t)g->n * MAX_REGIONS * g->K * sizeof(float));
-    g->tau = r->tau;
     g->step = r->steps_done;
     g->replay = r;
     sardfq_status s = step(g, report);
@@ -780,11 +880,13 @@ static sardfq_status copy_out(const sardfq_generator *g, const float *src, size_
 
 SARDFQ_API sardfq_status sardfq_generator_get_images(const sardfq_generator *g, float *out, size_t count)
 {
-    return copy_out(g, g ? g->x : NULL, g ? (size_t)g->n * g->img : 0, out, count, "sardfq_generator_get_images");
+    return copy_out(g, g ? g->x + (size_t)(g->first - g->base) * g->img : NULL, g ? (size_t)g->count * g->img : 0,
+                    out, count, "sardfq_generator_get_images");
 }
 
 SARDFQ_API sardfq_status sardfq_generator_get_targets(const sardfq_generator *g, float *out, size_t count)
 {
-    return copy_out(g, g ? g->targets : NULL, g ? (size_t)g->n * g->K : 0, out, count,
+    return copy_out(g, g ? g->targets + (size_t)(g->first - g->base) * g->K : NULL, g ? (size_t)g->count * g->K : 0,
+                    out, count,
                     "sardfq_generator_get_targets");
 }

@@ -23,12 +23,10 @@
     _Static_assert(offsetof(T, f) == (off) && sizeof(((T *)0)->f) == (size),           \
                    #T "." #f ": offset or size")
 
-SIZE(sardfq_model_params, 16, 4);
+SIZE(sardfq_model_params, 12, 4);
 FIELD(sardfq_model_params, struct_size, 0, 4);
 FIELD(sardfq_model_params, num_heads, 4, 4);
 FIELD(sardfq_model_params, n_threads, 8, 4);
-/* 0.5: the executor of a quantized model */
-FIELD(sardfq_model_params, executor, 12, 4);
 
 SIZE(sardfq_model_info, 328, 8);
 FIELD(sardfq_model_info, struct_size, 0, 4);

@@ -65,6 +65,7 @@ static size_t prototypes(void)
     n += sizeof(sardfq_model_get_info(m, &info));
     n += sizeof(sardfq_model_get_metadata(m, "k"));
     n += sizeof(sardfq_model_executor_report(m));
+    n += sizeof(sardfq_model_set_executor(m, SARDFQ_EXECUTOR_AUTO));
     n += sizeof(sardfq_model_metadata_count(m));
     n += sizeof(sardfq_model_metadata_key(m, 0));
     n += sizeof(sardfq_model_forward(m, f, 1, f));
@@ -84,6 +85,8 @@ static size_t prototypes(void)
     n += sizeof(sardfq_calib_load("x", f, f, &dims[0], &dims[1], &dims[2], &dims[3], &dims[4]));
     n += sizeof(sardfq_images_write_png("x", m, f, 1, 1));
     n += sizeof(sardfq_generator_create(m, &gp, &g));
+    n += sizeof(sardfq_generator_create_shard(m, &gp, 0, 1, &g));
+    n += sizeof(sardfq_evaluate_range(m, d, &ep, 0, &er));
     n += sizeof(sardfq_generator_set_priors(g, f, (size_t)1));
     n += sizeof(sardfq_generator_step(g, &rep));
     n += sizeof(sardfq_generator_run(g, &rep));

@@ -33,6 +33,7 @@ SIG(sardfq_model_free, void (*)(sardfq_model *));
 SIG(sardfq_model_get_info, sardfq_status (*)(const sardfq_model *, sardfq_model_info *));
 SIG(sardfq_model_get_metadata, const char *(*)(const sardfq_model *, const char *));
 SIG(sardfq_model_executor_report, const char *(*)(const sardfq_model *));
+SIG(sardfq_model_set_executor, sardfq_status (*)(sardfq_model *, int32_t));
 SIG(sardfq_model_metadata_count, int32_t (*)(const sardfq_model *));
 SIG(sardfq_model_metadata_key, const char *(*)(const sardfq_model *, int32_t));
 SIG(sardfq_model_forward, sardfq_status (*)(const sardfq_model *, const float *, int, float *));
@@ -51,6 +52,8 @@ SIG(sardfq_dataset_read, sardfq_status (*)(sardfq_dataset *, int64_t, int, float
 SIG(sardfq_eval_default_params, void (*)(sardfq_eval_params *));
 SIG(sardfq_evaluate, sardfq_status (*)(const sardfq_model *, sardfq_dataset *,
                                        const sardfq_eval_params *, sardfq_eval_result *));
+SIG(sardfq_evaluate_range, sardfq_status (*)(const sardfq_model *, sardfq_dataset *,
+                                             const sardfq_eval_params *, int64_t, sardfq_eval_result *));
 SIG(sardfq_prior_default_params, void (*)(sardfq_prior_params *));
 SIG(sardfq_prior_create,
     sardfq_status (*)(int, int, const sardfq_prior_params *, sardfq_prior **));
@@ -65,6 +68,8 @@ SIG(sardfq_images_write_png,
 SIG(sardfq_generator_default_params, void (*)(sardfq_generator_params *));
 SIG(sardfq_generator_create,
     sardfq_status (*)(const sardfq_model *, const sardfq_generator_params *, sardfq_generator **));
+SIG(sardfq_generator_create_shard,
+    sardfq_status (*)(const sardfq_model *, const sardfq_generator_params *, int, int, sardfq_generator **));
 SIG(sardfq_generator_free, void (*)(sardfq_generator *));
 SIG(sardfq_generator_set_priors, sardfq_status (*)(sardfq_generator *, const float *, size_t));
 SIG(sardfq_generator_step, sardfq_status (*)(sardfq_generator *, sardfq_synth_report *));
