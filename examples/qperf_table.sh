@@ -22,7 +22,7 @@ for a in ${ARCHS:-deit_tiny deit_small swin_tiny}; do
         out=$($S bench --arch "$a" --quant "$q" --batch 8 --threads 2 --repeat "$R")
         ops=$(printf '%s\n' "$out" | sed -n 's/.*quantized ops: \([0-9]*\) on integer kernels, \([0-9]*\) in float.*/\1 \/ \2/p')
         fms=$(printf '%s\n' "$out" | awk '/^  float32 / { print $3 }')
-        qms=$(printf '%s\n' "$out" | awk '/^  quantized / { print $3 }')
+        qms=$(printf '%s\n' "$out" | awk '/^  quantized +[0-9]/ { print $3 }')
         last=$(printf '%s\n' "$out" | tail -n 1)
         sp=$(printf '%s\n' "$last" | sed 's/.*q_speedup=\([0-9.]*\).*/\1/')
         w=$(printf '%s\n' "$last" | sed 's/.*weight_mb=\([0-9.]*\) q_weight_mb.*/\1/')
