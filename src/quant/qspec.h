@@ -3,14 +3,17 @@
  * A quantized model is an ordinary sardfq_model whose weights already hold
  * their fake-quantized values ((q - z) * D, exactly what an integer kernel
  * sees after dequantization) and whose `q` member lists the activation
- * quantizers the forward applies on the way. Both schemes share one list of
- * activation points; each scheme switches on its own subset:
+ * quantizers the forward applies on the way (the fake-quantized executor;
+ * the integer executor reads the same spec through the model's integer form,
+ * model/iplan.h). Both schemes share one list of activation points; each
+ * scheme switches on its own subset:
  *
  *   RepQ-ViT (`repq`): the input of every linear (image at 8 bits, qkv,
  *   proj, fc1, fc2, head), both operands of q k^T and of probs v (probs with
  *   the log-sqrt2 quantizer). Calibrated lazily, sequentially, in one
  *   forward over the calibration batch; the post-LayerNorm inputs of qkv and
- *   fc1 are calibrated per channel and folded into LayerNorm + the linear.
+ *   fc1 are calibrated per channel and folded into LayerNorm + the linear
+ *   (the folded per-tensor zero point rounded to an integer since 0.5).
  *   PSAQ-ViT (`minmax`): the image, the patch-embedding output, the token
  *   sequence, the position embedding and their sum, and per block the LN1
  *   output, qkv output, pre-softmax scores, attention output, proj output,
