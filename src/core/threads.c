@@ -4,11 +4,14 @@
  * chunk itself, so there is no global pool, no lifecycle and nothing shared
  * between concurrent callers. The partition depends only on (n, nthreads),
  * so results are bitwise reproducible for a given thread count. If a thread
- * cannot be created, its chunk runs on the calling thread. */
+ * cannot be created, its chunk runs on the calling thread. A new thread is
+ * started on another CPU of the process's set than the caller's (see
+ * sfq_parallel_chunks). */
 #include "core.h"
 #include "threads.h"
 
 #include <pthread.h>
+#include <sched.h>
 
 #define SFQ_MAX_THREADS 64
 
@@ -66,8 +69,38 @@ void sfq_parallel_chunks(int nthreads, int64_t n, sfq_chunk_fn fn, void *ctx)
         chunks[t].begin = n * t / nthreads;
         chunks[t].end = n * (t + 1) / nthreads;
     }
-    for (int t = 1; t < nthreads; t++)
-        started[t] = pthread_create(&tids[t], NULL, chunk_main, &chunks[t]) == 0;
+    /* Start each thread on another CPU of the process's set than the
+     * caller's: a new thread otherwise often starts on its parent's CPU and
+     * shares it until the load balancer moves it, which for a chunk of a few
+     * milliseconds is most of its life. */
+    cpu_set_t allowed;
+    const int self = sched_getcpu();
+    const int have_set = self >= 0 && sched_getaffinity(0, sizeof allowed, &allowed) == 0;
+    int next = self;
+    for (int t = 1; t < nthreads; t++) {
+        pthread_attr_t attr;
+        int use_attr = 0;
+        if (have_set && CPU_COUNT(&allowed) > 1 && pthread_attr_init(&attr) == 0) {
+            use_attr = 1;
+            for (int k = 0; k < CPU_SETSIZE; k++) { /* the next allowed CPU after the last one used */
+                next = (next + 1) % CPU_SETSIZE;
+                if (CPU_ISSET(next, &allowed) && next != self)
+                    break;
+            }
+            cpu_set_t one;
+            CPU_ZERO(&one);
+            CPU_SET(next, &one);
+            if (pthread_attr_setaffinity_np(&attr, sizeof one, &one) != 0) {
+                pthread_attr_destroy(&attr);
+                use_attr = 0;
+            }
+        }
+        started[t] = pthread_create(&tids[t], use_attr ? &attr : NULL, chunk_main, &chunks[t]) == 0;
+        if (!started[t] && use_attr) /* e.g. affinity refused: as before */
+            started[t] = pthread_create(&tids[t], NULL, chunk_main, &chunks[t]) == 0;
+        if (use_attr)
+            pthread_attr_destroy(&attr);
+    }
     chunk_main(&chunks[0]);
     for (int t = 1; t < nthreads; t++) {
         if (started[t])
