@@ -13,12 +13,21 @@
  * line: igemm_gops_D384=... igemm_gops_D768=... sgemm_gflops_D384=...
  * sgemm_gflops_D768=... ratio_D384=... ratio_D768=... (per-D sums of times).
  *
+ * Built with oneDNN (Debian libdnnl-dev, found by meson; optional), a third
+ * side times dnnl_gemm_u8s8s32 on the same codes (int32 output, no
+ * epilogue; its OpenMP threads set to T through OMP_NUM_THREADS unless that
+ * is set), and the last line adds onednn_gops_D384/D768 and
+ * ours_over_onednn_D384/D768.
+ *
  * A benchmark of library internals: it links the static library. */
 #include "compute.h"
 #include "igemm.h"
 #include "threads.h"
 
 #include <cblas.h>
+#ifdef SFQ_HAVE_DNNL
+#include <oneapi/dnnl/dnnl.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,12 +81,21 @@ int main(int argc, char **argv)
         return 1;
     }
     openblas_set_num_threads(threads);
+#ifdef SFQ_HAVE_DNNL
+    char omp[16];
+    snprintf(omp, sizeof omp, "%d", threads);
+    setenv("OMP_NUM_THREADS", omp, 0);
+    double sum_d[3] = {0};
+    const int have_dnnl = 1;
+#else
+    const int have_dnnl = 0;
+#endif
     const int M = 197 * 8, Ds[3] = {192, 384, 768};
     double sum_i[3] = {0}, sum_s[3] = {0}, ops_d[3] = {0};
     printf("sardfq-bench-gemm: M = %d, %d threads, %s path, W%d codes, median of %d alternated pairs of 5-call bursts\n", M,
            threads, sfq_isa_name(isa), bits, repeat);
-    printf("  %-14s %10s %10s %12s %12s %8s\n", "D: (K, N)", "sgemm ms", "igemm ms", "sgemm GF/s", "igemm GOP/s",
-           "ratio");
+    printf("  %-14s %10s %10s %12s %12s %8s%s\n", "D: (K, N)", "sgemm ms", "igemm ms", "sgemm GF/s", "igemm GOP/s",
+           "ratio", have_dnnl ? "  oneDNN GOP/s  vs oneDNN" : "");
     for (int di = 0; di < 3; di++) {
         const int D = Ds[di];
         const int shapes[4][2] = {{D, 3 * D}, {D, D}, {D, 4 * D}, {4 * D, D}};
@@ -109,6 +127,13 @@ int main(int argc, char **argv)
             }
             sfq_iepi_vectors(&p, 1.0f / 255, 0, sw, 1, scale, corr, zoff);
             const sfq_iepi e = {scale, bias, corr, zoff, asum, C, N, 0};
+#ifdef SFQ_HAVE_DNNL
+            int8_t *Ws = malloc((size_t)N * K);
+            int32_t *C32 = malloc(sizeof(int32_t) * (size_t)M * N), co = 0;
+            double *td = malloc(sizeof(double) * (size_t)repeat);
+            for (size_t q = 0; q < (size_t)N * K; q++)
+                Ws[q] = (int8_t)((int)Wq[q] - (bits <= 4 ? 8 : 128));
+#endif
             for (int r = -1; r < repeat; r++) {
                 /* a sample: a warm-up call, then BURST calls back to back
                  * (what a forward does), for each side in turn */
@@ -126,6 +151,16 @@ int main(int argc, char **argv)
                     sfq_igemm(isa, threads, Aq, kp, M, &p, &e);
                 }
                 const double t3 = now();
+#ifdef SFQ_HAVE_DNNL
+                double t4 = now();
+                for (int b = 0; b <= BURST; b++) {
+                    if (b == 1)
+                        t4 = now();
+                    dnnl_gemm_u8s8s32('N', 'T', 'F', M, N, K, 1.0f, Aq, kp, 0, Ws, K, 0, 0.0f, C32, N, &co);
+                }
+                if (r >= 0)
+                    td[r] = (now() - t4) / BURST;
+#endif
                 if (r >= 0) {
                     ts[r] = (t1 - t0) / BURST;
                     ti[r] = (t3 - t2) / BURST;
@@ -137,8 +172,15 @@ int main(int argc, char **argv)
             ops_d[di] += ops;
             char name[32];
             snprintf(name, sizeof name, "%d: (%d, %d)", D, K, N);
-            printf("  %-14s %10.3f %10.3f %12.1f %12.1f %8.2f\n", name, ms * 1e3, mi * 1e3, ops / ms * 1e-9,
+            printf("  %-14s %10.3f %10.3f %12.1f %12.1f %8.2f", name, ms * 1e3, mi * 1e3, ops / ms * 1e-9,
                    ops / mi * 1e-9, ms / mi);
+#ifdef SFQ_HAVE_DNNL
+            const double md = median(td, repeat);
+            sum_d[di] += md;
+            printf(" %13.1f %10.2f", ops / md * 1e-9, md / mi);
+            free(Ws), free(C32), free(td);
+#endif
+            printf("\n");
             sfq_ipack_free(&p);
             free(A), free(W), free(C), free(bias), free(Aq), free(Wq), free(asum), free(corr), free(zoff);
             free(scale), free(sw), free(ts), free(ti);
@@ -148,5 +190,9 @@ int main(int argc, char **argv)
            "ratio_D384=%.2f ratio_D768=%.2f\n",
            ops_d[1] / sum_i[1] * 1e-9, ops_d[2] / sum_i[2] * 1e-9, ops_d[1] / sum_s[1] * 1e-9,
            ops_d[2] / sum_s[2] * 1e-9, sum_s[1] / sum_i[1], sum_s[2] / sum_i[2]);
+#ifdef SFQ_HAVE_DNNL
+    printf("onednn_gops_D384=%.1f onednn_gops_D768=%.1f ours_over_onednn_D384=%.2f ours_over_onednn_D768=%.2f\n",
+           ops_d[1] / sum_d[1] * 1e-9, ops_d[2] / sum_d[2] * 1e-9, sum_d[1] / sum_i[1], sum_d[2] / sum_i[2]);
+#endif
     return 0;
 }
