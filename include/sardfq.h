@@ -147,8 +147,12 @@ typedef struct sardfq_model_params {
  * GELU, softmax, residual adds, the log-sqrt2 probabilities times v, any op
  * without integer codes) runs in float on the fake-quantized values, and
  * sardfq_model_executor_report says which op runs how. The integer path's
- * sums are exact; its logits differ from FAKE's by float rounding only
- * (one rounding of the exact sum instead of a float accumulation).
+ * sums are exact: each integer product differs from FAKE's float product of
+ * the same input by float rounding only (one rounding of the exact sum
+ * instead of a float accumulation), but over a whole forward a value that
+ * sits on a quantizer's rounding boundary may be coded one step apart, so
+ * logits can differ by more (top-1 within a few images in 10000, README
+ * "Integer executor").
  * FAKE: 0.3's fake-quantized float forward (weights dequantized, activation
  * quantizers applied in float), kept as the reference. Forwards that keep
  * state for a backward (sardfq_model_forward_ex with flags) always run
