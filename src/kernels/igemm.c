@@ -221,15 +221,21 @@ static void c_tile(const uint8_t *A, int64_t lda, const sfq_ipack *p, int pn, in
     }
 }
 
-static void c_rows(const uint8_t *A, int64_t lda, const sfq_ipack *p, const sfq_iepi *e, int32_t *C, int64_t ldc,
-                   int64_t m0, int64_t m1)
+/* Rows [m0, m0 + rows) (rows <= mr) against panel pn into t[mr][16]. */
+typedef void (*tile_fn)(const uint8_t *A, int64_t lda, const sfq_ipack *p, int pn, int64_t m0, int rows,
+                        int32_t *t);
+
+/* Rows [m0, m1) in tiles of mr rows x 16 columns, each through the scalar
+ * epilogue (or into C): the driver of the C and AVX2 paths. */
+static void tile_rows(tile_fn tile, int mr, const uint8_t *A, int64_t lda, const sfq_ipack *p, const sfq_iepi *e,
+                      int32_t *C, int64_t ldc, int64_t m0, int64_t m1)
 {
     int32_t t[4 * 16];
-    for (int64_t m = m0; m < m1; m += 4) {
-        const int rows = m1 - m < 4 ? (int)(m1 - m) : 4;
+    for (int64_t m = m0; m < m1; m += mr) {
+        const int rows = m1 - m < mr ? (int)(m1 - m) : mr;
         for (int pn = 0; pn < p->np / 16; pn++) {
             const int n0 = pn * 16, cols = p->n - n0 < 16 ? p->n - n0 : 16;
-            c_tile(A, lda, p, pn, m, rows, t);
+            tile(A, lda, p, pn, m, rows, t);
             if (e)
                 epilogue_tile(t, 16, rows, cols, m, n0, e);
             else
@@ -288,23 +294,6 @@ AVX2_TARGET static void avx2_tile(const uint8_t *A, int64_t lda, const sfq_ipack
             const __m256i h = _mm256_hadd_epi32(acc[r][j], acc[r][j + 1]);
             _mm256_storeu_si256((__m256i *)(t + r * 16 + 4 * j), _mm256_permute4x64_epi64(h, 0xD8));
         }
-}
-
-AVX2_TARGET static void avx2_rows(const uint8_t *A, int64_t lda, const sfq_ipack *p, const sfq_iepi *e, int32_t *C,
-                                  int64_t ldc, int64_t m0, int64_t m1)
-{
-    int32_t t[3 * 16];
-    for (int64_t m = m0; m < m1; m += 3) {
-        const int rows = m1 - m < 3 ? (int)(m1 - m) : 3;
-        for (int pn = 0; pn < p->np / 16; pn++) {
-            const int n0 = pn * 16, cols = p->n - n0 < 16 ? p->n - n0 : 16;
-            avx2_tile(A, lda, p, pn, m, rows, t);
-            if (e)
-                epilogue_tile(t, 16, rows, cols, m, n0, e);
-            else
-                sums_tile(t, 16, rows, cols, C, ldc, m, n0);
-        }
-    }
 }
 
 /* ---- AVX-512 VNNI: vpdpbusd, 6 x 32 tiles ---------------------------------- */
@@ -431,11 +420,11 @@ static void rows_any(int isa, const uint8_t *A, int64_t lda, const sfq_ipack *p,
         return;
     }
     if (isa == SFQ_ISA_AVX2) {
-        avx2_rows(A, lda, p, e, C, ldc, m0, m1);
+        tile_rows(avx2_tile, 3, A, lda, p, e, C, ldc, m0, m1);
         return;
     }
 #endif
-    c_rows(A, lda, p, e, C, ldc, m0, m1);
+    tile_rows(c_tile, 4, A, lda, p, e, C, ldc, m0, m1);
 }
 
 void sfq_igemm_rows(int isa, const uint8_t *A, int64_t lda, const sfq_ipack *p, const sfq_iepi *e, int64_t m0,
