@@ -193,6 +193,30 @@ sardfq_status sfq_uq_encode(const sfq_uq *p, const float *x, uint8_t *q, size_t 
     return SARDFQ_OK;
 }
 
+/* AVX-512 for the bulk quantizer loops below (encoder, fake rows). */
+static int have_avx512(void)
+{
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512dq");
+#else
+    return 0;
+#endif
+}
+
+#if defined(__x86_64__)
+#define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512dq")))
+/* sfq_uq_level's rounding of 16 values before its clamp: x / D (a
+ * division), round to nearest even, + z (or x / D + z, then round). */
+AVX512_TARGET static inline __m512 uq_round16(__m512 x, __m512 D, __m512 z, int psaq)
+{
+    const __m512 t = _mm512_div_ps(x, D);
+    return psaq ? _mm512_roundscale_ps(_mm512_add_ps(t, z), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+                : _mm512_add_ps(_mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), z);
+}
+#endif
+
 typedef struct {
     sfq_uq u;
     const float *x;
@@ -204,10 +228,8 @@ typedef struct {
 } enc_ctx;
 
 #if defined(__x86_64__)
-/* The same IEEE operations as sfq_uq_level: x / D (a division), round to
- * nearest even, + z (or x / D + z, then round), clamp. */
-__attribute__((target("avx512f,avx512bw"))) static int32_t enc_row_avx512(const enc_ctx *c, const float *x,
-                                                                          uint8_t *q)
+/* The same IEEE operations as sfq_uq_level (uq_round16, then the clamp). */
+AVX512_TARGET static int32_t enc_row_avx512(const enc_ctx *c, const float *x, uint8_t *q)
 {
     const __m512 D = _mm512_set1_ps(c->u.scale), z = _mm512_set1_ps(c->u.zero), lo = _mm512_setzero_ps();
     const __m512 hi = _mm512_set1_ps((float)((1 << c->u.bits) - 1));
@@ -215,10 +237,7 @@ __attribute__((target("avx512f,avx512bw"))) static int32_t enc_row_avx512(const 
     __m512i sum = _mm512_setzero_si512();
     int j = 0;
     for (; j + 16 <= c->cols; j += 16) {
-        __m512 t = _mm512_div_ps(_mm512_loadu_ps(x + j), D);
-        t = psaq ? _mm512_roundscale_ps(_mm512_add_ps(t, z), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
-                 : _mm512_add_ps(_mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), z);
-        t = _mm512_min_ps(_mm512_max_ps(t, lo), hi);
+        const __m512 t = _mm512_min_ps(_mm512_max_ps(uq_round16(_mm512_loadu_ps(x + j), D, z, psaq), lo), hi);
         const __m512i v = _mm512_cvtps_epi32(t);
         sum = _mm512_add_epi32(sum, v);
         _mm_storeu_si128((__m128i *)(q + j), _mm512_cvtepi32_epi8(v));
@@ -262,8 +281,7 @@ void sfq_uq_encode_rows(const sfq_uq *p, const float *x, int64_t rows, int cols,
 {
     enc_ctx c = {*p, x, cols, pad, ldx, ldq, q, rowsum, 0};
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    c.avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+    c.avx512 = have_avx512();
 #endif
     sfq_parallel_for(rows * cols >= 65536 ? nt : 1, rows, enc_range, &c);
 }
@@ -753,30 +771,17 @@ float sfq_lq_apply(const sfq_lq *p, float x)
 
 /* ---- bulk fake quantization (the forward's points) ------------------------ */
 
-static int have_avx512(void)
-{
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
-#else
-    return 0;
-#endif
-}
-
 #if defined(__x86_64__)
 /* The scalar operations of sfq_uq_apply, 16 at a time (the same IEEE
  * operations; max/min ordered so that NaN stays NaN as in the scalar). */
-__attribute__((target("avx512f,avx512dq"))) static int uq_row_avx512(const sfq_uq *p, float *x, int n)
+AVX512_TARGET static int uq_row_avx512(const sfq_uq *p, float *x, int n)
 {
     const __m512 D = _mm512_set1_ps(p->scale), z = _mm512_set1_ps(p->zero), lo = _mm512_setzero_ps();
     const __m512 hi = _mm512_set1_ps((float)((1 << p->bits) - 1));
     const int psaq = p->form == SFQ_UQ_PSAQ;
     int j = 0;
     for (; j + 16 <= n; j += 16) {
-        __m512 t = _mm512_div_ps(_mm512_loadu_ps(x + j), D);
-        t = psaq ? _mm512_roundscale_ps(_mm512_add_ps(t, z), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
-                 : _mm512_add_ps(_mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), z);
-        t = _mm512_min_ps(hi, _mm512_max_ps(lo, t));
+        const __m512 t = _mm512_min_ps(hi, _mm512_max_ps(lo, uq_round16(_mm512_loadu_ps(x + j), D, z, psaq)));
         _mm512_storeu_ps(x + j, _mm512_mul_ps(_mm512_sub_ps(t, z), D));
     }
     return j;
@@ -787,8 +792,7 @@ __attribute__((target("avx512f,avx512dq"))) static int uq_row_avx512(const sfq_u
  * margin); lanes within 2e-3 of a rounding boundary (v = k + 1/2), and NaN
  * lanes, are recomputed with the scalar function, so every result is
  * sfq_lq_apply's bit for bit. tab[q] = level value q times D, tab[2^b] = 0. */
-__attribute__((target("avx512f,avx512dq"))) static int lq_row_avx512(const sfq_lq *p, const float *tab, float *x,
-                                                                    int n)
+AVX512_TARGET static int lq_row_avx512(const sfq_lq *p, const float *tab, float *x, int n)
 {
     const __m512 D = _mm512_set1_ps(p->scale), one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
     const __m512 inv_ln2x2 = _mm512_set1_ps(-4.0f * 1.4426950408889634f), mtwo = _mm512_set1_ps(-2.0f);
