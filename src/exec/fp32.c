@@ -392,6 +392,16 @@ static sardfq_status attention(run *r, sfq_kept *k, const sfq_step *st, const sf
     return SARDFQ_OK;
 }
 
+/* The bias of two heads' mean, 0.5 (b + b2) [K] (allocated; NULL when out
+ * of memory). */
+static float *mean_bias(const sfq_step *st, int K)
+{
+    float *bias = sfq_alloc_array((size_t)K, sizeof(float));
+    for (int j = 0; bias && j < K; j++)
+        bias[j] = 0.5f * (st->b[j] + st->b2[j]);
+    return bias;
+}
+
 /* logits = head over the P rows of in (P = 2: the mean of two heads). */
 static sardfq_status head(run *r, const sfq_step *st, const sfq_istep *is, float *in, float *logits)
 {
@@ -402,11 +412,9 @@ static sardfq_status head(run *r, const sfq_step *st, const sfq_istep *is, float
         if (P == 1) {
             s = int_product(r, is, 0, in, n, D, D, st->b, logits, K, 0, 1.0f);
         } else {
-            float *bias = sfq_alloc_array((size_t)K, sizeof(float));
+            float *bias = mean_bias(st, K);
             if (!bias)
                 return sfq_fail(SARDFQ_E_NOMEM, "sardfq_model_forward: out of memory");
-            for (int j = 0; j < K; j++)
-                bias[j] = 0.5f * (st->b[j] + st->b2[j]);
             s = int_product(r, is, 0, in, n, D, (int64_t)P * D, bias, logits, K, 0, 0.5f);
             if (!s)
                 s = int_product(r, is, 1, in + D, n, D, (int64_t)P * D, NULL, logits, K, 1, 0.5f);
@@ -430,17 +438,34 @@ static sardfq_status head(run *r, const sfq_step *st, const sfq_istep *is, float
     }
     if (r->chk && r->chk->steps[st - p->steps].mode == SFQ_IMODE_INT) {
         const sfq_istep *ci = &r->chk->steps[st - p->steps];
-        float *bias = sfq_alloc_array((size_t)K, sizeof(float));
-        if (!bias)
+        float *bias = P == 2 ? mean_bias(st, K) : NULL;
+        if (P == 2 && !bias)
             return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
-        for (int j = 0; j < K; j++)
-            bias[j] = P == 1 ? st->b[j] : 0.5f * (st->b[j] + st->b2[j]);
-        s = check_step(r, ci, in, n, D, (int64_t)P * D, logits, K, bias, P == 2, in + D);
+        s = check_step(r, ci, in, n, D, (int64_t)P * D, logits, K, P == 2 ? bias : st->b, P == 2, in + D);
         sfq_free(bias);
         if (s)
             return s;
     }
     return point(r, st->pt[SFQ_PT_OUT], logits, n, K, K);
+}
+
+/* The weight a linear computes with: the trainer's, or the model's. */
+static const float *linear_weight(const run *r, const sfq_step *st)
+{
+    const float *W = r->t && r->t->weight ? r->t->weight(r->t->ctx, st) : NULL;
+    return W ? W : st->w;
+}
+
+/* y (=|+=) in W^T + b of linear step i (rows x its widths): on the integer
+ * kernels when the run's integer form says so, else in float. */
+static sardfq_status linear_into(run *r, int i, const float *in, int64_t rows, float *y, int accumulate)
+{
+    const sfq_step *st = &r->p->steps[i];
+    const int K = r->p->vars[st->in].cols, N = r->p->vars[st->out].cols;
+    if (r->ip && r->ip->steps[i].mode == SFQ_IMODE_INT)
+        return int_product(r, &r->ip->steps[i], 0, in, rows, K, K, st->b, y, N, accumulate, 1.0f);
+    sfq_linear(r->c, in, linear_weight(r, st), st->b, y, (int)rows, K, N, accumulate);
+    return SARDFQ_OK;
 }
 
 /* Where step i writes its output: kept storage or the variable's slot. */
@@ -470,43 +495,25 @@ static sardfq_status step_fwd(run *r, int i, const float *images, float *logits)
         sfq_im2col(p->chans, p->img_h, p->img_w, p->patch, p->grid_h, p->grid_w, images, n, out, nt);
         break;
     case SFQ_OP_LINEAR: {
-        if (r->ip && r->ip->steps[i].mode == SFQ_IMODE_INT) {
-            const sfq_istep *is = &r->ip->steps[i];
-            if (st->accumulate && point_on(r, st->pt[SFQ_PT_PRE_ADD])) {
-                float *tmp = r->w.slot[p->vars[st->in2].slot];
-                const size_t total = (size_t)rows * (size_t)vo->cols;
-                if ((s = int_product(r, is, 0, in, rows, vi->cols, vi->cols, st->b, tmp, vo->cols, 0, 1.0f)) ||
-                    (s = point(r, st->pt[SFQ_PT_PRE_ADD], tmp, rows, vo->cols, vo->cols)))
-                    return s;
-                for (size_t e = 0; e < total; e++)
-                    out[e] += tmp[e];
-            } else {
-                s = int_product(r, is, 0, in, rows, vi->cols, vi->cols, st->b, out, vo->cols, st->accumulate,
-                                1.0f);
-            }
-            break;
-        }
-        const float *W = r->t && r->t->weight ? r->t->weight(r->t->ctx, st) : NULL;
-        W = W ? W : st->w;
         if (k)
             k->in = in;
         if (st->accumulate && point_on(r, st->pt[SFQ_PT_PRE_ADD])) {
             /* the product is a point of its own before the add */
             float *tmp = r->w.slot[p->vars[st->in2].slot];
-            sfq_linear(c, in, W, st->b, tmp, (int)rows, vi->cols, vo->cols, 0);
-            if ((s = point(r, st->pt[SFQ_PT_PRE_ADD], tmp, rows, vo->cols, vo->cols)))
+            if ((s = linear_into(r, i, in, rows, tmp, 0)) ||
+                (s = point(r, st->pt[SFQ_PT_PRE_ADD], tmp, rows, vo->cols, vo->cols)))
                 return s;
             const size_t total = (size_t)rows * (size_t)vo->cols;
             for (size_t e = 0; e < total; e++)
                 out[e] += tmp[e];
         } else {
-            sfq_linear(c, in, W, st->b, out, (int)rows, vi->cols, vo->cols, st->accumulate);
+            s = linear_into(r, i, in, rows, out, st->accumulate);
         }
-        if (r->chk && r->chk->steps[i].mode == SFQ_IMODE_INT) {
+        if (!s && r->chk && r->chk->steps[i].mode == SFQ_IMODE_INT) {
             float *y = sfq_alloc_array((size_t)rows * vo->cols, sizeof(float));
             if (!y)
                 return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
-            sfq_linear(c, in, W, st->b, y, (int)rows, vi->cols, vo->cols, 0);
+            sfq_linear(c, in, linear_weight(r, st), st->b, y, (int)rows, vi->cols, vo->cols, 0);
             s = check_step(r, &r->chk->steps[i], in, rows, vi->cols, vi->cols, y, vo->cols, st->b, 0, NULL);
             sfq_free(y);
         }
