@@ -14,14 +14,22 @@
 #   MODEL=examples/models/fmnist_swin.safetensors BITS="8,8 6,6 4,4" ALPHA=1 \
 #   SOURCES="noise psaq sardfq" sh examples/quant_table.sh build/quant_table_swin_a1 0
 #
-# Phase 1 writes the calibration sets (32 images per source and seed) into
-# WORKDIR (default build/quant_table) and reuses them when present; phase 2
-# quantizes and evaluates; phase 3 prints markdown tables (mean +- sample
-# standard deviation over the seeds). With RECON_ITERS > 0 every
-# configuration is also run with block reconstruction of that many
-# iterations per block (at W4A4, W4A3, W3A3). Needs a release build in
-# build/ and the dataset-fashion-mnist package. Takes about an hour on 2
-# cores.
+# NS lists calibration-set sizes (default 32). Phase 1 synthesises the
+# largest of them per source and seed into WORKDIR (default
+# build/quant_table) and reuses the sets when present; a run with n images
+# takes the first n of that set, which are the images an n-image synthesis
+# makes (the randomness is keyed by image index; PSAQ-ViT's and the TV
+# target's coupling groups are 32 consecutive images). Phase 2 quantizes
+# and evaluates; phase 3 prints markdown tables (mean +- sample standard
+# deviation over the seeds), one per calibration-set size. With
+# RECON_ITERS > 0 every configuration is also run with block reconstruction
+# of that many iterations per block (at RECON_BITS, default W4A4, W4A3,
+# W3A3). Needs a release build in build/ and the dataset-fashion-mnist
+# package. Takes about an hour on 2 cores with the defaults. The
+# calibration-set-size table of README ("Does a larger calibration set
+# help?"):
+#   NS="32 128 256" BITS="4,3" RECON_BITS="3,3" SOURCES="psaq sardfq" \
+#   sh examples/quant_table.sh build/calib_size 100
 set -eu
 cd "$(dirname "$0")/.."
 W=${1:-build/quant_table}
@@ -31,7 +39,9 @@ M=${MODEL:-examples/models/fmnist_vit.safetensors}
 DATA=/usr/share/datasets/fashion-mnist
 SEEDS=${SEEDS:-"0 1 2"}
 BITS=${BITS:-"8,8 6,6 4,4 4,3 3,3"}
-RECON_BITS="4,4 4,3 3,3" # reconstruction is run at the low bit widths only
+RECON_BITS=${RECON_BITS:-"4,4 4,3 3,3"} # reconstruction runs at the low bit widths only
+NS=${NS:-32}
+NMAX=$(for n in $NS; do echo "$n"; done | sort -n | tail -n 1)
 mkdir -p "$W/train" "$W/results" "$W/calib"
 # the training split alone (a folder with both splits would give t10k)
 for f in train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz; do
@@ -56,7 +66,7 @@ for seed in $SEEDS; do
         d="$W/calib/$src-$seed"
         if [ ! -f "$d/calib.safetensors" ]; then
             # shellcheck disable=SC2046
-            $S synth --model $M --out "$d" --seed "$seed" $(synth_opts "$src") 2>/dev/null |
+            $S synth --model $M --out "$d" --n "$NMAX" --seed "$seed" $(synth_opts "$src") 2>/dev/null |
                 tail -n 1 >"$d.log" || { echo "synth $src $seed failed" >&2; exit 1; }
         fi
     done
@@ -71,10 +81,12 @@ for rec in $RECONS; do
     bitlist=$BITS
     [ "$rec" -gt 0 ] && bitlist=$RECON_BITS
     for bits in $bitlist; do
-        for seed in $SEEDS; do
-            echo "real $bits $seed $rec --real $W/train --seed $seed"
-            for src in $SOURCES; do
-                echo "$src $bits $seed $rec --calib $W/calib/$src-$seed/calib.safetensors"
+        for n in $NS; do
+            for seed in $SEEDS; do
+                echo "real $bits $seed $rec $n --real $W/train --seed $seed --n $n"
+                for src in $SOURCES; do
+                    echo "$src $bits $seed $rec $n --calib $W/calib/$src-$seed/calib.safetensors --n $n"
+                done
             done
         done
     done
@@ -82,9 +94,9 @@ done >"$W/jobs.txt"
 export S M DATA W
 # shellcheck disable=SC2016
 xargs -P 2 -L 1 sh -c '
-    name=$0 bits=$1 seed=$2 rec=$3
-    shift 3
-    tag="$name-w${bits%,*}a${bits#*,}-r$rec-s$seed"
+    name=$0 bits=$1 seed=$2 rec=$3 n=$4
+    shift 4
+    tag="$name-w${bits%,*}a${bits#*,}-r$rec-n$n-s$seed"
     out="$W/results/$tag.txt"
     [ -s "$out" ] && exit 0
     recopt=""
@@ -97,11 +109,12 @@ xargs -P 2 -L 1 sh -c '
 
 echo "phase 3: tables" >&2
 fp=$(sed -n 's/^top1=\([0-9.]*\).*/\1/p' "$W/results/fp.txt")
+for n in $NS; do
 for rec in $RECONS; do
     if [ "$rec" -eq 0 ]; then
-        echo "### Calibration only (RepQ-ViT), top-1 % (mean ± std over seeds $SEEDS); FP $fp"
+        echo "### Calibration only (RepQ-ViT), $n images, top-1 % (mean ± std over seeds $SEEDS); FP $fp"
     else
-        echo "### With block reconstruction ($rec iterations per block), top-1 % (mean ± std over seeds $SEEDS); FP $fp"
+        echo "### With block reconstruction ($rec iterations per block), $n images, top-1 % (mean ± std over seeds $SEEDS); FP $fp"
     fi
     bitlist=$BITS
     [ "$rec" -gt 0 ] && bitlist=$RECON_BITS
@@ -113,7 +126,7 @@ for rec in $RECONS; do
     echo
     for src in real $SOURCES; do
         case $src in
-        real) label="real (32 train images)" ;;
+        real) label="real ($n train images)" ;;
         noise) label="Gaussian noise" ;;
         psaq) label="PSAQ-ViT" ;;
         sardfq-apa) label="SARDFQ: APA only" ;;
@@ -122,7 +135,7 @@ for rec in $RECONS; do
         esac
         printf '| %s |' "$label"
         for bits in $bitlist; do
-            tag="w${bits%,*}a${bits#*,}-r$rec"
+            tag="w${bits%,*}a${bits#*,}-r$rec-n$n"
             cat "$W"/results/"$src-$tag"-s*.txt 2>/dev/null | sed -n 's/^top1=\([0-9.]*\) .*/\1/p' |
                 awk '{ s += $1; ss += $1 * $1; n++ }
                      END { if (n == 0) { printf " - |"; exit }
@@ -133,18 +146,19 @@ for rec in $RECONS; do
     done
     echo
 done
+done
 echo "### Time per stage (median seconds over the runs)"
 echo "| stage | seconds |"
 echo "|---|---:|"
 for src in psaq sardfq-apa sardfq-msr-sl sardfq; do
     cat "$W"/calib/"$src"-*.log | sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' | sort -n |
-        awk -v s="$src" '{ v[NR] = $1 } END { if (NR) printf "| synthesis, %s (32 images, 1000 steps, 2 threads) | %.1f |\n", s, v[int((NR + 1) / 2)] }'
+        awk -v s="$src" -v nmax="$NMAX" '{ v[NR] = $1 } END { if (NR) printf "| synthesis, %s (%d images, 1000 steps, 2 threads) | %.1f |\n", s, nmax, v[int((NR + 1) / 2)] }'
 done
 for rec in $RECONS; do
     key=seconds_calibrate what="calibration (RepQ-ViT, 1 thread)"
     [ "$rec" -gt 0 ] && key=seconds_reconstruct what="block reconstruction, $rec iterations per block (1 thread)"
-    cat "$W"/results/*-r"$rec"-s*.txt | sed -n "s/.*$key=\([0-9.]*\).*/\1/p" | sort -n |
+    cat "$W"/results/*-r"$rec"-n*-s*.txt | sed -n "s/.*$key=\([0-9.]*\).*/\1/p" | sort -n |
         awk -v w="$what" '{ v[NR] = $1 } END { if (NR) printf "| %s | %.2f |\n", w, v[int((NR + 1) / 2)] }'
 done
 echo
-echo "(\`MODEL=$M BITS=\"$BITS\" SOURCES=\"$SOURCES\" SEEDS=\"$SEEDS\" ALPHA=${ALPHA:-} sh examples/quant_table.sh $W $RECON\`; 32 calibration images per run; evaluation on the 10000 test images)"
+echo "(\`MODEL=$M NS=\"$NS\" BITS=\"$BITS\" RECON_BITS=\"$RECON_BITS\" SOURCES=\"$SOURCES\" SEEDS=\"$SEEDS\" ALPHA=${ALPHA:-} sh examples/quant_table.sh $W $RECON\`; evaluation on the 10000 test images)"
