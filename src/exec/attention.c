@@ -23,13 +23,6 @@
 
 #define MASK_VALUE (-100.0f)
 
-int sfq_attention_windows(const sfq_step *st)
-{
-    if (st->readback == SFQ_READ_CLS_ROW)
-        return 1;
-    return (st->win.gh / st->win.wh) * (st->win.gw / st->win.ww);
-}
-
 size_t sfq_attention_chunk(const sfq_step *st)
 {
     const size_t Nw = (size_t)st->tokens, hd = (size_t)(st->dim / st->heads);

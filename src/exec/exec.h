@@ -145,8 +145,6 @@ sardfq_status sfq_exec_forward_through(const sardfq_model *m, const float *image
 
 /* Per-thread scratch floats of step st's attention. */
 size_t sfq_attention_chunk(const sfq_step *st);
-/* Windows per image of the step's geometry. */
-int sfq_attention_windows(const sfq_step *st);
 
 /* Integer q k^T (the integer executor): codes of q and k, [rows][C] each,
  * with their scales and integer zero points; per-thread scratch of

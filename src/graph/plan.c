@@ -96,3 +96,10 @@ void sfq_window_labels(const sfq_window *g, int w, int *lab)
         lab[i] = region(y, g->gh, g->wh, g->sh) * 3 + region(x, g->gw, g->ww, g->sw);
     }
 }
+
+int sfq_attention_windows(const sfq_step *st)
+{
+    if (st->readback == SFQ_READ_CLS_ROW)
+        return 1;
+    return (st->win.gh / st->win.wh) * (st->win.gw / st->win.ww);
+}

@@ -126,6 +126,9 @@ int sfq_window_pos(const sfq_window *g, int w, int i);
  * tokens of different labels do not attend to each other (timm's mask). */
 void sfq_window_labels(const sfq_window *g, int w, int *lab);
 
+/* Windows per image of an attention step's geometry (1 for a ViT). */
+int sfq_attention_windows(const sfq_step *st);
+
 /* A plan is built by its architecture's builder (model/plan_vit.c,
  * model/plan_swin.c, switched in model/model.c); free is NULL-safe. */
 void sfq_plan_free(sfq_plan *p);
