@@ -121,6 +121,7 @@ int cli_bench(int argc, char **argv);
 int cli_synth(int argc, char **argv);
 int cli_semantics(int argc, char **argv);
 int cli_quantize(int argc, char **argv);
+int cli_export(int argc, char **argv);
 
 void cli_usage_info(FILE *f);
 void cli_usage_eval(FILE *f);
@@ -128,5 +129,6 @@ void cli_usage_bench(FILE *f);
 void cli_usage_synth(FILE *f);
 void cli_usage_semantics(FILE *f);
 void cli_usage_quantize(FILE *f);
+void cli_usage_export(FILE *f);
 
 #endif

@@ -23,6 +23,8 @@ static void usage(FILE *f)
           "                                calibration images (RepQ-ViT or PSAQ-ViT)\n"
           "  semantics --data PATH         class semantics of synthetic images, per\n"
           "                                method and ablation\n"
+          "  export --onnx OUT [--model M]  the model as an ONNX file (FP32 or\n"
+          "                                quantized; experimental)\n"
           "  bench (--model M | --arch A)  forward and forward+backward speed against\n"
           "                                a 1024^3 OpenBLAS sgemm\n"
           "  help  [COMMAND]               this text, or a command's options\n"
@@ -54,6 +56,8 @@ static int help(int argc, char **argv)
         cli_usage_semantics(stdout);
     else if (strcmp(argv[1], "quantize") == 0)
         cli_usage_quantize(stdout);
+    else if (strcmp(argv[1], "export") == 0)
+        cli_usage_export(stdout);
     else if (strcmp(argv[1], "help") == 0)
         usage(stdout);
     else
@@ -89,6 +93,8 @@ int main(int argc, char **argv)
         return cli_semantics(argc - 1, argv + 1);
     if (strcmp(cmd, "quantize") == 0)
         return cli_quantize(argc - 1, argv + 1);
+    if (strcmp(cmd, "export") == 0)
+        return cli_export(argc - 1, argv + 1);
     if (cmd[0] == '-')
         return cli_usage_error("unknown option '%s'", cmd);
     return cli_usage_error("unknown command '%s'", cmd);

@@ -78,11 +78,11 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define SARDFQ_VERSION_MAJOR 0
-#define SARDFQ_VERSION_MINOR 5
+#define SARDFQ_VERSION_MINOR 6
 #define SARDFQ_VERSION_PATCH 0
 #define SARDFQ_VERSION_NUMBER \
     (SARDFQ_VERSION_MAJOR * 10000 + SARDFQ_VERSION_MINOR * 100 + SARDFQ_VERSION_PATCH)
-#define SARDFQ_VERSION_STRING "0.5.0"
+#define SARDFQ_VERSION_STRING "0.6.0"
 
 /* Runtime version of the library actually linked; compare with the macros. */
 SARDFQ_API const char *sardfq_version_string(void);
@@ -792,6 +792,48 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_quantizer_finalize(sardfq_quant
  * activation quantizer as "<point>.scale" / "<point>.zero"; loading it back
  * gives bitwise the same logits. */
 SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_save(const sardfq_model *m, const char *path);
+
+/* ======================================================================= */
+/* Experimental (since 0.6): may change in a minor release. Define         */
+/* SARDFQ_EXPERIMENTAL before including this header to use it; its symbols */
+/* are in version node SARDFQ_EXPERIMENTAL_0.6.                             */
+/* ======================================================================= */
+#ifdef SARDFQ_EXPERIMENTAL
+
+/* ONNX export flavors. EXACT reproduces the library's own arithmetic: the
+ * FP32 network as standard ops and, for a quantized model, every weight as
+ * its integer codes behind a per-output-channel DequantizeLinear and every
+ * active activation quantizer at its point, as QuantizeLinear +
+ * DequantizeLinear (uint8; a Clip to the 2^b levels first when b < 8), or
+ * as the same arithmetic in float ops (Div, Round, Add, Clip, Sub, Mul)
+ * where the zero point is not an integer in [0, 255]; the log-sqrt2
+ * softmax quantizer as float ops (Log, Round, Clip, Pow, Where). */
+#define SARDFQ_ONNX_EXACT 0
+
+typedef struct sardfq_export_params {
+    uint32_t struct_size; /* sizeof(sardfq_export_params), set by default_params */
+    int32_t flavor;       /* SARDFQ_ONNX_* (default EXACT) */
+    int32_t batch;        /* > 0: a fixed batch dimension; 0 (default): a
+                             dynamic one, named "N" */
+} sardfq_export_params;
+
+/* Fill *p with the defaults and set p->struct_size. */
+SARDFQ_API void sardfq_export_default_params(sardfq_export_params *p);
+
+/* Write model m as an ONNX file (IR 8, opset 17: LayerNormalization-17,
+ * GELU as its erf form, per-axis DequantizeLinear) at path, through a
+ * temporary file in the same directory and rename (nothing is left on
+ * failure). The graph takes "input", the normalised images (N x C x H x W,
+ * as sardfq_model_forward), and gives "logits" (N x classes). Its
+ * metadata_props carry the architecture, the normalisation (mean, std,
+ * crop_pct) and, for a quantized model, the scheme and bits. p may be NULL
+ * for the defaults. Built without ONNX support (meson feature `onnx`:
+ * protobuf-c and onnx.proto) it returns SARDFQ_E_UNSUPPORTED. Thread: any
+ * (m is only read). */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_export_onnx(const sardfq_model *m, const char *path,
+                                                                   const sardfq_export_params *p);
+
+#endif /* SARDFQ_EXPERIMENTAL */
 
 #ifdef __cplusplus
 }

@@ -3,7 +3,9 @@
  * count exactly as many correct images as PyTorch did when the model was
  * trained (metadata test_correct, written by tests/reference/
  * train_default.py), and so must the Swin model (train_swin.py); datasets
- * and evaluate refuse misuse. */
+ * and evaluate refuse misuse; ONNX export refuses bad arguments, leaves
+ * nothing behind on failure and writes the same bytes every time. */
+#define SARDFQ_EXPERIMENTAL
 #include "sardfq.h"
 #include "testutil.h"
 
@@ -11,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define FMNIST "/usr/share/datasets/fashion-mnist"
 #define DEFAULT_MODEL "examples/models/fmnist_vit.safetensors"
@@ -145,6 +148,78 @@ START_TEST(evaluate_limit_cancel_and_misuse)
 }
 END_TEST
 
+/* Files in dir (not counting . and ..). */
+static int count_files(const char *dir)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "ls -A '%s' | wc -l", dir);
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(fscanf(p, "%d", &n), 1);
+    pclose(p);
+    return n;
+}
+
+START_TEST(export_onnx_arguments)
+{
+    sardfq_model *m = load_model("tests/data/int_vit_w3a3.q.safetensors");
+    char *dir = tu_make_tmpdir("api_onnx");
+    const char *a = tu_join(dir, "a.onnx"), *b = tu_join(dir, "b.onnx");
+    sardfq_export_params ep;
+    sardfq_export_default_params(&ep);
+    ck_assert_uint_eq(ep.struct_size, sizeof ep);
+    ck_assert_int_eq(ep.flavor, SARDFQ_ONNX_EXACT);
+    ck_assert_int_eq(ep.batch, 0);
+    sardfq_status st = sardfq_model_export_onnx(m, a, &ep);
+    if (st == SARDFQ_E_UNSUPPORTED) { /* built without ONNX export: says so */
+        ck_assert_ptr_nonnull(strstr(sardfq_last_error(), "ONNX"));
+    } else {
+        ck_assert_msg(st == SARDFQ_OK, "%s", sardfq_last_error());
+        /* deterministic: the same bytes again, and a fixed batch differs */
+        ck_assert_int_eq(sardfq_model_export_onnx(m, b, NULL), SARDFQ_OK);
+        size_t na, nb;
+        uint8_t *fa = tu_read_file(a, &na), *fb = tu_read_file(b, &nb);
+        ck_assert(na == nb && memcmp(fa, fb, na) == 0);
+        free(fb);
+        ep.batch = 4;
+        ck_assert_int_eq(sardfq_model_export_onnx(m, b, &ep), SARDFQ_OK);
+        fb = tu_read_file(b, &nb);
+        ck_assert(na != nb || memcmp(fa, fb, na) != 0);
+        free(fa);
+        free(fb);
+        ep.batch = 0;
+        ck_assert_int_eq(count_files(dir), 2);
+    }
+    /* bad arguments: refused before anything is written */
+    const char *c = tu_join(dir, "c.onnx");
+    ck_assert_int_eq(sardfq_model_export_onnx(NULL, c, NULL), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sardfq_model_export_onnx(m, NULL, NULL), SARDFQ_E_INVALID_ARG);
+    sardfq_export_params bad = ep;
+    bad.flavor = 7;
+    ck_assert_int_eq(sardfq_model_export_onnx(m, c, &bad), SARDFQ_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(sardfq_last_error(), "flavor"));
+    bad = ep;
+    bad.batch = -1;
+    ck_assert_int_eq(sardfq_model_export_onnx(m, c, &bad), SARDFQ_E_INVALID_ARG);
+    bad = ep;
+    bad.struct_size = 4;
+    ck_assert_int_eq(sardfq_model_export_onnx(m, c, &bad), SARDFQ_E_INVALID_ARG);
+    if (st == SARDFQ_OK) {
+        /* a target that cannot be replaced (a folder): SARDFQ_E_IO, no
+         * temporary file left */
+        const char *sub = tu_join(dir, "sub");
+        ck_assert_int_eq(mkdir(sub, 0700), 0);
+        ck_assert_int_eq(sardfq_model_export_onnx(m, sub, NULL), SARDFQ_E_IO);
+        ck_assert_int_eq(count_files(dir), 3);
+        ck_assert_int_eq(sardfq_model_export_onnx(m, tu_join(dir, "no/such/dir.onnx"), NULL), SARDFQ_E_IO);
+        ck_assert_int_eq(count_files(dir), 3);
+    }
+    sardfq_model_free(m);
+    tu_rm_rf(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("api");
@@ -152,6 +227,7 @@ int main(void)
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, default_model_matches_pytorch_count);
     tcase_add_test(tc, evaluate_limit_cancel_and_misuse);
+    tcase_add_test(tc, export_onnx_arguments);
     suite_add_tcase(s, tc);
     /* the whole test set through the Swin model: tagged "heavy" (the
      * sanitizer runs skip it; it tests numbers, not memory) */

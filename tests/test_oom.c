@@ -6,6 +6,7 @@
  * pass that completes without using the countdown. Calls that absorb the
  * failure and succeed must give the same results as a clean pass. Leaks
  * are caught by the AddressSanitizer build of tests/run.sh. */
+#define SARDFQ_EXPERIMENTAL
 #include "sardfq.h"
 #include "core.h"
 #include "testutil.h"
@@ -13,6 +14,7 @@
 #include "vit.h"
 
 #include <check.h>
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -855,6 +857,70 @@ START_TEST(forward_ex_failure_keeps_swin)
 }
 END_TEST
 
+/* ONNX export of a quantized model (weight codes, activation quantizers,
+ * the log-sqrt2 quantizer) and of a Swin: every injected failure returns
+ * SARDFQ_E_NOMEM and leaves no file (neither the target nor a temporary
+ * one); the pass that completes writes bytes identical to a clean export. */
+static int entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    ck_assert_ptr_nonnull(d);
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return n;
+}
+
+static void export_oom(const char *file)
+{
+    sardfq_model *m = NULL;
+    ck_assert_int_eq(sardfq_model_load(file, NULL, &m), SARDFQ_OK);
+    char *dir = tu_make_tmpdir("oom_onnx");
+    const char *ref = tu_join(dir, "ref.onnx"), *out = tu_join(dir, "out.onnx");
+    sardfq_status s = sardfq_model_export_onnx(m, ref, NULL);
+    if (s == SARDFQ_E_UNSUPPORTED) { /* a build without ONNX export */
+        sardfq_model_free(m);
+        tu_rm_rf(dir);
+        return;
+    }
+    ck_assert_msg(s == SARDFQ_OK, "clean export: %s", sardfq_last_error());
+    size_t nref = 0, nout = 0;
+    uint8_t *want = tu_read_file(ref, &nref);
+    long k, failed = 0;
+    for (k = 1; k < MAX_PASSES; k++) {
+        arm(k);
+        s = sardfq_model_export_onnx(m, out, NULL);
+        const int hit = consumed();
+        if (s != SARDFQ_OK) {
+            ck_assert_msg(hit, "countdown %ld: export failed without the injection: %s", k, sardfq_last_error());
+            expect_nomem(s, k, "export_onnx");
+            /* nothing but ref.onnx in the folder */
+            ck_assert_msg(entries(dir) == 1, "countdown %ld: a failed export left a file in %s", k, dir);
+            failed++;
+            continue;
+        }
+        if (!hit)
+            break;
+        remove(out);
+    }
+    ck_assert_int_lt(k, MAX_PASSES);
+    ck_assert_int_gt(failed, 0);
+    uint8_t *got = tu_read_file(out, &nout);
+    ck_assert_msg(nout == nref && memcmp(got, want, nref) == 0, "%s: the export after the failures differs", file);
+    printf("oom export_onnx, %s: %ld failures injected\n", file, failed);
+    free(want);
+    free(got);
+    sardfq_model_free(m);
+    tu_rm_rf(dir);
+}
+
+START_TEST(export_onnx_quantized_vit) { export_oom(tu_data("int_vit_w4a4.q.safetensors")); }
+END_TEST
+
+START_TEST(export_onnx_quantized_swin) { export_oom(tu_data("int_swin_w3a3.q.safetensors")); }
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("oom");
@@ -870,6 +936,8 @@ int main(void)
     tcase_add_test(tc, blas_threads_swin);
     tcase_add_test(tc, forward_ex_failure_keeps_vit);
     tcase_add_test(tc, forward_ex_failure_keeps_swin);
+    tcase_add_test(tc, export_onnx_quantized_vit);
+    tcase_add_test(tc, export_onnx_quantized_swin);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

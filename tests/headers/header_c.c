@@ -4,7 +4,9 @@
  *
  * Only the version and status functions are called. Every other prototype is
  * type-checked inside sizeof, which does not evaluate (and so does not link)
- * the call. Written in C89 style: declarations first, no // comments. */
+ * the call. Written in C89 style: declarations first, no // comments. The
+ * experimental section is compiled too. */
+#define SARDFQ_EXPERIMENTAL
 #include "sardfq.h"
 #include "sardfq.h" /* the include guard works */
 
@@ -53,6 +55,7 @@ static size_t prototypes(void)
     sardfq_generator_params gp;
     sardfq_synth_report rep;
     sardfq_quant_params qp;
+    sardfq_export_params xp;
     sardfq_quantizer *qz = NULL;
     int dims[5];
     float f[1];
@@ -98,6 +101,8 @@ static size_t prototypes(void)
     n += sizeof(sardfq_quantizer_reconstruct(qz, f, 1));
     n += sizeof(sardfq_quantizer_finalize(qz, &m));
     n += sizeof(sardfq_model_save(m, "x"));
+    sardfq_export_default_params(&xp);
+    n += sizeof(sardfq_model_export_onnx(m, "x", &xp));
     /* the functions that only read the model take a pointer to const
      * (with -Werror a non-const parameter would reject cm) */
     n += sizeof(sardfq_model_forward(cm, f, 1, f));

@@ -2,7 +2,10 @@
 // exact type of every exported function checked at compile time. decltype
 // does not odr-use a function, so only the version and status functions need
 // to link. A failing static_assert here means the ABI changed: update the
-// map node and the soname policy, not just this file.
+// map node and the soname policy, not just this file. The experimental
+// section is checked too (its signatures may still change between minor
+// releases; then this file changes with them).
+#define SARDFQ_EXPERIMENTAL
 #include "sardfq.h"
 
 #include <cstddef>
@@ -54,6 +57,8 @@ SIG(sardfq_evaluate, sardfq_status (*)(const sardfq_model *, sardfq_dataset *,
                                        const sardfq_eval_params *, sardfq_eval_result *));
 SIG(sardfq_evaluate_range, sardfq_status (*)(const sardfq_model *, sardfq_dataset *,
                                              const sardfq_eval_params *, int64_t, sardfq_eval_result *));
+SIG(sardfq_export_default_params, void (*)(sardfq_export_params *));
+SIG(sardfq_model_export_onnx, sardfq_status (*)(const sardfq_model *, const char *, const sardfq_export_params *));
 SIG(sardfq_prior_default_params, void (*)(sardfq_prior_params *));
 SIG(sardfq_prior_create,
     sardfq_status (*)(int, int, const sardfq_prior_params *, sardfq_prior **));
