@@ -71,6 +71,8 @@ extern int cli_executor;
 int cli_parse_wa(const char *v, int *w, int *a);
 int cli_bench_quant(sardfq_model *fp, const char *label, int wbits, int abits, int scheme, int n, int repeat,
                     int threads);
+/* `bench --quant --save Q`: where to save the quantized model (NULL: not). */
+extern const char *cli_bench_save;
 int cli_parse_executor(const char *cmd, const char *v);
 /* get_info with struct_size set; prints on failure and returns nonzero. */
 int cli_model_info(const sardfq_model *m, sardfq_model_info *info);

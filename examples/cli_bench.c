@@ -51,6 +51,9 @@ void cli_usage_bench(FILE *f)
           "               against its own fake-quantized executor. Last line:\n"
           "               fwd_gflops=F q_fwd_gflops=Q q_speedup=S weight_mb=W\n"
           "               q_weight_mb=V peak_rss_mb=M\n"
+          "  --save F     also save the model it times to F (with --quant on a\n"
+          "               floating-point model: the quantized one), e.g. for sardfq\n"
+          "               export\n"
           "  --executor int|fake  the quantized model's executor (default int)\n"
           "  --synth M    also time synthesis steps of method M (noise, psaq, sardfq)\n"
           "               on a batch of B images (default 32); last line:\n"
@@ -149,6 +152,10 @@ int cli_bench(int argc, char **argv)
         } else if ((r = cli_option("bench", argc, argv, &i, "quant", &v)) != 0) {
             if (r < 0 || cli_parse_wa(v, &qw, &qa) != 0)
                 return CLI_EXIT_USAGE;
+        } else if ((r = cli_option("bench", argc, argv, &i, "save", &v)) != 0) {
+            if (r < 0)
+                return CLI_EXIT_USAGE;
+            cli_bench_save = v;
         } else if ((r = cli_option("bench", argc, argv, &i, "scheme", &v)) != 0) {
             if (r < 0)
                 return CLI_EXIT_USAGE;
@@ -220,6 +227,10 @@ int cli_bench(int argc, char **argv)
         s = sardfq_model_create_random(arch, 0, &p, &m);
         if (s != SARDFQ_OK)
             return cli_lib_fail(s, "cannot create a random %s", arch);
+    }
+    if (cli_bench_save && (s = sardfq_model_save(m, cli_bench_save)) != SARDFQ_OK) {
+        sardfq_model_free(m);
+        return cli_lib_fail(s, "bench: cannot save %s", cli_bench_save);
     }
     if (cli_model_info(m, &info) != 0) {
         sardfq_model_free(m);

@@ -30,6 +30,8 @@ int cli_parse_wa(const char *v, int *w, int *a)
 
 static double median_of(double *t, int n) { return cli_median(t, n); }
 
+const char *cli_bench_save = NULL;
+
 int cli_bench_quant(sardfq_model *fp, const char *label, int wbits, int abits, int scheme, int n, int repeat,
                     int threads)
 {
@@ -77,6 +79,10 @@ int cli_bench_quant(sardfq_model *fp, const char *label, int wbits, int abits, i
         sardfq_quantizer_free(qz);
         if (s != SARDFQ_OK) {
             cli_lib_fail(s, "bench: quantizing W%dA%d failed", wbits, abits);
+            goto out;
+        }
+        if (cli_bench_save && (s = sardfq_model_save(q, cli_bench_save)) != SARDFQ_OK) {
+            cli_lib_fail(s, "bench: cannot save %s", cli_bench_save);
             goto out;
         }
     }

@@ -7,21 +7,22 @@
 
 void cli_usage_export(FILE *f)
 {
-    fputs("usage: sardfq export --onnx OUT.onnx [--model M] [--flavor exact] [--batch N|dynamic]\n"
+    fputs("usage: sardfq export --onnx OUT.onnx [--model M] [--flavor exact|ort] [--batch N|dynamic]\n"
           "                     [--heads N]\n"
           "\n"
           "Writes the model M (a floating-point or a quantized safetensors file) as an\n"
           "ONNX file (IR 8, opset 17) that takes the normalised images (N x C x H x W,\n"
           "input \"input\") and gives the logits (output \"logits\"). --flavor exact\n"
-          "(the default and, in this version, the only one) reproduces the library's\n"
-          "arithmetic: weight codes behind per-channel DequantizeLinear, every active\n"
-          "activation quantizer at its point (QuantizeLinear + DequantizeLinear, a\n"
-          "Clip first below 8 bits), the log-sqrt2 softmax quantizer as float ops.\n"
+          "(the default) reproduces the library's arithmetic: weight codes behind\n"
+          "per-channel DequantizeLinear, every active activation quantizer at its\n"
+          "point (QuantizeLinear + DequantizeLinear, a Clip first below 8 bits), the\n"
+          "log-sqrt2 softmax quantizer as float ops. --flavor ort lays a quantized\n"
+          "model out for ONNX Runtime's integer kernels: the softmax on a uniform\n"
+          "8-bit grid instead, PSAQ-ViT's quantizers as QuantizeLinear.\n"
           "--batch N fixes the batch dimension (default: dynamic, named N). The\n"
           "file is written through a temporary file and rename. --heads N: the\n"
           "number of attention heads, when the model file does not say. The last\n"
-          "line of\n"
-          "stdout is\n"
+          "line of stdout is\n"
           "  onnx=<OUT> bytes=<size>\n",
           f);
 }
@@ -49,10 +50,12 @@ int cli_export(int argc, char **argv)
         } else if ((r = cli_option("export", argc, argv, &i, "flavor", &v)) != 0) {
             if (r < 0)
                 return CLI_EXIT_USAGE;
-            if (strcmp(v, "exact") != 0)
-                return cli_usage_error("export: --flavor: 'exact' is the only flavor of this version (got '%s')",
-                                       v);
-            ep.flavor = SARDFQ_ONNX_EXACT;
+            if (strcmp(v, "exact") == 0)
+                ep.flavor = SARDFQ_ONNX_EXACT;
+            else if (strcmp(v, "ort") == 0)
+                ep.flavor = SARDFQ_ONNX_ORT;
+            else
+                return cli_usage_error("export: --flavor: 'exact' or 'ort' (got '%s')", v);
         } else if ((r = cli_option("export", argc, argv, &i, "heads", &v)) != 0) {
             if (r < 0 || cli_parse_long("export", "heads", v, 1, 4096, &heads) != 0)
                 return CLI_EXIT_USAGE;

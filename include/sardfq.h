@@ -809,6 +809,15 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_save(const sardfq_model *
  * where the zero point is not an integer in [0, 255]; the log-sqrt2
  * softmax quantizer as float ops (Log, Round, Clip, Pow, Where). */
 #define SARDFQ_ONNX_EXACT 0
+/* ORT lays a quantized model out for ONNX Runtime's CPU integer kernels:
+ * every quantized linear and q k^T becomes a uint8-activation x uint8-code
+ * product that ONNX Runtime fuses (MatMulIntegerToFloat). Where the
+ * library's quantizer has no affine uint8 form it takes the nearest one:
+ * the log-sqrt2 softmax quantizer becomes uniform 8-bit on [0, 1] (scale
+ * 1/255, zero point 0), and PSAQ-ViT's rint(x/D + z) becomes
+ * QuantizeLinear's rint(x/D) + z (they differ at float ties). A
+ * floating-point model is written as by EXACT. */
+#define SARDFQ_ONNX_ORT 1
 
 typedef struct sardfq_export_params {
     uint32_t struct_size; /* sizeof(sardfq_export_params), set by default_params */

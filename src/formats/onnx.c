@@ -25,8 +25,13 @@
  * Quantizers (flavor EXACT): see sardfq.h. Weights of a quantized linear
  * are stored as their uint8 codes [in][out] with per-output-channel scale
  * and zero point (DequantizeLinear axis 1) when the codes reproduce the
- * model's weights exactly and every zero point is an integer in [0, 255];
- * otherwise as the fake-quantized float32 weights (the same values). */
+ * model's weights exactly; a row whose zero point lies outside [0, 255]
+ * (RepQ-ViT's search puts it there when all the row's weights have one
+ * sign) has its codes and zero point shifted together when the shifted
+ * codes fit in [0, 255]. Otherwise (such a row at 8 bits: the Fashion-MNIST
+ * Swin's 4-input patch embedding) the linear is written with its
+ * fake-quantized float32 weights (the same values; ONNX Runtime then runs
+ * it in float). */
 #define SARDFQ_EXPERIMENTAL
 #include "core.h"
 #include "plan.h"
@@ -87,6 +92,7 @@ typedef struct {
     int counter, oom;
     const sardfq_model *m;
     const sfq_qspec *q;
+    int flavor;       /* SARDFQ_ONNX_* */
     const char **cur; /* current tensor of each plan variable */
     const char *input;
 } ob;
@@ -307,7 +313,10 @@ static const char *gather_rows(ob *b, const char *x, const int64_t *idx, int n)
 static const char *uniform(ob *b, const char *x, const sfq_uq *u)
 {
     const float top = (float)((1 << u->bits) - 1);
-    if (u->form == SFQ_UQ_REPQ && u->zero == rintf(u->zero) && u->zero >= 0.0f && u->zero <= 255.0f) {
+    const int affine = u->zero == rintf(u->zero) && u->zero >= 0.0f && u->zero <= 255.0f;
+    /* PSAQ-ViT's rint(x/D + z) is QuantizeLinear's rint(x/D) + z except at
+     * ties after the float add: exact writes it as float ops, ORT as Q/DQ */
+    if (affine && (u->form == SFQ_UQ_REPQ || b->flavor == SARDFQ_ONNX_ORT)) {
         if (u->bits < 8) {
             /* the 2^b levels: clamp first; an x clamped to the end value
              * rounds to that level exactly (lo / D, hi / D are integers up
@@ -352,6 +361,18 @@ static const char *logq(ob *b, const char *x, const sfq_lq *l)
     return nodev(b, "Where", "Where", w, 3, NULL, 0);
 }
 
+/* ORT flavor: softmax probabilities in [0, 1] on the uniform 8-bit grid
+ * (scale 1/255, zero point 0) that QuantizeLinear can hold, for the
+ * log-sqrt2 quantizer it cannot. */
+static const char *probs_u8(ob *b, const char *x)
+{
+    const char *sc = scalar_f(b, "p_scale", 1.0f / 255.0f), *zp = scalar_u8(b, "p_zero", 0);
+    const char *in[3] = {x, sc, zp};
+    const char *qx = nodev(b, "QuantizeLinear", "q", in, 3, NULL, 0);
+    const char *in2[3] = {qx, sc, zp};
+    return nodev(b, "DequantizeLinear", "dq", in2, 3, NULL, 0);
+}
+
 /* x after point pt (unchanged when the point is off). */
 static const char *point(ob *b, int pt, const char *x)
 {
@@ -361,7 +382,7 @@ static const char *point(ob *b, int pt, const char *x)
     if (a->kind == SFQ_QK_UNIFORM)
         return uniform(b, x, &a->u);
     if (a->kind == SFQ_QK_LOG)
-        return logq(b, x, &a->lq);
+        return b->flavor == SARDFQ_ONNX_ORT ? probs_u8(b, x) : logq(b, x, &a->lq);
     return x;
 }
 
@@ -381,14 +402,24 @@ static const char *weight_t(ob *b, const float *W, int N, int K, int lin)
         int ok = !b->oom;
         for (int r = 0; ok && r < N; r++) {
             const sfq_uq *u = &qw->rows[r];
-            ok = u->zero == rintf(u->zero) && u->zero >= 0.0f && u->zero <= 255.0f &&
+            ok = u->zero == rintf(u->zero) && fabsf(u->zero) <= 4096.0f &&
                  sfq_uq_encode(u, W + (size_t)r * K, row, (size_t)K) == SARDFQ_OK &&
-                 sfq_uq_decode(u, row, back, (size_t)K) == SARDFQ_OK &&
-                 memcmp(back, W + (size_t)r * K, sizeof(float) * (size_t)K) == 0;
+                 sfq_uq_decode(u, row, back, (size_t)K) == SARDFQ_OK;
+            int lo = 255, hi = 0;
+            for (int c = 0; ok && c < K; c++) {
+                ok = back[c] == W[(size_t)r * K + c];
+                lo = row[c] < lo ? row[c] : lo;
+                hi = row[c] > hi ? row[c] : hi;
+            }
+            /* (q - z) is what DequantizeLinear needs: shift codes and zero
+             * point together when z lies outside [0, 255] (RepQ-ViT puts
+             * it there for a row of one sign) and the shifted codes fit */
+            const int z = (int)u->zero, off = z < 0 ? -z : z > 255 ? 255 - z : 0;
+            ok = ok && lo + off >= 0 && hi + off <= 255;
             for (int c = 0; ok && c < K; c++)
-                codes[(size_t)c * N + r] = row[c];
+                codes[(size_t)c * N + r] = (uint8_t)(row[c] + off);
             sc[r] = u->scale;
-            zp[r] = ok ? (uint8_t)u->zero : 0;
+            zp[r] = ok ? (uint8_t)(z + off) : 0;
         }
         if (ok) {
             const int64_t n = N;
@@ -543,14 +574,15 @@ static const char *attention(ob *b, const sfq_step *st, const char *qkv)
 static const char *head(ob *b, const sfq_plan *p, const sfq_step *st, const char *in)
 {
     const int P = p->vars[st->in].rows, D = p->vars[st->in].cols, K = b->m->info.num_classes;
+    /* rows [N][1][D]: a 3-D MatMul, which ONNX Runtime does not turn into
+     * a float Gemm before its quantized-MatMul fusion */
     const char *rows[2];
-    for (int r = 0; r < P; r++) {
-        const int64_t s2[2] = {0, D};
-        rows[r] = point(b, st->pt[SFQ_PT_IN0 + r], reshape(b, slice(b, in, 1, r, r + 1), s2, 2));
-    }
+    for (int r = 0; r < P; r++)
+        rows[r] = point(b, st->pt[SFQ_PT_IN0 + r], slice(b, in, 1, r, r + 1));
+    const int64_t s2[2] = {0, K};
     const char *y = node2(b, "MatMul", rows[0], weight_t(b, st->w, K, D, st->lin));
     if (P == 1)
-        return node2(b, "Add", y, bias(b, st->b, K));
+        return reshape(b, node2(b, "Add", y, bias(b, st->b, K)), s2, 2);
     /* the two heads' mean */
     float *bb = oalloc(b, sizeof(float) * (size_t)K);
     if (!bb)
@@ -558,7 +590,7 @@ static const char *head(ob *b, const sfq_plan *p, const sfq_step *st, const char
     for (int j = 0; j < K; j++)
         bb[j] = st->b[j] + st->b2[j];
     y = node2(b, "Add", y, node2(b, "MatMul", rows[1], weight_t(b, st->w2, K, D, st->lin + 1)));
-    return node2(b, "Mul", node2(b, "Add", y, bias(b, bb, K)), scalar_f(b, "half", 0.5f));
+    return reshape(b, node2(b, "Mul", node2(b, "Add", y, bias(b, bb, K)), scalar_f(b, "half", 0.5f)), s2, 2);
 }
 
 static const char *linear(ob *b, const sfq_plan *p, const sfq_step *st, const char *x)
@@ -713,12 +745,12 @@ SARDFQ_API sardfq_status sardfq_model_export_onnx(const sardfq_model *m, const c
     sardfq_status s = sfq_read_params(pin, &ep, sizeof ep, sizeof ep, "sardfq_export_params");
     if (s)
         return s;
-    if (ep.flavor != SARDFQ_ONNX_EXACT)
+    if (ep.flavor != SARDFQ_ONNX_EXACT && ep.flavor != SARDFQ_ONNX_ORT)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_model_export_onnx: unknown flavor %d", (int)ep.flavor);
     if (ep.batch < 0)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_model_export_onnx: batch %d < 0", (int)ep.batch);
     const sfq_plan *p = m->plan;
-    ob b = {.m = m, .q = m->q};
+    ob b = {.m = m, .q = m->q, .flavor = ep.flavor};
     b.cur = oalloc(&b, sizeof(char *) * (size_t)p->nvars);
     b.input = "input";
     const char *logits = NULL;

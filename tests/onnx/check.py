@@ -1,6 +1,7 @@
 """check.py - ONNX's own checker over exported files (tests/onnx/run.sh).
 
 Usage: python3 check.py FILE.onnx [KEY=VALUE ...]
+       python3 check.py --fused OPTIMIZED.onnx EXPECTED
 
 Runs onnx.checker.check_model with full_check (the graph is type- and
 shape-inferred too), then checks what sardfq.h promises of every export:
@@ -8,13 +9,33 @@ IR version 8, the default opset at 17 and nothing else imported, one input
 "input" (rank 4) and one output "logits" (rank 2), and the metadata_props
 entries given as KEY=VALUE. Exit 0 when all hold, 1 otherwise (a message on
 stderr).
+
+--fused counts, in ONNX Runtime's optimized graph of a model
+(ort_optimized), the products it runs on integer kernels (QLinearMatMul,
+MatMulIntegerToFloat, QGemm, MatMulInteger, DynamicQuantizeMatMul) and
+exits 1 unless there are EXPECTED of them.
 """
 import sys
 
 import onnx
 
 
+FUSED = ("QLinearMatMul", "MatMulIntegerToFloat", "QGemm", "MatMulInteger", "DynamicQuantizeMatMul")
+
+
+def fused(path, expected):
+    model = onnx.load(path)
+    ops = [n.op_type for n in model.graph.node]
+    n = sum(op in FUSED for op in ops)
+    left = sum(op in ("MatMul", "Gemm", "FusedMatMul") for op in ops)
+    print(f"{path}: {n} integer products ({', '.join(f'{o} {ops.count(o)}' for o in FUSED if o in ops)}), "
+          f"{left} float products; expected {expected} integer")
+    return 0 if n == int(expected) else 1
+
+
 def main():
+    if sys.argv[1] == "--fused":
+        return fused(sys.argv[2], sys.argv[3])
     path, want = sys.argv[1], dict(a.split("=", 1) for a in sys.argv[2:])
     model = onnx.load(path)
     onnx.checker.check_model(model, full_check=True)

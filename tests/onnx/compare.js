@@ -2,13 +2,14 @@
 // CPU execution provider, all graph optimisations) and compare its logits
 // with a reference. Two forms:
 //
-//   node compare.js MODEL.onnx IMAGES.f32 LOGITS.f32 LABELS.i32 C H W K TOL MIN_WITHIN MIN_AGREE
+//   node compare.js MODEL.onnx IMAGES.f32 LOGITS.f32 LABELS.i32 C H W K TOL MIN_WITHIN MIN_AGREE [MAX_DTOP1]
 //     against the library's logits on the images dump_logits wrote; prints
 //       max_rel=<max over images of max |ort - ours| / max |ours|>
 //       p50= p90= p99=<quantiles of that per-image error>
 //       within=<% of images whose error is <= TOL> agree=<top-1 identical, %>
 //       ort_top1=<%> ours_top1=<%> n=<images>
-//     and exits 1 when within < MIN_WITHIN or agree < MIN_AGREE (percent);
+//     and exits 1 when within < MIN_WITHIN or agree < MIN_AGREE (percent), or
+//     when the two top-1 accuracies differ by more than MAX_DTOP1 points;
 //
 //   node compare.js --golden MODEL.onnx GOLDEN.safetensors TOL
 //     against a PyTorch golden of tests/reference (its "images" and
@@ -66,7 +67,7 @@ async function golden(model, file, tol) {
 
 async function main() {
   if (process.argv[2] === '--golden') return golden(...process.argv.slice(3));
-  const [model, imgf, logf, labf, C, H, W, K, tol, minWithin, minAgree] = process.argv.slice(2);
+  const [model, imgf, logf, labf, C, H, W, K, tol, minWithin, minAgree, maxDTop1 = '100'] = process.argv.slice(2);
   const c = +C, h = +H, w = +W, k = +K, px = c * h * w;
   const images = floats(imgf), ours = floats(logf);
   const lb = fs.readFileSync(labf);
@@ -102,7 +103,8 @@ async function main() {
               `within=${pct(within)} agree=${pct(agree)} ` +
               `ort_top1=${pct(okOrt)} ` +
               `ours_top1=${pct(okOurs)} n=${n}`);
-  process.exit(100 * within / n >= +minWithin && 100 * agree / n >= +minAgree ? 0 : 1);
+  const dtop1 = 100 * Math.abs(okOrt - okOurs) / n;
+  process.exit(100 * within / n >= +minWithin && 100 * agree / n >= +minAgree && dtop1 <= +maxDTop1 ? 0 : 1);
 }
 
 main().catch((e) => { console.error(`compare.js: ${e.message}`); process.exit(1); });

@@ -14,13 +14,18 @@
 # 3. Quantized: the default ViT and Swin at W8A8, W4A4, W3A3 (RepQ-ViT),
 #    min/max W8A8 ViT and W4A4 Swin, calibrated on 32 training images, on
 #    the 10000 test images; a W4A4 distilled DeiT on noise images.
+# 4. Flavor ort: ONNX Runtime's optimized graph (ort_optimized) runs every
+#    quantized product of the model (sardfq info's count) on integer
+#    kernels, and its top-1 stays within 0.5 points of the library's.
 # Limits: about 10x the largest error measured (tests/onnx/README.md).
 set -u
 B=$1
 S=$B/examples/sardfq
 DUMP=$B/tests/onnx/dump_logits
+ORTOPT=$B/tests/onnx/ort_optimized
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+ORTLIB=$HERE/node_modules/onnxruntime-node/bin/napi-v3/linux/x64/libonnxruntime.so.1
 DATA=/usr/share/datasets/fashion-mnist
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
@@ -116,6 +121,24 @@ EOC
         run "quantized $cfg vs library" node "$HERE/compare.js" "$q.onnx" "$T/x.f32" "$T/l.f32" "$T/y.i32" \
             1 28 28 10 1e-3 50 99.9
 done
+
+# 4. Flavor ort (the models of 3, still in $T)
+for cfg in vit:repq:8:8 vit:repq:4:4 swin:repq:4:4; do
+    IFS=: read -r m sch w a <<EOC
+$cfg
+EOC
+    q=$T/q_${m}_${sch}_w${w}a$a
+    total=$($S info "$q.safetensors" | sed -n 's/.*executor int: \([0-9]*\) ops on integer kernels, \([0-9]*\) in float.*/\1 \2/p' |
+        awk '{ print $1 + $2 }')
+    run "export --flavor ort $cfg" $S export --model "$q.safetensors" --onnx "$q.ort.onnx" --flavor ort &&
+        run "checker ort $cfg" "$PY" "$HERE/check.py" "$q.ort.onnx" arch=$m &&
+        run "optimize ort $cfg" "$ORTOPT" "$ORTLIB" "$q.ort.onnx" "$q.opt.onnx" &&
+        run "fused ort $cfg" "$PY" "$HERE/check.py" --fused "$q.opt.onnx" "$total" &&
+        run "dump $cfg" "$DUMP" "$q.safetensors" "$DATA" 10000 "$T/x.f32" "$T/l.f32" "$T/y.i32" &&
+        run "ort $cfg vs library" node "$HERE/compare.js" "$q.ort.onnx" "$T/x.f32" "$T/l.f32" "$T/y.i32" \
+            1 28 28 10 1e-3 0 95 0.5
+done
+
 q=$T/q_deit
 run "quantize deit_distilled w4a4 (noise)" $S quantize --model "$ROOT/tests/data/deit_distilled.model.safetensors" \
     --synth noise --wbits 4 --abits 4 --out "$q.safetensors" &&
