@@ -148,19 +148,6 @@ START_TEST(evaluate_limit_cancel_and_misuse)
 }
 END_TEST
 
-/* Files in dir (not counting . and ..). */
-static int count_files(const char *dir)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "ls -A '%s' | wc -l", dir);
-    FILE *p = popen(cmd, "r");
-    int n = -1;
-    ck_assert_ptr_nonnull(p);
-    ck_assert_int_eq(fscanf(p, "%d", &n), 1);
-    pclose(p);
-    return n;
-}
-
 START_TEST(export_onnx_arguments)
 {
     sardfq_model *m = load_model("tests/data/int_vit_w3a3.q.safetensors");
@@ -189,7 +176,7 @@ START_TEST(export_onnx_arguments)
         free(fa);
         free(fb);
         ep.batch = 0;
-        ck_assert_int_eq(count_files(dir), 2);
+        ck_assert_int_eq(tu_count_entries(dir), 2);
     }
     /* bad arguments: refused before anything is written */
     const char *c = tu_join(dir, "c.onnx");
@@ -211,9 +198,9 @@ START_TEST(export_onnx_arguments)
         const char *sub = tu_join(dir, "sub");
         ck_assert_int_eq(mkdir(sub, 0700), 0);
         ck_assert_int_eq(sardfq_model_export_onnx(m, sub, NULL), SARDFQ_E_IO);
-        ck_assert_int_eq(count_files(dir), 3);
+        ck_assert_int_eq(tu_count_entries(dir), 3);
         ck_assert_int_eq(sardfq_model_export_onnx(m, tu_join(dir, "no/such/dir.onnx"), NULL), SARDFQ_E_IO);
-        ck_assert_int_eq(count_files(dir), 3);
+        ck_assert_int_eq(tu_count_entries(dir), 3);
     }
     sardfq_model_free(m);
     tu_rm_rf(dir);

@@ -23,19 +23,6 @@ static int exists(const char *path)
     return stat(path, &sb) == 0;
 }
 
-/* number of entries in dir (besides . and ..) */
-static int count_entries(const char *dir)
-{
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "ls -A '%s' | wc -l", dir);
-    FILE *p = popen(cmd, "r");
-    int n = -1;
-    ck_assert_ptr_nonnull(p);
-    ck_assert_int_eq(fscanf(p, "%d", &n), 1);
-    pclose(p);
-    return n;
-}
-
 static float *random_floats(size_t n, unsigned seed, float lo, float hi)
 {
     float *x = malloc(sizeof(float) * (n ? n : 1));
@@ -80,7 +67,7 @@ START_TEST(round_trip)
     img[1] = 1e-40f; /* subnormal */
     img[2] = 3.4e38f;
     ck_assert_int_eq(sardfq_calib_save(path, img, tgt, n, C, H, W, K), SARDFQ_OK);
-    ck_assert_int_eq(count_entries(dir), 1); /* no temporary left behind */
+    ck_assert_int_eq(tu_count_entries(dir), 1); /* no temporary left behind */
 
     /* the metadata and the tensors as documented */
     size_t len;
@@ -124,7 +111,7 @@ START_TEST(round_trip)
     ck_assert_int_eq(qk, 0);
     for (size_t i = 0; i < nt; i++)
         ck_assert_float_eq(lt[i], -9.0f); /* no targets: buffer untouched */
-    ck_assert_int_eq(count_entries(dir), 1);
+    ck_assert_int_eq(tu_count_entries(dir), 1);
     free(li);
     free(lt);
     free(img);
@@ -337,7 +324,7 @@ START_TEST(save_argument_errors)
         ck_assert_int_eq((expr), (status));                                                   \
         ck_assert_msg(strstr(sardfq_last_error(), needle) != NULL, "%s: message '%s'", #expr, \
                       sardfq_last_error());                                                   \
-        ck_assert_int_eq(count_entries(dir), 0);                                              \
+        ck_assert_int_eq(tu_count_entries(dir), 0);                                              \
     } while (0)
     BAD(sardfq_calib_save(NULL, img, tgt, 2, 1, 2, 2, 2), SARDFQ_E_INVALID_ARG, "path");
     BAD(sardfq_calib_save("", img, tgt, 2, 1, 2, 2, 2), SARDFQ_E_INVALID_ARG, "path");
@@ -421,7 +408,7 @@ static void check_png_model(sardfq_model *m, int n, int expect_c, int expect_h, 
     img[5] = (float)((127.7 / 255.0 - info.mean[0]) / info.std[0]);
     char *dir = tu_make_tmpdir("sfq_calib");
     ck_assert_int_eq(sardfq_images_write_png(dir, m, img, n, 1), SARDFQ_OK);
-    ck_assert_int_eq(count_entries(dir), n + 1);
+    ck_assert_int_eq(tu_count_entries(dir), n + 1);
 
     int cols = 1;
     while (cols * cols < n)
@@ -476,7 +463,7 @@ static void check_png_model(sardfq_model *m, int n, int expect_c, int expect_h, 
     char slash[300];
     snprintf(slash, sizeof slash, "%s/", dir2);
     ck_assert_int_eq(sardfq_images_write_png(slash, m, img, 1, 0), SARDFQ_OK);
-    ck_assert_int_eq(count_entries(dir2), 1);
+    ck_assert_int_eq(tu_count_entries(dir2), 1);
     ck_assert(exists(tu_join(dir2, "000.png")));
     tu_rm_rf(dir2);
     free(dir2);
@@ -542,7 +529,7 @@ START_TEST(png_errors)
     ck_assert_int_eq(sardfq_images_write_png(dir, m, img, 2, 1), SARDFQ_E_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(sardfq_last_error(), "image 1"));
     img[28 * 28 + 5] = 0;
-    ck_assert_int_eq(count_entries(dir), 0);
+    ck_assert_int_eq(tu_count_entries(dir), 0);
     /* the directory must exist and be one */
     const char *missing = tu_join(dir, "missing");
     ck_assert_int_eq(sardfq_images_write_png(missing, m, img, 1, 1), SARDFQ_E_IO);
@@ -552,13 +539,13 @@ START_TEST(png_errors)
     fclose(fp);
     ck_assert_int_eq(sardfq_images_write_png(file, m, img, 1, 1), SARDFQ_E_IO);
     ck_assert_ptr_nonnull(strstr(sardfq_last_error(), "not a directory"));
-    ck_assert_int_eq(count_entries(dir), 1);
+    ck_assert_int_eq(tu_count_entries(dir), 1);
     /* an unwritable directory (skipped as root, who can write anywhere) */
     if (geteuid() != 0) {
         const char *ro = tu_join(dir, "ro");
         ck_assert_int_eq(mkdir(ro, 0500), 0);
         ck_assert_int_eq(sardfq_images_write_png(ro, m, img, 1, 1), SARDFQ_E_IO);
-        ck_assert_int_eq(count_entries(ro), 0);
+        ck_assert_int_eq(tu_count_entries(ro), 0);
         chmod(ro, 0700);
     }
     tu_rm_rf(dir);

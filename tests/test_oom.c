@@ -14,7 +14,6 @@
 #include "vit.h"
 
 #include <check.h>
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -861,17 +860,6 @@ END_TEST
  * the log-sqrt2 quantizer) and of a Swin: every injected failure returns
  * SARDFQ_E_NOMEM and leaves no file (neither the target nor a temporary
  * one); the pass that completes writes bytes identical to a clean export. */
-static int entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    int n = 0;
-    ck_assert_ptr_nonnull(d);
-    for (struct dirent *e; (e = readdir(d)) != NULL;)
-        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
-    closedir(d);
-    return n;
-}
-
 static void export_oom(const char *file)
 {
     sardfq_model *m = NULL;
@@ -896,7 +884,7 @@ static void export_oom(const char *file)
             ck_assert_msg(hit, "countdown %ld: export failed without the injection: %s", k, sardfq_last_error());
             expect_nomem(s, k, "export_onnx");
             /* nothing but ref.onnx in the folder */
-            ck_assert_msg(entries(dir) == 1, "countdown %ld: a failed export left a file in %s", k, dir);
+            ck_assert_msg(tu_count_entries(dir) == 1, "countdown %ld: a failed export left a file in %s", k, dir);
             failed++;
             continue;
         }

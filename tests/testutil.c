@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <math.h>
@@ -118,4 +119,15 @@ const char *tu_join(const char *a, const char *b)
     char *p = buf[k++ % 8];
     snprintf(p, 1024, "%s/%s", a, b);
     return p;
+}
+
+int tu_count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    ck_assert_msg(d != NULL, "opendir %s: %s", dir, strerror(errno));
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return n;
 }

@@ -33,5 +33,7 @@ void tu_fixture_close(tu_fixture *f);
 char *tu_make_tmpdir(const char *prefix);
 void tu_rm_rf(const char *dir);
 const char *tu_join(const char *a, const char *b);
+/* Number of entries in folder dir, besides . and .. */
+int tu_count_entries(const char *dir);
 
 #endif
