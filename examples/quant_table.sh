@@ -24,11 +24,12 @@
 # deviation over the seeds), one per calibration-set size. With
 # RECON_ITERS > 0 every configuration is also run with block reconstruction
 # of that many iterations per block (at RECON_BITS, default W4A4, W4A3,
-# W3A3). Needs a release build in build/ and the dataset-fashion-mnist
+# W3A3); REAL_RECON=0 leaves out the real-image runs with reconstruction
+# (the slowest part at large n). Needs a release build in build/ and the dataset-fashion-mnist
 # package. Takes about an hour on 2 cores with the defaults. The
 # calibration-set-size table of README ("Does a larger calibration set
 # help?"):
-#   NS="32 128 256" BITS="4,3" RECON_BITS="3,3" SOURCES="psaq sardfq" \
+#   NS="32 128 256" BITS="4,3" RECON_BITS="3,3" SOURCES="psaq sardfq" REAL_RECON=0 \
 #   sh examples/quant_table.sh build/calib_size 100
 set -eu
 cd "$(dirname "$0")/.."
@@ -76,6 +77,7 @@ echo "phase 2: quantize and evaluate (2 jobs at a time, 1 thread each)" >&2
 [ -s "$W/results/fp.txt" ] || $S eval --model $M --data "$DATA" --threads 2 | tail -n 1 >"$W/results/fp.txt"
 RECONS=0
 [ "$RECON" -gt 0 ] && RECONS="0 $RECON"
+JOBS=$W/jobs.$$.txt # per invocation: two runs may share WORKDIR (different SEEDS)
 # one line per job: name bits seed recon source-options
 for rec in $RECONS; do
     bitlist=$BITS
@@ -83,14 +85,15 @@ for rec in $RECONS; do
     for bits in $bitlist; do
         for n in $NS; do
             for seed in $SEEDS; do
-                echo "real $bits $seed $rec $n --real $W/train --seed $seed --n $n"
+                [ "$rec" -gt 0 ] && [ "${REAL_RECON:-1}" = 0 ] ||
+                    echo "real $bits $seed $rec $n --real $W/train --seed $seed --n $n"
                 for src in $SOURCES; do
                     echo "$src $bits $seed $rec $n --calib $W/calib/$src-$seed/calib.safetensors --n $n"
                 done
             done
         done
     done
-done >"$W/jobs.txt"
+done >"$JOBS"
 export S M DATA W
 # shellcheck disable=SC2016
 xargs -P 2 -L 1 sh -c '
@@ -105,7 +108,8 @@ xargs -P 2 -L 1 sh -c '
         --threads 1 $recopt "$@" >"$out.tmp" 2>/dev/null &&
         $S eval --model "$W/$tag.safetensors" --data "$DATA" --threads 1 | tail -n 1 >>"$out.tmp" &&
         rm -f "$W/$tag.safetensors" && mv "$out.tmp" "$out"
-' <"$W/jobs.txt"
+' <"$JOBS"
+rm -f "$JOBS"
 
 echo "phase 3: tables" >&2
 fp=$(sed -n 's/^top1=\([0-9.]*\).*/\1/p' "$W/results/fp.txt")
@@ -161,4 +165,4 @@ for rec in $RECONS; do
         awk -v w="$what" '{ v[NR] = $1 } END { if (NR) printf "| %s | %.2f |\n", w, v[int((NR + 1) / 2)] }'
 done
 echo
-echo "(\`MODEL=$M NS=\"$NS\" BITS=\"$BITS\" RECON_BITS=\"$RECON_BITS\" SOURCES=\"$SOURCES\" SEEDS=\"$SEEDS\" ALPHA=${ALPHA:-} sh examples/quant_table.sh $W $RECON\`; evaluation on the 10000 test images)"
+echo "(\`MODEL=$M REAL_RECON=${REAL_RECON:-1} NS=\"$NS\" BITS=\"$BITS\" RECON_BITS=\"$RECON_BITS\" SOURCES=\"$SOURCES\" SEEDS=\"$SEEDS\" ALPHA=${ALPHA:-} sh examples/quant_table.sh $W $RECON\`; evaluation on the 10000 test images)"

@@ -173,7 +173,8 @@ static const char *init_raw(ob *b, const char *base, int type, const int64_t *di
     if (b->oom)
         return NULL;
     onnx__tensor_proto__init(t);
-    memcpy(d, dims, sizeof(int64_t) * (size_t)nd);
+    if (nd > 0) /* a scalar has no dims (and dims may be NULL) */
+        memcpy(d, dims, sizeof(int64_t) * (size_t)nd);
     memcpy(raw, data, bytes);
     t->n_dims = (size_t)nd;
     t->dims = d;
