@@ -81,6 +81,7 @@ int cli_model_info(const sardfq_model *m, sardfq_model_info *info);
  * --n --iters --seed --threads --alpha --prior --prior-k. */
 typedef struct {
     long n, iters, seed, threads, prior_k;
+    int n_given; /* --n was on the command line */
     int prior_kind;
     double alpha; /* < 0: the library's default */
 } cli_gen_options;

@@ -246,6 +246,7 @@ void cli_gen_options_init(cli_gen_options *o)
     sardfq_generator_params p;
     sardfq_generator_default_params(&p);
     o->n = p.n_images;
+    o->n_given = 0;
     o->iters = p.iters;
     o->seed = 0;
     o->threads = 0;
@@ -258,8 +259,10 @@ int cli_gen_option(const char *cmd, int argc, char **argv, int *i, cli_gen_optio
 {
     const char *v;
     int r;
-    if ((r = cli_option(cmd, argc, argv, i, "n", &v)) != 0)
+    if ((r = cli_option(cmd, argc, argv, i, "n", &v)) != 0) {
+        o->n_given = 1;
         return r < 0 || cli_parse_long(cmd, "n", v, 1, 65536, &o->n) < 0 ? -1 : 1;
+    }
     if ((r = cli_option(cmd, argc, argv, i, "iters", &v)) != 0)
         return r < 0 || cli_parse_long(cmd, "iters", v, 0, 10000000, &o->iters) < 0 ? -1 : 1;
     if ((r = cli_option(cmd, argc, argv, i, "seed", &v)) != 0)

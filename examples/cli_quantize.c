@@ -16,7 +16,8 @@ void cli_usage_quantize(FILE *f)
           "           [--recon-iters N] [--save-calib FILE] [--out Q] [--eval PATH [--limit N]]\n"
           "\n"
           "Quantize the model with a calibration set: a file written by `sardfq synth`\n"
-          "(--calib), images synthesised now (--synth, the options of `sardfq synth`),\n"
+          "(--calib; with --n, its first n images), images synthesised now (--synth,\n"
+          "the options of `sardfq synth`),\n"
           "or --n real images drawn with --seed from the labelled set PATH (a folder as\n"
           "for `sardfq eval`; an IDX folder with both splits gives the t10k split, so\n"
           "point it at a folder holding only the train files to calibrate on training\n"
@@ -111,6 +112,8 @@ static int get_images(sardfq_model *m, const sardfq_model_info *info, const sour
             return cli_fail("quantize: out of memory");
         if ((s = sardfq_calib_load(src->calib, *images, NULL, n, &c, &h, &w, &k)))
             return cli_lib_fail(s, "quantize: cannot read %s", src->calib);
+        if (go->n_given && go->n < *n) /* the first --n images */
+            *n = (int)go->n;
         return 0;
     }
     if (src->real) {
