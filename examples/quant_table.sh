@@ -154,7 +154,8 @@ done
 echo "### Time per stage (median seconds over the runs)"
 echo "| stage | seconds |"
 echo "|---|---:|"
-for src in psaq sardfq-apa sardfq-msr-sl sardfq; do
+for src in $SOURCES; do
+    [ "$src" = noise ] && continue
     cat "$W"/calib/"$src"-*.log | sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' | sort -n |
         awk -v s="$src" -v nmax="$NMAX" '{ v[NR] = $1 } END { if (NR) printf "| synthesis, %s (%d images, 1000 steps, 2 threads) | %.1f |\n", s, nmax, v[int((NR + 1) / 2)] }'
 done
