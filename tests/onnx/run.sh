@@ -17,7 +17,7 @@
 # 4. Flavor ort: ONNX Runtime's optimized graph (ort_optimized) runs every
 #    quantized product of the model (sardfq info's count) on integer
 #    kernels, and its top-1 stays within 0.5 points of the library's.
-# Limits: about 10x the largest error measured (tests/onnx/README.md).
+# Limits and the measured errors: README.md, "ONNX export".
 set -u
 B=$1
 S=$B/examples/sardfq
