@@ -74,6 +74,9 @@ int cli_bench_quant(sardfq_model *fp, const char *label, int wbits, int abits, i
 /* `bench --quant --save Q`: where to save the quantized model (NULL: not). */
 extern const char *cli_bench_save;
 int cli_parse_executor(const char *cmd, const char *v);
+/* --scheme repq|minmax into *scheme (SARDFQ_SCHEME_*): 0, or -1 after a
+ * usage message. */
+int cli_parse_scheme(const char *cmd, const char *v, int32_t *scheme);
 /* get_info with struct_size set; prints on failure and returns nonzero. */
 int cli_model_info(const sardfq_model *m, sardfq_model_info *info);
 

@@ -103,7 +103,8 @@ static void free_buffers(bench_buffers *b)
 int cli_bench(int argc, char **argv)
 {
     const char *model_path = NULL, *arch = NULL, *v;
-    int synth = -1, batch_given = 0, qw = 0, qa = 0, qscheme = SARDFQ_SCHEME_REPQ;
+    int synth = -1, batch_given = 0, qw = 0, qa = 0;
+    int32_t qscheme = SARDFQ_SCHEME_REPQ;
     long batch = 8, threads = cli_online_cpus(), repeat = 5, heads = 0;
     double sgemm_gflops = 0, sgemm_s = 0, t_fwd, t_fb, rss_fwd, rss_fb;
     sardfq_model *m = NULL;
@@ -157,14 +158,8 @@ int cli_bench(int argc, char **argv)
                 return CLI_EXIT_USAGE;
             cli_bench_save = v;
         } else if ((r = cli_option("bench", argc, argv, &i, "scheme", &v)) != 0) {
-            if (r < 0)
+            if (r < 0 || cli_parse_scheme("bench", v, &qscheme) != 0)
                 return CLI_EXIT_USAGE;
-            if (!strcmp(v, "repq"))
-                qscheme = SARDFQ_SCHEME_REPQ;
-            else if (!strcmp(v, "minmax"))
-                qscheme = SARDFQ_SCHEME_MINMAX;
-            else
-                return cli_usage_error("bench: --scheme must be repq or minmax (got '%s')", v);
         } else if ((r = cli_option("bench", argc, argv, &i, "executor", &v)) != 0) {
             if (r < 0 || cli_parse_executor("bench", v) != 0)
                 return CLI_EXIT_USAGE;

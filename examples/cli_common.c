@@ -195,6 +195,20 @@ const char *cli_default_model(void)
 
 int cli_executor = SARDFQ_EXECUTOR_AUTO;
 
+int cli_parse_scheme(const char *cmd, const char *v, int32_t *scheme)
+{
+    if (!strcmp(v, "repq")) {
+        *scheme = SARDFQ_SCHEME_REPQ;
+        return 0;
+    }
+    if (!strcmp(v, "minmax")) {
+        *scheme = SARDFQ_SCHEME_MINMAX;
+        return 0;
+    }
+    cli_usage_error("%s: --scheme must be repq or minmax (got '%s')", cmd, v);
+    return -1;
+}
+
 int cli_parse_executor(const char *cmd, const char *v)
 {
     if (!strcmp(v, "int") || !strcmp(v, "auto")) {

@@ -244,14 +244,8 @@ int cli_quantize(int argc, char **argv)
                 return CLI_EXIT_USAGE;
             qp.act_bits = (int32_t)x;
         } else if ((r = cli_option("quantize", argc, argv, &i, "scheme", &v)) != 0) {
-            if (r < 0)
+            if (r < 0 || cli_parse_scheme("quantize", v, &qp.scheme) != 0)
                 return CLI_EXIT_USAGE;
-            if (!strcmp(v, "repq"))
-                qp.scheme = SARDFQ_SCHEME_REPQ;
-            else if (!strcmp(v, "minmax"))
-                qp.scheme = SARDFQ_SCHEME_MINMAX;
-            else
-                return cli_usage_error("quantize: unknown --scheme '%s' (repq, minmax)", v);
         } else if ((r = cli_option("quantize", argc, argv, &i, "limit", &v)) != 0) {
             if (r < 0 || cli_parse_long("quantize", "limit", v, 1, INT64_MAX / 2, &limit) < 0)
                 return CLI_EXIT_USAGE;
