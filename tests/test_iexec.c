@@ -40,14 +40,6 @@ static sardfq_model *load(const char *rel, int executor)
     return m;
 }
 
-static sardfq_model_info info_of(const sardfq_model *m)
-{
-    sardfq_model_info I;
-    I.struct_size = sizeof I;
-    ck_assert_int_eq(sardfq_model_get_info(m, &I), SARDFQ_OK);
-    return I;
-}
-
 /* Fashion-MNIST-like inputs: normalised noise images, fixed seed. */
 static float *images(const sardfq_model_info *I, int n, uint64_t seed)
 {
@@ -64,7 +56,7 @@ static float *images(const sardfq_model_info *I, int n, uint64_t seed)
 
 static sardfq_model *quantize(const sardfq_model *fp, int scheme, int w, int a)
 {
-    sardfq_model_info I = info_of(fp);
+    sardfq_model_info I = tu_info(fp);
     float *calib = images(&I, N_CALIB, 7);
     sardfq_quant_params qp;
     sardfq_quant_default_params(&qp);
@@ -94,7 +86,7 @@ static int argmax(const float *x, int k)
 static void fake_logits(sardfq_model *q, const float *x, int n, float *out)
 {
     ck_assert_int_eq(sardfq_model_set_executor(q, SARDFQ_EXECUTOR_FAKE), SARDFQ_OK);
-    ck_assert_int_eq(info_of(q).executor, SARDFQ_EXECUTOR_FAKE);
+    ck_assert_int_eq(tu_info(q).executor, SARDFQ_EXECUTOR_FAKE);
     ck_assert_int_eq(sardfq_model_forward(q, x, n, out), SARDFQ_OK);
     ck_assert_int_eq(sardfq_model_set_executor(q, SARDFQ_EXECUTOR_AUTO), SARDFQ_OK);
 }
@@ -105,7 +97,7 @@ static void int_vs_fake(const char *model, int scheme, int w, int a, double max_
 {
     sardfq_model *fp = load(model, SARDFQ_EXECUTOR_AUTO);
     sardfq_model *q = quantize(fp, scheme, w, a);
-    sardfq_model_info I = info_of(q);
+    sardfq_model_info I = tu_info(q);
     ck_assert_int_eq(I.quantized, 1);
     ck_assert_int_eq(I.quant_scheme, scheme);
     ck_assert_int_eq(I.weight_bits, w);
@@ -114,7 +106,7 @@ static void int_vs_fake(const char *model, int scheme, int w, int a, double max_
     ck_assert_ptr_nonnull(sardfq_model_executor_report(q));
     ck_assert_int_eq(I.float_ops, want_float_ops);
     ck_assert_int_gt(I.int_ops, 0);
-    ck_assert_int_lt(I.weight_bytes, info_of(fp).weight_bytes);
+    ck_assert_int_lt(I.weight_bytes, tu_info(fp).weight_bytes);
     const int K = I.num_classes;
     float *x = images(&I, N_EVAL, 11);
     float *li = malloc(sizeof(float) * N_EVAL * K), *lf = malloc(sizeof(float) * N_EVAL * K);
@@ -142,7 +134,7 @@ static void int_vs_fake(const char *model, int scheme, int w, int a, double max_
      * against a float accumulation), so only the decisions are held. */
     ck_assert_msg(step_rel <= max_rel, "a step differs by %.3g of its largest output (bound %.3g)", step_rel,
                   max_rel);
-    ck_assert_int_eq(steps, I.int_ops - (scheme == SARDFQ_SCHEME_REPQ ? info_of(fp).depth : 0));
+    ck_assert_int_eq(steps, I.int_ops - (scheme == SARDFQ_SCHEME_REPQ ? tu_info(fp).depth : 0));
     ck_assert_int_ge(agree, min_agree);
     free(x), free(li), free(lf);
     sardfq_model_free(q);
@@ -189,7 +181,7 @@ static void against_reference(const char *tag)
     char path[128];
     snprintf(path, sizeof path, "tests/data/%s.q.safetensors", tag);
     sardfq_model *m = load(path, SARDFQ_EXECUTOR_AUTO);
-    sardfq_model_info I = info_of(m);
+    sardfq_model_info I = tu_info(m);
     ck_assert_int_gt(I.int_ops, 0);
     tu_fixture f;
     tu_fixture_open(&f, "int_exec.golden.safetensors");
@@ -246,7 +238,7 @@ static void paths_identical(const char *model, int w, int a)
     char *dir = tu_make_tmpdir("sfq_iexec"), path[512];
     snprintf(path, sizeof path, "%s", tu_join(dir, "q.safetensors"));
     ck_assert_int_eq(sardfq_model_save(q, path), SARDFQ_OK);
-    sardfq_model_info I = info_of(q);
+    sardfq_model_info I = tu_info(q);
     const int K = I.num_classes;
     float *x = images(&I, 16, 5), *first = malloc(sizeof(float) * 16 * K), *l = malloc(sizeof(float) * 16 * K);
     static const char *isas[] = {"c", "avx2", "vnni"};
@@ -284,20 +276,20 @@ START_TEST(fractional_zero_runs_float_and_says_so)
 {
     sardfq_model *fp = load(VIT, SARDFQ_EXECUTOR_AUTO);
     sardfq_model *q = quantize(fp, SARDFQ_SCHEME_REPQ, 4, 4);
-    const int before = info_of(q).float_ops;
+    const int before = tu_info(q).float_ops;
     /* a 0.4-style folded quantizer: zero point the fractional mean */
     const int pt = sfq_qpoint_index(1, SFQ_AP_FC1_IN);
     ck_assert_int_eq(q->q->acts[pt].kind, SFQ_QK_UNIFORM);
     q->q->acts[pt].u.zero += 0.25f;
     ck_assert_int_eq(sfq_model_prepare_int(q), SARDFQ_OK);
-    ck_assert_int_eq(info_of(q).float_ops, before + 1);
+    ck_assert_int_eq(tu_info(q).float_ops, before + 1);
     const char *rep = sardfq_model_executor_report(q);
     const char *line = strstr(rep, "blocks.1.mlp.fc1 ");
     ck_assert_ptr_nonnull(line);
     ck_assert_ptr_nonnull(strstr(line, "float fake-quantized float: its input zero point is fractional"));
     ck_assert_ptr_nonnull(strstr(rep, "blocks.0.mlp.fc1                     int"));
     /* and the forward still agrees with the fake executor */
-    sardfq_model_info I = info_of(q);
+    sardfq_model_info I = tu_info(q);
     float *x = images(&I, 8, 3), *li = malloc(sizeof(float) * 8 * 10), *lf = malloc(sizeof(float) * 8 * 10);
     ck_assert_int_eq(sardfq_model_forward(q, x, 8, li), SARDFQ_OK);
     fake_logits(q, x, 8, lf);
@@ -314,7 +306,7 @@ END_TEST
 START_TEST(calibration_images_out_of_range)
 {
     sardfq_model *fp = load(VIT, SARDFQ_EXECUTOR_AUTO);
-    sardfq_model_info I = info_of(fp);
+    sardfq_model_info I = tu_info(fp);
     const size_t per = (size_t)I.img_h * I.img_w;
     float *x = images(&I, 4, 1);
     sardfq_quant_params qp;
@@ -437,16 +429,16 @@ START_TEST(bad_executor_settings)
     sardfq_model *m = NULL;
     ck_assert_int_eq(sardfq_model_set_executor(NULL, SARDFQ_EXECUTOR_AUTO), SARDFQ_E_INVALID_ARG);
     m = load(VIT, SARDFQ_EXECUTOR_AUTO);
-    ck_assert_int_eq(info_of(m).executor, SARDFQ_EXECUTOR_AUTO);
+    ck_assert_int_eq(tu_info(m).executor, SARDFQ_EXECUTOR_AUTO);
     ck_assert_int_eq(sardfq_model_set_executor(m, 7), SARDFQ_E_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(sardfq_last_error(), "executor must be"));
-    ck_assert_int_eq(info_of(m).executor, SARDFQ_EXECUTOR_AUTO);
+    ck_assert_int_eq(tu_info(m).executor, SARDFQ_EXECUTOR_AUTO);
     sardfq_model_free(m);
     m = NULL;
     setenv("SARDFQ_ISA", "sse9", 1);
     sardfq_model *fp = load(VIT, SARDFQ_EXECUTOR_AUTO); /* a float model has no integer form */
     ck_assert_ptr_null(sardfq_model_executor_report(fp));
-    ck_assert_int_eq(info_of(fp).quantized, 0);
+    ck_assert_int_eq(tu_info(fp).quantized, 0);
     unsetenv("SARDFQ_ISA");
     sardfq_model *q = quantize(fp, SARDFQ_SCHEME_REPQ, 8, 8);
     char *dir = tu_make_tmpdir("sfq_iexec_bad"), path[512];

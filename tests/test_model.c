@@ -30,14 +30,6 @@ static sardfq_model *load(const char *file, int heads)
     return m;
 }
 
-static sardfq_model_info info_of(const sardfq_model *m)
-{
-    sardfq_model_info info;
-    info.struct_size = sizeof info;
-    ck_assert_int_eq(sardfq_model_get_info(m, &info), SARDFQ_OK);
-    return info;
-}
-
 /* Parity limits against the float64 goldens: about 10x the largest error
  * measured over all fixtures, ViT and Swin (logits 2.9e-7, attention
  * 4.5e-7, dimages 9.8e-7 on the 0.3.0 tree), so that a realistic slip such
@@ -50,7 +42,7 @@ static sardfq_model_info info_of(const sardfq_model *m)
 static void check_parity(const char *model_file, const char *golden_file, int heads)
 {
     sardfq_model *m = load(model_file, heads);
-    sardfq_model_info info = info_of(m);
+    sardfq_model_info info = tu_info(m);
     tu_fixture g;
     tu_fixture_open(&g, golden_file);
     size_t n_img, n_log, n_att, n_gl, n_ga, n_di;
@@ -163,7 +155,7 @@ static void check_fd(const char *model_file, const char *golden_file, int heads,
     float *ga = tu_fixture_get(&g, "gattn", &n_att);
     if (!use_attn)
         memset(ga, 0, n_att * sizeof(float));
-    sardfq_model_info info = info_of(m);
+    sardfq_model_info info = tu_info(m);
     const int n = (int)(n_img / ((size_t)info.in_chans * info.img_h * info.img_w));
     sardfq_state *s = NULL;
     ck_assert_int_eq(sardfq_state_create(m, &s), SARDFQ_OK);
@@ -235,7 +227,7 @@ START_TEST(shared_model_two_threads)
     p.n_threads = 1;
     sardfq_model *m = NULL;
     ck_assert_int_eq(sardfq_model_load(tu_data("vit_p16_rgb.model.safetensors"), &p, &m), SARDFQ_OK);
-    sardfq_model_info info = info_of(m);
+    sardfq_model_info info = tu_info(m);
     const int n = 4;
     const size_t per = (size_t)info.in_chans * info.img_h * info.img_w;
     float *x = malloc(sizeof(float) * per * n);
@@ -263,7 +255,7 @@ END_TEST
 START_TEST(batch_independent_and_deterministic)
 {
     sardfq_model *m = load("deit_distilled.model.safetensors", 0);
-    sardfq_model_info info = info_of(m);
+    sardfq_model_info info = tu_info(m);
     const int n = 5;
     const size_t per = (size_t)info.in_chans * info.img_h * info.img_w;
     float *x = malloc(sizeof(float) * per * n);
@@ -289,7 +281,7 @@ END_TEST
 START_TEST(info_sources)
 {
     sardfq_model *m = load("vit_p4_gray_nometa.model.safetensors", 3);
-    sardfq_model_info info = info_of(m);
+    sardfq_model_info info = tu_info(m);
     ck_assert_int_eq(info.img_h, 28);
     ck_assert_int_eq(info.img_w, 28);
     ck_assert_int_eq(info.patch_size, 4);
@@ -300,7 +292,7 @@ START_TEST(info_sources)
     ck_assert_int_eq(info.num_tokens, 50);
     sardfq_model_free(m);
     m = load("vit_p16_rgb.model.safetensors", 0);
-    info = info_of(m);
+    info = tu_info(m);
     ck_assert_int_eq(info.img_h, 32);
     ck_assert_int_eq(info.img_w, 48);
     ck_assert_int_eq(info.source[SARDFQ_FIELD_IMG_SIZE], SARDFQ_SOURCE_METADATA);
@@ -332,7 +324,7 @@ END_TEST
 START_TEST(misuse_returns_status)
 {
     sardfq_model *m = load("vit_p16_rgb.model.safetensors", 0);
-    sardfq_model_info info = info_of(m);
+    sardfq_model_info info = tu_info(m);
     float x[3 * 32 * 48] = {0}, logits[10], *dimg = calloc(3 * 32 * 48, sizeof(float));
     ck_assert_int_eq(sardfq_model_forward(NULL, x, 1, logits), SARDFQ_E_INVALID_ARG);
     ck_assert_int_eq(sardfq_model_forward(m, NULL, 1, logits), SARDFQ_E_INVALID_ARG);
@@ -394,7 +386,7 @@ START_TEST(random_architectures)
     for (int i = 0; i < 3; i++) {
         sardfq_model *m = NULL;
         ck_assert_int_eq(sardfq_model_create_random(archs[i].name, 1, NULL, &m), SARDFQ_OK);
-        sardfq_model_info info = info_of(m);
+        sardfq_model_info info = tu_info(m);
         ck_assert_int_eq(info.embed_dim, archs[i].dim);
         ck_assert_int_eq(info.num_heads, archs[i].heads);
         ck_assert_int_eq(info.num_tokens, 197);
@@ -426,7 +418,7 @@ START_TEST(random_swin)
     for (int i = 0; i < 3; i++) {
         sardfq_model *m = NULL;
         ck_assert_int_eq(sardfq_model_create_random(archs[i].name, 1, NULL, &m), SARDFQ_OK);
-        sardfq_model_info info = info_of(m);
+        sardfq_model_info info = tu_info(m);
         ck_assert_int_eq(info.arch, SARDFQ_ARCH_SWIN);
         ck_assert_int_eq(info.num_stages, 4);
         ck_assert_int_eq(info.window_size, 7);
@@ -465,7 +457,7 @@ static void save_load_same(sardfq_model *m, const float *x, int n, const char *t
 {
     char path[128];
     snprintf(path, sizeof path, "/tmp/sardfq-test-swin-%s-%d.safetensors", tag, (int)getpid());
-    const int K = info_of(m).num_classes;
+    const int K = tu_info(m).num_classes;
     float *a = malloc(sizeof(float) * n * K), *b = malloc(sizeof(float) * n * K);
     ck_assert_int_eq(sardfq_model_forward(m, x, n, a), SARDFQ_OK);
     ck_assert_int_eq(sardfq_model_save(m, path), SARDFQ_OK);
@@ -473,7 +465,7 @@ static void save_load_same(sardfq_model *m, const float *x, int n, const char *t
     ck_assert_msg(sardfq_model_load(path, NULL, &r) == SARDFQ_OK, "%s", sardfq_last_error());
     ck_assert_int_eq(sardfq_model_forward(r, x, n, b), SARDFQ_OK);
     ck_assert_int_eq(memcmp(a, b, sizeof(float) * n * K), 0);
-    ck_assert_int_eq(info_of(r).arch, SARDFQ_ARCH_SWIN);
+    ck_assert_int_eq(tu_info(r).arch, SARDFQ_ARCH_SWIN);
     ck_assert_int_eq(sfq_inspect_quantized(r), sfq_inspect_quantized(m));
     sardfq_model_free(r);
     unlink(path);
@@ -488,7 +480,7 @@ static void save_load_same(sardfq_model *m, const float *x, int n, const char *t
 START_TEST(swin_quantizer_paths)
 {
     sardfq_model *m = load("swin_a.timm.model.safetensors", 0);
-    sardfq_model_info info = info_of(m);
+    sardfq_model_info info = tu_info(m);
     const int n = 2;
     const size_t per = (size_t)3 * 56 * 56;
     float *x = malloc(sizeof(float) * per * n), fp[20], ql[20];
@@ -551,7 +543,7 @@ START_TEST(features_feed_the_head)
 {
     /* logits = head(features) + bias, with the head read from the file */
     sardfq_model *m = load("vit_p16_rgb.model.safetensors", 0);
-    sardfq_model_info info = info_of(m);
+    sardfq_model_info info = tu_info(m);
     tu_fixture g, w;
     tu_fixture_open(&g, "vit_p16_rgb.golden.safetensors");
     tu_fixture_open(&w, "vit_p16_rgb.model.safetensors");
@@ -587,7 +579,7 @@ END_TEST
 START_TEST(fd_attention_output)
 {
     sardfq_model *m = load("deit_distilled.model.safetensors", 0);
-    sardfq_model_info info = info_of(m);
+    sardfq_model_info info = tu_info(m);
     tu_fixture g;
     tu_fixture_open(&g, "deit_distilled.golden.safetensors");
     size_t n_img;

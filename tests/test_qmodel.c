@@ -37,14 +37,6 @@ static int argmax(const float *x, int k)
 }
 
 /* The model's public configuration. */
-static sardfq_model_info info_of(const sardfq_model *m)
-{
-    sardfq_model_info I;
-    I.struct_size = sizeof I;
-    ck_assert_int_eq(sardfq_model_get_info(m, &I), 0);
-    return I;
-}
-
 /* Name from printf-style arguments into buf (256 bytes). */
 static const char *vname(char *buf, const char *fmt, va_list ap)
 {
@@ -305,7 +297,7 @@ static void repq_case(const char *run, int w, int a, int min_agree, double max_d
     sardfq_quantizer *q = repq_calibrated(m, &f, FIX, w, a);
     const sardfq_model *qm = sfq_quantizer_model(q);
     ck_assert_ptr_nonnull(qm);
-    const int depth = info_of(m).depth;
+    const int depth = tu_info(m).depth;
     char name[200];
     cmp_stats st[VIT_N] = {{0}};
     int points, linears;
@@ -556,7 +548,7 @@ START_TEST(layer_overrides)
     float *calib = tu_fixture_get(&f, "calib.images", &n);
     ck_assert_int_eq(sardfq_quantizer_calibrate(q, calib, 32), 0);
     const sardfq_model *qm = sfq_quantizer_model(q);
-    const int d = info_of(m).depth;
+    const int d = tu_info(m).depth;
     ck_assert_int_eq(lin_of(qm, "head").bits, 8);
     ck_assert_int_eq(act_of(qm, "head.input").bits, 8);
     ck_assert_int_eq(lin_of(qm, "blocks.1.mlp.fc1").bits, 4);
@@ -941,7 +933,7 @@ START_TEST(recon_reduces_block_error)
     float *calib = tu_fixture_get(&f, "calib.images", &nc);
     ck_assert_int_eq(sardfq_quantizer_reconstruct(q, calib, 32), SARDFQ_E_STATE);
     ck_assert_int_eq(sardfq_quantizer_calibrate(q, calib, 32), 0);
-    const sardfq_model_info I = info_of(m);
+    const sardfq_model_info I = tu_info(m);
     const int N = I.num_tokens, D = 96, depth = I.depth;
     const size_t act = (size_t)32 * N * D;
     float *xq = malloc(sizeof(float) * act), *xf = malloc(sizeof(float) * act);
@@ -1023,7 +1015,7 @@ START_TEST(recon_reduces_block_error_swin)
     sardfq_quantizer *q = NULL;
     ck_assert_int_eq(sardfq_quantizer_create(m, &p, &q), 0);
     ck_assert_int_eq(sardfq_quantizer_calibrate(q, calib, n), 0);
-    const sardfq_model_info I = info_of(m);
+    const sardfq_model_info I = tu_info(m);
     const size_t act = (size_t)n * I.num_tokens * I.embed_dim; /* the largest block output */
     float *xq = malloc(sizeof(float) * act), *xf = malloc(sizeof(float) * act);
     double before[16];
@@ -1077,7 +1069,7 @@ static sardfq_model *load_swin(void)
 {
     sardfq_model *m = NULL;
     ck_assert_int_eq(sardfq_model_load(tu_src("examples/models/fmnist_swin.safetensors"), NULL, &m), 0);
-    ck_assert_int_eq(info_of(m).arch, SARDFQ_ARCH_SWIN);
+    ck_assert_int_eq(tu_info(m).arch, SARDFQ_ARCH_SWIN);
     return m;
 }
 
@@ -1156,7 +1148,7 @@ static void repq_swin_case(const char *run, const swin_tol *t)
     int points, linears;
     compare_quantizers(c, qm, &f, run, 1, swin_point_class, swin_linear_class, &points, &linears);
     /* the reparameterised LayerNorms and the biases that absorbed W_new bb */
-    const sardfq_model_info I = info_of(m);
+    const sardfq_model_info I = tu_info(m);
     for (int s = 0; s < I.num_stages; s++) {
         cmp_stats *into = &c[s ? SW_LN : SW_LN0];
         if (s) {
@@ -1245,7 +1237,7 @@ START_TEST(swin_reparam_preserves_logits)
     ck_assert_double_le(r.d_torch, 1e-5 * s);
     /* every fold site changed its parameters; the reduction gained a bias */
     const sardfq_model *m = r.m, *rp = r.rp;
-    const sardfq_model_info I = info_of(m);
+    const sardfq_model_info I = tu_info(m);
     size_t ka, kb;
     for (int st = 0; st < I.num_stages; st++)
         for (int b = 0; b < I.stage_depth[st]; b++)

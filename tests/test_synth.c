@@ -28,14 +28,6 @@ static sardfq_model *fixture_model(void)
     return m;
 }
 
-static sardfq_model_info info_of(const sardfq_model *m)
-{
-    sardfq_model_info I;
-    I.struct_size = sizeof I;
-    ck_assert_int_eq(sardfq_model_get_info(m, &I), SARDFQ_OK);
-    return I;
-}
-
 static sardfq_model *swin_model(const char *file)
 {
     sardfq_model_params p;
@@ -299,7 +291,7 @@ END_TEST
  * length eps against the gradient lowers it by eps |grad| to first order. */
 static double pse_total(sardfq_model *m, sardfq_state *s, const float *x, int n, float *dao, float *grad)
 {
-    const sardfq_model_info I = info_of(m);
+    const sardfq_model_info I = tu_info(m);
     uint32_t flags = SFQ_FORWARD_KEEP_AO | (grad ? SARDFQ_FORWARD_BACKWARD : 0);
     ck_assert_int_eq(sfq_forward_state(m, s, x, n, flags, NULL), SARDFQ_OK);
     double L = 0;
@@ -318,7 +310,7 @@ static double pse_total(sardfq_model *m, sardfq_state *s, const float *x, int n,
 static void pse_directional(sardfq_model *m, int n, size_t N)
 {
     float *x = malloc(sizeof(float) * N), *g = malloc(sizeof(float) * N), *x2 = malloc(sizeof(float) * N);
-    float *dao = malloc(sizeof(float) * sfq_ao_offset(m, n, info_of(m).depth));
+    float *dao = malloc(sizeof(float) * sfq_ao_offset(m, n, tu_info(m).depth));
     for (size_t i = 0; i < N; i++)
         x[i] = sinf((float)i * 0.37f) * 0.8f;
     sardfq_state *s = NULL;
@@ -332,7 +324,7 @@ static void pse_directional(sardfq_model *m, int n, size_t N)
     for (size_t i = 0; i < N; i++)
         x2[i] = x[i] - (float)(eps * g[i] / gn);
     double L1 = pse_total(m, s, x2, n, dao, NULL);
-    printf("PSE through the model (%s): dL %.4g, predicted %.4g\n", info_of(m).arch == SARDFQ_ARCH_SWIN ? "Swin" : "ViT", L1 - L0, -eps * gn);
+    printf("PSE through the model (%s): dL %.4g, predicted %.4g\n", tu_info(m).arch == SARDFQ_ARCH_SWIN ? "Swin" : "ViT", L1 - L0, -eps * gn);
     ck_assert(fabs((L1 - L0) / (-eps * gn) - 1) < 0.05);
     sardfq_state_free(s);
     free(x), free(g), free(x2), free(dao);
@@ -701,7 +693,7 @@ END_TEST
 static void shard_equals_set(sardfq_model *m1, sardfq_model *m2, int method, int total, int first, int count,
                              int iters)
 {
-    const sardfq_model_info I = info_of(m1);
+    const sardfq_model_info I = tu_info(m1);
     const size_t img = (size_t)I.in_chans * I.img_h * I.img_w, K = (size_t)I.num_classes;
     sardfq_generator_params p;
     sardfq_generator_default_params(&p);

@@ -121,6 +121,14 @@ const char *tu_join(const char *a, const char *b)
     return p;
 }
 
+sardfq_model_info tu_info(const sardfq_model *m)
+{
+    sardfq_model_info info;
+    info.struct_size = sizeof info;
+    ck_assert_int_eq(sardfq_model_get_info(m, &info), SARDFQ_OK);
+    return info;
+}
+
 int tu_count_entries(const char *dir)
 {
     DIR *d = opendir(dir);

@@ -33,6 +33,8 @@ void tu_fixture_close(tu_fixture *f);
 char *tu_make_tmpdir(const char *prefix);
 void tu_rm_rf(const char *dir);
 const char *tu_join(const char *a, const char *b);
+/* m's sardfq_model_info (the test fails if it cannot be read). */
+sardfq_model_info tu_info(const sardfq_model *m);
 /* Number of entries in folder dir, besides . and .. */
 int tu_count_entries(const char *dir);
 
