@@ -310,6 +310,16 @@ static const char *gather_rows(ob *b, const char *x, const int64_t *idx, int n)
 
 /* ---- quantizers --------------------------------------------------------- */
 
+/* QuantizeLinear + DequantizeLinear of x, per tensor, uint8. */
+static const char *qdq(ob *b, const char *x, float scale, uint8_t zero)
+{
+    const char *sc = scalar_f(b, "act_scale", scale), *zp = scalar_u8(b, "act_zero", zero);
+    const char *in[3] = {x, sc, zp};
+    const char *qx = nodev(b, "QuantizeLinear", "q", in, 3, NULL, 0);
+    const char *in2[3] = {qx, sc, zp};
+    return nodev(b, "DequantizeLinear", "dq", in2, 3, NULL, 0);
+}
+
 /* Fake quantization of x by a uniform quantizer, as sfq_uq_apply. */
 static const char *uniform(ob *b, const char *x, const sfq_uq *u)
 {
@@ -326,11 +336,7 @@ static const char *uniform(ob *b, const char *x, const sfq_uq *u)
                                  scalar_f(b, "hi", (top - u->zero) * u->scale)};
             x = nodev(b, "Clip", "Clip", in, 3, NULL, 0);
         }
-        const char *sc = scalar_f(b, "act_scale", u->scale), *zp = scalar_u8(b, "act_zero", (uint8_t)u->zero);
-        const char *in[3] = {x, sc, zp};
-        const char *qx = nodev(b, "QuantizeLinear", "q", in, 3, NULL, 0);
-        const char *in2[3] = {qx, sc, zp};
-        return nodev(b, "DequantizeLinear", "dq", in2, 3, NULL, 0);
+        return qdq(b, x, u->scale, (uint8_t)u->zero);
     }
     /* the same arithmetic in float (a zero point QuantizeLinear cannot
      * hold) */
@@ -362,18 +368,6 @@ static const char *logq(ob *b, const char *x, const sfq_lq *l)
     return nodev(b, "Where", "Where", w, 3, NULL, 0);
 }
 
-/* ORT flavor: softmax probabilities in [0, 1] on the uniform 8-bit grid
- * (scale 1/255, zero point 0) that QuantizeLinear can hold, for the
- * log-sqrt2 quantizer it cannot. */
-static const char *probs_u8(ob *b, const char *x)
-{
-    const char *sc = scalar_f(b, "p_scale", 1.0f / 255.0f), *zp = scalar_u8(b, "p_zero", 0);
-    const char *in[3] = {x, sc, zp};
-    const char *qx = nodev(b, "QuantizeLinear", "q", in, 3, NULL, 0);
-    const char *in2[3] = {qx, sc, zp};
-    return nodev(b, "DequantizeLinear", "dq", in2, 3, NULL, 0);
-}
-
 /* x after point pt (unchanged when the point is off). */
 static const char *point(ob *b, int pt, const char *x)
 {
@@ -383,7 +377,9 @@ static const char *point(ob *b, int pt, const char *x)
     if (a->kind == SFQ_QK_UNIFORM)
         return uniform(b, x, &a->u);
     if (a->kind == SFQ_QK_LOG)
-        return b->flavor == SARDFQ_ONNX_ORT ? probs_u8(b, x) : logq(b, x, &a->lq);
+        /* ORT flavor: the probabilities on the uniform 8-bit grid of [0, 1]
+         * that QuantizeLinear can hold, for the log-sqrt2 levels it cannot */
+        return b->flavor == SARDFQ_ONNX_ORT ? qdq(b, x, 1.0f / 255.0f, 0) : logq(b, x, &a->lq);
     return x;
 }
 
