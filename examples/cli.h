@@ -4,6 +4,11 @@
 #ifndef SARDFQ_CLI_H
 #define SARDFQ_CLI_H
 
+/* the tool uses the experimental section (export, head alignment,
+ * attention distillation) */
+#ifndef SARDFQ_EXPERIMENTAL
+#define SARDFQ_EXPERIMENTAL
+#endif
 #include "sardfq.h"
 
 #include <stdint.h>
@@ -80,19 +85,25 @@ int cli_parse_scheme(const char *cmd, const char *v, int32_t *scheme);
 /* get_info with struct_size set; prints on failure and returns nonzero. */
 int cli_model_info(const sardfq_model *m, sardfq_model_info *info);
 
-/* Options shared by the commands that synthesise (synth, semantics):
- * --n --iters --seed --threads --alpha --prior --prior-k. */
+/* Options shared by the commands that synthesise (synth, semantics,
+ * quantize --synth): --n --iters --seed --threads --alpha --prior
+ * --prior-k --head-align. */
 typedef struct {
     long n, iters, seed, threads, prior_k;
     int n_given; /* --n was on the command line */
     int prior_kind;
-    double alpha; /* < 0: the library's default */
+    double alpha;      /* < 0: the library's default */
+    double head_align; /* sardfq_generator_set_head_align; 0: off */
 } cli_gen_options;
+/* The --head-align weight that cli_gen_options_apply recorded (it is a
+ * setter, not a params field): cli_generate and `semantics` set it on
+ * their generators. */
+extern double cli_head_align;
 void cli_gen_options_init(cli_gen_options *o);
 /* 1 if argv[*i] was one of them (consumed with its value), 0 if not, -1
  * after a usage message. */
 int cli_gen_option(const char *cmd, int argc, char **argv, int *i, cli_gen_options *o);
-/* Copy the options into generator params. */
+/* Copy the options into generator params (and cli_head_align). */
 void cli_gen_options_apply(const cli_gen_options *o, sardfq_generator_params *p);
 
 /* Run the remaining steps of g with a progress line on stderr (SIGINT

@@ -267,7 +267,10 @@ void cli_gen_options_init(cli_gen_options *o)
     o->prior_k = p.prior_components;
     o->prior_kind = p.prior_kind;
     o->alpha = -1;
+    o->head_align = 0;
 }
+
+double cli_head_align;
 
 int cli_gen_option(const char *cmd, int argc, char **argv, int *i, cli_gen_options *o)
 {
@@ -292,6 +295,17 @@ int cli_gen_option(const char *cmd, int argc, char **argv, int *i, cli_gen_optio
         o->alpha = strtod(v, &end);
         if (*end || end == v || !(o->alpha >= 0) || !isfinite(o->alpha)) {
             cli_usage_error("%s: --alpha expects a number >= 0, got '%s'", cmd, v);
+            return -1;
+        }
+        return 1;
+    }
+    if ((r = cli_option(cmd, argc, argv, i, "head-align", &v)) != 0) {
+        char *end;
+        if (r < 0)
+            return -1;
+        o->head_align = strtod(v, &end);
+        if (*end || end == v || !(o->head_align >= 0) || !isfinite(o->head_align)) {
+            cli_usage_error("%s: --head-align expects a number >= 0, got '%s'", cmd, v);
             return -1;
         }
         return 1;
@@ -321,6 +335,7 @@ void cli_gen_options_apply(const cli_gen_options *o, sardfq_generator_params *p)
     p->prior_components = (int32_t)o->prior_k;
     if (o->alpha >= 0)
         p->apa_weight = (float)o->alpha;
+    cli_head_align = o->head_align;
 }
 
 /* ---- running a generator with a progress line ------------------------- */
@@ -382,6 +397,11 @@ int cli_generate(const char *cmd, sardfq_generator *g, sardfq_synth_report *r)
     const double t0 = cli_now();
     memset(r, 0, sizeof *r);
     r->struct_size = sizeof *r;
+    if (cli_head_align > 0) {
+        sardfq_status s = sardfq_generator_set_head_align(g, (float)cli_head_align);
+        if (s)
+            return cli_lib_fail(s, "%s: --head-align", cmd);
+    }
     int last_pct = -1;
     for (;;) {
         sardfq_status s = sardfq_generator_step(g, r);

@@ -2,6 +2,7 @@
  * or real images) -> quantized model -> optional evaluation. */
 #include "cli.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,8 +13,9 @@ void cli_usage_quantize(FILE *f)
           "           (--calib FILE | --synth noise|psaq|sardfq | --real PATH)\n"
           "           [--wbits 4] [--abits 4] [--scheme repq|minmax] [--keep LAYER=W,A]...\n"
           "           [--n 32] [--seed S] [--iters 1000] [--no-apa] [--no-msr] [--no-sl]\n"
-          "           [--alpha A] [--prior gmm|laplace] [--prior-k K] [--threads T]\n"
-          "           [--recon-iters N] [--save-calib FILE] [--out Q] [--eval PATH [--limit N]]\n"
+          "           [--alpha A] [--prior gmm|laplace] [--prior-k K] [--head-align W]\n"
+          "           [--threads T] [--recon-iters N [--recon-attn W]] [--save-calib FILE]\n"
+          "           [--out Q] [--eval PATH [--limit N]]\n"
           "\n"
           "Quantize the model with a calibration set: a file written by `sardfq synth`\n"
           "(--calib; with --n, its first n images), images synthesised now (--synth,\n"
@@ -27,7 +29,8 @@ void cli_usage_quantize(FILE *f)
           "blocks.0.attn.matmul2, head; Swin: layers.1.blocks.0.attn.qkv,\n"
           "layers.2.downsample.reduction); 0 keeps that side in floating point.\n"
           "--recon-iters N > 0 adds block reconstruction (N Adam iterations per block,\n"
-          "SARDFQ uses 100; repq only) after the calibration.\n"
+          "SARDFQ uses 100; repq only) after the calibration; --recon-attn W adds W\n"
+          "times the head-wise attention distillation term to it (default 0, off).\n"
           "Writes Q.safetensors (sardfq eval/info read it), if --out is given. With\n"
           "--eval, evaluates the\n"
           "floating-point and the quantized model on PATH (its first N images with\n"
@@ -192,6 +195,7 @@ int cli_quantize(int argc, char **argv)
     const char *keeps[MAX_KEEP];
     int nkeep = 0;
     long recon = 0, limit = 0;
+    double recon_attn = 0;
     for (int i = 1; i < argc; i++) {
         int r;
         long x;
@@ -252,6 +256,13 @@ int cli_quantize(int argc, char **argv)
         } else if ((r = cli_option("quantize", argc, argv, &i, "recon-iters", &v)) != 0) {
             if (r < 0 || cli_parse_long("quantize", "recon-iters", v, 0, 1000000, &recon) < 0)
                 return CLI_EXIT_USAGE;
+        } else if ((r = cli_option("quantize", argc, argv, &i, "recon-attn", &v)) != 0) {
+            char *end;
+            if (r < 0)
+                return CLI_EXIT_USAGE;
+            recon_attn = strtod(v, &end);
+            if (*end || end == v || !(recon_attn >= 0) || !isfinite(recon_attn))
+                return cli_usage_error("quantize: --recon-attn expects a number >= 0, got '%s'", v);
         } else if ((r = cli_option("quantize", argc, argv, &i, "keep", &v)) != 0) {
             char layer[128];
             long w, a;
@@ -289,6 +300,8 @@ int cli_quantize(int argc, char **argv)
         return cli_usage_error("quantize: --save-calib applies to --synth only");
     if (recon > 0 && qp.scheme != SARDFQ_SCHEME_REPQ)
         return cli_usage_error("quantize: --recon-iters needs --scheme repq");
+    if (recon_attn > 0 && recon <= 0)
+        return cli_usage_error("quantize: --recon-attn applies with --recon-iters N > 0");
     cli_gen_options_apply(&go, &gp);
     qp.n_threads = (int32_t)go.threads;
     if (recon > 0) {
@@ -308,6 +321,10 @@ int cli_quantize(int argc, char **argv)
         goto done;
     if ((s = sardfq_quantizer_create(m, &qp, &q))) {
         cli_lib_fail(s, "quantize: cannot create the quantizer");
+        goto done;
+    }
+    if (recon_attn > 0 && (s = sardfq_quantizer_set_recon_attn(q, (float)recon_attn))) {
+        cli_lib_fail(s, "quantize: --recon-attn");
         goto done;
     }
     for (int k = 0; k < nkeep; k++) {

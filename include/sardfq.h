@@ -78,11 +78,11 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define SARDFQ_VERSION_MAJOR 0
-#define SARDFQ_VERSION_MINOR 6
+#define SARDFQ_VERSION_MINOR 7
 #define SARDFQ_VERSION_PATCH 0
 #define SARDFQ_VERSION_NUMBER \
     (SARDFQ_VERSION_MAJOR * 10000 + SARDFQ_VERSION_MINOR * 100 + SARDFQ_VERSION_PATCH)
-#define SARDFQ_VERSION_STRING "0.6.0"
+#define SARDFQ_VERSION_STRING "0.7.0"
 
 /* Runtime version of the library actually linked; compare with the macros. */
 SARDFQ_API const char *sardfq_version_string(void);
@@ -796,7 +796,7 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_save(const sardfq_model *
 /* ======================================================================= */
 /* Experimental (since 0.6): may change in a minor release. Define         */
 /* SARDFQ_EXPERIMENTAL before including this header to use it; its symbols */
-/* are in version node SARDFQ_EXPERIMENTAL_0.6.                             */
+/* are in version nodes SARDFQ_EXPERIMENTAL_0.6 and _0.7.                   */
 /* ======================================================================= */
 #ifdef SARDFQ_EXPERIMENTAL
 
@@ -841,6 +841,33 @@ SARDFQ_API void sardfq_export_default_params(sardfq_export_params *p);
  * (m is only read). */
 SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_export_onnx(const sardfq_model *m, const char *path,
                                                                    const sardfq_export_params *p);
+
+/* Since 0.7. Inter-head attention alignment in synthesis (after MimiQ,
+ * AAAI 2025: on real images the heads of a block attend alike, on
+ * synthetic images they do not): adds weight x L_head to the loss of the
+ * psaq and sardfq methods, where L_head is, per whole image, the mean over
+ * blocks of the mean over each block's head pairs of 1 - cos between the
+ * two heads' attention read-backs (ViT: the class-token rows over the
+ * patch tokens; Swin: the mean attention on the stage's grid), averaged
+ * over the images like L_APA (the regions of MSR do not take part).
+ * 0 (the default) turns it off. It takes effect from the next step and is
+ * part of the parameters that the randomness contract names: the same
+ * weight gives the same images. (A setter rather than a params field: see
+ * sardfq_generator_create_shard.) SARDFQ_E_INVALID_ARG for a negative or
+ * non-finite weight. */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_generator_set_head_align(sardfq_generator *g, float weight);
+
+/* Since 0.7. Head-wise attention distillation in block reconstruction
+ * (after MaskAQ, ICML 2026): with weight > 0, each block's loss gains
+ * weight x L_attn, the mean over the block's attention rows (image,
+ * window, head, query) of KL(P_fp || P_q) between the FP block's attention
+ * probabilities (on the FP model's input to the block) and the quantized
+ * block's softmax output (before the log-sqrt2 quantizer), head by head;
+ * its gradient reaches the rounding variables and step sizes through q, k
+ * and the layers before them. 0 (the default) turns it off; it applies to
+ * the next sardfq_quantizer_reconstruct. SARDFQ_E_INVALID_ARG for a
+ * negative or non-finite weight. */
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_quantizer_set_recon_attn(sardfq_quantizer *q, float weight);
 
 #endif /* SARDFQ_EXPERIMENTAL */
 

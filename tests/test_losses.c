@@ -195,6 +195,97 @@ START_TEST(apa_value_only_and_identity)
 }
 END_TEST
 
+/* ---- inter-head alignment --------------------------------------------------- */
+
+/* The term over a ViT-layout batch as the generator computes it: per image
+ * with scale 1/B, accumulated into dattn (which the caller zeroes). */
+static double head_batch(const float *attn, int B, int depth, int H, int N, int P, float *dattn)
+{
+    sfq_apa_block *blk = malloc(sizeof *blk * (size_t)depth);
+    ck_assert_ptr_nonnull(blk);
+    const size_t att = (size_t)depth * H * N;
+    for (int l = 0; l < depth; l++)
+        blk[l] = (sfq_apa_block){H, N, P, (size_t)l * H * N, 0};
+    double L = 0;
+    for (int b = 0; b < B; b++)
+        L += sfq_loss_head_align(attn + (size_t)b * att, depth, blk, 1.0 / B, dattn ? dattn + (size_t)b * att : NULL);
+    free(blk);
+    return L;
+}
+
+typedef struct {
+    int B, depth, H, N, P;
+} head_ctx;
+
+static double head_fn(void *vc, const float *x)
+{
+    head_ctx *c = vc;
+    return head_batch(x, c->B, c->depth, c->H, c->N, c->P, NULL);
+}
+
+static void head_case(const char *prefix)
+{
+    tu_fixture f;
+    tu_fixture_open(&f, "losses_head.safetensors");
+    size_t n;
+    float *dims = fx_getf(&f, prefix, "dims", NULL);
+    float *attn = fx_getf(&f, prefix, "attn", &n);
+    float *loss = fx_getf(&f, prefix, "loss", NULL);
+    float *dref = fx_getf(&f, prefix, "dattn", NULL);
+    head_ctx c = {(int)dims[0], (int)dims[1], (int)dims[2], (int)dims[3], (int)dims[4]};
+    float *d = fcalloc(n);
+    const double L = head_batch(attn, c.B, c.depth, c.H, c.N, c.P, d);
+    if (c.H < 2) { /* no pairs: nothing, and no gradient */
+        ck_assert(L == 0.0 && loss[0] == 0.0f);
+        for (size_t i = 0; i < n; i++)
+            ck_assert(d[i] == 0.0f);
+    } else {
+        check_value(L, loss[0], "head-align loss");
+        check_grad(d, dref, n, "head-align gradient");
+        for (size_t i = 0; i < n; i++) /* prefix tokens get nothing */
+            if ((int)(i % (size_t)c.N) < c.P)
+                ck_assert(d[i] == 0.0f);
+        /* accumulated (+=), not written */
+        float *d2 = fcalloc(n);
+        for (size_t i = 0; i < n; i++)
+            d2[i] = 1.0f;
+        head_batch(attn, c.B, c.depth, c.H, c.N, c.P, d2);
+        for (size_t i = 0; i < n; i++)
+            ck_assert(fabsf(d2[i] - 1.0f - d[i]) <= 1e-6f * (1.0f + fabsf(d[i])));
+        free(d2);
+        fd_check(head_fn, &c, attn, n, d, 40, 1e-3f, 1e-4, NULL, 12, "head-align");
+    }
+    free(dims), free(attn), free(loss), free(dref), free(d);
+    tu_fixture_close(&f);
+}
+
+START_TEST(head_align_golden_and_fd)
+{
+    head_case("");
+    head_case("b.");
+    head_case("c.");
+}
+END_TEST
+
+START_TEST(head_align_identity_and_scale)
+{
+    /* identical heads -> 0 (up to rounding) and a zero gradient; proportional heads too
+     * (the cosine ignores scale) */
+    const int depth = 2, H = 3, N = 6, P = 1;
+    float attn[2 * 3 * 6], d[2 * 3 * 6] = {0};
+    for (int l = 0; l < depth; l++)
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < N; t++)
+                attn[(l * H + h) * N + t] = (float)(t + 1 + l) * (h + 1) / 30.0f;
+    ck_assert(fabs(head_batch(attn, 1, depth, H, N, P, d)) < 1e-7);
+    for (int i = 0; i < depth * H * N; i++)
+        ck_assert(fabsf(d[i]) < 1e-5f);
+    /* two orthogonal one-hot heads: 1 - cos = 1 in the single block */
+    float a2[2 * 4] = {0.5f, 1, 0, 0, 0.5f, 0, 0, 1};
+    ck_assert(fabs(head_batch(a2, 1, 1, 2, 4, 1, NULL) - 1.0) < 1e-12);
+}
+END_TEST
+
 /* ---- CE ------------------------------------------------------------------- */
 
 typedef struct {
@@ -834,6 +925,8 @@ int main(void)
     TCase *tc = tcase_create("apa_ce");
     tcase_add_test(tc, apa_golden_and_fd);
     tcase_add_test(tc, apa_value_only_and_identity);
+    tcase_add_test(tc, head_align_golden_and_fd);
+    tcase_add_test(tc, head_align_identity_and_scale);
     tcase_add_test(tc, ce_golden_and_fd);
     tcase_add_test(tc, ce_large_logits_stable);
     tcase_add_test(tc, soft_target_rows);

@@ -2,6 +2,7 @@
  * quantized forward, save/load), against tests/reference/make_qmodel_fixtures.py
  * (an independent float32 PyTorch implementation of RepQ-ViT's and PSAQ-ViT's
  * calibration of the default model on 32 Fashion-MNIST training images). */
+#define SARDFQ_EXPERIMENTAL /* sardfq_quantizer_set_recon_attn */
 #include "inspect.h"
 #include "qspec.h"
 #include "exec.h"
@@ -722,6 +723,8 @@ END_TEST
 
 /* ---- block reconstruction ------------------------------------------------ */
 
+#define ATTN_W 100.0f /* the distillation weight of the gradient checks */
+
 static double rblock_loss(sfq_rblock *rb, const float *x, const float *tgt, int frozen)
 {
     double loss = -1;
@@ -734,7 +737,7 @@ static double rblock_loss(sfq_rblock *rb, const float *x, const float *tgt, int 
  * every activation step size, and rounding variables of all four weights.
  * Block l (named `block`) of model m (FP) calibrated by q on n images. */
 static void check_recon_gradients(const sardfq_model *m, sardfq_quantizer *q, const float *calib, int n, int l,
-                                  const char *block, float hv, double vlimit)
+                                  const char *block, float hv, double vlimit, float attn_w)
 {
     const sardfq_model *work = sfq_quantizer_model(q);
     sardfq_model *rp = NULL;
@@ -746,6 +749,28 @@ static void check_recon_gradients(const sardfq_model *m, sardfq_quantizer *q, co
     float *xin = malloc(sizeof(float) * rb.out_floats), *tgt = malloc(sizeof(float) * rb.out_floats);
     ck_assert_int_eq(sfq_forward_blocks(work, calib, n, l, xin), 0);
     ck_assert_int_eq(sfq_exec_forward_through(m, calib, n, l, tgt), 0);
+    float *ptgt = NULL;
+    if (attn_w > 0) {
+        /* head-wise attention distillation: the FP block's probabilities
+         * (block l of rp on the FP stream entering it), as the driver takes
+         * them */
+        float *xf = malloc(sizeof(float) * rb.out_floats);
+        ck_assert_int_eq(sfq_exec_forward_blocks(m, NULL, calib, n, l, xf), 0);
+        sardfq_state *st = NULL;
+        const float *y;
+        ck_assert_int_eq(sardfq_state_create(rp, &st), 0);
+        ck_assert_int_eq(sfq_exec_block_forward(rp, st, NULL, l, xf, n, &y), 0);
+        int64_t rows;
+        int cols;
+        const float *P = sfq_exec_block_probs(rp, st, &rows, &cols);
+        ck_assert_ptr_nonnull(P);
+        ptgt = malloc(sizeof(float) * (size_t)rows * cols);
+        memcpy(ptgt, P, sizeof(float) * (size_t)rows * cols);
+        ck_assert_int_eq(sfq_rblock_set_attn_target(&rb, attn_w, ptgt, rows, cols), 0);
+        ck_assert_int_eq(sfq_rblock_set_attn_target(&rb, attn_w, ptgt, rows, cols + 1), SARDFQ_E_SHAPE);
+        sardfq_state_free(st);
+        free(xf);
+    }
     for (int k = 0; k < 4; k++) {
         ck_assert_int_gt(rb.wbits[k], 0);
         /* move the rounding variables off their initial values so that
@@ -768,6 +793,10 @@ static void check_recon_gradients(const sardfq_model *m, sardfq_quantizer *q, co
     const double L0 = rblock_loss(&rb, xin, tgt, 0);
     ck_assert_int_eq(sfq_rblock_backward(&rb, tgt), 0);
     ck_assert(L0 > 0);
+    if (attn_w > 0) { /* the term must carry weight in the checked loss */
+        printf("loss %.6g, of which attention distillation %.6g x %.6g\n", L0, (double)attn_w, rb.attn_loss);
+        ck_assert(rb.attn_loss > 0 && attn_w * rb.attn_loss > 0.3 * L0);
+    }
     /* frozen forward at the same parameters reproduces the loss */
     ck_assert_double_eq_tol(rblock_loss(&rb, xin, tgt, 1), L0, 1e-9 * L0);
     double worst = 0;
@@ -843,6 +872,7 @@ static void check_recon_gradients(const sardfq_model *m, sardfq_quantizer *q, co
     sfq_rblock_free(&rb);
     free(xin);
     free(tgt);
+    free(ptgt);
     sardfq_model_free(rp);
 }
 
@@ -860,7 +890,7 @@ START_TEST(recon_gradients_match_finite_differences)
      * for steps 1e-2 down to 2.5e-3 (a bias, not noise), the other weights
      * 0.05-0.4 %. With 0.5's integer zero points it measures 2.01 % at
      * step 1e-2, just above the former bound of 2 %. */
-    check_recon_gradients(m, q, calib, 4, 1, "blocks.1", 1e-2f, 5e-2);
+    check_recon_gradients(m, q, calib, 4, 1, "blocks.1", 1e-2f, 5e-2, 0);
     free(calib);
     sardfq_quantizer_free(q);
     tu_fixture_close(&f);
@@ -888,7 +918,70 @@ START_TEST(recon_gradients_swin)
      * projection's relative error falls with the step, 0.096, 0.055, 0.018,
      * 0.013 at 0.04, 0.02, 0.01, 0.005 (measured), so a smaller step and a
      * limit above the kink floor */
-    check_recon_gradients(m, q, calib, 4, 3, "layers.1.blocks.1", 5e-3f, 5e-2);
+    check_recon_gradients(m, q, calib, 4, 3, "layers.1.blocks.1", 5e-3f, 5e-2, 0);
+    free(calib);
+    sardfq_quantizer_free(q);
+    tu_fixture_close(&f);
+    sardfq_model_free(m);
+}
+END_TEST
+
+/* The same checks with head-wise attention distillation on (a weight at
+ * which the KL term is a large part of the loss): its gradient enters at
+ * the softmax output and reaches every step size and weight before it. */
+START_TEST(recon_attn_gradients)
+{
+    sardfq_model *m = load_default();
+    tu_fixture f;
+    tu_fixture_open(&f, FIX);
+    sardfq_quantizer *q = calibrated(m, &f, SARDFQ_SCHEME_REPQ, 4, 4);
+    size_t nc;
+    float *calib = tu_fixture_get(&f, "calib.images", &nc);
+    check_recon_gradients(m, q, calib, 4, 1, "blocks.1", 1e-2f, 5e-2, ATTN_W);
+    /* the setter's checks, then a whole (short) reconstruction with and
+     * without the term: both run, and they learn different models */
+    ck_assert_int_eq(sardfq_quantizer_set_recon_attn(NULL, 1.0f), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sardfq_quantizer_set_recon_attn(q, -1.0f), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sardfq_quantizer_set_recon_attn(q, NAN), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sardfq_quantizer_set_recon_attn(q, INFINITY), SARDFQ_E_INVALID_ARG);
+    float *lg[2];
+    for (int k = 0; k < 2; k++) {
+        sardfq_quant_params p;
+        sardfq_quant_default_params(&p);
+        p.recon_iters = 5;
+        sardfq_quantizer *r = NULL;
+        sardfq_model *qm = NULL;
+        ck_assert_int_eq(sardfq_quantizer_create(m, &p, &r), 0);
+        ck_assert_int_eq(sardfq_quantizer_set_recon_attn(r, k ? ATTN_W : 0.0f), 0);
+        ck_assert_int_eq(sardfq_quantizer_calibrate(r, calib, 8), 0);
+        ck_assert_int_eq(sardfq_quantizer_reconstruct(r, calib, 8), 0);
+        ck_assert_int_eq(sardfq_quantizer_finalize(r, &qm), 0);
+        int ne;
+        lg[k] = eval_logits(qm, &f, &ne);
+        if (k)
+            ck_assert(memcmp(lg[0], lg[1], sizeof(float) * 10 * (size_t)ne) != 0);
+        sardfq_model_free(qm);
+        sardfq_quantizer_free(r);
+    }
+    free(lg[0]), free(lg[1]);
+    free(calib);
+    sardfq_quantizer_free(q);
+    tu_fixture_close(&f);
+    sardfq_model_free(m);
+}
+END_TEST
+
+START_TEST(recon_attn_gradients_swin)
+{
+    sardfq_model *m = load_swin();
+    tu_fixture f;
+    tu_fixture_open(&f, QSWIN);
+    size_t nc;
+    float *calib = tu_fixture_get(&f, "calib.images", &nc);
+    sardfq_quantizer *q = NULL;
+    ck_assert_int_eq(sardfq_quantizer_create(m, NULL, &q), 0);
+    ck_assert_int_eq(sardfq_quantizer_calibrate(q, calib, 8), 0);
+    check_recon_gradients(m, q, calib, 4, 3, "layers.1.blocks.1", 5e-3f, 5e-2, ATTN_W);
     free(calib);
     sardfq_quantizer_free(q);
     tu_fixture_close(&f);
@@ -1577,6 +1670,8 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, recon_gradients_match_finite_differences);
     tcase_add_test(tc, recon_gradients_swin);
+    tcase_add_test(tc, recon_attn_gradients);
+    tcase_add_test(tc, recon_attn_gradients_swin);
     tcase_add_test(tc, recon_reduces_block_error);
     tcase_add_test(tc, recon_reduces_block_error_swin);
     suite_add_tcase(s, tc);

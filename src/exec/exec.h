@@ -123,6 +123,11 @@ typedef struct {
     void (*point_bwd)(void *ctx, int point, float *g, int64_t rows, int cols, int64_t ld);
     const float *(*weight)(void *ctx, const sfq_step *st); /* NULL: the model's */
     float *(*weight_grad)(void *ctx, const sfq_step *st);  /* NULL: not wanted */
+    /* May be NULL. In the backward of the block's attention, after the
+     * probabilities' point: P, the softmax output (rows x cols, each row a
+     * distribution over keys), and dS, the gradient at it, to which the
+     * trainer may add a loss term's gradient. */
+    void (*probs_bwd)(void *ctx, const float *P, float *dS, int64_t rows, int cols);
     void *ctx;
 } sfq_trainer;
 
@@ -137,6 +142,12 @@ sardfq_status sfq_exec_block_forward(const sardfq_model *m, sardfq_state *s, con
  * the trainer gets the points' and weights' gradients. */
 sardfq_status sfq_exec_block_backward(const sardfq_model *m, sardfq_state *s, const sfq_trainer *t,
                                       const float *dout);
+/* After sfq_exec_block_forward on s: the block's attention probabilities
+ * (the softmax output, before any point on it), rows x cols as the
+ * trainer's probs_bwd sees them; NULL if s holds no block forward. The
+ * layout depends only on the plan, so the FP and the quantized model give
+ * comparable arrays. */
+const float *sfq_exec_block_probs(const sardfq_model *m, const sardfq_state *s, int64_t *rows, int *cols);
 /* The residual stream leaving block l (before any patch merging that
  * follows) for n images of m. */
 sardfq_status sfq_exec_forward_through(const sardfq_model *m, const float *images, int n, int l, float *x);

@@ -831,6 +831,8 @@ static void attention_bwd_train(bwd *b, const sfq_step *st, const sfq_kept *k, c
         t->point_bwd(t->ctx, st->pt[SFQ_PT_PROBS], a->dS, prow, Nw, Nw);
     const float scale = st->prescale_q ? 1.0f : st->alpha;
     const float *P = k->raw && point_on(r, st->pt[SFQ_PT_PROBS]) ? k->raw : k->probs;
+    if (t->probs_bwd)
+        t->probs_bwd(t->ctx, P, a->dS, prow, Nw);
     sfq_attention_bwd_qk(a, P, scale, n, nt);
     static const int qkv_pt[3] = {SFQ_PT_Q, SFQ_PT_K, SFQ_PT_V};
     for (int j = 0; j < 3; j++)
@@ -1117,6 +1119,27 @@ sardfq_status sfq_exec_block_forward(const sardfq_model *m, sardfq_state *s, con
     s->block = l;
     *x_out = r.loc[resid];
     return SARDFQ_OK;
+}
+
+const float *sfq_exec_block_probs(const sardfq_model *m, const sardfq_state *s, int64_t *rows, int *cols)
+{
+    if (!s->n || s->flags != SFQ_FORWARD_TRAIN)
+        return NULL;
+    const sfq_plan *p = m->plan;
+    int first, end;
+    sfq_block_steps(p, s->block, &first, &end);
+    for (int i = first; i < end; i++) {
+        const sfq_step *st = &p->steps[i];
+        if (st->op != SFQ_OP_ATTENTION)
+            continue;
+        const sfq_kept *k = &s->kept[i];
+        const int pt = st->pt[SFQ_PT_PROBS];
+        const int on = pt >= 0 && m->q && m->q->acts[pt].kind != SFQ_QK_OFF;
+        *rows = (int64_t)s->n * p->vars[st->in2].rows;
+        *cols = st->tokens;
+        return on ? k->raw : k->probs;
+    }
+    return NULL;
 }
 
 sardfq_status sfq_exec_block_backward(const sardfq_model *m, sardfq_state *s, const sfq_trainer *t,

@@ -42,6 +42,8 @@ struct sardfq_quantizer {
     sardfq_model *work; /* the calibrated copy, NULL before calibrate */
     sfq_uq **chan;      /* RepQ: per block and LayerNorm (2 l + k), the
                            per-channel input quantizers that were folded */
+    float recon_attn;   /* weight of the head-wise attention distillation
+                           in reconstruction (0 = off) */
 };
 
 SARDFQ_API void sardfq_quant_default_params(sardfq_quant_params *p)
@@ -802,15 +804,43 @@ static sardfq_status recon_block(const sardfq_quantizer *q, sfq_rblock *rb, sard
     return SARDFQ_OK;
 }
 
+/* The FP block's attention probabilities for head-wise distillation: block
+ * l of rp (the reparameterised FP model) on the FP residual stream
+ * entering it; *out (allocated) holds *rows x *cols floats. */
+static sardfq_status fp_block_probs(const sardfq_quantizer *q, const sardfq_model *rp, const float *images, int n,
+                                    int l, size_t in_floats, float **out, int64_t *rows, int *cols)
+{
+    *out = NULL;
+    sardfq_state *st = NULL;
+    float *x = sfq_alloc_array(in_floats, sizeof(float));
+    sardfq_status s = x ? SARDFQ_OK : sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    const float *y, *P = NULL;
+    if (!s)
+        s = sfq_exec_forward_blocks(q->fp, NULL, images, n, l, x);
+    if (!s)
+        s = sardfq_state_create(rp, &st);
+    if (!s)
+        s = sfq_exec_block_forward(rp, st, NULL, l, x, n, &y);
+    if (!s && !(P = sfq_exec_block_probs(rp, st, rows, cols)))
+        s = sfq_fail(SARDFQ_E_INTERNAL, "block reconstruction: block %d has no attention", l);
+    if (!s && !(*out = sfq_alloc_array((size_t)*rows * (size_t)*cols, sizeof(float))))
+        s = sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    if (!s)
+        memcpy(*out, P, sizeof(float) * (size_t)*rows * (size_t)*cols);
+    sardfq_state_free(st);
+    sfq_free(x);
+    return s;
+}
+
 /* Block l: its input through the quantized model so far (earlier blocks
- * already reconstructed), its target through the FP model, then the
- * optimisation. */
+ * already reconstructed), its target through the FP model (and, with
+ * distillation, the FP block's attention), then the optimisation. */
 static sardfq_status recon_one(const sardfq_quantizer *q, sardfq_model *work, const sardfq_model *rp,
                                const float *images, int n, int l, int64_t *done, int64_t total)
 {
     sfq_rblock rb;
     adam_buf ab[4] = {{0}};
-    float *xin = NULL, *tgt = NULL;
+    float *xin = NULL, *tgt = NULL, *ptgt = NULL;
     sardfq_status s = sfq_rblock_setup(&rb, work, rp, l, n);
     if (s)
         return s;
@@ -828,6 +858,13 @@ static sardfq_status recon_one(const sardfq_quantizer *q, sardfq_model *work, co
         s = sfq_exec_forward_blocks(work, NULL, images, n, l, xin);
     if (!s)
         s = sfq_exec_forward_through(q->fp, images, n, l, tgt);
+    if (!s && q->recon_attn > 0) {
+        int64_t rows;
+        int cols;
+        s = fp_block_probs(q, rp, images, n, l, rb.out_floats, &ptgt, &rows, &cols);
+        if (!s)
+            s = sfq_rblock_set_attn_target(&rb, q->recon_attn, ptgt, rows, cols);
+    }
     if (!s)
         s = recon_block(q, &rb, work, l, xin, tgt, ab, done, total);
     for (int k = 0; k < 4; k++) {
@@ -836,8 +873,20 @@ static sardfq_status recon_one(const sardfq_quantizer *q, sardfq_model *work, co
     }
     sfq_free(xin);
     sfq_free(tgt);
+    sfq_free(ptgt);
     sfq_rblock_free(&rb);
     return s;
+}
+
+SARDFQ_API sardfq_status sardfq_quantizer_set_recon_attn(sardfq_quantizer *q, float weight)
+{
+    if (!q)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_quantizer_set_recon_attn: quantizer is NULL");
+    if (!(weight >= 0.0f) || !isfinite(weight))
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_quantizer_set_recon_attn: weight must be finite and >= 0 (got %g)",
+                        (double)weight);
+    q->recon_attn = weight;
+    return SARDFQ_OK;
 }
 
 SARDFQ_API sardfq_status sardfq_quantizer_reconstruct(sardfq_quantizer *q, const float *images, int32_t n)

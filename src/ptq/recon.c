@@ -255,10 +255,45 @@ static float *t_weight_grad(void *ctx, const sfq_step *st)
     return k >= 0 && rb->wbits[k] ? rb->gw[k] : NULL;
 }
 
+/* KL(t || p) summed over the rows, with dp (may be NULL) = c d/dp of it. */
+static double attn_kl(const float *t, const float *p, int64_t rows, int cols, double c, float *dp)
+{
+    double sum = 0;
+    const size_t n = (size_t)rows * (size_t)cols;
+    for (size_t k = 0; k < n; k++) {
+        if (!(t[k] > 0.0f))
+            continue;
+        const double pk = p[k] > 1e-30f ? p[k] : 1e-30;
+        sum += (double)t[k] * (log((double)t[k]) - log(pk));
+        if (dp)
+            dp[k] -= (float)(c * t[k] / pk);
+    }
+    return sum;
+}
+
+static void t_probs_bwd(void *ctx, const float *P, float *dS, int64_t rows, int cols)
+{
+    sfq_rblock *rb = ctx;
+    if (rb->attn_w > 0 && rb->ptgt && rows == rb->prows && cols == rb->pcols)
+        attn_kl(rb->ptgt, P, rows, cols, (double)rb->attn_w / (double)rows, dS);
+}
+
 static sfq_trainer trainer(sfq_rblock *rb)
 {
-    sfq_trainer t = {t_point_fwd, t_point_bwd, t_weight, t_weight_grad, rb};
+    sfq_trainer t = {t_point_fwd, t_point_bwd, t_weight, t_weight_grad, t_probs_bwd, rb};
     return t;
+}
+
+sardfq_status sfq_rblock_set_attn_target(sfq_rblock *rb, float w, const float *target, int64_t rows, int cols)
+{
+    if (w > 0 && (!target || rows <= 0 || cols <= 0 || (size_t)rows * (size_t)cols != rb->probs_floats))
+        return sfq_fail(SARDFQ_E_SHAPE, "block reconstruction: the attention target has %lld x %d values, the "
+                                        "block %zu", (long long)rows, cols, rb->probs_floats);
+    rb->attn_w = w > 0 ? w : 0.0f;
+    rb->ptgt = w > 0 ? target : NULL;
+    rb->prows = rows;
+    rb->pcols = cols;
+    return SARDFQ_OK;
 }
 
 sardfq_status sfq_rblock_forward(sfq_rblock *rb, const float *x, const float *target, int frozen, double *loss)
@@ -281,6 +316,17 @@ sardfq_status sfq_rblock_forward(sfq_rblock *rb, const float *x, const float *ta
         sum += d * d;
     }
     *loss = sum / ((double)rb->n * C);
+    rb->attn_loss = 0;
+    if (rb->attn_w > 0) {
+        int64_t rows;
+        int cols;
+        const float *P = sfq_exec_block_probs(rb->m, rb->st, &rows, &cols);
+        if (!P || rows != rb->prows || cols != rb->pcols)
+            return sfq_fail(SARDFQ_E_INTERNAL, "block reconstruction: the block's probabilities do not match "
+                                               "the attention target");
+        rb->attn_loss = attn_kl(rb->ptgt, P, rows, cols, 0, NULL) / (double)rows;
+        *loss += rb->attn_w * rb->attn_loss;
+    }
     return SARDFQ_OK;
 }
 

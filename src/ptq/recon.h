@@ -61,6 +61,12 @@ typedef struct {
     float *dout;
     size_t out_floats; /* n x the block's output */
     const float *out;  /* the last forward's output (inside st) */
+    /* head-wise attention distillation (sfq_rblock_set_attn_target): */
+    float attn_w;        /* weight (0 = off) */
+    const float *ptgt;   /* the FP block's probabilities (borrowed) */
+    int64_t prows;       /* rows x pcols of them */
+    int pcols;
+    double attn_loss;    /* the last forward's KL term, unweighted */
     struct sardfq_state *st;
     float *mem;
 } sfq_rblock;
@@ -72,8 +78,18 @@ typedef struct {
 sardfq_status sfq_rblock_setup(sfq_rblock *rb, const struct sardfq_model *m, const struct sardfq_model *fp, int l,
                                int n);
 void sfq_rblock_free(sfq_rblock *rb);
+/* Head-wise attention distillation: with weight w > 0 the block's loss
+ * gains w times the mean over the attention rows (image, window, head,
+ * query) of KL(P_fp || P_q), the FP block's probabilities (target, rows x
+ * cols in sfq_exec_block_probs's layout, borrowed until the next call) to
+ * the quantized block's softmax output (before its log-sqrt2 point):
+ *   L_attn = (1/rows) sum_r sum_j t_rj (log t_rj - log max(p_rj, 1e-30))
+ * (terms with t_rj = 0 vanish). SARDFQ_E_SHAPE if the target's shape is
+ * not the block's. */
+sardfq_status sfq_rblock_set_attn_target(sfq_rblock *rb, float w, const float *target, int64_t rows, int cols);
 /* Forward of the quantized block on x (the residual stream entering it);
- * *loss = the reconstruction loss against target (the FP block's output).
+ * *loss = the reconstruction loss against target (the FP block's output),
+ * plus attn_w x L_attn when distillation is on.
  * frozen: reuse the rounding offsets of the last non-frozen forward (the
  * STE surrogate; for gradient checks). */
 sardfq_status sfq_rblock_forward(sfq_rblock *rb, const float *x, const float *target, int frozen, double *loss);

@@ -119,6 +119,7 @@ struct sardfq_generator {
     const sfq_generator_replay *replay; /* during sfq_generator_replay_step only */
     float lo[3], hi[3];
     int step, total;
+    float head_align; /* weight of the inter-head alignment term (0 = off) */
     /* scratch */
     item *items;           /* GROUP * (1 + MAX_REGIONS): one group's */
     float *grad;           /* [n][img] */
@@ -594,7 +595,7 @@ SARDFQ_API sardfq_status sardfq_generator_step(sardfq_generator *g, sardfq_synth
 
 /* Sums over groups of each group's loss terms (the report is their mean). */
 typedef struct {
-    double apa, ce, msr, pse, prob, tv, t_model;
+    double apa, head, ce, msr, pse, prob, tv, t_model;
 } group_sums;
 
 /* One step's work on coupling group grp (local images [g0, g0 + ng)): its
@@ -605,6 +606,8 @@ static sardfq_status step_group(sardfq_generator *g, int grp, int lim, group_sum
     const sardfq_generator_params *p = &g->p;
     const int sardfq = p->method == SARDFQ_SYNTH_SARDFQ, psaq = p->method == SARDFQ_SYNTH_PSAQ;
     const int use_apa = sardfq && p->use_apa && p->apa_weight > 0;
+    const int use_head = p->method != SARDFQ_SYNTH_NOISE && g->head_align > 0;
+    const int use_attn = use_apa || use_head;
     const int n = g->n, K = g->K, C = g->C, H = g->H, W = g->W;
     const size_t att = g->att_img;
     const int g0 = grp * GROUP, ng = n - g0 < GROUP ? n - g0 : GROUP;
@@ -625,7 +628,7 @@ static sardfq_status step_group(sardfq_generator *g, int grp, int lim, group_sum
     /* 2. items */
     const int n_items = make_items(g, g0, g0 + ng);
     int n_regions = n_items - ng;
-    double L_apa = 0, L_ce = 0, L_msr = 0, L_pse = 0, prob = 0;
+    double L_apa = 0, L_head = 0, L_ce = 0, L_msr = 0, L_pse = 0, prob = 0;
 
     /* 3. micro-batches */
     for (int start = 0; start < n_items; start += g->mb) {
@@ -640,7 +643,7 @@ static sardfq_status step_group(sardfq_generator *g, int grp, int lim, group_sum
             else
                 sfq_crop_resize(src, C, H, W, it->y0, it->x0, it->h, it->w, dst);
         }
-        uint32_t flags = SARDFQ_FORWARD_BACKWARD | (use_apa ? SARDFQ_FORWARD_ATTENTION : 0) |
+        uint32_t flags = SARDFQ_FORWARD_BACKWARD | (use_attn ? SARDFQ_FORWARD_ATTENTION : 0) |
                          (psaq ? SFQ_FORWARD_KEEP_AO : 0);
         double tm = now();
         sardfq_status s = sfq_forward_state(g->m, g->state, g->batch, B, flags, g->logits);
@@ -674,13 +677,16 @@ static sardfq_status step_group(sardfq_generator *g, int grp, int lim, group_sum
                 L_msr += ce / n_regions;
             }
         }
-        if (use_apa) {
+        if (use_attn) {
             if ((s = sardfq_state_get_attention(g->state, g->attn, (size_t)B * att)))
                 return s;
-            for (int b = 0; b < B; b++) {
-                const item *it = &g->items[start + b];
-                if (it->region >= 0)
-                    continue;
+        }
+        for (int b = 0; use_attn && b < B; b++) {
+            const item *it = &g->items[start + b];
+            if (it->region >= 0)
+                continue;
+            float *da = g->dattn + (size_t)b * att;
+            if (use_apa) {
                 const float *pr = g->priors + (size_t)it->image * g->prior_img;
                 for (int l = 0; l < g->depth; l++) {
                     const sfq_apa_block *k = &g->apa[l];
@@ -693,12 +699,14 @@ static sardfq_status step_group(sardfq_generator *g, int grp, int lim, group_sum
                             sfq_swin_apa_target(g->m, l, g->prior_aug + o);
                     }
                 }
-                float *da = g->dattn + (size_t)b * att;
                 L_apa += sfq_loss_apa_blocks(g->attn + (size_t)b * att, g->prior_aug, g->depth, g->apa, 1.0, da) / ng;
                 const float wgt = p->apa_weight / (float)ng;
                 for (size_t j = 0; j < att; j++)
                     da[j] *= wgt;
             }
+            if (use_head) /* weighted by head_align / ng into da, reported unweighted */
+                L_head += sfq_loss_head_align(g->attn + (size_t)b * att, g->depth, g->apa,
+                                              (double)g->head_align / ng, da) / g->head_align;
         }
         if (psaq) {
             /* L_PSE = -sum_l H_l, averaged over the group's images (weight
@@ -721,7 +729,7 @@ static sardfq_status step_group(sardfq_generator *g, int grp, int lim, group_sum
             }
         }
         tm = now();
-        s = sfq_backward_state(g->m, g->state, g->dlogits, use_apa ? g->dattn : NULL, psaq ? g->dao : NULL,
+        s = sfq_backward_state(g->m, g->state, g->dlogits, use_attn ? g->dattn : NULL, psaq ? g->dao : NULL,
                                g->dbatch);
         sum->t_model += now() - tm;
         if (s)
@@ -742,6 +750,7 @@ static sardfq_status step_group(sardfq_generator *g, int grp, int lim, group_sum
     sum->tv += sfq_loss_tv(g->x + (size_t)g0 * g->img, ng, C, H, W, tau, p->tv_weight,
                         g->grad + (size_t)g0 * g->img, &tv);
     sum->apa += L_apa;
+    sum->head += L_head;
     sum->ce += L_ce;
     sum->msr += L_msr;
     sum->pse += L_pse;
@@ -774,6 +783,7 @@ static sardfq_status step(sardfq_generator *g, sardfq_synth_report *report)
     }
     const double L_apa = sum.apa / g->groups, L_ce = sum.ce / g->groups, L_msr = sum.msr / g->groups,
                  L_pse = sum.pse / g->groups, L_tv = sum.tv / g->groups, prob = sum.prob / g->groups,
+                 L_head = sum.head / g->groups,
                  t_model = sum.t_model;
 
     /* 4. Adam and the clamp */
@@ -801,7 +811,8 @@ static sardfq_status step(sardfq_generator *g, sardfq_synth_report *report)
         report->msr = (float)L_msr;
         report->tv = (float)L_tv;
         report->pse = (float)L_pse;
-        report->loss = (float)((use_apa ? p->apa_weight * L_apa : 0) + L_ce + L_msr + L_pse + p->tv_weight * L_tv);
+        report->loss = (float)((use_apa ? p->apa_weight * L_apa : 0) + g->head_align * L_head + L_ce + L_msr + L_pse +
+                               p->tv_weight * L_tv);
         report->target_prob = (float)prob;
         report->seconds = (float)(now() - t0);
         report->model_seconds = (float)t_model;
@@ -864,6 +875,17 @@ SARDFQ_API sardfq_status sardfq_generator_run(sardfq_generator *g, sardfq_synth_
             return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_synth_report.struct_size must be set");
         *report = r;
     }
+    return SARDFQ_OK;
+}
+
+SARDFQ_API sardfq_status sardfq_generator_set_head_align(sardfq_generator *g, float weight)
+{
+    if (!g)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_generator_set_head_align: generator is NULL");
+    if (!(weight >= 0.0f) || !isfinite(weight))
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_generator_set_head_align: weight must be finite and >= 0 (got %g)",
+                        (double)weight);
+    g->head_align = weight;
     return SARDFQ_OK;
 }
 

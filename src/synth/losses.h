@@ -30,6 +30,17 @@ typedef struct {
 double sfq_loss_apa_blocks(const float *attn, const float *target, int depth, const sfq_apa_block *blk,
                            double scale, float *dattn);
 
+/* ---- inter-head attention alignment (loss_head.c) ---------------------- *
+ * One image, the read-back layout of sfq_loss_apa_blocks (prefix tokens
+ * excluded). MimiQ's observation: on real images the heads of a block
+ * attend alike, on synthetic ones they do not. Every block with two or
+ * more heads contributes the mean over its head pairs of 1 - cos:
+ *   L = scale (1/depth) sum_l (2 / (H (H - 1))) sum_{h < h'}
+ *       (1 - <a_lh, a_lh'> / (max(|a_lh|, 1e-12) max(|a_lh'|, 1e-12)))
+ * with a_lh = attn[l, h, prefix:]. dattn (may be NULL) += dL/dattn (the
+ * norm's clamp, where it binds, passes no gradient). Returns L. */
+double sfq_loss_head_align(const float *attn, int depth, const sfq_apa_block *blk, double scale, float *dattn);
+
 /* ---- soft-label cross-entropy (loss_ce.c) ----------------------------- *
  * L = -(1/B) sum_b sum_k T[b,k] log softmax(z_b)[k]; one-hot targets give
  * the ordinary cross-entropy (nn.CrossEntropyLoss, mean reduction). Rows of

@@ -103,6 +103,8 @@ static size_t prototypes(void)
     n += sizeof(sardfq_model_save(m, "x"));
     sardfq_export_default_params(&xp);
     n += sizeof(sardfq_model_export_onnx(m, "x", &xp));
+    n += sizeof(sardfq_generator_set_head_align(g, 1.0f));
+    n += sizeof(sardfq_quantizer_set_recon_attn(qz, 1.0f));
     /* the functions that only read the model take a pointer to const
      * (with -Werror a non-const parameter would reject cm) */
     n += sizeof(sardfq_model_forward(cm, f, 1, f));

@@ -59,6 +59,8 @@ SIG(sardfq_evaluate_range, sardfq_status (*)(const sardfq_model *, sardfq_datase
                                              const sardfq_eval_params *, int64_t, sardfq_eval_result *));
 SIG(sardfq_export_default_params, void (*)(sardfq_export_params *));
 SIG(sardfq_model_export_onnx, sardfq_status (*)(const sardfq_model *, const char *, const sardfq_export_params *));
+SIG(sardfq_generator_set_head_align, sardfq_status (*)(sardfq_generator *, float));
+SIG(sardfq_quantizer_set_recon_attn, sardfq_status (*)(sardfq_quantizer *, float));
 SIG(sardfq_prior_default_params, void (*)(sardfq_prior_params *));
 SIG(sardfq_prior_create,
     sardfq_status (*)(int, int, const sardfq_prior_params *, sardfq_prior **));

@@ -4,6 +4,9 @@ Independent float64 PyTorch implementations, gradients by autograd:
 
   APA   L = (1/B) sum_b sum_{l >= depth//2} sum_h (l/depth) mean_t (attn[b,l,h,P+t] - prior[b,l,h,t])^2
         (l is 1-based; depth//2 means blocks l = max(1, depth//2) .. depth)
+  HEAD  inter-head alignment (MimiQ's observation, the cosine form):
+        L = (1/B) sum_b (1/depth) sum_l mean_{h < h'} (1 - cos(a[b,l,h,P:], a[b,l,h',P:]))
+        with torch.nn.functional.cosine_similarity (eps 1e-12 on each norm)
   CE    L = -(1/B) sum_b sum_k T[b,k] log_softmax(z_b)[k]
   TV    PSAQ-ViT generate_data.get_image_prior_losses: the sum of the
         Frobenius norms (over the whole batch) of
@@ -65,6 +68,20 @@ def apa_ref(attn, prior, P):
             continue
         e = attn[:, l - 1, :, P:] - prior[:, l - 1]
         loss = loss + (l / depth) * (e * e).mean(dim=-1).sum()
+    return loss / B
+
+
+def head_ref(attn, P):
+    B, depth, H, N = attn.shape
+    loss = attn.new_zeros(())
+    pairs = [(h, k) for h in range(H) for k in range(h + 1, H)]
+    loss = (attn * 0).sum()          # (a graph even when no block has two heads)
+    for l in range(depth):
+        if not pairs:
+            continue
+        a = attn[:, l, :, P:]
+        cs = torch.stack([F.cosine_similarity(a[:, h], a[:, k], dim=-1, eps=1e-12) for h, k in pairs], 1)
+        loss = loss + (1 - cs).mean(dim=1).sum() / depth
     return loss / B
 
 
@@ -235,6 +252,20 @@ def build_apa(gen):
     return t
 
 
+def build_head(gen):
+    t = {}
+    # three cases: the default model's layout, two prefix tokens with more
+    # heads, and a one-head block mixed in (depth of Swin-like heads 1)
+    for name, (B, depth, H, N, P, sharp) in (("", (3, 4, 3, 50, 1, 2.0)),
+                                             ("b.", (2, 3, 4, 12, 2, 1.0)),
+                                             ("c.", (2, 2, 1, 9, 0, 1.0))):
+        attn = f32(torch.softmax(sharp * torch.randn(B, depth, H, N, generator=gen, dtype=D64), -1))
+        v, (g,) = value_and_grad(lambda a: head_ref(a, P), attn)
+        t.update({name + "attn": attn, name + "dims": torch.tensor([B, depth, H, N, P], dtype=D64),
+                  name + "loss": v.reshape(1), name + "dattn": g})
+    return t
+
+
 def build_ce(gen):
     B, K = 4, 10
     z = f32(3.0 * torch.randn(B, K, generator=gen, dtype=D64))
@@ -345,7 +376,7 @@ def main():
     total = 0
     for name, build in (("apa", build_apa), ("ce", build_ce), ("tv", build_tv),
                         ("pse", build_pse), ("resize", build_resize),
-                        ("pse_windows", build_pse_windows)):
+                        ("pse_windows", build_pse_windows), ("head", build_head)):
         tensors = build(gen)
         path = os.path.join(DATA, "losses_%s.safetensors" % name)
         n = stio.save(path, tensors, {"generator": "tests/reference/make_loss_fixtures.py"})
