@@ -188,8 +188,9 @@ def fit(model, xtr, ytr, xte, yte, args, g, pad_value, is_decay, logits_of, eval
     return time.time() - t_train
 
 
-def parse_args(epochs):
-    """The trainers' command line (--epochs defaults to `epochs`)."""
+def parse_args(epochs, extra=None):
+    """The trainers' command line (--epochs defaults to `epochs`); extra(ap)
+    may add a trainer's own options."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=epochs)
     ap.add_argument("--batch", type=int, default=128)
@@ -200,6 +201,8 @@ def parse_args(epochs):
     ap.add_argument("--label-smoothing", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--time-steps", type=int, default=0)
+    if extra is not None:
+        extra(ap)
     return ap.parse_args()
 
 
