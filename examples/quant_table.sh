@@ -8,9 +8,12 @@
 #
 # Environment (defaults: the README's ViT table): MODEL (a model file),
 # BITS (W,A pairs), SOURCES (synthesis sources among noise psaq sardfq-apa
-# sardfq-msr-sl sardfq; real calibration always runs), SEEDS, ALPHA (the APA
-# weight of the sardfq sources; default the library's, 100). E.g. the Swin
-# rows:
+# sardfq-msr-sl sardfq, and psaq-ha sardfq-ha: the same with the inter-head
+# alignment term at weight HEAD_ALIGN, default 100; real calibration always
+# runs), SEEDS, ALPHA (the APA weight of the sardfq sources; default the
+# library's, 100). RECON_ATTNS lists head-wise attention distillation
+# weights for the reconstruction runs (default "0": without; e.g. "0 10"
+# runs each reconstruction with and without it). E.g. the Swin rows:
 #   MODEL=examples/models/fmnist_swin.safetensors BITS="8,8 6,6 4,4" ALPHA=1 \
 #   SOURCES="noise psaq sardfq" sh examples/quant_table.sh build/quant_table_swin_a1 0
 #
@@ -58,6 +61,8 @@ synth_opts() {
     sardfq-apa) echo "--method sardfq --no-msr --no-sl ${ALPHA:+--alpha $ALPHA}" ;;
     sardfq-msr-sl) echo "--method sardfq --no-apa" ;;
     sardfq) echo "--method sardfq ${ALPHA:+--alpha $ALPHA}" ;;
+    psaq-ha) echo "--method psaq --head-align ${HEAD_ALIGN:-100}" ;;
+    sardfq-ha) echo "--method sardfq ${ALPHA:+--alpha $ALPHA} --head-align ${HEAD_ALIGN:-100}" ;;
     esac
 }
 
@@ -75,17 +80,23 @@ done
 
 echo "phase 2: quantize and evaluate (2 jobs at a time, 1 thread each)" >&2
 [ -s "$W/results/fp.txt" ] || $S eval --model $M --data "$DATA" --threads 2 | tail -n 1 >"$W/results/fp.txt"
-RECONS=0
-[ "$RECON" -gt 0 ] && RECONS="0 $RECON"
+RECON_ATTNS=${RECON_ATTNS:-0}
+# the reconstruction variants: <iters> or <iters>a<attention weight>
+VARIANTS=0
+if [ "$RECON" -gt 0 ]; then
+    for ra in $RECON_ATTNS; do
+        if [ "$ra" = 0 ]; then VARIANTS="$VARIANTS $RECON"; else VARIANTS="$VARIANTS ${RECON}a$ra"; fi
+    done
+fi
 JOBS=$W/jobs.$$.txt # per invocation: two runs may share WORKDIR (different SEEDS)
 # one line per job: name bits seed recon source-options
-for rec in $RECONS; do
+for rec in $VARIANTS; do
     bitlist=$BITS
-    [ "$rec" -gt 0 ] && bitlist=$RECON_BITS
+    [ "$rec" != 0 ] && bitlist=$RECON_BITS
     for bits in $bitlist; do
         for n in $NS; do
             for seed in $SEEDS; do
-                [ "$rec" -gt 0 ] && [ "${REAL_RECON:-1}" = 0 ] ||
+                [ "$rec" != 0 ] && [ "${REAL_RECON:-1}" = 0 ] ||
                     echo "real $bits $seed $rec $n --real $W/train --seed $seed --n $n"
                 for src in $SOURCES; do
                     echo "$src $bits $seed $rec $n --calib $W/calib/$src-$seed/calib.safetensors --n $n"
@@ -103,7 +114,11 @@ xargs -P 2 -L 1 sh -c '
     out="$W/results/$tag.txt"
     [ -s "$out" ] && exit 0
     recopt=""
-    [ "$rec" -gt 0 ] && recopt="--recon-iters $rec"
+    case $rec in
+    0) ;;
+    *a*) recopt="--recon-iters ${rec%a*} --recon-attn ${rec#*a}" ;;
+    *) recopt="--recon-iters $rec" ;;
+    esac
     $S quantize --model $M --out "$W/$tag.safetensors" --wbits "${bits%,*}" --abits "${bits#*,}" \
         --threads 1 $recopt "$@" >"$out.tmp" 2>/dev/null &&
         $S eval --model "$W/$tag.safetensors" --data "$DATA" --threads 1 | tail -n 1 >>"$out.tmp" &&
@@ -114,14 +129,14 @@ rm -f "$JOBS"
 echo "phase 3: tables" >&2
 fp=$(sed -n 's/^top1=\([0-9.]*\).*/\1/p' "$W/results/fp.txt")
 for n in $NS; do
-for rec in $RECONS; do
-    if [ "$rec" -eq 0 ]; then
-        echo "### Calibration only (RepQ-ViT), $n images, top-1 % (mean ± std over seeds $SEEDS); FP $fp"
-    else
-        echo "### With block reconstruction ($rec iterations per block), $n images, top-1 % (mean ± std over seeds $SEEDS); FP $fp"
-    fi
+for rec in $VARIANTS; do
+    case $rec in
+    0) echo "### Calibration only (RepQ-ViT), $n images, top-1 % (mean ± std over seeds $SEEDS); FP $fp" ;;
+    *a*) echo "### With block reconstruction (${rec%a*} iterations per block) and head-wise attention distillation (weight ${rec#*a}), $n images, top-1 % (mean ± std over seeds $SEEDS); FP $fp" ;;
+    *) echo "### With block reconstruction ($rec iterations per block), $n images, top-1 % (mean ± std over seeds $SEEDS); FP $fp" ;;
+    esac
     bitlist=$BITS
-    [ "$rec" -gt 0 ] && bitlist=$RECON_BITS
+    [ "$rec" != 0 ] && bitlist=$RECON_BITS
     printf '| calibration |'
     for bits in $bitlist; do printf ' W%sA%s |' "${bits%,*}" "${bits#*,}"; done
     echo
@@ -136,6 +151,8 @@ for rec in $RECONS; do
         sardfq-apa) label="SARDFQ: APA only" ;;
         sardfq-msr-sl) label="SARDFQ: MSR + SL" ;;
         sardfq) label="SARDFQ (APA + MSR + SL)" ;;
+        psaq-ha) label="PSAQ-ViT + head alignment" ;;
+        sardfq-ha) label="SARDFQ + head alignment" ;;
         esac
         printf '| %s |' "$label"
         for bits in $bitlist; do
@@ -159,11 +176,11 @@ for src in $SOURCES; do
     cat "$W"/calib/"$src"-*.log | sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' | sort -n |
         awk -v s="$src" -v nmax="$NMAX" '{ v[NR] = $1 } END { if (NR) printf "| synthesis, %s (%d images, 1000 steps, 2 threads) | %.1f |\n", s, nmax, v[int((NR + 1) / 2)] }'
 done
-for rec in $RECONS; do
+for rec in $VARIANTS; do
     key=seconds_calibrate what="calibration (RepQ-ViT, 1 thread)"
-    [ "$rec" -gt 0 ] && key=seconds_reconstruct what="block reconstruction, $rec iterations per block (1 thread)"
+    [ "$rec" != 0 ] && key=seconds_reconstruct what="block reconstruction, $rec iterations per block (1 thread)"
     cat "$W"/results/*-r"$rec"-n*-s*.txt | sed -n "s/.*$key=\([0-9.]*\).*/\1/p" | sort -n |
         awk -v w="$what" '{ v[NR] = $1 } END { if (NR) printf "| %s | %.2f |\n", w, v[int((NR + 1) / 2)] }'
 done
 echo
-echo "(\`MODEL=$M REAL_RECON=${REAL_RECON:-1} NS=\"$NS\" BITS=\"$BITS\" RECON_BITS=\"$RECON_BITS\" SOURCES=\"$SOURCES\" SEEDS=\"$SEEDS\" ALPHA=${ALPHA:-} sh examples/quant_table.sh $W $RECON\`; evaluation on the 10000 test images)"
+echo "(\`MODEL=$M REAL_RECON=${REAL_RECON:-1} NS=\"$NS\" BITS=\"$BITS\" RECON_BITS=\"$RECON_BITS\" SOURCES=\"$SOURCES\" SEEDS=\"$SEEDS\" ALPHA=${ALPHA:-} HEAD_ALIGN=${HEAD_ALIGN:-} RECON_ATTNS=\"$RECON_ATTNS\" sh examples/quant_table.sh $W $RECON\`; evaluation on the 10000 test images)"
