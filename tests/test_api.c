@@ -2,7 +2,8 @@
  * on the Fashion-MNIST test set (Debian package dataset-fashion-mnist) must
  * count exactly as many correct images as PyTorch did when the model was
  * trained (metadata test_correct, written by tests/reference/
- * train_default.py), and so must the Swin model (train_swin.py); datasets
+ * train_default.py), and so must the Swin model (train_swin.py) and the
+ * benchmark ViT (train_bench.py); datasets
  * and evaluate refuse misuse; ONNX export refuses bad arguments, leaves
  * nothing behind on failure and writes the same bytes every time. */
 #define SARDFQ_EXPERIMENTAL
@@ -19,6 +20,8 @@
 #define DEFAULT_MODEL "examples/models/fmnist_vit.safetensors"
 
 #define SWIN_MODEL "examples/models/fmnist_swin.safetensors"
+/* the calibration-sensitivity benchmark ViT (tests/reference/train_bench.py) */
+#define BENCH_MODEL "examples/models/fmnist_vit_bench.safetensors"
 
 static sardfq_model *load_model(const char *file)
 {
@@ -60,6 +63,8 @@ START_TEST(default_model_matches_pytorch_count) { matches_pytorch_count(DEFAULT_
 END_TEST
 /* the Swin model of tests/reference/train_swin.py */
 START_TEST(swin_model_matches_pytorch_count) { matches_pytorch_count(SWIN_MODEL); }
+END_TEST
+START_TEST(bench_model_matches_pytorch_count) { matches_pytorch_count(BENCH_MODEL); }
 END_TEST
 
 static int cancel_after_two(void *ud, int64_t done, int64_t total, const char *stage)
@@ -222,6 +227,7 @@ int main(void)
     tcase_set_timeout(tc, 600);
     tcase_set_tags(tc, "heavy");
     tcase_add_test(tc, swin_model_matches_pytorch_count);
+    tcase_add_test(tc, bench_model_matches_pytorch_count);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

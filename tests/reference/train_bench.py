@@ -9,6 +9,7 @@ options:
   /usr/bin/python3 tests/reference/train_bench.py --out FILE \\
       [--patch 4] [--dim 96] [--depth 4] [--heads 3] [--mlp-ratio 2] \\
       [--epochs 12] [--wd 0.05] [--label-smoothing 0.1] [--threads 1]
+  /usr/bin/python3 tests/reference/train_bench.py --stats MODEL   (statistics only)
 
 After training it prints activation statistics on 500 test images and on
 500 N(0, 1) noise images: per block, the largest |x| over the median |x| of
@@ -31,11 +32,12 @@ sys.path.insert(0, HERE)
 
 import stio  # noqa: E402
 import vit_ref  # noqa: E402
-from train_default import evaluate, fit, init_params, parse_args, setup, MEAN_S, STD_S, SEED  # noqa: E402
+from train_default import evaluate, fit, init_params, load_split, parse_args, setup, MEAN_S, STD_S, SEED  # noqa: E402
 
 
 def options(ap):
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out")
+    ap.add_argument("--stats", help="only print the activation statistics of this ViT file")
     ap.add_argument("--patch", type=int, default=4)
     ap.add_argument("--dim", type=int, default=96)
     ap.add_argument("--depth", type=int, default=4)
@@ -74,8 +76,8 @@ def act_stats(P, cfg, x):
     return rows
 
 
-def report_stats(model, cfg, xte):
-    P = {k: v.detach() for k, v in model.params().items()}
+def report_stats(P, cfg, xte):
+    P = {k: v.detach() for k, v in P.items()}
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         real = act_stats(P, cfg, xte[:500])
@@ -89,6 +91,16 @@ def report_stats(model, cfg, xte):
 
 def main():
     args = parse_args(12, options)
+    if args.stats:
+        P, meta, _ = stio.load(args.stats)
+        img, p, D = int(meta["img_size"]), int(meta["patch_size"]), int(meta["embed_dim"])
+        cfg = vit_ref.ViTConfig(img, img, p, 1, D, int(meta["depth"]), int(meta["num_heads"]),
+                                D * int(meta["mlp_ratio"]), int(meta["num_classes"]))
+        torch.set_num_threads(args.threads)
+        report_stats(P, cfg, load_split("t10k")[0])
+        return
+    if not args.out:
+        raise SystemExit("train_bench.py: --out FILE is required (or --stats MODEL)")
     g, xtr, ytr, xte, yte, pad_value = setup(args)
     img = xtr.shape[-1]
     cfg = vit_ref.ViTConfig(img, img, args.patch, 1, args.dim, args.depth, args.heads,
@@ -125,7 +137,7 @@ def main():
     back, meta_back, _ = stio.load(args.out)
     c2, _, _ = evaluate(vit_ref.ViTModule(cfg, back), xte, yte, batch=500)
     assert c2 == correct and meta_back == meta
-    report_stats(model, cfg, xte)
+    report_stats(model.params(), cfg, xte)
     print("training time %.1fs (%.1f min), %d epochs" % (train_time, train_time / 60, args.epochs))
     print("wrote %s (%d bytes)" % (args.out, size))
     print("FINAL test top1 %.2f%% correct %d/%d min_margin %.6g" % (top1, correct, ntest, min_margin))
