@@ -57,6 +57,8 @@ int cli_online_cpus(void);
 double cli_now(void);
 /* Peak resident set size of this process so far, in MiB. */
 double cli_peak_rss_mib(void);
+/* Resident set size of this process now, in MiB (0 where /proc is not). */
+double cli_rss_mib(void);
 /* Median of n values (sorts v). */
 double cli_median(double *v, int n);
 /* Fills v with N(0, sd^2) samples from the generator state *rng. */

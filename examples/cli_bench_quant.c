@@ -8,11 +8,14 @@
  * fake-quantized float executor. Timing: R alternated pairs (float,
  * quantized), each side an untimed call then a timed one; medians. Last line of stdout:
  *   fwd_gflops=F q_fwd_gflops=Q q_speedup=Q/F weight_mb=W q_weight_mb=V
- *   peak_rss_mb=M
+ *   peak_rss_mb=M rss_mb=N
  * where both rates count the floating-point FLOPs of the model, W is the
  * float32 weights and V what the quantized forward reads (packed codes with
  * their per-row figures, plus the float parameters outside the integer
- * linears). */
+ * linears); M is the process's peak resident set (which the quantization
+ * itself sets: the FP model, the quantizer's work model and calibration
+ * buffers) and N its resident set after the timed runs, with the float
+ * model and the quantized one both alive. */
 #include "cli.h"
 
 #include <stdlib.h>
@@ -127,8 +130,8 @@ int cli_bench_quant(sardfq_model *fp, const char *label, int wbits, int abits, i
                t_f * 1e3 / n, gf);
         printf("  %-30s %10.2f %10.3f %10.2f\n", "quantized", t_q * 1e3, t_q * 1e3 / n, gq);
         printf("fwd_gflops=%.2f q_fwd_gflops=%.2f q_speedup=%.3f weight_mb=%.2f q_weight_mb=%.2f "
-               "peak_rss_mb=%.2f\n",
-               gf, gq, t_f / t_q, wmb, qmb, cli_peak_rss_mib());
+               "peak_rss_mb=%.2f rss_mb=%.2f\n",
+               gf, gq, t_f / t_q, wmb, qmb, cli_peak_rss_mib(), cli_rss_mib());
     }
     rc = CLI_EXIT_OK;
 out:

@@ -156,7 +156,11 @@ typedef struct sardfq_model_params {
  * FAKE: 0.3's fake-quantized float forward (weights dequantized, activation
  * quantizers applied in float), kept as the reference. Forwards that keep
  * state for a backward (sardfq_model_forward_ex with flags) always run
- * FAKE. The kernels follow the CPU (AVX-512 VNNI, AVX2, portable C); the
+ * FAKE. A quantized model keeps the weights of the linears that run on
+ * integer kernels only as their codes, not as float32: FAKE and those
+ * forwards dequantize them one linear at a time into scratch of the call
+ * (the model is only read, so it stays shareable between threads), with
+ * bitwise the values, and so the logits, of a float32 copy. The kernels follow the CPU (AVX-512 VNNI, AVX2, portable C); the
  * environment variable SARDFQ_ISA=c|avx2|vnni, read when the quantized
  * model is made or loaded, forces one (all give bit-identical results). */
 #define SARDFQ_EXECUTOR_AUTO 0
@@ -245,7 +249,9 @@ typedef struct sardfq_model_info {
      * how many in float, and the bytes of weights its forward reads:
      * float32 for a floating-point model or under FAKE, the packed integer
      * codes with their per-row scales, zero points and sums plus the
-     * float32 parameters outside the integer linears under AUTO. */
+     * float32 parameters outside the integer linears under AUTO (which is
+     * also what a quantized model holds in memory for its weights: the
+     * integer linears' weights are kept only as codes). */
     int32_t quantized;
     int32_t quant_scheme;
     int32_t weight_bits, act_bits;

@@ -12,11 +12,16 @@
  *    has them) give bitwise the same logits.
  *  - An input quantizer without integer codes (a fractional zero point, as
  *    0.4's RepQ-ViT files have) makes that linear run in float, reported.
+ *  - A final model holds its integer linears' weights only as codes, and
+ *    the FAKE executor computing with them gives bitwise what it gave with
+ *    resident float copies.
  *  - Bad executor settings are refused. */
 #include "core.h"
 #include "exec.h"
 #include "iplan.h"
+#include "names.h"
 #include "qspec.h"
+#include "safetensors.h"
 #include "testutil.h"
 #include "vit.h"
 
@@ -281,6 +286,12 @@ START_TEST(fractional_zero_runs_float_and_says_so)
     const int pt = sfq_qpoint_index(1, SFQ_AP_FC1_IN);
     ck_assert_int_eq(q->q->acts[pt].kind, SFQ_QK_UNIFORM);
     q->q->acts[pt].u.zero += 0.25f;
+    /* a final model is made once (it holds its integer linears' weights
+     * only as codes): make the new integer form on a copy */
+    ck_assert_int_eq(sfq_model_prepare_int(q), SARDFQ_E_INTERNAL);
+    sardfq_model *final = q;
+    ck_assert_int_eq(sfq_model_clone(final, &q), SARDFQ_OK);
+    sardfq_model_free(final);
     ck_assert_int_eq(sfq_model_prepare_int(q), SARDFQ_OK);
     ck_assert_int_eq(tu_info(q).float_ops, before + 1);
     const char *rep = sardfq_model_executor_report(q);
@@ -298,6 +309,123 @@ START_TEST(fractional_zero_runs_float_and_says_so)
     free(x), free(li), free(lf);
     sardfq_model_free(q);
     sardfq_model_free(fp);
+}
+END_TEST
+
+/* A final quantized model holds the weights of its integer linears only as
+ * codes: no float copy stays resident (n_held), each weight reads back
+ * (sfq_qlin_weight_read) as the file's codes dequantized here, on their
+ * own ((code - zero) * scale from the file's bytes), and the FAKE executor,
+ * which computes with them, gives bitwise the logits and read-backs of a
+ * copy that holds every weight as floats (a clone: not final, so it runs
+ * the float path with its resident weights, as 0.5 did). q was saved at
+ * path (or loaded from it). */
+static void held_as_codes(sardfq_model *q, const char *path)
+{
+    const sardfq_model_info *cfg = &q->info;
+    const sfq_iplan *ip = q->ip;
+    ck_assert_ptr_nonnull(ip);
+    ck_assert_int_gt(ip->int_weights, 0);
+    ck_assert_uint_eq(q->n_held, q->n_params - ip->int_weights);
+    size_t len;
+    uint8_t *buf = tu_read_file(path, &len);
+    sfq_st_file st;
+    ck_assert_int_eq(sfq_st_parse(buf, len, &st), SARDFQ_OK);
+    sardfq_model *c = NULL;
+    ck_assert_int_eq(sfq_model_clone(q, &c), SARDFQ_OK);
+    ck_assert_uint_eq(c->n_held, c->n_params);
+    ck_assert_ptr_null(c->ip);
+    int held = 0;
+    for (int lin = 0; lin < sfq_qspec_n_linears(cfg); lin++) {
+        if (!sfq_qlin_exists(cfg, lin) || !sfq_iplan_pack(q, lin))
+            continue;
+        held++;
+        ck_assert_ptr_null(sfq_qlin_weight(q, lin));
+        const int rows = sfq_qlin_rows(cfg, lin), cols = sfq_qlin_cols(cfg, lin), bits = q->q->lin[lin].bits;
+        char name[200], key[240];
+        sfq_qlin_tensor_name(cfg, lin, name, sizeof name);
+        snprintf(key, sizeof key, "%s_codes", name);
+        const sfq_st_tensor *tc = sfq_st_find(&st, key);
+        ck_assert_ptr_nonnull(tc);
+        float *scale = malloc(sizeof(float) * rows), *zero = malloc(sizeof(float) * rows);
+        snprintf(key, sizeof key, "%s_scale", name);
+        ck_assert_int_eq(sfq_st_read_f32(&st, sfq_st_find(&st, key), scale), SARDFQ_OK);
+        snprintf(key, sizeof key, "%s_zero", name);
+        ck_assert_int_eq(sfq_st_read_f32(&st, sfq_st_find(&st, key), zero), SARDFQ_OK);
+        float *want = malloc(sizeof(float) * rows * cols), *got = malloc(sizeof(float) * rows * cols);
+        const size_t rb = bits <= 4 ? ((size_t)cols + 1) / 2 : (size_t)cols;
+        for (int r = 0; r < rows; r++)
+            for (int k = 0; k < cols; k++) {
+                const uint8_t byte = st.data[tc->begin + (size_t)r * rb + (size_t)(bits <= 4 ? k / 2 : k)];
+                const int code = bits <= 4 ? (byte >> (4 * (k & 1))) & 15 : byte;
+                want[(size_t)r * cols + k] = ((float)code - zero[r]) * scale[r];
+            }
+        ck_assert_ptr_eq(sfq_qlin_weight_read(q, lin, got), got);
+        ck_assert_msg(memcmp(got, want, sizeof(float) * rows * cols) == 0, "%s: codes read back differ", name);
+        ck_assert_msg(memcmp(sfq_qlin_weight(c, lin), want, sizeof(float) * rows * cols) == 0,
+                      "%s: the clone's floats differ", name);
+        free(scale), free(zero), free(want), free(got);
+    }
+    ck_assert_int_gt(held, 0);
+    /* FAKE from codes against FAKE from resident floats, bit for bit */
+    const int K = cfg->num_classes, n = 8;
+    float *x = images(cfg, n, 21), *lq = malloc(sizeof(float) * n * K), *lc = malloc(sizeof(float) * n * K);
+    ck_assert_int_eq(sardfq_model_set_executor(q, SARDFQ_EXECUTOR_FAKE), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_model_set_executor(c, SARDFQ_EXECUTOR_FAKE), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_model_forward(q, x, n, lq), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_model_forward(c, x, n, lc), SARDFQ_OK);
+    ck_assert_msg(memcmp(lq, lc, sizeof(float) * n * K) == 0, "FAKE logits differ");
+    const size_t na = (size_t)n * (size_t)cfg->attention_floats;
+    float *aq = malloc(sizeof(float) * na), *ac = malloc(sizeof(float) * na);
+    sardfq_state *sq = NULL, *sc = NULL;
+    ck_assert_int_eq(sardfq_state_create(q, &sq), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_state_create(c, &sc), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_model_forward_ex(q, sq, x, n, SARDFQ_FORWARD_ATTENTION, lq), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_model_forward_ex(c, sc, x, n, SARDFQ_FORWARD_ATTENTION, lc), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_state_get_attention(sq, aq, na), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_state_get_attention(sc, ac, na), SARDFQ_OK);
+    ck_assert(memcmp(lq, lc, sizeof(float) * n * K) == 0 && memcmp(aq, ac, sizeof(float) * na) == 0);
+    /* no backward: neither through the API nor the internal entry point */
+    ck_assert_int_eq(sfq_forward_state(q, sq, x, n, SARDFQ_FORWARD_BACKWARD, lq), SARDFQ_E_UNSUPPORTED);
+    printf("iexec %s: %d weights held as codes, %zu of %zu parameter floats resident\n", path, held, q->n_held,
+           q->n_params);
+    sardfq_state_free(sq), sardfq_state_free(sc);
+    ck_assert_int_eq(sardfq_model_set_executor(q, SARDFQ_EXECUTOR_AUTO), SARDFQ_OK);
+    free(x), free(lq), free(lc), free(aq), free(ac);
+    sardfq_model_free(c);
+    sfq_st_release(&st);
+    free(buf);
+}
+
+START_TEST(int_weights_held_as_codes)
+{
+    /* loaded: the reference fixtures, ViT and Swin at 8, 4 and 3 bits */
+    static const char *tags[] = {"int_vit_w8a8", "int_vit_w4a4", "int_vit_w3a3",
+                                 "int_swin_w8a8", "int_swin_w4a4", "int_swin_w3a3"};
+    for (size_t i = 0; i < sizeof tags / sizeof tags[0]; i++) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "tests/data/%s.q.safetensors", tags[i]);
+        sardfq_model *m = load(rel, SARDFQ_EXECUTOR_AUTO);
+        held_as_codes(m, tu_src(rel));
+        sardfq_model_free(m);
+    }
+    /* finalized: both schemes, ViT and Swin (checked against their file) */
+    static const struct {
+        const char *model;
+        int scheme, bits;
+    } made[] = {{VIT, SARDFQ_SCHEME_REPQ, 4}, {VIT, SARDFQ_SCHEME_MINMAX, 8}, {SWIN, SARDFQ_SCHEME_REPQ, 3},
+                {SWIN, SARDFQ_SCHEME_MINMAX, 4}};
+    char *dir = tu_make_tmpdir("sfq_held");
+    for (size_t i = 0; i < sizeof made / sizeof made[0]; i++) {
+        sardfq_model *fp = load(made[i].model, SARDFQ_EXECUTOR_AUTO);
+        sardfq_model *q = quantize(fp, made[i].scheme, made[i].bits, made[i].bits);
+        const char *path = tu_join(dir, "q.safetensors");
+        ck_assert_int_eq(sardfq_model_save(q, path), SARDFQ_OK);
+        held_as_codes(q, path);
+        sardfq_model_free(q);
+        sardfq_model_free(fp);
+    }
+    tu_rm_rf(dir);
 }
 END_TEST
 
@@ -473,6 +601,7 @@ int main(void)
     tcase_add_test(tc, isa_paths_identical_vit);
     tcase_add_test(tc, isa_paths_identical_swin);
     tcase_add_test(tc, fractional_zero_runs_float_and_says_so);
+    tcase_add_test(tc, int_weights_held_as_codes);
     tcase_add_test(tc, bad_executor_settings);
     tcase_add_test(tc, corrupt_quantized_files_refused);
     tcase_add_test(tc, calibration_images_out_of_range);

@@ -494,6 +494,14 @@ static int quant_pass(sardfq_model *m, const float *images, int n, int scheme, c
         ck_assert(all_sentinel(logits, nlog));
         FAILED("sardfq_model_forward (quantized)", sardfq_model_forward(qm, images, n, logits));
     }
+    /* the fake-quantized executor dequantizes the weights held as codes */
+    float *fake = sentinel_buf(nlog);
+    ck_assert_int_eq(sardfq_model_set_executor(qm, SARDFQ_EXECUTOR_FAKE), SARDFQ_OK);
+    if ((s = sardfq_model_forward(qm, images, n, fake)) != SARDFQ_OK) {
+        ck_assert(all_sentinel(fake, nlog));
+        FAILED("sardfq_model_forward (quantized, fake)", sardfq_model_forward(qm, images, n, fake));
+    }
+    ck_assert_int_eq(sardfq_model_set_executor(qm, SARDFQ_EXECUTOR_AUTO), SARDFQ_OK);
     remove(path);
     if ((s = sardfq_model_save(qm, path)) != SARDFQ_OK) {
         FILE *f = fopen(path, "rb");
@@ -510,6 +518,10 @@ static int quant_pass(sardfq_model *m, const float *images, int n, int scheme, c
     float *again = sentinel_buf(nlog);
     ck_assert_int_eq(sardfq_model_forward(back, images, n, again), SARDFQ_OK);
     ck_assert_msg(memcmp(again, logits, sizeof(float) * nlog) == 0, "countdown %ld: loaded model differs", k);
+    ck_assert_int_eq(sardfq_model_set_executor(back, SARDFQ_EXECUTOR_FAKE), SARDFQ_OK);
+    ck_assert_int_eq(sardfq_model_forward(back, images, n, again), SARDFQ_OK);
+    ck_assert_msg(memcmp(again, fake, sizeof(float) * nlog) == 0, "countdown %ld: fake executor differs", k);
+    free(fake);
     if (k == 0)
         memcpy(ref, logits, sizeof(float) * nlog);
     else

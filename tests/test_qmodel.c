@@ -71,7 +71,20 @@ static sfq_lin_view lin_of(const sardfq_model *m, const char *fmt, ...)
     return w;
 }
 
-/* *count floats (count may be NULL). */
+/* The copies tensor_of hands out, freed when the test process ends. */
+static float **tensor_copies;
+static size_t n_tensor_copies, cap_tensor_copies;
+
+static void free_tensor_copies(void)
+{
+    for (size_t i = 0; i < n_tensor_copies; i++)
+        sfq_free(tensor_copies[i]);
+    free(tensor_copies);
+    tensor_copies = NULL;
+    n_tensor_copies = cap_tensor_copies = 0;
+}
+
+/* *count floats (count may be NULL): a copy, valid until the process ends. */
 static const float *tensor_of(const sardfq_model *m, size_t *count, const char *fmt, ...)
 {
     char name[256];
@@ -79,9 +92,17 @@ static const float *tensor_of(const sardfq_model *m, size_t *count, const char *
     va_start(ap, fmt);
     vname(name, fmt, ap);
     va_end(ap);
-    const float *d = NULL;
+    float *d = NULL;
     size_t k = 0;
     ck_assert_msg(sfq_inspect_tensor(m, name, &d, &k) == 0, "%s", sardfq_last_error());
+    if (n_tensor_copies == cap_tensor_copies) {
+        if (!tensor_copies)
+            atexit(free_tensor_copies);
+        cap_tensor_copies = cap_tensor_copies ? 2 * cap_tensor_copies : 64;
+        tensor_copies = realloc(tensor_copies, cap_tensor_copies * sizeof *tensor_copies);
+        ck_assert_ptr_nonnull(tensor_copies);
+    }
+    tensor_copies[n_tensor_copies++] = d;
     if (count)
         *count = k;
     return d;
@@ -1559,7 +1580,7 @@ static void inspect_matches_file(const sardfq_model *m)
     ck_assert_int_gt(tensors, 0);
     ck_assert_int_eq(sfq_inspect_quantized(m), points + linears > 0);
     /* unknown names and short buffers are errors, not crashes */
-    const float *d;
+    float *d;
     size_t k;
     sfq_act_view a;
     sfq_lin_view w;

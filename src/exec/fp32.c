@@ -122,6 +122,9 @@ typedef struct {
     int isa;                /* its instruction path */
     uint8_t *ib;            /* its scratch (grown as needed) */
     size_t ib_bytes;
+    float *wq[2];           /* weights held as codes, dequantized for a
+                               float product (grown as needed) */
+    size_t wq_floats[2];
     const sfq_iplan *chk;   /* check mode: the integer form to hold the
                                fake run's linears against, or NULL */
     double chk_max;         /* its largest relative difference */
@@ -392,6 +395,41 @@ static sardfq_status attention(run *r, sfq_kept *k, const sfq_step *st, const sf
     return SARDFQ_OK;
 }
 
+/* Weight k (1: a distilled head's second) that linear or head step st
+ * computes with in float, into *W: the trainer's, the model's view, or,
+ * for a weight that a final quantized model holds only as codes, the
+ * codes dequantized into the run's scratch (sfq_qlin_weight_read; per
+ * call, so a shared model is only read). */
+static sardfq_status step_weight(run *r, const sfq_step *st, int k, const float **W)
+{
+    *W = k == 0 && r->t && r->t->weight ? r->t->weight(r->t->ctx, st) : NULL;
+    if (*W || (*W = k ? st->w2 : st->w))
+        return SARDFQ_OK;
+    const int lin = st->lin + k;
+    const size_t n = (size_t)sfq_qlin_rows(&r->m->info, lin) * (size_t)sfq_qlin_cols(&r->m->info, lin);
+    if (n > r->wq_floats[k]) {
+        float *b = sfq_alloc_array(n, sizeof(float));
+        if (!b)
+            return sfq_fail(SARDFQ_E_NOMEM, "sardfq_model_forward: out of memory (dequantized weights)");
+        sfq_free(r->wq[k]);
+        r->wq[k] = b;
+        r->wq_floats[k] = n;
+    }
+    if (!(*W = sfq_qlin_weight_read(r->m, lin, r->wq[k])))
+        return sfq_fail(SARDFQ_E_INTERNAL, "linear %d has no weight", lin);
+    return SARDFQ_OK;
+}
+
+/* A run's grown scratch, freed when the call ends. */
+static void run_done(run *r)
+{
+    sfq_free(r->ib);
+    sfq_free(r->wq[0]);
+    sfq_free(r->wq[1]);
+    r->ib = NULL;
+    r->wq[0] = r->wq[1] = NULL;
+}
+
 /* The bias of two heads' mean, 0.5 (b + b2) [K] (allocated; NULL when out
  * of memory). */
 static float *mean_bias(const sfq_step *st, int K)
@@ -427,14 +465,17 @@ static sardfq_status head(run *r, const sfq_step *st, const sfq_istep *is, float
         s = point(r, st->pt[SFQ_PT_IN0 + 1], in + D, n, D, (int64_t)P * D);
     if (s)
         return s;
+    const float *W, *W2 = NULL;
+    if ((s = step_weight(r, st, 0, &W)) || (P == 2 && (s = step_weight(r, st, 1, &W2))))
+        return s;
     if (P == 1) {
-        sfq_linear(r->c, in, st->w, st->b, logits, n, D, K, 0);
+        sfq_linear(r->c, in, W, st->b, logits, n, D, K, 0);
     } else {
         for (int b = 0; b < n; b++)
             for (int j = 0; j < K; j++)
                 logits[(size_t)b * K + j] = 0.5f * (st->b[j] + st->b2[j]);
-        sfq_gemm(r->c->split, 0, 1, n, K, D, 0.5f, in, P * D, st->w, D, 1.0f, logits, K);
-        sfq_gemm(r->c->split, 0, 1, n, K, D, 0.5f, in + D, P * D, st->w2, D, 1.0f, logits, K);
+        sfq_gemm(r->c->split, 0, 1, n, K, D, 0.5f, in, P * D, W, D, 1.0f, logits, K);
+        sfq_gemm(r->c->split, 0, 1, n, K, D, 0.5f, in + D, P * D, W2, D, 1.0f, logits, K);
     }
     if (r->chk && r->chk->steps[st - p->steps].mode == SFQ_IMODE_INT) {
         const sfq_istep *ci = &r->chk->steps[st - p->steps];
@@ -449,13 +490,6 @@ static sardfq_status head(run *r, const sfq_step *st, const sfq_istep *is, float
     return point(r, st->pt[SFQ_PT_OUT], logits, n, K, K);
 }
 
-/* The weight a linear computes with: the trainer's, or the model's. */
-static const float *linear_weight(const run *r, const sfq_step *st)
-{
-    const float *W = r->t && r->t->weight ? r->t->weight(r->t->ctx, st) : NULL;
-    return W ? W : st->w;
-}
-
 /* y (=|+=) in W^T + b of linear step i (rows x its widths): on the integer
  * kernels when the run's integer form says so, else in float. */
 static sardfq_status linear_into(run *r, int i, const float *in, int64_t rows, float *y, int accumulate)
@@ -464,7 +498,11 @@ static sardfq_status linear_into(run *r, int i, const float *in, int64_t rows, f
     const int K = r->p->vars[st->in].cols, N = r->p->vars[st->out].cols;
     if (r->ip && r->ip->steps[i].mode == SFQ_IMODE_INT)
         return int_product(r, &r->ip->steps[i], 0, in, rows, K, K, st->b, y, N, accumulate, 1.0f);
-    sfq_linear(r->c, in, linear_weight(r, st), st->b, y, (int)rows, K, N, accumulate);
+    const float *W;
+    const sardfq_status s = step_weight(r, st, 0, &W);
+    if (s)
+        return s;
+    sfq_linear(r->c, in, W, st->b, y, (int)rows, K, N, accumulate);
     return SARDFQ_OK;
 }
 
@@ -510,10 +548,13 @@ static sardfq_status step_fwd(run *r, int i, const float *images, float *logits)
             s = linear_into(r, i, in, rows, out, st->accumulate);
         }
         if (!s && r->chk && r->chk->steps[i].mode == SFQ_IMODE_INT) {
+            const float *W;
+            if ((s = step_weight(r, st, 0, &W)))
+                return s;
             float *y = sfq_alloc_array((size_t)rows * vo->cols, sizeof(float));
             if (!y)
                 return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
-            sfq_linear(c, in, linear_weight(r, st), st->b, y, (int)rows, vi->cols, vo->cols, 0);
+            sfq_linear(c, in, W, st->b, y, (int)rows, vi->cols, vo->cols, 0);
             s = check_step(r, &r->chk->steps[i], in, rows, vi->cols, vi->cols, y, vo->cols, st->b, 0, NULL);
             sfq_free(y);
         }
@@ -633,7 +674,7 @@ static sardfq_status run_stateless(const sardfq_model *m, const sfq_observer *ob
         work_carve(&r.w, base, m->plan, n, c.nt);
         s = forward(&r, images, end, logits);
     }
-    sfq_free(r.ib);
+    run_done(&r);
     if (!s && x_out)
         memcpy(x_out, r.loc[resid], sizeof(float) * (size_t)n * var_floats(m->plan, resid));
     sfq_end_compute(&c);
@@ -660,7 +701,7 @@ sardfq_status sfq_exec_check_int(const sardfq_model *m, const float *images, int
         s = forward(&r, images, m->plan->nsteps, logits);
     }
     sfq_end_compute(&c);
-    sfq_free(r.ib);
+    run_done(&r);
     sfq_free(base);
     sfq_free(logits);
     if (!s) {
@@ -751,9 +792,21 @@ static void state_carve(sardfq_state *s, int n, uint32_t flags)
 #undef TAKE
 }
 
+/* The backward and block training read the float weights of the plan
+ * directly: a model that holds some only as codes (a final quantized
+ * model, which has no backward) cannot run them. */
+static sardfq_status check_views(const sardfq_model *m, const char *fn)
+{
+    if (m->n_held != m->n_params)
+        return sfq_fail(SARDFQ_E_UNSUPPORTED, "%s: a final quantized model has no backward pass", fn);
+    return SARDFQ_OK;
+}
+
 sardfq_status sfq_exec_forward_state(const sardfq_model *m, sardfq_state *s, const float *images, int n,
                                      uint32_t flags, float *logits)
 {
+    if ((flags & SARDFQ_FORWARD_BACKWARD) && check_views(m, "sardfq_model_forward_ex"))
+        return SARDFQ_E_UNSUPPORTED;
     sfq_compute c = sfq_begin_compute(m->n_threads);
     run r;
     sardfq_status st = run_init(&r, m, NULL, &c, n);
@@ -770,6 +823,7 @@ sardfq_status sfq_exec_forward_state(const sardfq_model *m, sardfq_state *s, con
     r.attn = flags & SARDFQ_FORWARD_ATTENTION ? s->attn : NULL;
     r.feat = s->feat;
     st = forward(&r, images, m->plan->nsteps, logits);
+    run_done(&r);
     sfq_end_compute(&c);
     if (st)
         return st;
@@ -1070,6 +1124,8 @@ sardfq_status sfq_exec_block_forward(const sardfq_model *m, sardfq_state *s, con
     const sfq_plan *p = m->plan;
     if (l < 0 || l >= p->depth)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "block %d out of range", l);
+    if (check_views(m, "sfq_exec_block_forward"))
+        return SARDFQ_E_UNSUPPORTED;
     int first, end;
     sfq_block_steps(p, l, &first, &end);
     const int resid = p->block_resid[l];
@@ -1110,6 +1166,7 @@ sardfq_status sfq_exec_block_forward(const sardfq_model *m, sardfq_state *s, con
     r.loc[resid] = x;
     for (int i = first; i < end && !st; i++)
         st = step_fwd(&r, i, NULL, NULL);
+    run_done(&r);
     sfq_end_compute(&c);
     if (st)
         return st;

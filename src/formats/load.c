@@ -719,7 +719,7 @@ static sardfq_status load_parsed_view(const sfq_st_file *st, const sardfq_model_
     if (!s)
         s = copy_metadata(m, st);
     if (!s)
-        s = sfq_model_prepare_int(m);
+        s = sfq_model_finalize(m);
     if (s) {
         sardfq_model_free(m);
         return s;

@@ -387,11 +387,19 @@ static const char *point(ob *b, int pt, const char *x)
 
 /* The [K][N] operand of x W^T for W [N][K] (model weights, or their codes
  * behind a DequantizeLinear when linear `lin` is quantized and its codes
- * reproduce W exactly). */
+ * reproduce W exactly). W NULL: a weight that a final model holds only as
+ * codes, read through sfq_qlin_weight_read. */
 static const char *weight_t(ob *b, const float *W, int N, int K, int lin)
 {
     const sfq_qweight *qw = b->q && lin >= 0 && lin < b->q->nlin ? &b->q->lin[lin] : NULL;
     const int64_t dims[2] = {K, N};
+    if (!W) {
+        float *v = oalloc(b, sizeof(float) * (size_t)K * N);
+        if (!v || !(W = sfq_qlin_weight_read(b->m, lin, v))) {
+            b->oom = 1;
+            return NULL;
+        }
+    }
     if (qw && qw->bits > 0 && qw->rows) {
         uint8_t *codes = oalloc(b, (size_t)K * N), *row = oalloc(b, (size_t)K);
         float *sc = oalloc(b, sizeof(float) * (size_t)N), *back = oalloc(b, sizeof(float) * (size_t)K);

@@ -57,7 +57,7 @@ void sfq_qcodes_unpack(const sfq_uq *rows, const uint8_t *in, int nrows, int col
         const uint8_t *o = in + (size_t)r * rb;
         for (int c = 0; c < cols; c++) {
             const int code = bits <= 4 ? (o[c / 2] >> (4 * (c & 1))) & 15 : o[c];
-            w[(size_t)r * cols + c] = ((float)code - rows[r].zero) * rows[r].scale;
+            w[(size_t)r * cols + c] = sfq_uq_value(&rows[r], (float)code);
         }
     }
 }

@@ -134,7 +134,14 @@ static sardfq_status add_weight(plan *p, const sardfq_model *m, const sfq_tensor
     float *sz = sfq_alloc_array((size_t)rows * 2, sizeof(float));
     if (!own(p, sz))
         return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
-    sardfq_status s = sfq_qcodes_pack(w->rows, t->data, rows, cols, w->bits, codes);
+    /* a weight that a final model holds only as codes: its values for the
+     * time of the packing (the same floats, so the same codes) */
+    float *tmp = t->data ? NULL : sfq_alloc_array((size_t)rows * (size_t)cols, sizeof(float));
+    const float *wv = t->data ? t->data : tmp ? sfq_qlin_weight_read(m, t->lin, tmp) : NULL;
+    sardfq_status s = !wv ? sfq_fail(tmp ? SARDFQ_E_INTERNAL : SARDFQ_E_NOMEM, "sardfq_model_save: %s",
+                                     tmp ? "a weight has no values" : "out of memory")
+                          : sfq_qcodes_pack(w->rows, wv, rows, cols, w->bits, codes);
+    sfq_free(tmp);
     if (s)
         return s;
     for (int r = 0; r < rows; r++) {

@@ -15,6 +15,17 @@ void sfq_plan_free(sfq_plan *p)
     sfq_free(p);
 }
 
+void sfq_plan_relocate(sfq_plan *p, const float *(*map)(const void *ctx, const float *view), const void *ctx)
+{
+    for (int i = 0; i < p->nsteps; i++) {
+        sfq_step *st = &p->steps[i];
+        const float **views[] = {&st->w, &st->b, &st->w2, &st->b2, &st->cls, &st->dist, &st->pos, &st->bias_table};
+        for (size_t k = 0; k < sizeof views / sizeof views[0]; k++)
+            if (*views[k])
+                *views[k] = map(ctx, *views[k]);
+    }
+}
+
 /* Grow an array of `size`-byte elements to hold one more. */
 static int grow(void **a, int n, int *cap, size_t size)
 {

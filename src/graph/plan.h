@@ -133,6 +133,12 @@ int sfq_attention_windows(const sfq_step *st);
  * model/plan_swin.c, switched in model/model.c); free is NULL-safe. */
 void sfq_plan_free(sfq_plan *p);
 
+/* Point every parameter view of p's steps (w, b, w2, b2, cls, dist, pos,
+ * bias_table) at map(ctx, view) instead: the model moved its parameters
+ * (model.c, when a final quantized model lets go of the float copies it
+ * keeps as codes). NULL views stay NULL. */
+void sfq_plan_relocate(sfq_plan *p, const float *(*map)(const void *ctx, const float *view), const void *ctx);
+
 /* ---- for the builders ---------------------------------------------------- */
 
 /* Append a variable (returns its index). Out of memory sets p->oom (the

@@ -145,6 +145,26 @@ sardfq_status sfq_ipack_new(const uint8_t *codes, int64_t ldc, int n, int k, int
     return SARDFQ_OK;
 }
 
+void sfq_ipack_levels(const sfq_ipack *p, int row, float *out)
+{
+    /* the inverse of sfq_ipack_into for one row: element e = 4 c + kk of a
+     * group (c the row within the panel, kk the column within the group) */
+    const int kg = p->kp / 4, gbytes = p->nibbles ? 32 : 64, c = row % 16;
+    const uint8_t *panel = p->data + (size_t)(row / 16) * kg * gbytes;
+    for (int g = 0; g < kg; g++) {
+        const uint8_t *b = panel + (size_t)g * gbytes;
+        for (int kk = 0; kk < 4 && 4 * g + kk < p->k; kk++) {
+            const int e = 4 * c + kk;
+            int v;
+            if (p->nibbles) /* stored (code - off + 8) & 15 with off = 8 */
+                v = e < 32 ? b[e] & 15 : b[e - 32] >> 4;
+            else            /* stored (int8)(code - off) */
+                v = (int)(int8_t)b[e] + p->off;
+            out[4 * g + kk] = (float)v;
+        }
+    }
+}
+
 void sfq_ipack_free(sfq_ipack *p)
 {
     if (!p)

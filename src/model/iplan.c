@@ -76,7 +76,7 @@ static const char *pack_weights(const sfq_qspec *q, const float *w, int lin, int
             const float x = w[(size_t)r * cols + c];
             const float lv = sfq_uq_level(u, x);
             /* the stored weight must be exactly its code's value */
-            if (!(((lv - u->zero) * u->scale) == x)) {
+            if (!(sfq_uq_value(u, lv) == x)) {
                 why = "the weights are not on their quantization grid";
                 break;
             }
@@ -208,6 +208,8 @@ static const char *attention_why(const sardfq_model *m, const sfq_step *st)
 
 sardfq_status sfq_model_prepare_int(sardfq_model *m)
 {
+    if (m->n_held != m->n_params) /* once: the codes are its only weights */
+        return sfq_fail(SARDFQ_E_INTERNAL, "sfq_model_prepare_int: the model is final already");
     sfq_iplan_free(m->ip);
     m->ip = NULL;
     if (!m->q || !m->plan)
@@ -278,4 +280,38 @@ sardfq_status sfq_model_prepare_int(sardfq_model *m)
     ip->float_params = m->n_params - ip->int_weights;
     m->ip = ip;
     return SARDFQ_OK;
+}
+
+/* ---- weights held as codes ------------------------------------------------ */
+
+const sfq_ipack *sfq_iplan_pack(const sardfq_model *m, int lin)
+{
+    const sfq_iplan *ip = m->ip;
+    const sfq_plan *p = m->plan;
+    for (int i = 0; ip && lin >= 0 && i < p->nsteps; i++) {
+        const sfq_step *st = &p->steps[i];
+        if ((st->op != SFQ_OP_LINEAR && st->op != SFQ_OP_HEAD) || st->lin < 0 ||
+            ip->steps[i].mode != SFQ_IMODE_INT)
+            continue;
+        /* a distilled head holds two weights: lin and lin + 1 */
+        const int k = lin - st->lin;
+        if (k == 0 || (k == 1 && st->op == SFQ_OP_HEAD && ip->steps[i].wscale[1]))
+            return &ip->steps[i].w[k];
+    }
+    return NULL;
+}
+
+int sfq_iplan_dequant(const sardfq_model *m, int lin, float *out)
+{
+    const sfq_ipack *pk = sfq_iplan_pack(m, lin);
+    if (!pk)
+        return -1;
+    const sfq_uq *rows = m->q->lin[lin].rows;
+    for (int r = 0; r < pk->n; r++) {
+        float *o = out + (size_t)r * (size_t)pk->k;
+        sfq_ipack_levels(pk, r, o);
+        for (int c = 0; c < pk->k; c++)
+            o[c] = sfq_uq_value(&rows[r], o[c]);
+    }
+    return 0;
 }

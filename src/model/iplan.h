@@ -43,9 +43,19 @@ typedef struct sfq_iplan {
     char *report;        /* one line per quantized op: "name mode detail" */
 } sfq_iplan;
 
-/* Make m->ip for a quantized model (nothing for a floating-point one).
- * SARDFQ_E_NOMEM. */
+/* Make m->ip for a quantized model (nothing for a floating-point one), from
+ * its float weights: once, before sfq_model_finalize (vit.h) drops the
+ * copies that the codes give back. SARDFQ_E_NOMEM. */
 sardfq_status sfq_model_prepare_int(sardfq_model *m);
 void sfq_iplan_free(sfq_iplan *ip);
+
+/* The packed codes of linear `lin` (qspec.h index) when m's integer form
+ * runs it on integer kernels, else NULL. */
+const sfq_ipack *sfq_iplan_pack(const sardfq_model *m, int lin);
+
+/* Those codes dequantized into out (sfq_qlin_rows x sfq_qlin_cols floats,
+ * sfq_uq_value of each code with its row's quantizer): 0, or -1 (nothing
+ * written) when lin has no such codes. */
+int sfq_iplan_dequant(const sardfq_model *m, int lin, float *out);
 
 #endif

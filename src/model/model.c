@@ -4,6 +4,7 @@
  * formats/load.c; the per-architecture layouts are vit.c and swin.c, the
  * plans plan_vit.c and plan_swin.c. */
 #include "compute.h"
+#include "names.h"
 #include "plan.h"
 #include "qspec.h"
 #include "rng.h"
@@ -76,7 +77,137 @@ static sardfq_status build_plan(sardfq_model *m)
 sardfq_status sfq_model_alloc_params(sardfq_model *m)
 {
     sardfq_status s = m->info.arch == SARDFQ_ARCH_SWIN ? sfq_swin_alloc_params(m) : sfq_vit_alloc_params(m);
+    m->n_held = m->n_params;
     return s ? s : build_plan(m);
+}
+
+/* ---- a final quantized model's parameters --------------------------------- */
+
+/* A dropped weight: floats [off, off + len) of the full buffer. */
+typedef struct {
+    size_t off, len;
+} span;
+
+/* The move from the full buffer to the held one. */
+typedef struct {
+    const float *old;
+    float *held;
+    const span *drop; /* sorted by off */
+    int nd;
+    size_t covered;   /* floats of the views seen (the tiling check) */
+} move;
+
+/* Where a view of the full buffer lives now: NULL for a dropped weight. */
+static const float *moved(const void *ctx, const float *x)
+{
+    const move *mv = ctx;
+    const size_t off = (size_t)(x - mv->old);
+    size_t before = 0;
+    for (int i = 0; i < mv->nd && off >= mv->drop[i].off; i++) {
+        if (off < mv->drop[i].off + mv->drop[i].len)
+            return NULL;
+        before += mv->drop[i].len;
+    }
+    return mv->held + (off - before);
+}
+
+static size_t numel(const sfq_tensor *t)
+{
+    size_t n = 1;
+    for (int d = 0; d < t->ndim; d++)
+        n *= (size_t)t->shape[d];
+    return n;
+}
+
+static int cover_view(void *ctx, const sfq_tensor *t)
+{
+    ((move *)ctx)->covered += t->data ? numel(t) : 0;
+    return 0;
+}
+
+static int move_view(void *ctx, const sfq_tensor *t)
+{
+    *t->view = moved(ctx, *t->view);
+    return 0;
+}
+
+/* The copies that the codes give back: see sfq_model_finalize. */
+static sardfq_status drop_int_weights(sardfq_model *m)
+{
+    const sardfq_model_info *cfg = &m->info;
+    const int nlin = sfq_qspec_n_linears(cfg);
+    span *drop = sfq_alloc_array((size_t)nlin, sizeof(span));
+    size_t most = 0;
+    for (int i = 0; i < nlin; i++)
+        if (sfq_qlin_exists(cfg, i) && sfq_iplan_pack(m, i) && sfq_qlin_weight(m, i)) {
+            const size_t n = (size_t)sfq_qlin_rows(cfg, i) * (size_t)sfq_qlin_cols(cfg, i);
+            most = n > most ? n : most;
+        }
+    if (!most) { /* no weight held as codes */
+        sfq_free(drop);
+        return SARDFQ_OK;
+    }
+    float *tmp = sfq_alloc_array(most, sizeof(float));
+    if (!drop || !tmp) {
+        sfq_free(drop);
+        sfq_free(tmp);
+        return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    }
+    /* the weights whose codes give back their float copy bit for bit */
+    int nd = 0;
+    size_t dropped = 0;
+    for (int i = 0; i < nlin; i++) {
+        const float *w = sfq_qlin_exists(cfg, i) && sfq_iplan_pack(m, i) ? sfq_qlin_weight(m, i) : NULL;
+        if (!w)
+            continue;
+        const size_t n = (size_t)sfq_qlin_rows(cfg, i) * (size_t)sfq_qlin_cols(cfg, i);
+        /* sfq_qlin_weight_read's values once the copy is gone */
+        if (sfq_iplan_dequant(m, i, tmp) != 0 || memcmp(tmp, w, n * sizeof(float)) != 0)
+            continue;
+        span sp = {(size_t)(w - m->params), n};
+        int j = nd++;
+        for (; j > 0 && drop[j - 1].off > sp.off; j--)
+            drop[j] = drop[j - 1];
+        drop[j] = sp;
+        dropped += n;
+    }
+    sfq_free(tmp);
+    move mv = {m->params, NULL, drop, nd, 0};
+    (void)sfq_tensors_walk(m, cover_view, &mv);
+    sardfq_status s = SARDFQ_OK;
+    if (mv.covered != m->n_params)
+        s = sfq_fail(SARDFQ_E_INTERNAL, "the parameter views cover %zu of %zu floats", mv.covered, m->n_params);
+    else if (nd && !(mv.held = sfq_alloc_array(m->n_params - dropped, sizeof(float))))
+        s = sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    if (s || !nd) {
+        sfq_free(drop);
+        return s;
+    }
+    /* copy what stays, then point the views and the plan at it */
+    size_t from = 0, to = 0;
+    for (int i = 0; i <= nd; i++) {
+        const size_t end = i < nd ? drop[i].off : m->n_params;
+        memcpy(mv.held + to, m->params + from, (end - from) * sizeof(float));
+        to += end - from;
+        from = i < nd ? drop[i].off + drop[i].len : end;
+    }
+    (void)sfq_tensors_walk(m, move_view, &mv);
+    sfq_plan_relocate(m->plan, moved, &mv);
+    sfq_free(m->params);
+    sfq_free(drop);
+    m->params = mv.held;
+    m->n_held = m->n_params - dropped;
+    return SARDFQ_OK;
+}
+
+sardfq_status sfq_model_finalize(sardfq_model *m)
+{
+    sardfq_status s = sfq_model_prepare_int(m);
+    if (!s && (s = drop_int_weights(m))) {
+        sfq_iplan_free(m->ip);
+        m->ip = NULL;
+    }
+    return s;
 }
 
 /* ---- threads, free, clone, metadata ----------------------------------- */
@@ -102,6 +233,49 @@ SARDFQ_API void sardfq_model_free(sardfq_model *m)
     sfq_free(m);
 }
 
+/* The tensors of a model in walking order. */
+typedef struct {
+    sfq_tensor *all;
+    int n, cap;
+} tensor_list;
+
+static int list_tensor(void *ctx, const sfq_tensor *t)
+{
+    tensor_list *l = ctx;
+    if (l->all && l->n < l->cap)
+        l->all[l->n] = *t;
+    l->n++;
+    return 0;
+}
+
+/* dst (full parameters, same configuration) := src, whose final form holds
+ * some weights only as codes: those dequantized (a clone is not final). */
+static sardfq_status copy_held(const sardfq_model *src, sardfq_model *dst)
+{
+    tensor_list a = {0}, b = {0};
+    (void)sfq_tensors_walk(src, list_tensor, &a);
+    a.cap = b.cap = a.n;
+    a.all = sfq_alloc_array((size_t)a.cap + 1, sizeof(sfq_tensor));
+    b.all = sfq_alloc_array((size_t)b.cap + 1, sizeof(sfq_tensor));
+    sardfq_status s = !a.all || !b.all ? sfq_fail(SARDFQ_E_NOMEM, "out of memory") : SARDFQ_OK;
+    if (!s) {
+        a.n = 0;
+        (void)sfq_tensors_walk(src, list_tensor, &a);
+        (void)sfq_tensors_walk(dst, list_tensor, &b);
+        if (a.n != b.n)
+            s = sfq_fail(SARDFQ_E_INTERNAL, "clone: %d tensors against %d", a.n, b.n);
+    }
+    for (int i = 0; !s && i < a.n; i++) {
+        if (a.all[i].data)
+            memcpy(b.all[i].data, a.all[i].data, numel(&a.all[i]) * sizeof(float));
+        else if (!sfq_qlin_weight_read(src, a.all[i].lin, b.all[i].data))
+            s = sfq_fail(SARDFQ_E_INTERNAL, "clone: linear %d has no weight", a.all[i].lin);
+    }
+    sfq_free(a.all);
+    sfq_free(b.all);
+    return s;
+}
+
 sardfq_status sfq_model_clone(const sardfq_model *src, sardfq_model **out)
 {
     sardfq_model *m = sfq_alloc_zero(sizeof *m);
@@ -115,11 +289,14 @@ sardfq_status sfq_model_clone(const sardfq_model *src, sardfq_model **out)
         s = sfq_qspec_copy(src->q, &src->info, &m->q);
     for (int i = 0; !s && i < src->n_meta; i++)
         s = sfq_model_set_metadata(m, src->meta_keys[i], src->meta_vals[i]);
+    if (!s && src->n_held == src->n_params)
+        memcpy(m->params, src->params, sizeof(float) * m->n_params);
+    else if (!s)
+        s = copy_held(src, m);
     if (s) {
         sardfq_model_free(m);
         return s;
     }
-    memcpy(m->params, src->params, sizeof(float) * m->n_params);
     *out = m;
     return SARDFQ_OK;
 }
@@ -414,6 +591,16 @@ SARDFQ_API const char *sardfq_model_metadata_key(const sardfq_model *m, int32_t 
 }
 
 /* ---- the quantizable linears' weights --------------------------------- */
+
+const float *sfq_qlin_weight_read(const sardfq_model *m, int index, float *scratch)
+{
+    if (!sfq_qlin_exists(&m->info, index))
+        return NULL;
+    const float *w = sfq_qlin_weight(m, index);
+    if (w)
+        return w;
+    return scratch && sfq_iplan_dequant(m, index, scratch) == 0 ? scratch : NULL;
+}
 
 /* qspec.h's linear `index` inside m's parameters (the patch embedding,
  * block linears, heads, Swin's reductions). */

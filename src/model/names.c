@@ -361,10 +361,10 @@ static int walk_group(const walk *w, int g, int s, int b, int l)
                            : VIEWS[id].in == IN_STAGE ? (const char *)st
                                                       : (const char *)&m->blocks[l];
         /* the views are const for readers; the owner of a private model
-         * (the loader) writes through data */
-        sfq_tensor x = {id, t->rows[i].flags, s, b, lin_index(cfg, id, s, l),
-                        (float *)*(const float *const *)(const void *)(base + VIEWS[id].off), 0, {0}};
-        if (!x.data)
+         * (the loader, model.c) writes through data and view */
+        const float **view = (const float **)(void *)(base + VIEWS[id].off);
+        sfq_tensor x = {id, t->rows[i].flags, s, b, lin_index(cfg, id, s, l), (float *)*view, 0, {0}, view};
+        if (!x.data && !(x.lin >= 0 && sfq_qlin_exists(cfg, x.lin)))
             continue;
         while (x.ndim < 4 && VIEWS[id].dims[x.ndim]) {
             x.shape[x.ndim] = v[VIEWS[id].dims[x.ndim]];

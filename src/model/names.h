@@ -52,9 +52,14 @@ typedef struct {
                          sfq_tensor_name takes them */
     int lin;          /* spec index of the linear whose weight this is
                          (qspec.h), or -1 */
-    float *data;      /* the view; writable for the owner of a private model */
+    float *data;      /* the view; writable for the owner of a private model.
+                         NULL for a linear's weight that a final quantized
+                         model holds only as integer codes (iplan.h:
+                         sfq_qlin_weight_read gives its values) */
     int ndim;
     int64_t shape[4];
+    const float **view; /* where the model keeps the view (for model.c,
+                           which moves the parameters) */
 } sfq_tensor;
 
 /* Name of tensor `id` of architecture `arch` (SARDFQ_ARCH_*) in naming
@@ -66,7 +71,8 @@ int sfq_tensor_name(int arch, int id, int flavour, int s, int b, char *buf, size
 /* Visit every tensor m has, in the order save writes them: the rows before
  * the blocks, then per stage its patch merging (s >= 1) and its blocks, then
  * the rows after the blocks; rows whose view m lacks (a ViT's dist and
- * head_dist unless distilled) are skipped. Stops at the first nonzero
+ * head_dist unless distilled) are skipped, except the weights of linears
+ * held only as codes (data NULL). Stops at the first nonzero
  * return of fn and returns it; 0 when all were visited. */
 int sfq_tensors_walk(const sardfq_model *m, int (*fn)(void *ctx, const sfq_tensor *t), void *ctx);
 

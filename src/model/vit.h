@@ -23,7 +23,10 @@ typedef struct {
 struct sardfq_model {
     sardfq_model_info info;
     float *params; /* one buffer with every parameter */
-    size_t n_params;
+    size_t n_params; /* the model's parameter count */
+    size_t n_held;   /* floats in params: n_params, less the weights that a
+                        final quantized model holds only as integer codes
+                        (sfq_model_drop_int_weights) */
     const float *patch_w, *patch_b, *cls, *dist, *pos;
     const float *norm_w, *norm_b, *head_w, *head_b, *head_dist_w, *head_dist_b;
     sfq_block *blocks; /* depth entries */
@@ -97,7 +100,28 @@ void sfq_plan_block(struct sfq_plan *p, const sfq_block *blk, int l, const sfq_b
 
 /* Linear `index` of the quantization spec (qspec.h: patch embedding, block
  * linears, heads, Swin reductions) inside m's parameters; writable for the
- * owner of a private model (the quantizer, the loader). */
+ * owner of a private model (the quantizer, the loader). NULL for a weight
+ * that a final quantized model holds only as codes: readers of a final
+ * model use sfq_qlin_weight_read (iplan.h). */
 float *sfq_qlin_weight(const sardfq_model *m, int index);
+
+/* The float weight of linear `index` (sfq_qlin_rows x sfq_qlin_cols) as m
+ * computes with it: its view into m's parameters, or, for a weight that a
+ * final quantized model holds only as codes (sfq_qlin_weight is NULL
+ * then), the codes dequantized into scratch (that many floats) and scratch
+ * returned: bit for bit the values the view held (sfq_uq_value of each
+ * code; sfq_model_finalize drops a copy only when that holds). Reads m
+ * only, so a shared model stays safe to use from several threads, each
+ * with its own scratch. NULL if m has no weight for index. */
+const float *sfq_qlin_weight_read(const sardfq_model *m, int index, float *scratch);
+
+/* A quantized model becomes final (sardfq_quantizer_finalize, loading a
+ * quantized file): its integer form (iplan.h, sfq_model_prepare_int), then
+ * the float copy of every weight whose linear runs on integer kernels is
+ * let go when dequantizing its codes gives it back bit for bit; the other
+ * parameters move to a buffer of m->n_held floats, and the views and the
+ * plan follow. Nothing for a floating-point model. On failure
+ * (SARDFQ_E_NOMEM) m has no integer form and all its float weights. */
+sardfq_status sfq_model_finalize(sardfq_model *m);
 
 #endif

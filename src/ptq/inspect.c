@@ -124,7 +124,7 @@ sardfq_status sfq_inspect_linear(const sardfq_model *m, const char *name, sfq_li
 typedef struct {
     const sardfq_model *m;
     const char *want;
-    const float *data;
+    sfq_tensor t;
     size_t count;
 } tensor_find;
 
@@ -135,21 +135,30 @@ static int offer(void *ctx, const sfq_tensor *t)
     sfq_tensor_name(f->m->info.arch, t->id, SFQ_NAMES_TIMM, t->stage, t->block, name, sizeof name);
     if (strcmp(name, f->want) != 0)
         return 0;
-    f->data = t->data;
+    f->t = *t;
     f->count = 1;
     for (int d = 0; d < t->ndim; d++)
         f->count *= (size_t)t->shape[d];
     return 1;
 }
 
-sardfq_status sfq_inspect_tensor(const sardfq_model *m, const char *name, const float **data, size_t *count)
+sardfq_status sfq_inspect_tensor(const sardfq_model *m, const char *name, float **data, size_t *count)
 {
     if (!m || !name || !data || !count)
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sfq_inspect_tensor: NULL argument");
-    tensor_find f = {m, name, NULL, 0};
+    tensor_find f = {m, name, {0}, 0};
     if (!sfq_tensors_walk(m, offer, &f))
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sfq_inspect_tensor: no tensor '%s'", name);
-    *data = f.data;
+    float *copy = sfq_alloc_array(f.count, sizeof(float));
+    if (!copy)
+        return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    if (f.t.data)
+        memcpy(copy, f.t.data, f.count * sizeof(float));
+    else if (!sfq_qlin_weight_read(m, f.t.lin, copy)) {
+        sfq_free(copy);
+        return sfq_fail(SARDFQ_E_INTERNAL, "sfq_inspect_tensor: '%s' has no values", name);
+    }
+    *data = copy;
     *count = f.count;
     return SARDFQ_OK;
 }

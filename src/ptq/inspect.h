@@ -79,12 +79,13 @@ sardfq_status sfq_inspect_linear_name(const sardfq_model *m, int i, char *buf, s
 sardfq_status sfq_inspect_linear(const sardfq_model *m, const char *name, sfq_lin_view *out);
 
 /* The values of m's tensor called `name` (a floating-point save's name):
- * *data points at *count floats in m's own storage (borrowed: valid while m
- * is alive and unchanged; read only). For a quantized model a weight
- * ("<linear>.weight", saved as "<linear>.weight_codes") reads as the
- * fake-quantized floats the model computes with, and the reparameterised
- * LayerNorms and biases read as they now are. Activation quantizers are
- * not tensors here (sfq_inspect_act). */
-sardfq_status sfq_inspect_tensor(const sardfq_model *m, const char *name, const float **data, size_t *count);
+ * *data receives a copy of its *count floats (allocated; the caller frees
+ * it with sfq_free). For a quantized model a weight ("<linear>.weight",
+ * saved as "<linear>.weight_codes") reads as the fake-quantized floats the
+ * model computes with (a final model's integer linears hold them only as
+ * codes: dequantized), and the reparameterised LayerNorms and biases read
+ * as they now are. Activation quantizers are not tensors here
+ * (sfq_inspect_act). */
+sardfq_status sfq_inspect_tensor(const sardfq_model *m, const char *name, float **data, size_t *count);
 
 #endif

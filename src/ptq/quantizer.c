@@ -692,7 +692,7 @@ SARDFQ_API sardfq_status sardfq_quantizer_finalize(sardfq_quantizer *q, sardfq_m
     if (!s)
         s = sfq_model_set_metadata(m, "sardfq.quant.act_bits", buf);
     if (!s)
-        s = sfq_model_prepare_int(m);
+        s = sfq_model_finalize(m);
     if (s) {
         sardfq_model_free(m);
         return s;

@@ -86,10 +86,19 @@ static inline float sfq_uq_level(const sfq_uq *p, float x)
     return t;
 }
 
+/* The value of an integer level (a code, as a float): (level - z) * D. The
+ * one place of the dequantization formula: fake quantization, decoding,
+ * a quantized file's weights and a final model's weights held as codes
+ * (model/iplan.c) all go through it, so they agree bit for bit. */
+static inline float sfq_uq_value(const sfq_uq *p, float level)
+{
+    return (level - p->zero) * p->scale;
+}
+
 /* Fake quantization of one value: (level - z) * D. */
 static inline float sfq_uq_apply(const sfq_uq *p, float x)
 {
-    return (sfq_uq_level(p, x) - p->zero) * p->scale;
+    return sfq_uq_value(p, sfq_uq_level(p, x));
 }
 
 /* y[i] = fake-quant(x[i]) for one quantizer; y may alias x. */

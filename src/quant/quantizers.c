@@ -299,7 +299,7 @@ sardfq_status sfq_uq_decode(const sfq_uq *p, const uint8_t *q, float *y, size_t 
             return sfq_fail(SARDFQ_E_INVALID_ARG, "sfq_uq_decode: code %d at %zu exceeds %d",
                             (int)q[i], i, top);
     for (size_t i = 0; i < n; i++)
-        y[i] = ((float)q[i] - p->zero) * p->scale;
+        y[i] = sfq_uq_value(p, (float)q[i]);
     return SARDFQ_OK;
 }
 
