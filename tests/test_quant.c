@@ -1089,6 +1089,23 @@ START_TEST(bulk_rows_equal_scalar_quantizers)
             ck_assert_msg(memcmp(&a[i], &want, 4) == 0 && memcmp(&b[i], &want, 4) == 0,
                           "log bits %d x %.9g: %.9g / %.9g, expected %.9g", bits, x[i], a[i], b[i], want);
         }
+        /* the whole 8-bit range, down to levels below FLT_MIN (subnormal
+         * table entries), and a small scale */
+        for (int k = 0; k < 2; k++) {
+            sfq_lq deep = {k ? 3e-4f : D, bits};
+            sfq_lq_table(&deep, tab);
+            uint64_t st = 7 + (uint64_t)bits;
+            for (int i = 0; i < n; i++) {
+                st = st * 6364136223846793005ULL + 1442695040888963407ULL;
+                a[i] = b[i] = (float)(deep.scale * pow(2.0, -135.0 * (double)(st >> 11) / 9007199254740992.0));
+            }
+            sfq_lq_fake_row(&deep, tab, b, n, sfq_quant_simd());
+            for (int i = 0; i < n; i++) {
+                const float want = sfq_lq_apply(&deep, a[i]);
+                ck_assert_msg(memcmp(&b[i], &want, 4) == 0, "log bits %d D %g x %.9g: %.9g, expected %.9g", bits,
+                              deep.scale, a[i], b[i], want);
+            }
+        }
         for (int form = 0; form < 2; form++) {
             sfq_uq u = {D, form ? 3.0f : -2.0f, bits, form};
             memcpy(a, x, sizeof(float) * n);

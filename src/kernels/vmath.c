@@ -98,11 +98,53 @@ typedef struct {
     float eps;
 } ln_ctx;
 
+/* One row's LayerNorm from its mean and 1/std. */
+static inline void ln_row_out(const ln_ctx *c, int64_t r, double mean, double var)
+{
+    const int D = c->D;
+    const float *x = c->x + r * D;
+    const float rs = (float)(1.0 / sqrt(var / D + c->eps));
+    const float mf = (float)mean;
+    float *out = c->out + r * D;
+    float *xh = c->xhat ? c->xhat + r * D : NULL;
+    for (int i = 0; i < D; i++) {
+        float h = (x[i] - mf) * rs;
+        if (xh)
+            xh[i] = h;
+        out[i] = h * c->w[i] + c->b[i];
+    }
+    if (c->rstd)
+        c->rstd[r] = rs;
+}
+
+/* Rows in groups of LN_LANES: each row's sums are still taken in index
+ * order (the same doubles, bit for bit, as one row at a time), but the
+ * group's independent sums interleave, so the adds are not serialised on
+ * one dependency chain. */
+#define LN_LANES 8
+
 SFQ_CLONES static void ln_fwd_range(void *vc, int64_t r0, int64_t r1)
 {
     const ln_ctx *c = vc;
     const int D = c->D;
-    for (int64_t r = r0; r < r1; r++) {
+    int64_t r = r0;
+    for (; r + LN_LANES <= r1; r += LN_LANES) {
+        const float *x = c->x + r * D;
+        double sum[LN_LANES] = {0}, mean[LN_LANES], var[LN_LANES] = {0};
+        for (int i = 0; i < D; i++)
+            for (int k = 0; k < LN_LANES; k++)
+                sum[k] += x[(size_t)k * D + i];
+        for (int k = 0; k < LN_LANES; k++)
+            mean[k] = sum[k] / D;
+        for (int i = 0; i < D; i++)
+            for (int k = 0; k < LN_LANES; k++) {
+                double d = x[(size_t)k * D + i] - mean[k];
+                var[k] += d * d;
+            }
+        for (int k = 0; k < LN_LANES; k++)
+            ln_row_out(c, r + k, mean[k], var[k]);
+    }
+    for (; r < r1; r++) {
         const float *x = c->x + r * D;
         double sum = 0;
         for (int i = 0; i < D; i++)
@@ -113,18 +155,7 @@ SFQ_CLONES static void ln_fwd_range(void *vc, int64_t r0, int64_t r1)
             double d = x[i] - mean;
             var += d * d;
         }
-        const float rs = (float)(1.0 / sqrt(var / D + c->eps));
-        const float mf = (float)mean;
-        float *out = c->out + r * D;
-        float *xh = c->xhat ? c->xhat + r * D : NULL;
-        for (int i = 0; i < D; i++) {
-            float h = (x[i] - mf) * rs;
-            if (xh)
-                xh[i] = h;
-            out[i] = h * c->w[i] + c->b[i];
-        }
-        if (c->rstd)
-            c->rstd[r] = rs;
+        ln_row_out(c, r, mean, var);
     }
 }
 
@@ -215,24 +246,73 @@ typedef struct {
     int cols;
 } sm_ctx;
 
+/* Softmax rows in groups of SM_LANES. The maximum is taken over 16
+ * interleaved partial maxima (the same value in any order, NaN aside,
+ * where the row's output is NaN either way); exp is element-wise; each
+ * row's sum is still added in index order (bit for bit the sum of one row
+ * at a time) while the group's sums interleave, off one dependency chain. */
+#define SM_LANES 8
+
+static inline float row_max(const float *x, int n)
+{
+    float m[16];
+    int i = 0;
+    if (n >= 16) {
+        for (int l = 0; l < 16; l++)
+            m[l] = x[l];
+        for (i = 16; i + 16 <= n; i += 16)
+            for (int l = 0; l < 16; l++)
+                m[l] = x[i + l] > m[l] ? x[i + l] : m[l];
+    } else {
+        m[0] = x[0];
+        for (int l = 1; l < 16; l++)
+            m[l] = x[0];
+        i = 1;
+    }
+    for (; i < n; i++)
+        m[0] = x[i] > m[0] ? x[i] : m[0];
+    float mx = m[0];
+    for (int l = 1; l < 16; l++)
+        mx = m[l] > mx ? m[l] : mx;
+    return mx;
+}
+
+static inline void row_exp(float *x, int n, float mx)
+{
+    for (int i = 0; i < n; i++)
+        x[i] = exp_inline(x[i] - mx);
+}
+
+static inline void row_scale(float *x, int n, float sum)
+{
+    const float inv = 1.0f / sum;
+    for (int i = 0; i < n; i++)
+        x[i] *= inv;
+}
+
 SFQ_CLONES static void softmax_fwd_range(void *vc, int64_t r0, int64_t r1)
 {
     const sm_ctx *c = vc;
     const int n = c->cols;
-    for (int64_t r = r0; r < r1; r++) {
+    int64_t r = r0;
+    for (; r + SM_LANES <= r1; r += SM_LANES) {
         float *x = c->x + r * n;
-        float mx = x[0];
-        for (int i = 1; i < n; i++)
-            mx = x[i] > mx ? x[i] : mx;
-        float sum = 0;
-        for (int i = 0; i < n; i++) {
-            float e = exp_inline(x[i] - mx);
-            x[i] = e;
-            sum += e;
-        }
-        const float inv = 1.0f / sum;
+        float sum[SM_LANES] = {0};
+        for (int k = 0; k < SM_LANES; k++)
+            row_exp(x + (size_t)k * n, n, row_max(x + (size_t)k * n, n));
         for (int i = 0; i < n; i++)
-            x[i] *= inv;
+            for (int k = 0; k < SM_LANES; k++)
+                sum[k] += x[(size_t)k * n + i];
+        for (int k = 0; k < SM_LANES; k++)
+            row_scale(x + (size_t)k * n, n, sum[k]);
+    }
+    for (; r < r1; r++) {
+        float *x = c->x + r * n;
+        row_exp(x, n, row_max(x, n));
+        float sum = 0;
+        for (int i = 0; i < n; i++)
+            sum += x[i];
+        row_scale(x, n, sum);
     }
 }
 

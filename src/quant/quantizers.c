@@ -788,13 +788,15 @@ AVX512_TARGET static int uq_row_avx512(const sfq_uq *p, float *x, int n)
 }
 
 /* sfq_lq_apply, 16 at a time: v = -2 log2(x / D) from the exponent and a
- * series for the mantissa (absolute error below 1e-4 in v, far inside the
- * margin); lanes within 2e-3 of a rounding boundary (v = k + 1/2), and NaN
+ * series for the mantissa (x / D as x times 1/D, and the series' division
+ * by a reciprocal estimate with one Newton step: absolute error below 1e-4
+ * in v, far inside the margin); lanes within 2e-3 of a rounding boundary (v = k + 1/2), and NaN
  * lanes, are recomputed with the scalar function, so every result is
  * sfq_lq_apply's bit for bit. tab[q] = level value q times D, tab[2^b] = 0. */
 AVX512_TARGET static int lq_row_avx512(const sfq_lq *p, const float *tab, float *x, int n)
 {
-    const __m512 D = _mm512_set1_ps(p->scale), one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
+    const __m512 invD = _mm512_set1_ps(1.0f / p->scale), one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
+    const __m512 two = _mm512_set1_ps(2.0f);
     const __m512 inv_ln2x2 = _mm512_set1_ps(-4.0f * 1.4426950408889634f), mtwo = _mm512_set1_ps(-2.0f);
     const __m512 c3 = _mm512_set1_ps(1.0f / 3), c5 = _mm512_set1_ps(1.0f / 5), c7 = _mm512_set1_ps(1.0f / 7);
     const __m512 c9 = _mm512_set1_ps(1.0f / 9), c11 = _mm512_set1_ps(1.0f / 11), c13 = _mm512_set1_ps(1.0f / 13);
@@ -802,12 +804,27 @@ AVX512_TARGET static int lq_row_avx512(const sfq_lq *p, const float *tab, float 
     const int levels = 1 << p->bits;
     const __m512 top = _mm512_set1_ps((float)levels);
     int j = 0;
+    if (!(p->scale > 1e-30f && p->scale < 1e30f))
+        return 0; /* 1/D and x/D at the float range's ends: all scalar */
+    /* levels: up to 32 table entries from two registers; more, computed */
+    const int small = levels < 32;
+    float t32[32] = {0};
+    if (small)
+        memcpy(t32, tab, sizeof(float) * (size_t)(levels + 1));
+    const __m512 tlo = _mm512_loadu_ps(t32), thi = _mm512_loadu_ps(t32 + 16);
+    const __m512 Dv = _mm512_set1_ps(p->scale), oddD = _mm512_set1_ps(p->scale * sfq_lq_level_value(1) * 2.0f);
+    const __m512 fmin = _mm512_set1_ps(FLT_MIN);
+    const __m512i ione = _mm512_set1_epi32(1);
     for (; j + 16 <= n; j += 16) {
         const __m512 xv = _mm512_loadu_ps(x + j);
-        const __m512 r = _mm512_div_ps(xv, D);
+        const __m512 r = _mm512_mul_ps(xv, invD);
         const __m512 e = _mm512_getexp_ps(r);
         const __m512 m = _mm512_getmant_ps(r, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);
-        const __m512 t = _mm512_div_ps(_mm512_sub_ps(m, one), _mm512_add_ps(m, one)), t2 = _mm512_mul_ps(t, t);
+        /* t = (m - 1) / (m + 1) by a reciprocal estimate and one Newton step */
+        const __m512 mp = _mm512_add_ps(m, one);
+        __m512 y0 = _mm512_rcp14_ps(mp);
+        y0 = _mm512_mul_ps(y0, _mm512_fnmadd_ps(mp, y0, two));
+        const __m512 t = _mm512_mul_ps(_mm512_sub_ps(m, one), y0), t2 = _mm512_mul_ps(t, t);
         __m512 s = _mm512_fmadd_ps(t2, c13, c11);
         s = _mm512_fmadd_ps(s, t2, c9);
         s = _mm512_fmadd_ps(s, t2, c7);
@@ -828,8 +845,30 @@ AVX512_TARGET static int lq_row_avx512(const sfq_lq *p, const float *tab, float 
         const __mmask16 z = (__mmask16)(~pos | _mm512_cmp_ps_mask(kc, top, _CMP_GE_OQ));
         kc = _mm512_mask_mov_ps(kc, z, top);
         const __m512i idx = _mm512_cvttps_epi32(kc);
-        const __m512 y = _mm512_i32gather_ps(idx, tab, 4);
+        __m512 y;
+        __mmask16 look = 0;
+        if (small) {
+            y = _mm512_permutex2var_ps(tlo, idx, thi);
+        } else {
+            /* tab[q] = 2^-ceil(q/2) (q odd ? odd D : D), exact while normal;
+             * the zero level and results below FLT_MIN read the table */
+            const __m512i half_up = _mm512_srli_epi32(_mm512_add_epi32(idx, ione), 1);
+            const __mmask16 odd = _mm512_test_epi32_mask(idx, ione);
+            y = _mm512_scalef_ps(_mm512_mask_mov_ps(Dv, odd, oddD),
+                                 _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_setzero_si512(), half_up)));
+            look = (__mmask16)(_mm512_cmp_ps_mask(y, fmin, _CMP_LT_OQ) & ~z);
+            y = _mm512_mask_mov_ps(y, z, zero);
+        }
         _mm512_storeu_ps(x + j, y);
+        if (look) {
+            int32_t qi[16];
+            _mm512_storeu_si512(qi, idx);
+            while (look) {
+                const int l = __builtin_ctz(look);
+                x[j + l] = tab[qi[l]];
+                look &= (__mmask16)(look - 1);
+            }
+        }
         __mmask16 redo = (__mmask16)((near & pos) | bad);
         while (redo) {
             const int l = __builtin_ctz(redo);
