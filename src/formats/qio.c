@@ -24,44 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-size_t sfq_qcodes_row_bytes(int bits, int cols)
-{
-    return bits <= 4 ? ((size_t)cols + 1) / 2 : (size_t)cols;
-}
-
-sardfq_status sfq_qcodes_pack(const sfq_uq *rows, const float *w, int nrows, int cols, int bits,
-                              uint8_t *out)
-{
-    const size_t rb = sfq_qcodes_row_bytes(bits, cols);
-    for (int r = 0; r < nrows; r++) {
-        uint8_t *o = out + (size_t)r * rb;
-        memset(o, 0, rb);
-        for (int c = 0; c < cols; c++) {
-            const float lv = sfq_uq_level(&rows[r], w[(size_t)r * cols + c]);
-            if (!(lv >= 0 && lv <= (float)((1 << bits) - 1)) || lv != (float)(int)lv)
-                return sfq_fail(SARDFQ_E_INTERNAL, "weight code out of range");
-            const int code = (int)lv;
-            if (bits <= 4)
-                o[c / 2] |= (uint8_t)(code << (4 * (c & 1)));
-            else
-                o[c] = (uint8_t)code;
-        }
-    }
-    return SARDFQ_OK;
-}
-
-void sfq_qcodes_unpack(const sfq_uq *rows, const uint8_t *in, int nrows, int cols, int bits, float *w)
-{
-    const size_t rb = sfq_qcodes_row_bytes(bits, cols);
-    for (int r = 0; r < nrows; r++) {
-        const uint8_t *o = in + (size_t)r * rb;
-        for (int c = 0; c < cols; c++) {
-            const int code = bits <= 4 ? (o[c / 2] >> (4 * (c & 1))) & 15 : o[c];
-            w[(size_t)r * cols + c] = sfq_uq_value(&rows[r], (float)code);
-        }
-    }
-}
-
 /* ---- reading ------------------------------------------------------------ */
 
 static sardfq_status read_small(const sfq_st_file *st, const char *name, int64_t count, float *dst,

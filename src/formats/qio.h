@@ -6,15 +6,6 @@
 #include "qspec.h"
 #include "safetensors.h"
 
-/* Bytes per row of codes: packed two per byte at <= 4 bits. */
-size_t sfq_qcodes_row_bytes(int bits, int cols);
-/* Codes of the fake-quantized weight w [nrows][cols] under rows[] (every
- * value must be on its row's grid: SARDFQ_E_INTERNAL otherwise), and back
- * ((code - zero) * scale, bitwise the fake-quantized value). */
-sardfq_status sfq_qcodes_pack(const sfq_uq *rows, const float *w, int nrows, int cols, int bits,
-                              uint8_t *out);
-void sfq_qcodes_unpack(const sfq_uq *rows, const uint8_t *in, int nrows, int cols, int bits, float *w);
-
 /* Does the file carry a quantized model (metadata sardfq.quant.scheme)? */
 int sfq_qfile_is_quantized(const sfq_st_file *st);
 /* A view of st in which every "<W>_codes" tensor appears as "<W>" with the

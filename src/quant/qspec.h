@@ -155,6 +155,20 @@ sardfq_status sfq_qspec_copy(const sfq_qspec *src, const sardfq_model_info *cfg,
 /* Give linear `index` per-row quantizers at `bits` (allocating rows). */
 sardfq_status sfq_qspec_set_weight(sfq_qspec *q, const sardfq_model_info *cfg, int index, int bits);
 
+/* A weight's codes as files store them (formats/qio.c writes and reads
+ * them; the integer form packs them, model/iplan.c): rows of
+ * sfq_qcodes_row_bytes bytes, one code per byte, or two per byte at <= 4
+ * bits (column 2i in the low nibble). */
+size_t sfq_qcodes_row_bytes(int bits, int cols);
+/* Row r's codes (cols of them, starting at in) into one byte each. */
+void sfq_qcodes_row(const uint8_t *in, int cols, int bits, uint8_t *codes);
+/* The codes of the fake-quantized weight w [nrows][cols] under rows[]
+ * (every value must be on its row's grid: SARDFQ_E_INTERNAL otherwise),
+ * and back ((code - zero) * scale, bitwise the fake-quantized value). */
+sardfq_status sfq_qcodes_pack(const sfq_uq *rows, const float *w, int nrows, int cols, int bits,
+                              uint8_t *out);
+void sfq_qcodes_unpack(const sfq_uq *rows, const uint8_t *in, int nrows, int cols, int bits, float *w);
+
 /* Fake-quantize x (rows x ncols, row stride ld floats) in place with the
  * point quantizer a, or with one uniform quantizer per column (cols, when
  * not NULL); nt = threads. */
