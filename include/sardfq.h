@@ -160,7 +160,9 @@ typedef struct sardfq_model_params {
  * integer kernels only as their codes, not as float32: FAKE and those
  * forwards dequantize them one linear at a time into scratch of the call
  * (the model is only read, so it stays shareable between threads), with
- * bitwise the values, and so the logits, of a float32 copy. The kernels follow the CPU (AVX-512 VNNI, AVX2, portable C); the
+ * bitwise the values, and so the logits, of a float32 copy; loading a
+ * quantized file packs its codes directly, without making that copy. The
+ * kernels follow the CPU (AVX-512 VNNI, AVX2, portable C); the
  * environment variable SARDFQ_ISA=c|avx2|vnni, read when the quantized
  * model is made or loaded, forces one (all give bit-identical results). */
 #define SARDFQ_EXECUTOR_AUTO 0

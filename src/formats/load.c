@@ -7,7 +7,9 @@
  * parameter buffer, then bind every expected tensor name to its view with an
  * exact shape check. A tensor the graph would not use is an error, so a
  * checkpoint with features this graph lacks (layer scale, fc_norm, ...) is
- * refused rather than silently mis-evaluated. */
+ * refused rather than silently mis-evaluated. A quantized file's weight
+ * codes are not decoded: the model, becoming final, packs them from the
+ * file's buffer (sfq_model_finalize). */
 #include "safetensors.h"
 #include "names.h"
 #include "qio.h"
@@ -68,12 +70,13 @@ typedef struct {
     const sfq_st_file *st;
     char *used; /* per tensor */
     int flavour; /* SFQ_NAMES_*: the file's naming */
-    const sardfq_model *m; /* for quantized weights (U8 codes) */
+    sardfq_model *m; /* for quantized weights (U8 codes) */
 } bind_ctx;
 
-/* Decode the U8 codes of a quantized weight tensor t (seen under the
- * weight's name and logical shape) into dst. */
-static sardfq_status bind_codes(bind_ctx *b, const sfq_st_tensor *t, const char *name, float *dst)
+/* The U8 codes of a quantized weight tensor t (seen under the weight's
+ * name and logical shape): noted in m->load_codes, not decoded (the model
+ * packs them when it becomes final, sfq_model_finalize). */
+static sardfq_status bind_codes(bind_ctx *b, const sfq_st_tensor *t, const char *name)
 {
     const sardfq_model_info *cfg = &b->m->info;
     char wname[200];
@@ -87,7 +90,7 @@ static sardfq_status bind_codes(bind_ctx *b, const sfq_st_tensor *t, const char 
         const int rows = sfq_qlin_rows(cfg, i), cols = sfq_qlin_cols(cfg, i);
         if (t->end - t->begin != (size_t)rows * sfq_qcodes_row_bytes(w->bits, cols))
             return sfq_fail(SARDFQ_E_FORMAT, "'%s_codes' has the wrong size", name);
-        sfq_qcodes_unpack(w->rows, b->st->data + t->begin, rows, cols, w->bits, dst);
+        b->m->load_codes[i] = b->st->data + t->begin;
         b->used[t - b->st->tensors] = 1;
         return SARDFQ_OK;
     }
@@ -129,7 +132,7 @@ static sardfq_status bind(bind_ctx *b, const char *name, int optional, float *ds
                         want);
     }
     if (t->dtype == SFQ_DT_U8)
-        return bind_codes(b, t, name, dst);
+        return bind_codes(b, t, name);
     sardfq_status s = sfq_st_read_f32(b->st, t, dst);
     if (s != SARDFQ_OK)
         return s;
@@ -147,9 +150,12 @@ static sardfq_status bind_open(bind_ctx *bc, const sfq_st_file *st, int flavour,
     *bc = (bind_ctx){st, sfq_alloc_zero((size_t)st->n_tensors + 1), flavour, m};
     if (!bc->used)
         return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
-    if (sfq_qfile_is_quantized(st))
-        return sfq_qspec_read(st, &m->info, bc->used, &m->q);
-    return SARDFQ_OK;
+    if (!sfq_qfile_is_quantized(st))
+        return SARDFQ_OK;
+    m->load_codes = sfq_alloc_zero(sizeof(*m->load_codes) * (size_t)sfq_qspec_n_linears(&m->info));
+    if (!m->load_codes)
+        return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+    return sfq_qspec_read(st, &m->info, bc->used, &m->q);
 }
 
 /* Tensor id (stage s, block b) of arch in naming flavour: its name into buf
@@ -720,6 +726,9 @@ static sardfq_status load_parsed_view(const sfq_st_file *st, const sardfq_model_
         s = copy_metadata(m, st);
     if (!s)
         s = sfq_model_finalize(m);
+    /* the codes pointed into the file's buffer: packed or decoded now */
+    sfq_free((void *)m->load_codes);
+    m->load_codes = NULL;
     if (s) {
         sardfq_model_free(m);
         return s;

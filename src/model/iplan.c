@@ -50,10 +50,11 @@ static int other_readers(const sfq_plan *p, int j, int i, int v)
     return 0;
 }
 
-/* Weight codes of linear `lin` (rows x cols floats w) into pack k of st:
- * NULL, or why they cannot be integer. */
-static const char *pack_weights(const sfq_qspec *q, const float *w, int lin, int rows, int cols, sfq_istep *st,
-                                int k, sardfq_status *err)
+/* Weight codes of linear `lin` into pack k of st: from the file's codes
+ * src (sfq_qcodes layout, a model being loaded) or else from its rows x
+ * cols floats w. NULL, or why they cannot be integer. */
+static const char *pack_weights(const sfq_qspec *q, const float *w, const uint8_t *src, int lin, int rows,
+                                int cols, sfq_istep *st, int k, sardfq_status *err)
 {
     const sfq_qweight *qw = &q->lin[lin];
     if (qw->bits <= 0 || !qw->rows)
@@ -72,6 +73,11 @@ static const char *pack_weights(const sfq_qspec *q, const float *w, int lin, int
             break;
         }
         zero[r] = (int32_t)u->zero;
+        if (src) { /* codes checked against the width when the file was read */
+            sfq_qcodes_row(src + (size_t)r * sfq_qcodes_row_bytes(qw->bits, cols), cols, qw->bits,
+                           codes + (size_t)r * cols);
+            continue;
+        }
         for (int c = 0; c < cols; c++) {
             const float x = w[(size_t)r * cols + c];
             const float lv = sfq_uq_level(u, x);
@@ -159,8 +165,8 @@ static sardfq_status plan_linear(const sardfq_model *m, const sfq_plan *p, int i
         is->in_pt[0] = j >= 0 ? p->steps[j].pt[SFQ_PT_OUT] : -1;
         why = int_point(q, is->in_pt[0]);
         if (!why)
-            why = pack_weights(q, st->w, st->lin, sfq_qlin_rows(cfg, st->lin), sfq_qlin_cols(cfg, st->lin), is, 0,
-                               &err);
+            why = pack_weights(q, st->w, m->load_codes ? m->load_codes[st->lin] : NULL, st->lin,
+                               sfq_qlin_rows(cfg, st->lin), sfq_qlin_cols(cfg, st->lin), is, 0, &err);
     } else { /* HEAD: rows 0 (and 1) of its input */
         const int P = p->vars[st->in].rows;
         const int D = p->vars[st->in].cols, K = cfg->num_classes;
@@ -169,7 +175,8 @@ static sardfq_status plan_linear(const sardfq_model *m, const sfq_plan *p, int i
             why = int_point(q, is->in_pt[r]);
             const int lin = r == 0 ? st->lin : st->lin + 1;
             if (!why)
-                why = pack_weights(q, r == 0 ? st->w : st->w2, lin, K, D, is, r, &err);
+                why = pack_weights(q, r == 0 ? st->w : st->w2, m->load_codes ? m->load_codes[lin] : NULL, lin, K, D,
+                                   is, r, &err);
         }
     }
     if (err)

@@ -161,8 +161,10 @@ static sardfq_status drop_int_weights(sardfq_model *m)
         if (!w)
             continue;
         const size_t n = (size_t)sfq_qlin_rows(cfg, i) * (size_t)sfq_qlin_cols(cfg, i);
-        /* sfq_qlin_weight_read's values once the copy is gone */
-        if (sfq_iplan_dequant(m, i, tmp) != 0 || memcmp(tmp, w, n * sizeof(float)) != 0)
+        /* sfq_qlin_weight_read's values once the copy is gone (packed from
+         * the file's codes: those values by construction, no copy made) */
+        if (!(m->load_codes && m->load_codes[i]) &&
+            (sfq_iplan_dequant(m, i, tmp) != 0 || memcmp(tmp, w, n * sizeof(float)) != 0))
             continue;
         span sp = {(size_t)(w - m->params), n};
         int j = nd++;
@@ -200,13 +202,32 @@ static sardfq_status drop_int_weights(sardfq_model *m)
     return SARDFQ_OK;
 }
 
+/* Loading: the floats of the weights given as codes, for the linears
+ * selected (all, or those not packed). */
+static void decode_load_codes(sardfq_model *m, int all)
+{
+    for (int i = 0; m->load_codes && i < sfq_qspec_n_linears(&m->info); i++) {
+        const uint8_t *c = m->load_codes[i];
+        if (!c || (!all && sfq_iplan_pack(m, i)))
+            continue;
+        const sfq_qweight *w = &m->q->lin[i];
+        sfq_qcodes_unpack(w->rows, c, sfq_qlin_rows(&m->info, i), sfq_qlin_cols(&m->info, i), w->bits,
+                          sfq_qlin_weight(m, i));
+        m->load_codes[i] = NULL;
+    }
+}
+
 sardfq_status sfq_model_finalize(sardfq_model *m)
 {
     sardfq_status s = sfq_model_prepare_int(m);
+    if (!s)
+        decode_load_codes(m, 0);
     if (!s && (s = drop_int_weights(m))) {
         sfq_iplan_free(m->ip);
         m->ip = NULL;
     }
+    if (s)
+        decode_load_codes(m, 1);
     return s;
 }
 
@@ -225,6 +246,7 @@ SARDFQ_API void sardfq_model_free(sardfq_model *m)
     sfq_free(m->meta_keys);
     sfq_free(m->meta_vals);
     sfq_free(m->blocks);
+    sfq_free((void *)m->load_codes);
     sfq_free(m->params);
     sfq_qspec_free(m->q);
     sfq_iplan_free(m->ip);

@@ -43,6 +43,12 @@ struct sardfq_model {
     struct sfq_iplan *ip; /* quantized model: its integer form (iplan.h),
                              made when the model became final */
     int executor;         /* SARDFQ_EXECUTOR_* of its params */
+    const uint8_t **load_codes; /* while a quantized file loads: per linear
+                                   (qspec.h index), its codes in the file
+                                   (sfq_qcodes layout) or NULL; such a
+                                   weight's floats are not written, and
+                                   sfq_model_finalize packs the codes or
+                                   decodes them. NULL otherwise. */
 };
 
 /* Running a model (forward, kept state, backward, block ranges) is the
@@ -120,8 +126,11 @@ const float *sfq_qlin_weight_read(const sardfq_model *m, int index, float *scrat
  * the float copy of every weight whose linear runs on integer kernels is
  * let go when dequantizing its codes gives it back bit for bit; the other
  * parameters move to a buffer of m->n_held floats, and the views and the
- * plan follow. Nothing for a floating-point model. On failure
- * (SARDFQ_E_NOMEM) m has no integer form and all its float weights. */
+ * plan follow. Loading, a weight given by m->load_codes is packed from the
+ * file's codes and never exists in float (no float round trip), unless its
+ * linear runs in float: then the codes are decoded into it. Nothing for a
+ * floating-point model. On failure (SARDFQ_E_NOMEM) m has no integer form
+ * and all its float weights. */
 sardfq_status sfq_model_finalize(sardfq_model *m);
 
 #endif
