@@ -650,9 +650,15 @@ static void round_trip_of(int swin, int scheme, int w, int a)
         ck_assert_int_eq(t->shape[1], w <= 4 ? cols / 2 : cols);
         ck_assert_ptr_null(sfq_st_find(&st, fc1));
         sfq_st_release(&st);
-        free(buf);
-        /* saving the loaded model again gives the same logits again */
+        /* saving the loaded model again (its weights held only as codes,
+         * written from the packed codes) gives the same file, byte for
+         * byte, and the same logits again */
         ck_assert_int_eq(sardfq_model_save(back, path), 0);
+        size_t len2;
+        uint8_t *buf2 = tu_read_file(path, &len2);
+        ck_assert_msg(len2 == len && memcmp(buf, buf2, len) == 0, "the loaded model saves a different file");
+        free(buf2);
+        free(buf);
         sardfq_model *again = NULL;
         ck_assert_int_eq(sardfq_model_load(path, NULL, &again), 0);
         float *lc = eval_logits(again, &f, &n);

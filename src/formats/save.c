@@ -1,6 +1,7 @@
 /* save.c - sardfq_model_save: a model (floating-point or quantized) as a
  * timm-named safetensors file that sardfq_model_load reads back exactly
  * (quantized layout in qio.c). */
+#include "iplan.h"
 #include "names.h"
 #include "qio.h"
 #include "vit.h"
@@ -134,14 +135,24 @@ static sardfq_status add_weight(plan *p, const sardfq_model *m, const sfq_tensor
     float *sz = sfq_alloc_array((size_t)rows * 2, sizeof(float));
     if (!own(p, sz))
         return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
-    /* a weight that a final model holds only as codes: its values for the
-     * time of the packing (the same floats, so the same codes) */
-    float *tmp = t->data ? NULL : sfq_alloc_array((size_t)rows * (size_t)cols, sizeof(float));
-    const float *wv = t->data ? t->data : tmp ? sfq_qlin_weight_read(m, t->lin, tmp) : NULL;
-    sardfq_status s = !wv ? sfq_fail(tmp ? SARDFQ_E_INTERNAL : SARDFQ_E_NOMEM, "sardfq_model_save: %s",
-                                     tmp ? "a weight has no values" : "out of memory")
-                          : sfq_qcodes_pack(w->rows, wv, rows, cols, w->bits, codes);
-    sfq_free(tmp);
+    /* a weight that a final model holds only as codes: those codes, as
+     * packed (no float values in between); else its floats' codes */
+    const sfq_ipack *pk = t->data ? NULL : sfq_iplan_pack(m, t->lin);
+    sardfq_status s;
+    if (pk) {
+        uint8_t *row = sfq_alloc((size_t)cols);
+        if (!row)
+            return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
+        for (int r = 0; r < rows; r++) {
+            sfq_ipack_codes(pk, r, row);
+            sfq_qcodes_put_row(row, cols, w->bits, codes + (size_t)r * rb);
+        }
+        sfq_free(row);
+        s = SARDFQ_OK;
+    } else {
+        s = !t->data ? sfq_fail(SARDFQ_E_INTERNAL, "sardfq_model_save: a weight has no values")
+                     : sfq_qcodes_pack(w->rows, t->data, rows, cols, w->bits, codes);
+    }
     if (s)
         return s;
     for (int r = 0; r < rows; r++) {

@@ -145,7 +145,7 @@ sardfq_status sfq_ipack_new(const uint8_t *codes, int64_t ldc, int n, int k, int
     return SARDFQ_OK;
 }
 
-void sfq_ipack_levels(const sfq_ipack *p, int row, float *out)
+void sfq_ipack_codes(const sfq_ipack *p, int row, uint8_t *out)
 {
     /* the inverse of sfq_ipack_into for one row: element e = 4 c + kk of a
      * group (c the row within the panel, kk the column within the group) */
@@ -160,9 +160,19 @@ void sfq_ipack_levels(const sfq_ipack *p, int row, float *out)
                 v = e < 32 ? b[e] & 15 : b[e - 32] >> 4;
             else            /* stored (int8)(code - off) */
                 v = (int)(int8_t)b[e] + p->off;
-            out[4 * g + kk] = (float)v;
+            out[4 * g + kk] = (uint8_t)v;
         }
     }
+}
+
+void sfq_ipack_levels(const sfq_ipack *p, int row, float *out)
+{
+    /* the codes into the first k bytes of out, then widened in place from
+     * the end (float i covers bytes 4i..4i+3, at or after byte i) */
+    uint8_t *c = (uint8_t *)out;
+    sfq_ipack_codes(p, row, c);
+    for (int i = p->k - 1; i >= 0; i--)
+        out[i] = (float)c[i];
 }
 
 void sfq_ipack_free(sfq_ipack *p)

@@ -63,7 +63,9 @@ sardfq_status sfq_ipack_new(const uint8_t *codes, int64_t ldc, int n, int k, int
 void sfq_ipack_into(const uint8_t *codes, int64_t ldc, int n, int k, int bits, const int32_t *zero,
                     sfq_ipack *p, uint8_t *data, int32_t *zbuf, int32_t *wsum);
 void sfq_ipack_free(sfq_ipack *p);
-/* The codes of row `row` (< n) as they were packed, as floats: out[k]. */
+/* The codes of row `row` (< n) as they were packed: out[k], as bytes or as
+ * floats. */
+void sfq_ipack_codes(const sfq_ipack *p, int row, uint8_t *out);
 void sfq_ipack_levels(const sfq_ipack *p, int row, float *out);
 
 /* The epilogue of one product. scale, corr and zoff hold np entries (the

@@ -202,6 +202,17 @@ void sfq_qcodes_row(const uint8_t *in, int cols, int bits, uint8_t *codes)
         codes[c] = (uint8_t)((in[c / 2] >> (4 * (c & 1))) & 15);
 }
 
+void sfq_qcodes_put_row(const uint8_t *codes, int cols, int bits, uint8_t *out)
+{
+    if (bits > 4) {
+        memcpy(out, codes, (size_t)cols);
+        return;
+    }
+    memset(out, 0, sfq_qcodes_row_bytes(bits, cols));
+    for (int c = 0; c < cols; c++)
+        out[c / 2] |= (uint8_t)((codes[c] & 15) << (4 * (c & 1)));
+}
+
 sardfq_status sfq_qcodes_pack(const sfq_uq *rows, const float *w, int nrows, int cols, int bits,
                               uint8_t *out)
 {

@@ -160,8 +160,10 @@ sardfq_status sfq_qspec_set_weight(sfq_qspec *q, const sardfq_model_info *cfg, i
  * sfq_qcodes_row_bytes bytes, one code per byte, or two per byte at <= 4
  * bits (column 2i in the low nibble). */
 size_t sfq_qcodes_row_bytes(int bits, int cols);
-/* Row r's codes (cols of them, starting at in) into one byte each. */
+/* One row's codes (cols of them, starting at in) into one byte each, and
+ * back (sfq_qcodes_put_row writes the row's sfq_qcodes_row_bytes). */
 void sfq_qcodes_row(const uint8_t *in, int cols, int bits, uint8_t *codes);
+void sfq_qcodes_put_row(const uint8_t *codes, int cols, int bits, uint8_t *out);
 /* The codes of the fake-quantized weight w [nrows][cols] under rows[]
  * (every value must be on its row's grid: SARDFQ_E_INTERNAL otherwise),
  * and back ((code - zero) * scale, bitwise the fake-quantized value). */
