@@ -858,7 +858,11 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_export_onnx(const sardfq_
  * two heads' attention read-backs (ViT: the class-token rows over the
  * patch tokens; Swin: the mean attention on the stage's grid), averaged
  * over the images like L_APA (the regions of MSR do not take part).
- * 0 (the default) turns it off. It takes effect from the next step and is
+ * 0 (the default) turns it off. A flat image gives every head the same
+ * attention and so minimises the term: keep the weight small (README,
+ * "Beyond SARDFQ": 1 is harmless on the Fashion-MNIST ViT and Swin, 10
+ * makes the Swin's images flat and its calibration useless, 100 does so
+ * on the ViT). It takes effect from the next step and is
  * part of the parameters that the randomness contract names: the same
  * weight gives the same images. (A setter rather than a params field: see
  * sardfq_generator_create_shard.) SARDFQ_E_INVALID_ARG for a negative or
