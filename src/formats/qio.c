@@ -115,8 +115,7 @@ sardfq_status sfq_qview_prepare(const sfq_st_file *st, sfq_st_file *view)
             const int top = (1 << bits) - 1;
             for (int64_t r = 0; r < shape[0] && !s; r++)
                 for (int64_t k = 0; k < cols; k++) {
-                    const uint8_t b = c[(size_t)r * rb + (size_t)(bits <= 4 ? k / 2 : k)];
-                    const int code = bits <= 4 ? (b >> (4 * (k & 1))) & 15 : b;
+                    const int code = sfq_qcode_get(c + (size_t)r * rb, (int)k, bits);
                     if (code > top) {
                         s = sfq_fail(SARDFQ_E_FORMAT, "quantized model: '%s' row %lld column %lld: code %d exceeds "
                                      "%d bits", t->name, (long long)r, (long long)k, code, bits);
@@ -128,7 +127,8 @@ sardfq_status sfq_qview_prepare(const sfq_st_file *st, sfq_st_file *view)
         }
         /* present the codes under the weight's name and logical shape, so the
          * configuration is read exactly as from a floating-point file; the
-         * byte range still holds the codes (the loader decodes U8) */
+         * byte range still holds the codes (the loader hands U8 to the
+         * model, which packs or decodes them) */
         char *nm = sfq_strdup(wname);
         if (!nm) {
             s = sfq_fail(SARDFQ_E_NOMEM, "out of memory");

@@ -123,40 +123,34 @@ static inline void ln_row_out(const ln_ctx *c, int64_t r, double mean, double va
  * one dependency chain. */
 #define LN_LANES 8
 
+/* Rows r .. r + kk - 1 (kk <= LN_LANES). */
+static inline __attribute__((always_inline)) void ln_rows(const ln_ctx *c, int64_t r, int kk)
+{
+    const int D = c->D;
+    const float *x = c->x + r * D;
+    double sum[LN_LANES] = {0}, mean[LN_LANES], var[LN_LANES] = {0};
+    for (int i = 0; i < D; i++)
+        for (int k = 0; k < kk; k++)
+            sum[k] += x[(size_t)k * D + i];
+    for (int k = 0; k < kk; k++)
+        mean[k] = sum[k] / D;
+    for (int i = 0; i < D; i++)
+        for (int k = 0; k < kk; k++) {
+            double d = x[(size_t)k * D + i] - mean[k];
+            var[k] += d * d;
+        }
+    for (int k = 0; k < kk; k++)
+        ln_row_out(c, r + k, mean[k], var[k]);
+}
+
 SFQ_CLONES static void ln_fwd_range(void *vc, int64_t r0, int64_t r1)
 {
     const ln_ctx *c = vc;
-    const int D = c->D;
     int64_t r = r0;
-    for (; r + LN_LANES <= r1; r += LN_LANES) {
-        const float *x = c->x + r * D;
-        double sum[LN_LANES] = {0}, mean[LN_LANES], var[LN_LANES] = {0};
-        for (int i = 0; i < D; i++)
-            for (int k = 0; k < LN_LANES; k++)
-                sum[k] += x[(size_t)k * D + i];
-        for (int k = 0; k < LN_LANES; k++)
-            mean[k] = sum[k] / D;
-        for (int i = 0; i < D; i++)
-            for (int k = 0; k < LN_LANES; k++) {
-                double d = x[(size_t)k * D + i] - mean[k];
-                var[k] += d * d;
-            }
-        for (int k = 0; k < LN_LANES; k++)
-            ln_row_out(c, r + k, mean[k], var[k]);
-    }
-    for (; r < r1; r++) {
-        const float *x = c->x + r * D;
-        double sum = 0;
-        for (int i = 0; i < D; i++)
-            sum += x[i];
-        const double mean = sum / D;
-        double var = 0;
-        for (int i = 0; i < D; i++) {
-            double d = x[i] - mean;
-            var += d * d;
-        }
-        ln_row_out(c, r, mean, var);
-    }
+    for (; r + LN_LANES <= r1; r += LN_LANES)
+        ln_rows(c, r, LN_LANES);
+    if (r < r1)
+        ln_rows(c, r, (int)(r1 - r));
 }
 
 void sfq_layernorm_fwd(const float *x, const float *w, const float *b, float *out, float *xhat,
@@ -290,30 +284,29 @@ static inline void row_scale(float *x, int n, float sum)
         x[i] *= inv;
 }
 
+/* Rows r .. r + kk - 1 (kk <= SM_LANES). */
+static inline __attribute__((always_inline)) void softmax_rows(const sm_ctx *c, int64_t r, int kk)
+{
+    const int n = c->cols;
+    float *x = c->x + r * n;
+    float sum[SM_LANES] = {0};
+    for (int k = 0; k < kk; k++)
+        row_exp(x + (size_t)k * n, n, row_max(x + (size_t)k * n, n));
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < kk; k++)
+            sum[k] += x[(size_t)k * n + i];
+    for (int k = 0; k < kk; k++)
+        row_scale(x + (size_t)k * n, n, sum[k]);
+}
+
 SFQ_CLONES static void softmax_fwd_range(void *vc, int64_t r0, int64_t r1)
 {
     const sm_ctx *c = vc;
-    const int n = c->cols;
     int64_t r = r0;
-    for (; r + SM_LANES <= r1; r += SM_LANES) {
-        float *x = c->x + r * n;
-        float sum[SM_LANES] = {0};
-        for (int k = 0; k < SM_LANES; k++)
-            row_exp(x + (size_t)k * n, n, row_max(x + (size_t)k * n, n));
-        for (int i = 0; i < n; i++)
-            for (int k = 0; k < SM_LANES; k++)
-                sum[k] += x[(size_t)k * n + i];
-        for (int k = 0; k < SM_LANES; k++)
-            row_scale(x + (size_t)k * n, n, sum[k]);
-    }
-    for (; r < r1; r++) {
-        float *x = c->x + r * n;
-        row_exp(x, n, row_max(x, n));
-        float sum = 0;
-        for (int i = 0; i < n; i++)
-            sum += x[i];
-        row_scale(x, n, sum);
-    }
+    for (; r + SM_LANES <= r1; r += SM_LANES)
+        softmax_rows(c, r, SM_LANES);
+    if (r < r1)
+        softmax_rows(c, r, (int)(r1 - r));
 }
 
 void sfq_softmax_fwd(float *x, int64_t rows, int cols, int nthreads)

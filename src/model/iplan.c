@@ -50,6 +50,12 @@ static int other_readers(const sfq_plan *p, int j, int i, int v)
     return 0;
 }
 
+/* The file's codes of linear `lin` while m loads, else NULL. */
+static const uint8_t *file_codes(const sardfq_model *m, int lin)
+{
+    return m->load_codes ? m->load_codes[lin] : NULL;
+}
+
 /* Weight codes of linear `lin` into pack k of st: from the file's codes
  * src (sfq_qcodes layout, a model being loaded) or else from its rows x
  * cols floats w. NULL, or why they cannot be integer. */
@@ -165,7 +171,7 @@ static sardfq_status plan_linear(const sardfq_model *m, const sfq_plan *p, int i
         is->in_pt[0] = j >= 0 ? p->steps[j].pt[SFQ_PT_OUT] : -1;
         why = int_point(q, is->in_pt[0]);
         if (!why)
-            why = pack_weights(q, st->w, m->load_codes ? m->load_codes[st->lin] : NULL, st->lin,
+            why = pack_weights(q, st->w, file_codes(m, st->lin), st->lin,
                                sfq_qlin_rows(cfg, st->lin), sfq_qlin_cols(cfg, st->lin), is, 0, &err);
     } else { /* HEAD: rows 0 (and 1) of its input */
         const int P = p->vars[st->in].rows;
@@ -175,7 +181,7 @@ static sardfq_status plan_linear(const sardfq_model *m, const sfq_plan *p, int i
             why = int_point(q, is->in_pt[r]);
             const int lin = r == 0 ? st->lin : st->lin + 1;
             if (!why)
-                why = pack_weights(q, r == 0 ? st->w : st->w2, m->load_codes ? m->load_codes[lin] : NULL, lin, K, D,
+                why = pack_weights(q, r == 0 ? st->w : st->w2, file_codes(m, lin), lin, K, D,
                                    is, r, &err);
         }
     }

@@ -44,8 +44,9 @@ typedef struct sfq_iplan {
 } sfq_iplan;
 
 /* Make m->ip for a quantized model (nothing for a floating-point one), from
- * its float weights: once, before sfq_model_finalize (vit.h) drops the
- * copies that the codes give back. SARDFQ_E_NOMEM. */
+ * its float weights or, while it loads, the file's codes (m->load_codes):
+ * once, before sfq_model_finalize (vit.h) drops the copies that the codes
+ * give back. SARDFQ_E_NOMEM. */
 sardfq_status sfq_model_prepare_int(sardfq_model *m);
 void sfq_iplan_free(sfq_iplan *ip);
 

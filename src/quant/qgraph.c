@@ -194,23 +194,15 @@ size_t sfq_qcodes_row_bytes(int bits, int cols)
 
 void sfq_qcodes_row(const uint8_t *in, int cols, int bits, uint8_t *codes)
 {
-    if (bits > 4) {
-        memcpy(codes, in, (size_t)cols);
-        return;
-    }
     for (int c = 0; c < cols; c++)
-        codes[c] = (uint8_t)((in[c / 2] >> (4 * (c & 1))) & 15);
+        codes[c] = (uint8_t)sfq_qcode_get(in, c, bits);
 }
 
 void sfq_qcodes_put_row(const uint8_t *codes, int cols, int bits, uint8_t *out)
 {
-    if (bits > 4) {
-        memcpy(out, codes, (size_t)cols);
-        return;
-    }
     memset(out, 0, sfq_qcodes_row_bytes(bits, cols));
     for (int c = 0; c < cols; c++)
-        out[c / 2] |= (uint8_t)((codes[c] & 15) << (4 * (c & 1)));
+        sfq_qcode_set(out, c, bits, codes[c]);
 }
 
 sardfq_status sfq_qcodes_pack(const sfq_uq *rows, const float *w, int nrows, int cols, int bits,
@@ -224,11 +216,7 @@ sardfq_status sfq_qcodes_pack(const sfq_uq *rows, const float *w, int nrows, int
             const float lv = sfq_uq_level(&rows[r], w[(size_t)r * cols + c]);
             if (!(lv >= 0 && lv <= (float)((1 << bits) - 1)) || lv != (float)(int)lv)
                 return sfq_fail(SARDFQ_E_INTERNAL, "weight code out of range");
-            const int code = (int)lv;
-            if (bits <= 4)
-                o[c / 2] |= (uint8_t)(code << (4 * (c & 1)));
-            else
-                o[c] = (uint8_t)code;
+            sfq_qcode_set(o, c, bits, (int)lv);
         }
     }
     return SARDFQ_OK;
@@ -239,9 +227,7 @@ void sfq_qcodes_unpack(const sfq_uq *rows, const uint8_t *in, int nrows, int col
     const size_t rb = sfq_qcodes_row_bytes(bits, cols);
     for (int r = 0; r < nrows; r++) {
         const uint8_t *o = in + (size_t)r * rb;
-        for (int c = 0; c < cols; c++) {
-            const int code = bits <= 4 ? (o[c / 2] >> (4 * (c & 1))) & 15 : o[c];
-            w[(size_t)r * cols + c] = sfq_uq_value(&rows[r], (float)code);
-        }
+        for (int c = 0; c < cols; c++)
+            w[(size_t)r * cols + c] = sfq_uq_value(&rows[r], (float)sfq_qcode_get(o, c, bits));
     }
 }

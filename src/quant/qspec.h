@@ -160,6 +160,19 @@ sardfq_status sfq_qspec_set_weight(sfq_qspec *q, const sardfq_model_info *cfg, i
  * sfq_qcodes_row_bytes bytes, one code per byte, or two per byte at <= 4
  * bits (column 2i in the low nibble). */
 size_t sfq_qcodes_row_bytes(int bits, int cols);
+/* Column c's code in one row of that layout, and writing it (at <= 4 bits
+ * into a row zeroed first). */
+static inline int sfq_qcode_get(const uint8_t *row, int c, int bits)
+{
+    return bits <= 4 ? (row[c / 2] >> (4 * (c & 1))) & 15 : row[c];
+}
+static inline void sfq_qcode_set(uint8_t *row, int c, int bits, int code)
+{
+    if (bits <= 4)
+        row[c / 2] |= (uint8_t)((code & 15) << (4 * (c & 1)));
+    else
+        row[c] = (uint8_t)code;
+}
 /* One row's codes (cols of them, starting at in) into one byte each, and
  * back (sfq_qcodes_put_row writes the row's sfq_qcodes_row_bytes). */
 void sfq_qcodes_row(const uint8_t *in, int cols, int bits, uint8_t *codes);
