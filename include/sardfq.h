@@ -32,6 +32,15 @@
  * threads meanwhile should use n_threads == 0. With
  * n_threads == 0 the library never changes OpenBLAS settings, lets OpenBLAS
  * thread each GEMM, and uses OpenBLAS's thread count for its own loops.
+ * The library's own threads are one process-wide pool, started on first use
+ * and grown to the largest n_threads asked for: after a parallel step a
+ * worker spins for some tens of microseconds, then sleeps (an idle library
+ * uses no CPU). Each worker a call uses is pinned to another CPU of the
+ * calling thread's affinity set than the caller's (re-pinned when the caller
+ * moves; never the caller itself). A call that finds the pool busy with another thread's call
+ * runs on short-lived threads of its own; results are the same either way.
+ * Workers block all signals and are joined when the library is unloaded or
+ * the process exits; a forked child starts without them.
  *
  * Errors. Every function that can fail returns a sardfq_status; SARDFQ_OK is
  * 0 and every error is negative. On failure the outputs and handles are left
