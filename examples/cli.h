@@ -89,23 +89,24 @@ int cli_model_info(const sardfq_model *m, sardfq_model_info *info);
 
 /* Options shared by the commands that synthesise (synth, semantics,
  * quantize --synth): --n --iters --seed --threads --alpha --prior
- * --prior-k --head-align. */
+ * --prior-k --head-align --head-align-form. */
 typedef struct {
     long n, iters, seed, threads, prior_k;
     int n_given; /* --n was on the command line */
     int prior_kind;
     double alpha;      /* < 0: the library's default */
     double head_align; /* sardfq_generator_set_head_align; 0: off */
+    int head_align_form; /* --head-align-form cosine|ssim (sardfq_head_align_form) */
 } cli_gen_options;
-/* The --head-align weight that cli_gen_options_apply recorded (it is a
- * setter, not a params field): cli_generate and `semantics` set it on
- * their generators. */
-extern double cli_head_align;
+/* Set the --head-align weight and form that cli_gen_options_apply recorded
+ * (setters, not params fields) on g; cli_generate and `semantics` call it.
+ * Nothing to do when the weight is 0. */
+sardfq_status cli_set_head_align(sardfq_generator *g);
 void cli_gen_options_init(cli_gen_options *o);
 /* 1 if argv[*i] was one of them (consumed with its value), 0 if not, -1
  * after a usage message. */
 int cli_gen_option(const char *cmd, int argc, char **argv, int *i, cli_gen_options *o);
-/* Copy the options into generator params (and cli_head_align). */
+/* Copy the options into generator params (and record the head alignment). */
 void cli_gen_options_apply(const cli_gen_options *o, sardfq_generator_params *p);
 
 /* Run the remaining steps of g with a progress line on stderr (SIGINT

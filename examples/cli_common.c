@@ -279,9 +279,19 @@ void cli_gen_options_init(cli_gen_options *o)
     o->prior_kind = p.prior_kind;
     o->alpha = -1;
     o->head_align = 0;
+    o->head_align_form = SARDFQ_HEAD_ALIGN_COSINE;
 }
 
-double cli_head_align;
+static double cli_head_align;
+static int cli_head_align_form = SARDFQ_HEAD_ALIGN_COSINE;
+
+sardfq_status cli_set_head_align(sardfq_generator *g)
+{
+    if (!(cli_head_align > 0))
+        return SARDFQ_OK;
+    sardfq_status s = sardfq_generator_set_head_align(g, (float)cli_head_align);
+    return s ? s : sardfq_generator_set_head_align_form(g, (sardfq_head_align_form)cli_head_align_form);
+}
 
 int cli_gen_option(const char *cmd, int argc, char **argv, int *i, cli_gen_options *o)
 {
@@ -321,6 +331,19 @@ int cli_gen_option(const char *cmd, int argc, char **argv, int *i, cli_gen_optio
         }
         return 1;
     }
+    if ((r = cli_option(cmd, argc, argv, i, "head-align-form", &v)) != 0) {
+        if (r < 0)
+            return -1;
+        if (!strcmp(v, "cosine"))
+            o->head_align_form = SARDFQ_HEAD_ALIGN_COSINE;
+        else if (!strcmp(v, "ssim"))
+            o->head_align_form = SARDFQ_HEAD_ALIGN_SSIM;
+        else {
+            cli_usage_error("%s: unknown --head-align-form '%s' (cosine, ssim)", cmd, v);
+            return -1;
+        }
+        return 1;
+    }
     if ((r = cli_option(cmd, argc, argv, i, "prior", &v)) != 0) {
         if (r < 0)
             return -1;
@@ -347,6 +370,7 @@ void cli_gen_options_apply(const cli_gen_options *o, sardfq_generator_params *p)
     if (o->alpha >= 0)
         p->apa_weight = (float)o->alpha;
     cli_head_align = o->head_align;
+    cli_head_align_form = o->head_align_form;
 }
 
 /* ---- running a generator with a progress line ------------------------- */
@@ -408,11 +432,9 @@ int cli_generate(const char *cmd, sardfq_generator *g, sardfq_synth_report *r)
     const double t0 = cli_now();
     memset(r, 0, sizeof *r);
     r->struct_size = sizeof *r;
-    if (cli_head_align > 0) {
-        sardfq_status s = sardfq_generator_set_head_align(g, (float)cli_head_align);
-        if (s)
-            return cli_lib_fail(s, "%s: --head-align", cmd);
-    }
+    sardfq_status hs = cli_set_head_align(g);
+    if (hs)
+        return cli_lib_fail(hs, "%s: --head-align", cmd);
     int last_pct = -1;
     for (;;) {
         sardfq_status s = sardfq_generator_step(g, r);

@@ -273,7 +273,7 @@ int cli_semantics(int argc, char **argv)
         fprintf(stderr, "semantics: %s...\n", va->name);
         double t0 = cli_now();
         if ((s = sardfq_generator_create(m, &gp, &g)) ||
-            (cli_head_align > 0 && (s = sardfq_generator_set_head_align(g, (float)cli_head_align))) ||
+            (s = cli_set_head_align(g)) ||
             (s = sardfq_generator_run(g, NULL))) {
             sardfq_generator_free(g);
             cli_lib_fail(s, "semantics: %s", va->name);

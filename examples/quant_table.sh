@@ -9,8 +9,8 @@
 # Environment (defaults: the README's ViT table): MODEL (a model file),
 # BITS (W,A pairs), SOURCES (synthesis sources among noise psaq sardfq-apa
 # sardfq-msr-sl sardfq, and psaq-ha sardfq-ha: the same with the inter-head
-# alignment term at weight HEAD_ALIGN, default 100; real calibration always
-# runs), SEEDS, ALPHA (the APA weight of the sardfq sources; default the
+# alignment term at weight HEAD_ALIGN, default 100, sardfq-ha-ssim: its SSIM
+# form; real calibration always runs), SEEDS, ALPHA (the APA weight of the sardfq sources; default the
 # library's, 100). RECON_ATTNS lists head-wise attention distillation
 # weights for the reconstruction runs (default "0": without; e.g. "0 10"
 # runs each reconstruction with and without it). E.g. the Swin rows:
@@ -63,6 +63,7 @@ synth_opts() {
     sardfq) echo "--method sardfq ${ALPHA:+--alpha $ALPHA}" ;;
     psaq-ha) echo "--method psaq --head-align ${HEAD_ALIGN:-100}" ;;
     sardfq-ha) echo "--method sardfq ${ALPHA:+--alpha $ALPHA} --head-align ${HEAD_ALIGN:-100}" ;;
+    sardfq-ha-ssim) echo "--method sardfq ${ALPHA:+--alpha $ALPHA} --head-align ${HEAD_ALIGN:-100} --head-align-form ssim" ;;
     esac
 }
 

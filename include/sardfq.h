@@ -34,7 +34,7 @@
  * thread each GEMM, and uses OpenBLAS's thread count for its own loops.
  * The library's own threads are one process-wide pool, started on first use
  * and grown to the largest n_threads asked for: after a parallel step a
- * worker spins for some tens of microseconds, then sleeps (an idle library
+ * worker spins for about 0.1 ms, then sleeps (an idle library
  * uses no CPU). Each worker a call uses is pinned to another CPU of the
  * calling thread's affinity set than the caller's (re-pinned when the caller
  * moves; never the caller itself). A call that finds the pool busy with another thread's call
@@ -87,11 +87,11 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define SARDFQ_VERSION_MAJOR 0
-#define SARDFQ_VERSION_MINOR 7
+#define SARDFQ_VERSION_MINOR 8
 #define SARDFQ_VERSION_PATCH 0
 #define SARDFQ_VERSION_NUMBER \
     (SARDFQ_VERSION_MAJOR * 10000 + SARDFQ_VERSION_MINOR * 100 + SARDFQ_VERSION_PATCH)
-#define SARDFQ_VERSION_STRING "0.7.0"
+#define SARDFQ_VERSION_STRING "0.8.0"
 
 /* Runtime version of the library actually linked; compare with the macros. */
 SARDFQ_API const char *sardfq_version_string(void);
@@ -813,7 +813,7 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_save(const sardfq_model *
 /* ======================================================================= */
 /* Experimental (since 0.6): may change in a minor release. Define         */
 /* SARDFQ_EXPERIMENTAL before including this header to use it; its symbols */
-/* are in version nodes SARDFQ_EXPERIMENTAL_0.6 and _0.7.                   */
+/* are in version nodes SARDFQ_EXPERIMENTAL_0.6, _0.7 and _0.8.            */
 /* ======================================================================= */
 #ifdef SARDFQ_EXPERIMENTAL
 
@@ -877,6 +877,18 @@ SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_model_export_onnx(const sardfq_
  * sardfq_generator_create_shard.) SARDFQ_E_INVALID_ARG for a negative or
  * non-finite weight. */
 SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_generator_set_head_align(sardfq_generator *g, float weight);
+
+/* Since 0.8. The similarity form of the head-alignment term: COSINE (the
+ * default, as in 0.7) or SSIM, 1 - SSIM between the two heads' read-backs
+ * taken as one window (population means, variances and covariance;
+ * C1 = 0.01^2, C2 = 0.03^2 for the data range 1 of a probability). SSIM
+ * also asks the heads for the same mean and spread, which the cosine does
+ * not (README, "Beyond SARDFQ", compares the two). Like the weight, part
+ * of the parameters the randomness contract names. SARDFQ_E_INVALID_ARG
+ * for another value. */
+typedef enum { SARDFQ_HEAD_ALIGN_COSINE = 0, SARDFQ_HEAD_ALIGN_SSIM = 1 } sardfq_head_align_form;
+SARDFQ_API SARDFQ_NODISCARD sardfq_status sardfq_generator_set_head_align_form(sardfq_generator *g,
+                                                                               sardfq_head_align_form form);
 
 /* Since 0.7. Head-wise attention distillation in block reconstruction
  * (after MaskAQ, ICML 2026): with weight > 0, each block's loss gains

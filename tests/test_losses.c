@@ -199,7 +199,7 @@ END_TEST
 
 /* The term over a ViT-layout batch as the generator computes it: per image
  * with scale 1/B, accumulated into dattn (which the caller zeroes). */
-static double head_batch(const float *attn, int B, int depth, int H, int N, int P, float *dattn)
+static double head_batch(const float *attn, int B, int depth, int H, int N, int P, int form, float *dattn)
 {
     sfq_apa_block *blk = malloc(sizeof *blk * (size_t)depth);
     ck_assert_ptr_nonnull(blk);
@@ -208,33 +208,35 @@ static double head_batch(const float *attn, int B, int depth, int H, int N, int 
         blk[l] = (sfq_apa_block){H, N, P, (size_t)l * H * N, 0};
     double L = 0;
     for (int b = 0; b < B; b++)
-        L += sfq_loss_head_align(attn + (size_t)b * att, depth, blk, 1.0 / B, dattn ? dattn + (size_t)b * att : NULL);
+        L += sfq_loss_head_align(attn + (size_t)b * att, depth, blk, 1.0 / B, form,
+                                 dattn ? dattn + (size_t)b * att : NULL);
     free(blk);
     return L;
 }
 
 typedef struct {
-    int B, depth, H, N, P;
+    int B, depth, H, N, P, form;
 } head_ctx;
 
 static double head_fn(void *vc, const float *x)
 {
     head_ctx *c = vc;
-    return head_batch(x, c->B, c->depth, c->H, c->N, c->P, NULL);
+    return head_batch(x, c->B, c->depth, c->H, c->N, c->P, c->form, NULL);
 }
 
-static void head_case(const char *prefix)
+/* form SFQ_HEAD_ALIGN_COSINE against losses_head, _SSIM against losses_head_ssim */
+static void head_case(const char *prefix, int form)
 {
     tu_fixture f;
-    tu_fixture_open(&f, "losses_head.safetensors");
+    tu_fixture_open(&f, form == SFQ_HEAD_ALIGN_SSIM ? "losses_head_ssim.safetensors" : "losses_head.safetensors");
     size_t n;
     float *dims = fx_getf(&f, prefix, "dims", NULL);
     float *attn = fx_getf(&f, prefix, "attn", &n);
     float *loss = fx_getf(&f, prefix, "loss", NULL);
     float *dref = fx_getf(&f, prefix, "dattn", NULL);
-    head_ctx c = {(int)dims[0], (int)dims[1], (int)dims[2], (int)dims[3], (int)dims[4]};
+    head_ctx c = {(int)dims[0], (int)dims[1], (int)dims[2], (int)dims[3], (int)dims[4], form};
     float *d = fcalloc(n);
-    const double L = head_batch(attn, c.B, c.depth, c.H, c.N, c.P, d);
+    const double L = head_batch(attn, c.B, c.depth, c.H, c.N, c.P, form, d);
     if (c.H < 2) { /* no pairs: nothing, and no gradient */
         ck_assert(L == 0.0 && loss[0] == 0.0f);
         for (size_t i = 0; i < n; i++)
@@ -249,7 +251,7 @@ static void head_case(const char *prefix)
         float *d2 = fcalloc(n);
         for (size_t i = 0; i < n; i++)
             d2[i] = 1.0f;
-        head_batch(attn, c.B, c.depth, c.H, c.N, c.P, d2);
+        head_batch(attn, c.B, c.depth, c.H, c.N, c.P, form, d2);
         for (size_t i = 0; i < n; i++)
             ck_assert(fabsf(d2[i] - 1.0f - d[i]) <= 1e-6f * (1.0f + fabsf(d[i])));
         free(d2);
@@ -261,9 +263,11 @@ static void head_case(const char *prefix)
 
 START_TEST(head_align_golden_and_fd)
 {
-    head_case("");
-    head_case("b.");
-    head_case("c.");
+    for (int form = SFQ_HEAD_ALIGN_COSINE; form <= SFQ_HEAD_ALIGN_SSIM; form++) {
+        head_case("", form);
+        head_case("b.", form);
+        head_case("c.", form);
+    }
 }
 END_TEST
 
@@ -277,12 +281,18 @@ START_TEST(head_align_identity_and_scale)
         for (int h = 0; h < H; h++)
             for (int t = 0; t < N; t++)
                 attn[(l * H + h) * N + t] = (float)(t + 1 + l) * (h + 1) / 30.0f;
-    ck_assert(fabs(head_batch(attn, 1, depth, H, N, P, d)) < 1e-7);
+    ck_assert(fabs(head_batch(attn, 1, depth, H, N, P, SFQ_HEAD_ALIGN_COSINE, d)) < 1e-7);
     for (int i = 0; i < depth * H * N; i++)
         ck_assert(fabsf(d[i]) < 1e-5f);
     /* two orthogonal one-hot heads: 1 - cos = 1 in the single block */
     float a2[2 * 4] = {0.5f, 1, 0, 0, 0.5f, 0, 0, 1};
-    ck_assert(fabs(head_batch(a2, 1, 1, 2, 4, 1, NULL) - 1.0) < 1e-12);
+    ck_assert(fabs(head_batch(a2, 1, 1, 2, 4, 1, SFQ_HEAD_ALIGN_COSINE, NULL) - 1.0) < 1e-12);
+    /* SSIM is not blind to scale: proportional heads cost, identical ones do not */
+    ck_assert(head_batch(attn, 1, depth, H, N, P, SFQ_HEAD_ALIGN_SSIM, NULL) > 0.01);
+    float same[2 * 5] = {0.1f, 0.2f, 0.3f, 0.1f, 0.3f, 0.1f, 0.2f, 0.3f, 0.1f, 0.3f}, d3[10] = {0};
+    ck_assert(fabs(head_batch(same, 1, 1, 2, 5, 0, SFQ_HEAD_ALIGN_SSIM, d3)) < 1e-7);
+    for (int i = 0; i < 10; i++)
+        ck_assert(fabsf(d3[i]) < 1e-5f);
 }
 END_TEST
 

@@ -517,7 +517,7 @@ END_TEST
 
 /* The inter-head alignment term of images x (n of them) on m, the mean
  * over images of sfq_loss_head_align on the read-back (ViT or Swin). */
-static double head_term(const sardfq_model *m, const float *x, int n)
+static double head_term(const sardfq_model *m, const float *x, int n, int form)
 {
     const sardfq_model_info I = tu_info(m);
     sfq_apa_block blk[16];
@@ -540,15 +540,16 @@ static double head_term(const sardfq_model *m, const float *x, int n)
     ck_assert_int_eq(sardfq_state_get_attention(s, a, off * n), SARDFQ_OK);
     double L = 0;
     for (int b = 0; b < n; b++)
-        L += sfq_loss_head_align(a + off * b, I.depth, blk, 1.0 / n, NULL);
+        L += sfq_loss_head_align(a + off * b, I.depth, blk, 1.0 / n, form, NULL);
     sardfq_state_free(s);
     free(a);
     return L;
 }
 
 /* Images of method `method` with head alignment weight w (< 0: the setter
- * is not called). */
-static float *head_run(const sardfq_model *m, int method, float w, int iters, size_t px)
+ * is not called) in the given form (the form setter is called only for
+ * SSIM, so the cosine runs also check its default). */
+static float *head_run(const sardfq_model *m, int method, float w, int form, int iters, size_t px)
 {
     sardfq_generator_params p = small_params(method);
     p.iters = iters;
@@ -557,6 +558,8 @@ static float *head_run(const sardfq_model *m, int method, float w, int iters, si
     ck_assert_int_eq(sardfq_generator_create(m, &p, &g), SARDFQ_OK);
     if (w >= 0)
         ck_assert_int_eq(sardfq_generator_set_head_align(g, w), SARDFQ_OK);
+    if (form == SFQ_HEAD_ALIGN_SSIM)
+        ck_assert_int_eq(sardfq_generator_set_head_align_form(g, SARDFQ_HEAD_ALIGN_SSIM), SARDFQ_OK);
     ck_assert_int_eq(sardfq_generator_run(g, NULL), SARDFQ_OK);
     float *x = images_of(g, px);
     sardfq_generator_free(g);
@@ -567,17 +570,18 @@ static float *head_run(const sardfq_model *m, int method, float w, int iters, si
  * where APA is off and the read-back is asked for this term alone): weight
  * 0 is the default run byte for byte, a positive weight is deterministic
  * and lowers the term on the images it makes; bad weights are refused. */
-static void head_align_case(const sardfq_model *m, int method, float w, double max_ratio)
+static void head_align_case(const sardfq_model *m, int method, float w, int form, double max_ratio)
 {
     const sardfq_model_info I = tu_info(m);
     const size_t px = (size_t)4 * I.in_chans * I.img_h * I.img_w;
-    float *x0 = head_run(m, method, -1, 60, px), *x00 = head_run(m, method, 0, 60, px);
-    float *x1 = head_run(m, method, w, 60, px), *x2 = head_run(m, method, w, 60, px);
+    float *x0 = head_run(m, method, -1, form, 60, px), *x00 = head_run(m, method, 0, form, 60, px);
+    float *x1 = head_run(m, method, w, form, 60, px), *x2 = head_run(m, method, w, form, 60, px);
     ck_assert_int_eq(memcmp(x0, x00, px * sizeof(float)), 0);
     ck_assert_int_eq(memcmp(x1, x2, px * sizeof(float)), 0);
     ck_assert_int_ne(memcmp(x0, x1, px * sizeof(float)), 0);
-    const double L0 = head_term(m, x0, 4), L1 = head_term(m, x1, 4);
-    printf("head alignment (method %d, weight %g): term %.4f without, %.4f with\n", method, (double)w, L0, L1);
+    const double L0 = head_term(m, x0, 4, form), L1 = head_term(m, x1, 4, form);
+    printf("head alignment (method %d, weight %g, form %d): term %.4f without, %.4f with\n", method, (double)w, form,
+           L0, L1);
     ck_assert(L1 < max_ratio * L0);
     free(x0), free(x00), free(x1), free(x2);
 }
@@ -588,8 +592,9 @@ START_TEST(head_align_through_generator)
      * responds to the pixels in a few steps */
     sardfq_model *m = NULL;
     ck_assert_int_eq(sardfq_model_load(tu_src("examples/models/fmnist_vit.safetensors"), NULL, &m), SARDFQ_OK);
-    head_align_case(m, SARDFQ_SYNTH_PSAQ, 1000.0f, 0.7); /* measured 0.54 */
-    head_align_case(m, SARDFQ_SYNTH_SARDFQ, 1000.0f, 0.7); /* 0.57 */
+    head_align_case(m, SARDFQ_SYNTH_PSAQ, 1000.0f, SFQ_HEAD_ALIGN_COSINE, 0.7); /* measured 0.54 */
+    head_align_case(m, SARDFQ_SYNTH_SARDFQ, 1000.0f, SFQ_HEAD_ALIGN_COSINE, 0.7); /* 0.57 */
+    head_align_case(m, SARDFQ_SYNTH_SARDFQ, 1000.0f, SFQ_HEAD_ALIGN_SSIM, 0.7); /* 0.53 */
     sardfq_generator_params p = small_params(SARDFQ_SYNTH_SARDFQ);
     sardfq_generator *g = NULL;
     ck_assert_int_eq(sardfq_generator_create(m, &p, &g), SARDFQ_OK);
@@ -598,10 +603,14 @@ START_TEST(head_align_through_generator)
     ck_assert_int_eq(sardfq_generator_set_head_align(g, NAN), SARDFQ_E_INVALID_ARG);
     ck_assert_int_eq(sardfq_generator_set_head_align(g, INFINITY), SARDFQ_E_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(sardfq_last_error(), "weight"));
+    ck_assert_int_eq(sardfq_generator_set_head_align_form(NULL, SARDFQ_HEAD_ALIGN_SSIM), SARDFQ_E_INVALID_ARG);
+    ck_assert_int_eq(sardfq_generator_set_head_align_form(g, (sardfq_head_align_form)2), SARDFQ_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(sardfq_last_error(), "form"));
+    ck_assert_int_eq(sardfq_generator_set_head_align_form(g, SARDFQ_HEAD_ALIGN_COSINE), SARDFQ_OK);
     sardfq_generator_free(g);
     sardfq_model_free(m);
     m = swin_model("swin_a.timm.model.safetensors");
-    head_align_case(m, SARDFQ_SYNTH_PSAQ, 1000.0f, 0.95); /* 0.85 on this random-weight Swin */
+    head_align_case(m, SARDFQ_SYNTH_PSAQ, 1000.0f, SFQ_HEAD_ALIGN_COSINE, 0.95); /* 0.85 on this random-weight Swin */
     sardfq_model_free(m);
 }
 END_TEST

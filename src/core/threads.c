@@ -7,7 +7,7 @@
  *
  * The other chunks go to one process-wide pool of worker threads, started
  * on first use and grown to the largest thread count asked for. A worker
- * that finished a job spins for a few tens of microseconds (a forward pass
+ * that finished a job spins for about 0.1 ms (a forward pass
  * issues its parallel loops back to back) and then sleeps on a condition
  * variable, so an idle library uses no CPU. The workers of a job are pinned
  * to CPUs other than the caller's (place_workers). One caller at a time owns the

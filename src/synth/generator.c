@@ -64,6 +64,7 @@
  * Replay (tests only, synth.h): sfq_generator_replay_step sets the state and
  * runs one step with given jitter and regions instead of the random draws,
  * so a test can compare a whole step with a PyTorch reference. */
+#define SARDFQ_EXPERIMENTAL /* sardfq_head_align_form */
 #include "losses.h"
 #include "swin.h"
 #include "synth.h"
@@ -120,6 +121,7 @@ struct sardfq_generator {
     float lo[3], hi[3];
     int step, total;
     float head_align; /* weight of the inter-head alignment term (0 = off) */
+    int head_align_form; /* SFQ_HEAD_ALIGN_COSINE or _SSIM */
     /* scratch */
     item *items;           /* GROUP * (1 + MAX_REGIONS): one group's */
     float *grad;           /* [n][img] */
@@ -706,7 +708,8 @@ static sardfq_status step_group(sardfq_generator *g, int grp, int lim, group_sum
             }
             if (use_head) /* weighted by head_align / ng into da, reported unweighted */
                 L_head += sfq_loss_head_align(g->attn + (size_t)b * att, g->depth, g->apa,
-                                              (double)g->head_align / ng, da) / g->head_align;
+                                              (double)g->head_align / ng, g->head_align_form, da) /
+                          g->head_align;
         }
         if (psaq) {
             /* L_PSE = -sum_l H_l, averaged over the group's images (weight
@@ -886,6 +889,18 @@ SARDFQ_API sardfq_status sardfq_generator_set_head_align(sardfq_generator *g, fl
         return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_generator_set_head_align: weight must be finite and >= 0 (got %g)",
                         (double)weight);
     g->head_align = weight;
+    return SARDFQ_OK;
+}
+
+SARDFQ_API sardfq_status sardfq_generator_set_head_align_form(sardfq_generator *g, sardfq_head_align_form form)
+{
+    if (!g)
+        return sfq_fail(SARDFQ_E_INVALID_ARG, "sardfq_generator_set_head_align_form: generator is NULL");
+    if (form != SARDFQ_HEAD_ALIGN_COSINE && form != SARDFQ_HEAD_ALIGN_SSIM)
+        return sfq_fail(SARDFQ_E_INVALID_ARG,
+                        "sardfq_generator_set_head_align_form: form must be SARDFQ_HEAD_ALIGN_COSINE or _SSIM (got %d)",
+                        (int)form);
+    g->head_align_form = form == SARDFQ_HEAD_ALIGN_SSIM ? SFQ_HEAD_ALIGN_SSIM : SFQ_HEAD_ALIGN_COSINE;
     return SARDFQ_OK;
 }
 

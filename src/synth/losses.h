@@ -37,9 +37,14 @@ double sfq_loss_apa_blocks(const float *attn, const float *target, int depth, co
  * more heads contributes the mean over its head pairs of 1 - cos:
  *   L = scale (1/depth) sum_l (2 / (H (H - 1))) sum_{h < h'}
  *       (1 - <a_lh, a_lh'> / (max(|a_lh|, 1e-12) max(|a_lh'|, 1e-12)))
- * with a_lh = attn[l, h, prefix:]. dattn (may be NULL) += dL/dattn (the
- * norm's clamp, where it binds, passes no gradient). Returns L. */
-double sfq_loss_head_align(const float *attn, int depth, const sfq_apa_block *blk, double scale, float *dattn);
+ * with a_lh = attn[l, h, prefix:] (form SFQ_HEAD_ALIGN_COSINE), or the same
+ * mean of 1 - SSIM(a_lh, a_lh') with the whole read-back as one window
+ * (SFQ_HEAD_ALIGN_SSIM; population means, variances and covariance,
+ * C1 = 1e-4, C2 = 9e-4). dattn (may be NULL) += dL/dattn (the norm's
+ * clamp, where it binds, passes no gradient). Returns L. */
+enum { SFQ_HEAD_ALIGN_COSINE = 0, SFQ_HEAD_ALIGN_SSIM = 1 };
+double sfq_loss_head_align(const float *attn, int depth, const sfq_apa_block *blk, double scale, int form,
+                           float *dattn);
 
 /* ---- soft-label cross-entropy (loss_ce.c) ----------------------------- *
  * L = -(1/B) sum_b sum_k T[b,k] log softmax(z_b)[k]; one-hot targets give

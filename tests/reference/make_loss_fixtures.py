@@ -6,7 +6,10 @@ Independent float64 PyTorch implementations, gradients by autograd:
         (l is 1-based; depth//2 means blocks l = max(1, depth//2) .. depth)
   HEAD  inter-head alignment (MimiQ's observation, the cosine form):
         L = (1/B) sum_b (1/depth) sum_l mean_{h < h'} (1 - cos(a[b,l,h,P:], a[b,l,h',P:]))
-        with torch.nn.functional.cosine_similarity (eps 1e-12 on each norm)
+        with torch.nn.functional.cosine_similarity (eps 1e-12 on each norm);
+        the SSIM form (file losses_head_ssim) replaces cos by the SSIM of
+        the two read-backs as one window: population mean, variance and
+        covariance, C1 = 1e-4, C2 = 9e-4
   CE    L = -(1/B) sum_b sum_k T[b,k] log_softmax(z_b)[k]
   TV    PSAQ-ViT generate_data.get_image_prior_losses: the sum of the
         Frobenius norms (over the whole batch) of
@@ -71,7 +74,15 @@ def apa_ref(attn, prior, P):
     return loss / B
 
 
-def head_ref(attn, P):
+def ssim_1d(u, v, C1=1e-4, C2=9e-4):
+    """SSIM of two vectors (last dim) as one window, population statistics."""
+    mu, mv = u.mean(-1), v.mean(-1)
+    cov = ((u - mu[..., None]) * (v - mv[..., None])).mean(-1)
+    vu, vv = u.var(-1, unbiased=False), v.var(-1, unbiased=False)
+    return (2 * mu * mv + C1) * (2 * cov + C2) / ((mu * mu + mv * mv + C1) * (vu + vv + C2))
+
+
+def head_ref(attn, P, form="cosine"):
     B, depth, H, N = attn.shape
     loss = attn.new_zeros(())
     pairs = [(h, k) for h in range(H) for k in range(h + 1, H)]
@@ -80,7 +91,10 @@ def head_ref(attn, P):
         if not pairs:
             continue
         a = attn[:, l, :, P:]
-        cs = torch.stack([F.cosine_similarity(a[:, h], a[:, k], dim=-1, eps=1e-12) for h, k in pairs], 1)
+        if form == "ssim":
+            cs = torch.stack([ssim_1d(a[:, h], a[:, k]) for h, k in pairs], 1)
+        else:
+            cs = torch.stack([F.cosine_similarity(a[:, h], a[:, k], dim=-1, eps=1e-12) for h, k in pairs], 1)
         loss = loss + (1 - cs).mean(dim=1).sum() / depth
     return loss / B
 
@@ -252,7 +266,7 @@ def build_apa(gen):
     return t
 
 
-def build_head(gen):
+def build_head(gen, form="cosine"):
     t = {}
     # three cases: the default model's layout, two prefix tokens with more
     # heads, and a one-head block mixed in (depth of Swin-like heads 1)
@@ -260,10 +274,14 @@ def build_head(gen):
                                              ("b.", (2, 3, 4, 12, 2, 1.0)),
                                              ("c.", (2, 2, 1, 9, 0, 1.0))):
         attn = f32(torch.softmax(sharp * torch.randn(B, depth, H, N, generator=gen, dtype=D64), -1))
-        v, (g,) = value_and_grad(lambda a: head_ref(a, P), attn)
+        v, (g,) = value_and_grad(lambda a: head_ref(a, P, form), attn)
         t.update({name + "attn": attn, name + "dims": torch.tensor([B, depth, H, N, P], dtype=D64),
                   name + "loss": v.reshape(1), name + "dattn": g})
     return t
+
+
+def build_head_ssim(gen):
+    return build_head(gen, "ssim")
 
 
 def build_ce(gen):
@@ -376,7 +394,8 @@ def main():
     total = 0
     for name, build in (("apa", build_apa), ("ce", build_ce), ("tv", build_tv),
                         ("pse", build_pse), ("resize", build_resize),
-                        ("pse_windows", build_pse_windows), ("head", build_head)):
+                        ("pse_windows", build_pse_windows), ("head", build_head),
+                        ("head_ssim", build_head_ssim)):
         tensors = build(gen)
         path = os.path.join(DATA, "losses_%s.safetensors" % name)
         n = stio.save(path, tensors, {"generator": "tests/reference/make_loss_fixtures.py"})
