@@ -154,6 +154,7 @@ for rec in $VARIANTS; do
         sardfq) label="SARDFQ (APA + MSR + SL)" ;;
         psaq-ha) label="PSAQ-ViT + head alignment" ;;
         sardfq-ha) label="SARDFQ + head alignment" ;;
+        sardfq-ha-ssim) label="SARDFQ + head alignment (SSIM form)" ;;
         esac
         printf '| %s |' "$label"
         for bits in $bitlist; do
