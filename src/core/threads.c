@@ -7,15 +7,15 @@
  *
  * The other chunks go to one process-wide pool of worker threads, started
  * on first use and grown to the largest thread count asked for. A worker
- * that finished a job spins for about 0.1 ms (a forward pass
- * issues its parallel loops back to back) and then sleeps on a condition
- * variable, so an idle library uses no CPU. The workers of a job are pinned
- * to CPUs other than the caller's (place_workers). One caller at a time owns the
+ * that finished a job spins for about 0.1 ms (a forward pass issues its
+ * parallel loops back to back) and then sleeps on a condition variable, so
+ * an idle library uses no CPU. The workers of a job are pinned to CPUs
+ * other than the caller's (place_workers). One caller at a time owns the
  * pool; a concurrent caller (another handle on another thread, or a loop
- * nested in a chunk) gets short-lived threads of its own instead, as does
- * every caller when a worker cannot be started. If no thread can be
- * created at all, the chunks run on the calling thread: the answer is the
- * same, only slower.
+ * nested in a chunk) gets short-lived threads of its own instead, pinned
+ * the same way, as does every caller when a worker cannot be started. If
+ * no thread can be created at all, the chunks run on the calling thread:
+ * the answer is the same, only slower.
  *
  * Lifecycle: the workers are joined by a destructor when the library is
  * unloaded or the process exits; a forked child starts with an empty pool.
@@ -52,6 +52,34 @@ static void run_chunk(const job_t *j, int t)
     j->fn(j->ctx, t, j->n * t / j->chunks, j->n * (t + 1) / j->chunks);
 }
 
+/* ---- where a thread runs ---- */
+
+/* The calling thread's CPU and affinity set; 0 when there is no other CPU
+ * in the set to put a helper thread on (then nothing is pinned). */
+static int other_cpus(int *self, cpu_set_t *allowed)
+{
+    *self = sched_getcpu();
+    return *self >= 0 && sched_getaffinity(0, sizeof *allowed, allowed) == 0 && CPU_COUNT(allowed) > 1;
+}
+
+/* The next CPU of `allowed` after `prev` (wrapping) that is not `self`. A
+ * helper thread is put there rather than left to the kernel: a new or
+ * woken thread otherwise tends to start on its parent's or waker's CPU and
+ * share one core with the caller until the load balancer moves it, which
+ * for a chunk of a few milliseconds is most of its work (measured: 240 of
+ * 288 pool jobs of sardfq-bench-gemm started on the caller's CPU, and 2
+ * threads ran at 1 thread's rate). */
+static int next_cpu(const cpu_set_t *allowed, int self, int prev)
+{
+    int c = prev;
+    for (int k = 0; k < CPU_SETSIZE; k++) {
+        c = (c + 1) % CPU_SETSIZE;
+        if (CPU_ISSET(c, allowed) && c != self)
+            break;
+    }
+    return c;
+}
+
 /* ---- short-lived threads (the fallback) ---- */
 
 typedef struct {
@@ -66,15 +94,38 @@ static void *spawn_main(void *arg)
     return NULL;
 }
 
+/* Start a thread for chunk `a`, pinned to `cpu` when cpu >= 0 (and
+ * unpinned if that is refused). Returns 1 if it started. */
+static int spawn(pthread_t *tid, spawn_arg *a, int cpu)
+{
+    pthread_attr_t attr;
+    if (cpu >= 0 && pthread_attr_init(&attr) == 0) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        const int ok = pthread_attr_setaffinity_np(&attr, sizeof one, &one) == 0 &&
+                       pthread_create(tid, &attr, spawn_main, a) == 0;
+        pthread_attr_destroy(&attr);
+        if (ok)
+            return 1;
+    }
+    return pthread_create(tid, NULL, spawn_main, a) == 0;
+}
+
 static void run_spawned(const job_t *j)
 {
     pthread_t tids[SFQ_MAX_THREADS];
     spawn_arg args[SFQ_MAX_THREADS];
     int started[SFQ_MAX_THREADS];
+    int self, cpu;
+    cpu_set_t allowed;
+    const int pin = other_cpus(&self, &allowed);
+    cpu = self;
     for (int t = 1; t < j->chunks; t++) {
         args[t].job = j;
         args[t].index = t;
-        started[t] = pthread_create(&tids[t], NULL, spawn_main, &args[t]) == 0;
+        cpu = pin ? next_cpu(&allowed, self, cpu) : -1;
+        started[t] = spawn(&tids[t], &args[t], cpu);
     }
     run_chunk(j, 0);
     for (int t = 1; t < j->chunks; t++) {
@@ -179,30 +230,22 @@ static void issue(int count)
 }
 
 /* Keep workers 0 .. count-1 off the caller's CPU, each on the next CPU of
- * the caller's set after the caller's (wrapping). Without it the kernel
- * wakes a sleeping worker on its waker's CPU, where it shares one core with
- * the caller until the load balancer moves it: most of a GEMM of a few
- * milliseconds (measured: 240 of 288 jobs of sardfq-bench-gemm started on
- * the caller's CPU, and 2 threads ran at 1 thread's rate). A worker is
- * re-pinned only when the caller has moved. */
+ * the caller's set after the caller's (wrapping; see next_cpu). A worker
+ * is re-pinned only when the caller has moved. */
 static void place_workers(int count)
 {
-    const int self = sched_getcpu();
+    int self;
     cpu_set_t allowed;
-    if (self < 0 || sched_getaffinity(0, sizeof allowed, &allowed) != 0 || CPU_COUNT(&allowed) < 2)
+    if (!other_cpus(&self, &allowed))
         return;
-    int next = self;
+    int cpu = self;
     for (int t = 0; t < count; t++) {
-        for (int k = 0; k < CPU_SETSIZE; k++) {
-            next = (next + 1) % CPU_SETSIZE;
-            if (CPU_ISSET(next, &allowed) && next != self)
-                break;
-        }
-        if (pool.slot[t].cpu != next) {
+        cpu = next_cpu(&allowed, self, cpu);
+        if (pool.slot[t].cpu != cpu) {
             cpu_set_t one;
             CPU_ZERO(&one);
-            CPU_SET(next, &one);
-            pool.slot[t].cpu = pthread_setaffinity_np(pool.tids[t], sizeof one, &one) == 0 ? next : -1;
+            CPU_SET(cpu, &one);
+            pool.slot[t].cpu = pthread_setaffinity_np(pool.tids[t], sizeof one, &one) == 0 ? cpu : -1;
         }
     }
 }
