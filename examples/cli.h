@@ -48,6 +48,13 @@ int cli_option(const char *cmd, int argc, char **argv, int *i, const char *name,
  * prints a usage message and returns -1. */
 int cli_parse_long(const char *cmd, const char *opt, const char *s, long min, long max,
                    long *out);
+/* Parses a finite number >= 0 for option opt of cmd; on error prints a
+ * usage message and returns -1. */
+int cli_parse_nonneg(const char *cmd, const char *opt, const char *s, double *out);
+/* Sets *out to values[k] for the names[k] equal to s (n choices); otherwise
+ * prints "unknown --opt 's' (names...)" and returns -1. */
+int cli_parse_choice(const char *cmd, const char *opt, const char *s, const char *const *names, const int *values,
+                     int n, int *out);
 /* 1 if arg is -h or --help. */
 int cli_is_help(const char *arg);
 

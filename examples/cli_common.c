@@ -127,6 +127,33 @@ int cli_parse_long(const char *cmd, const char *opt, const char *s, long min, lo
     return 0;
 }
 
+int cli_parse_nonneg(const char *cmd, const char *opt, const char *s, double *out)
+{
+    char *end;
+    const double v = strtod(s, &end);
+    if (*end || end == s || !(v >= 0) || !isfinite(v)) {
+        cli_usage_error("%s: --%s expects a number >= 0, got '%s'", cmd, opt, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_parse_choice(const char *cmd, const char *opt, const char *s, const char *const *names, const int *values,
+                     int n, int *out)
+{
+    char list[256] = "";
+    for (int k = 0; k < n; k++) {
+        if (!strcmp(s, names[k])) {
+            *out = values[k];
+            return 0;
+        }
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", k ? ", " : "", names[k]);
+    }
+    cli_usage_error("%s: unknown --%s '%s' (%s)", cmd, opt, s, list);
+    return -1;
+}
+
 int cli_online_cpus(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -309,53 +336,19 @@ int cli_gen_option(const char *cmd, int argc, char **argv, int *i, cli_gen_optio
         return r < 0 || cli_parse_long(cmd, "threads", v, 1, 1024, &o->threads) < 0 ? -1 : 1;
     if ((r = cli_option(cmd, argc, argv, i, "prior-k", &v)) != 0)
         return r < 0 || cli_parse_long(cmd, "prior-k", v, 1, 64, &o->prior_k) < 0 ? -1 : 1;
-    if ((r = cli_option(cmd, argc, argv, i, "alpha", &v)) != 0) {
-        char *end;
-        if (r < 0)
-            return -1;
-        o->alpha = strtod(v, &end);
-        if (*end || end == v || !(o->alpha >= 0) || !isfinite(o->alpha)) {
-            cli_usage_error("%s: --alpha expects a number >= 0, got '%s'", cmd, v);
-            return -1;
-        }
-        return 1;
-    }
-    if ((r = cli_option(cmd, argc, argv, i, "head-align", &v)) != 0) {
-        char *end;
-        if (r < 0)
-            return -1;
-        o->head_align = strtod(v, &end);
-        if (*end || end == v || !(o->head_align >= 0) || !isfinite(o->head_align)) {
-            cli_usage_error("%s: --head-align expects a number >= 0, got '%s'", cmd, v);
-            return -1;
-        }
-        return 1;
-    }
+    if ((r = cli_option(cmd, argc, argv, i, "alpha", &v)) != 0)
+        return r < 0 || cli_parse_nonneg(cmd, "alpha", v, &o->alpha) < 0 ? -1 : 1;
+    if ((r = cli_option(cmd, argc, argv, i, "head-align", &v)) != 0)
+        return r < 0 || cli_parse_nonneg(cmd, "head-align", v, &o->head_align) < 0 ? -1 : 1;
     if ((r = cli_option(cmd, argc, argv, i, "head-align-form", &v)) != 0) {
-        if (r < 0)
-            return -1;
-        if (!strcmp(v, "cosine"))
-            o->head_align_form = SARDFQ_HEAD_ALIGN_COSINE;
-        else if (!strcmp(v, "ssim"))
-            o->head_align_form = SARDFQ_HEAD_ALIGN_SSIM;
-        else {
-            cli_usage_error("%s: unknown --head-align-form '%s' (cosine, ssim)", cmd, v);
-            return -1;
-        }
-        return 1;
+        static const char *const names[] = {"cosine", "ssim"};
+        static const int values[] = {SARDFQ_HEAD_ALIGN_COSINE, SARDFQ_HEAD_ALIGN_SSIM};
+        return r < 0 || cli_parse_choice(cmd, "head-align-form", v, names, values, 2, &o->head_align_form) < 0 ? -1 : 1;
     }
     if ((r = cli_option(cmd, argc, argv, i, "prior", &v)) != 0) {
-        if (r < 0)
-            return -1;
-        if (!strcmp(v, "gmm"))
-            o->prior_kind = SARDFQ_PRIOR_GMM;
-        else if (!strcmp(v, "laplace"))
-            o->prior_kind = SARDFQ_PRIOR_LAPLACE;
-        else {
-            cli_usage_error("%s: unknown --prior '%s' (gmm, laplace)", cmd, v);
-            return -1;
-        }
-        return 1;
+        static const char *const names[] = {"gmm", "laplace"};
+        static const int values[] = {SARDFQ_PRIOR_GMM, SARDFQ_PRIOR_LAPLACE};
+        return r < 0 || cli_parse_choice(cmd, "prior", v, names, values, 2, &o->prior_kind) < 0 ? -1 : 1;
     }
     return 0;
 }

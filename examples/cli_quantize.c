@@ -258,12 +258,8 @@ int cli_quantize(int argc, char **argv)
             if (r < 0 || cli_parse_long("quantize", "recon-iters", v, 0, 1000000, &recon) < 0)
                 return CLI_EXIT_USAGE;
         } else if ((r = cli_option("quantize", argc, argv, &i, "recon-attn", &v)) != 0) {
-            char *end;
-            if (r < 0)
+            if (r < 0 || cli_parse_nonneg("quantize", "recon-attn", v, &recon_attn) < 0)
                 return CLI_EXIT_USAGE;
-            recon_attn = strtod(v, &end);
-            if (*end || end == v || !(recon_attn >= 0) || !isfinite(recon_attn))
-                return cli_usage_error("quantize: --recon-attn expects a number >= 0, got '%s'", v);
         } else if ((r = cli_option("quantize", argc, argv, &i, "keep", &v)) != 0) {
             char layer[128];
             long w, a;
