@@ -15,9 +15,14 @@
  *
  * Built with oneDNN (Debian libdnnl-dev, found by meson; optional), a third
  * side times dnnl_gemm_u8s8s32 on the same codes (int32 output, no
- * epilogue; its OpenMP threads set to T through OMP_NUM_THREADS unless that
- * is set), and the last line adds onednn_gops_D384/D768 and
+ * epilogue; its OpenMP threads set to T through omp_set_num_threads
+ * unless OMP_NUM_THREADS is set), and the last line adds onednn_gops_D384/D768 and
  * ours_over_onednn_D384/D768.
+ *
+ * On the vnni path a first line gives the core's ceiling for these
+ * products: vpdpbusd on 512-bit registers only (ten independent
+ * accumulators, no loads), on each of the T threads at once, in GOP/s
+ * (2 x 64 per instruction), and the igemm rates as a share of it.
  *
  * A benchmark of library internals: it links the static library. */
 #include "compute.h"
@@ -27,6 +32,9 @@
 #include <cblas.h>
 #ifdef SFQ_HAVE_DNNL
 #include <oneapi/dnnl/dnnl.h>
+/* OpenMP's call, when oneDNN brought an OpenMP runtime in (weak: the
+ * bench needs no OpenMP headers or flags of its own) */
+extern void omp_set_num_threads(int n) __attribute__((weak));
 #endif
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +49,59 @@ static double now(void)
 }
 
 #define BURST 5
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define PEAK_ITERS 20000000L
+
+/* Ten independent vpdpbusd chains on registers, PEAK_ITERS times each:
+ * each accumulator starts apart, so none of the chains can be merged. */
+__attribute__((target("avx512f,avx512vnni"))) static void peak_range(void *ctx, int64_t c0, int64_t c1)
+{
+    int32_t *sink = ctx;
+    for (int64_t c = c0; c < c1; c++) {
+        __m512i a = _mm512_set1_epi32(0x01020304 + (int)c), b = _mm512_set1_epi32(0x05060708);
+        __m512i r0 = _mm512_set1_epi32(0), r1 = _mm512_set1_epi32(1), r2 = _mm512_set1_epi32(2),
+                r3 = _mm512_set1_epi32(3), r4 = _mm512_set1_epi32(4), r5 = _mm512_set1_epi32(5),
+                r6 = _mm512_set1_epi32(6), r7 = _mm512_set1_epi32(7), r8 = _mm512_set1_epi32(8),
+                r9 = _mm512_set1_epi32(9);
+        for (long i = 0; i < PEAK_ITERS; i++) {
+            __asm__ volatile("" : "+v"(a), "+v"(b));
+            r0 = _mm512_dpbusd_epi32(r0, a, b);
+            r1 = _mm512_dpbusd_epi32(r1, a, b);
+            r2 = _mm512_dpbusd_epi32(r2, a, b);
+            r3 = _mm512_dpbusd_epi32(r3, a, b);
+            r4 = _mm512_dpbusd_epi32(r4, a, b);
+            r5 = _mm512_dpbusd_epi32(r5, a, b);
+            r6 = _mm512_dpbusd_epi32(r6, a, b);
+            r7 = _mm512_dpbusd_epi32(r7, a, b);
+            r8 = _mm512_dpbusd_epi32(r8, a, b);
+            r9 = _mm512_dpbusd_epi32(r9, a, b);
+        }
+        __m512i s = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(r0, r1), _mm512_add_epi32(r2, r3)),
+                                     _mm512_add_epi32(_mm512_add_epi32(r4, r5), _mm512_add_epi32(r6, r7)));
+        s = _mm512_add_epi32(s, _mm512_add_epi32(r8, r9));
+        sink[c] = _mm512_reduce_add_epi32(s);
+    }
+}
+
+/* The ceiling in GOP/s on `threads` threads: the best of 3 runs. */
+static double vnni_peak(int threads)
+{
+    int32_t *sink = calloc((size_t)threads, sizeof(int32_t));
+    double best = 0;
+    for (int r = 0; sink && r < 3; r++) {
+        const double t0 = now();
+        sfq_parallel_for(threads, threads, peak_range, sink);
+        const double g = 2.0 * 64 * 10 * PEAK_ITERS * threads / (now() - t0) * 1e-9;
+        best = g > best ? g : best;
+    }
+    free(sink);
+    return best;
+}
+#else
+static double vnni_peak(int threads) { return (void)threads, 0.0; }
+#endif
 
 static int cmp(const void *a, const void *b)
 {
@@ -82,14 +143,17 @@ int main(int argc, char **argv)
     }
     openblas_set_num_threads(threads);
 #ifdef SFQ_HAVE_DNNL
-    char omp[16];
-    snprintf(omp, sizeof omp, "%d", threads);
-    setenv("OMP_NUM_THREADS", omp, 0);
+    /* the OpenMP runtime read its environment when it was loaded, before
+     * main: set its thread count through its call instead (unless the
+     * user's OMP_NUM_THREADS says otherwise) */
+    if (!getenv("OMP_NUM_THREADS") && omp_set_num_threads)
+        omp_set_num_threads(threads);
     double sum_d[3] = {0};
     const int have_dnnl = 1;
 #else
     const int have_dnnl = 0;
 #endif
+    const double peak = isa == SFQ_ISA_VNNI ? vnni_peak(threads) : 0.0;
     const int M = 197 * 8, Ds[3] = {192, 384, 768};
     double sum_i[3] = {0}, sum_s[3] = {0}, ops_d[3] = {0};
     printf("sardfq-bench-gemm: M = %d, %d threads, %s path, W%d codes, median of %d alternated pairs of 5-call bursts\n", M,
@@ -190,6 +254,9 @@ int main(int argc, char **argv)
            "ratio_D384=%.2f ratio_D768=%.2f\n",
            ops_d[1] / sum_i[1] * 1e-9, ops_d[2] / sum_i[2] * 1e-9, ops_d[1] / sum_s[1] * 1e-9,
            ops_d[2] / sum_s[2] * 1e-9, sum_s[1] / sum_i[1], sum_s[2] / sum_i[2]);
+    if (peak > 0)
+        printf("vnni_peak_gops=%.1f igemm_over_peak_D384=%.2f igemm_over_peak_D768=%.2f\n", peak,
+               ops_d[1] / sum_i[1] * 1e-9 / peak, ops_d[2] / sum_i[2] * 1e-9 / peak);
 #ifdef SFQ_HAVE_DNNL
     printf("onednn_gops_D384=%.1f onednn_gops_D768=%.1f ours_over_onednn_D384=%.2f ours_over_onednn_D768=%.2f\n",
            ops_d[1] / sum_d[1] * 1e-9, ops_d[2] / sum_d[2] * 1e-9, sum_d[1] / sum_i[1], sum_d[2] / sum_i[2]);
