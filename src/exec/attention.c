@@ -14,6 +14,8 @@
  * dS = softmax backward, dQ = hd^-1/2 dS K, dK = hd^-1/2 dS^T Q. */
 #include "exec.h"
 
+#include "qspec.h"
+
 #include "smallgemm.h"
 #include "threads.h"
 #include "vmath.h"
@@ -157,8 +159,14 @@ static void fwd_range(void *vc, int chunk, int64_t t0, int64_t t1)
 {
     const sfq_attn_run *a = vc;
     float *buf = unit_buf(a, chunk);
+    uint8_t *ibuf = a->iq ? a->iq->scratch + (size_t)chunk * a->iq->chunk : NULL;
+    const int Nw = a->st->tokens;
     for (int64_t t = t0; t < t1; t++) {
-        unit_scores(a, t, buf, NULL);
+        unit_scores(a, t, buf, ibuf);
+        /* the point is element-wise: a unit's rows now, while they are in
+         * cache, give the bits of all rows later */
+        if (a->probs_q)
+            sfq_qact_apply(a->probs_q, NULL, a->probs + (size_t)t * Nw * Nw, Nw, Nw, Nw, 1);
         unit_pv(a, t, buf);
     }
 }

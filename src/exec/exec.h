@@ -180,14 +180,18 @@ typedef struct {
     int64_t T;          /* read-back floats per image */
     float alpha;        /* on Q K^T */
     int softmax;        /* the scores pass also takes the softmax */
+    const struct sfq_qact *probs_q; /* fused forward: the probabilities' point, or NULL */
     const float *dao, *dattn;
     float *dqkv, *dS;
     float *scratch;     /* chunk floats per thread */
     size_t chunk;
 } sfq_attn_run;
 
-/* Forward for n images: fused per (window, head), or in two passes
- * (scores, then P V) around the caller's quantization of all scores. */
+/* Forward for n images: fused per (window, head), with probs_q (when
+ * set) applied to each unit's probabilities between its softmax and its
+ * P V (inference only: the point neither observes nor trains there); or
+ * in two passes (scores, then P V) around the caller's quantization of
+ * all scores. */
 void sfq_attention_fwd(const sfq_attn_run *a, int n, int nt);
 void sfq_attention_scores(const sfq_attn_run *a, int n, int nt);
 void sfq_attention_pv(const sfq_attn_run *a, int n, int nt);

@@ -381,6 +381,12 @@ static sardfq_status attention(run *r, sfq_kept *k, const sfq_step *st, const sf
     }
     /* with a point on the scores, the softmax waits for all of them */
     a.softmax = st->pt[SFQ_PT_SCORES] < 0;
+    if (a.softmax && !k && !r->t && !r->obs) {
+        /* inference: each unit's probabilities quantized in cache */
+        a.probs_q = point_on(r, st->pt[SFQ_PT_PROBS]) ? &r->q->acts[st->pt[SFQ_PT_PROBS]] : NULL;
+        sfq_attention_fwd(&a, n, nt);
+        return SARDFQ_OK;
+    }
     sfq_attention_scores(&a, n, nt);
     if (!a.softmax) {
         if ((s = point(r, st->pt[SFQ_PT_SCORES], probs, rows, Nw, Nw)))

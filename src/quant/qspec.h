@@ -80,7 +80,7 @@ enum { SFQ_LW_QKV, SFQ_LW_PROJ, SFQ_LW_FC1, SFQ_LW_FC2, SFQ_LW_PER_BLOCK };
 
 enum { SFQ_QK_OFF = 0, SFQ_QK_UNIFORM = 1, SFQ_QK_LOG = 2 };
 
-typedef struct {
+typedef struct sfq_qact {
     int kind; /* SFQ_QK_* */
     int bits; /* 2..8 when on */
     sfq_uq u; /* SFQ_QK_UNIFORM */
