@@ -166,7 +166,7 @@ static void fwd_range(void *vc, int chunk, int64_t t0, int64_t t1)
         /* the point is element-wise: a unit's rows now, while they are in
          * cache, give the bits of all rows later */
         if (a->probs_q)
-            sfq_qact_apply(a->probs_q, NULL, a->probs + (size_t)t * Nw * Nw, Nw, Nw, Nw, 1);
+            sfq_qact_apply_rows(a->probs_q, a->probs + (size_t)t * Nw * Nw, Nw, Nw, Nw);
         unit_pv(a, t, buf);
     }
 }

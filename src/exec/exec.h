@@ -180,7 +180,7 @@ typedef struct {
     int64_t T;          /* read-back floats per image */
     float alpha;        /* on Q K^T */
     int softmax;        /* the scores pass also takes the softmax */
-    const struct sfq_qact *probs_q; /* fused forward: the probabilities' point, or NULL */
+    const struct sfq_qact_ready *probs_q; /* fused forward: the probabilities' point, or NULL */
     const float *dao, *dattn;
     float *dqkv, *dS;
     float *scratch;     /* chunk floats per thread */

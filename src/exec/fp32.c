@@ -383,7 +383,11 @@ static sardfq_status attention(run *r, sfq_kept *k, const sfq_step *st, const sf
     a.softmax = st->pt[SFQ_PT_SCORES] < 0;
     if (a.softmax && !k && !r->t && !r->obs) {
         /* inference: each unit's probabilities quantized in cache */
-        a.probs_q = point_on(r, st->pt[SFQ_PT_PROBS]) ? &r->q->acts[st->pt[SFQ_PT_PROBS]] : NULL;
+        sfq_qact_ready pq;
+        if (point_on(r, st->pt[SFQ_PT_PROBS])) {
+            sfq_qact_prepare(&r->q->acts[st->pt[SFQ_PT_PROBS]], &pq);
+            a.probs_q = &pq;
+        }
         sfq_attention_fwd(&a, n, nt);
         return SARDFQ_OK;
     }

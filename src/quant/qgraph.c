@@ -148,38 +148,54 @@ sardfq_status sfq_qspec_copy(const sfq_qspec *src, const sardfq_model_info *cfg,
 
 /* ---- applying a point ---------------------------------------------------- */
 
+void sfq_qact_prepare(const sfq_qact *a, sfq_qact_ready *rd)
+{
+    rd->a = a;
+    rd->simd = sfq_quant_simd();
+    if (a->kind == SFQ_QK_LOG)
+        sfq_lq_table(&a->lq, rd->tab);
+}
+
+void sfq_qact_apply_rows(const sfq_qact_ready *rd, float *x, int64_t rows, int ncols, int64_t ld)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        if (rd->a->kind == SFQ_QK_UNIFORM)
+            sfq_uq_fake_row(&rd->a->u, x + r * ld, ncols, rd->simd);
+        else
+            sfq_lq_fake_row(&rd->a->lq, rd->tab, x + r * ld, ncols, rd->simd);
+    }
+}
+
 typedef struct {
-    const sfq_qact *a;
+    sfq_qact_ready rd;
     const sfq_uq *cols; /* per-channel quantizers, or NULL */
     float *x;
     int ncols;
     int64_t ld;
-    int simd;
-    float tab[SFQ_LQ_TABLE];
 } apply_ctx;
 
 static void apply_rows(void *vc, int64_t r0, int64_t r1)
 {
     const apply_ctx *c = vc;
+    if (!c->cols) {
+        sfq_qact_apply_rows(&c->rd, c->x + r0 * c->ld, r1 - r0, c->ncols, c->ld);
+        return;
+    }
     for (int64_t r = r0; r < r1; r++) {
         float *x = c->x + r * c->ld;
-        if (c->cols) {
-            for (int j = 0; j < c->ncols; j++)
-                x[j] = sfq_uq_apply(&c->cols[j], x[j]);
-        } else if (c->a->kind == SFQ_QK_UNIFORM) {
-            sfq_uq_fake_row(&c->a->u, x, c->ncols, c->simd);
-        } else {
-            sfq_lq_fake_row(&c->a->lq, c->tab, x, c->ncols, c->simd);
-        }
+        for (int j = 0; j < c->ncols; j++)
+            x[j] = sfq_uq_apply(&c->cols[j], x[j]);
     }
 }
 
 void sfq_qact_apply(const sfq_qact *a, const sfq_uq *cols, float *x, int64_t rows, int ncols, int64_t ld,
                     int nt)
 {
-    apply_ctx c = {a, cols, x, ncols, ld, sfq_quant_simd(), {0}};
-    if (!cols && a->kind == SFQ_QK_LOG)
-        sfq_lq_table(&a->lq, c.tab);
+    apply_ctx c = {.cols = cols, .x = x, .ncols = ncols, .ld = ld};
+    if (cols)
+        c.rd.a = a;
+    else
+        sfq_qact_prepare(a, &c.rd);
     const int64_t work = rows * ncols;
     sfq_parallel_for(work >= 65536 ? nt : 1, rows, apply_rows, &c);
 }

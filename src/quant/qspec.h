@@ -80,7 +80,7 @@ enum { SFQ_LW_QKV, SFQ_LW_PROJ, SFQ_LW_FC1, SFQ_LW_FC2, SFQ_LW_PER_BLOCK };
 
 enum { SFQ_QK_OFF = 0, SFQ_QK_UNIFORM = 1, SFQ_QK_LOG = 2 };
 
-typedef struct sfq_qact {
+typedef struct {
     int kind; /* SFQ_QK_* */
     int bits; /* 2..8 when on */
     sfq_uq u; /* SFQ_QK_UNIFORM */
@@ -189,5 +189,16 @@ void sfq_qcodes_unpack(const sfq_uq *rows, const uint8_t *in, int nrows, int col
  * not NULL); nt = threads. */
 void sfq_qact_apply(const sfq_qact *a, const sfq_uq *cols, float *x, int64_t rows, int ncols, int64_t ld,
                     int nt);
+
+/* Point a made ready to apply row by row on the calling thread (its
+ * log-sqrt2 table built once): the same bits as sfq_qact_apply without
+ * per-column quantizers. a must be on (SFQ_QK_UNIFORM or SFQ_QK_LOG). */
+typedef struct sfq_qact_ready {
+    const sfq_qact *a;
+    int simd;
+    float tab[SFQ_LQ_TABLE];
+} sfq_qact_ready;
+void sfq_qact_prepare(const sfq_qact *a, sfq_qact_ready *rd);
+void sfq_qact_apply_rows(const sfq_qact_ready *rd, float *x, int64_t rows, int ncols, int64_t ld);
 
 #endif
