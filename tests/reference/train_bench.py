@@ -8,7 +8,7 @@ options:
 
   /usr/bin/python3 tests/reference/train_bench.py --out FILE \\
       [--patch 4] [--dim 96] [--depth 4] [--heads 3] [--mlp-ratio 2] \\
-      [--epochs 12] [--wd 0.05] [--label-smoothing 0.1] [--threads 1]
+      [--epochs 12] [--wd 0.05] [--label-smoothing 0.1] [--threads 1] [--seed 20250601]
   /usr/bin/python3 tests/reference/train_bench.py --stats MODEL   (statistics only)
 
 After training it prints activation statistics on 500 test images and on
@@ -32,7 +32,7 @@ sys.path.insert(0, HERE)
 
 import stio  # noqa: E402
 import vit_ref  # noqa: E402
-from train_default import evaluate, fit, init_params, load_split, parse_args, setup, MEAN_S, STD_S, SEED  # noqa: E402
+from train_default import evaluate, fit, init_params, load_split, parse_args, setup, MEAN_S, STD_S  # noqa: E402
 
 
 def options(ap):
@@ -127,7 +127,7 @@ def main():
         "test_top1": "%.2f" % top1, "test_top5": "%.2f" % (100.0 * correct5 / ntest),
         "test_correct": "%d" % correct, "test_n": "%d" % ntest,
         "test_min_margin": "%.6g" % min_margin,
-        "train_epochs": "%d" % args.epochs, "train_seed": "%d" % SEED,
+        "train_epochs": "%d" % args.epochs, "train_seed": "%d" % args.seed,
         "train_wd": "%g" % args.wd, "train_label_smoothing": "%g" % args.label_smoothing,
         "train_seconds": "%.0f" % train_time,
         "trained_by": "tests/reference/train_bench.py",

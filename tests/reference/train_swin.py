@@ -36,7 +36,7 @@ sys.path.insert(0, HERE)
 
 import stio  # noqa: E402
 import swin_ref  # noqa: E402
-from train_default import evaluate as evaluate_model, fit, parse_args, setup, MEAN_S, STD_S, SEED  # noqa: E402
+from train_default import evaluate as evaluate_model, fit, parse_args, setup, MEAN_S, STD_S  # noqa: E402
 
 from torchvision.models.swin_transformer import SwinTransformer  # noqa: E402
 
@@ -136,7 +136,7 @@ def main():
         "test_top1": "%.2f" % top1, "test_top5": "%.2f" % top5,
         "test_correct": "%d" % correct, "test_n": "%d" % ntest,
         "test_min_margin": "%.6g" % min_margin,
-        "train_epochs": "%d" % args.epochs, "train_seed": "%d" % SEED,
+        "train_epochs": "%d" % args.epochs, "train_seed": "%d" % args.seed,
         "trained_by": "tests/reference/train_swin.py",
     }
     sd = timm_state_dict(model)
