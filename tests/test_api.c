@@ -22,6 +22,7 @@
 #define SWIN_MODEL "examples/models/fmnist_swin.safetensors"
 /* the calibration-sensitivity benchmark ViT (tests/reference/train_bench.py) */
 #define BENCH_MODEL "examples/models/fmnist_vit_bench.safetensors"
+#define BENCH_S1_MODEL "examples/models/fmnist_vit_bench_s1.safetensors"
 
 static sardfq_model *load_model(const char *file)
 {
@@ -65,6 +66,9 @@ END_TEST
 START_TEST(swin_model_matches_pytorch_count) { matches_pytorch_count(SWIN_MODEL); }
 END_TEST
 START_TEST(bench_model_matches_pytorch_count) { matches_pytorch_count(BENCH_MODEL); }
+END_TEST
+
+START_TEST(bench_s1_model_matches_pytorch_count) { matches_pytorch_count(BENCH_S1_MODEL); }
 END_TEST
 
 static int cancel_after_two(void *ud, int64_t done, int64_t total, const char *stage)
@@ -228,6 +232,7 @@ int main(void)
     tcase_set_tags(tc, "heavy");
     tcase_add_test(tc, swin_model_matches_pytorch_count);
     tcase_add_test(tc, bench_model_matches_pytorch_count);
+    tcase_add_test(tc, bench_s1_model_matches_pytorch_count);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
