@@ -88,10 +88,10 @@ extern "C" {
 
 #define SARDFQ_VERSION_MAJOR 0
 #define SARDFQ_VERSION_MINOR 8
-#define SARDFQ_VERSION_PATCH 0
+#define SARDFQ_VERSION_PATCH 1
 #define SARDFQ_VERSION_NUMBER \
     (SARDFQ_VERSION_MAJOR * 10000 + SARDFQ_VERSION_MINOR * 100 + SARDFQ_VERSION_PATCH)
-#define SARDFQ_VERSION_STRING "0.8.0"
+#define SARDFQ_VERSION_STRING "0.8.1"
 
 /* Runtime version of the library actually linked; compare with the macros. */
 SARDFQ_API const char *sardfq_version_string(void);
