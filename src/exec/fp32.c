@@ -479,13 +479,13 @@ static sardfq_status head(run *r, const sfq_step *st, const sfq_istep *is, float
     if ((s = step_weight(r, st, 0, &W)) || (P == 2 && (s = step_weight(r, st, 1, &W2))))
         return s;
     if (P == 1) {
-        sfq_linear(r->c, in, W, st->b, logits, n, D, K, 0);
+        sfq_linear(r->c, in, W, st->b, logits, n, 1, D, K, 0);
     } else {
         for (int b = 0; b < n; b++)
             for (int j = 0; j < K; j++)
                 logits[(size_t)b * K + j] = 0.5f * (st->b[j] + st->b2[j]);
-        sfq_gemm(r->c->split, 0, 1, n, K, D, 0.5f, in, P * D, W, D, 1.0f, logits, K);
-        sfq_gemm(r->c->split, 0, 1, n, K, D, 0.5f, in + D, P * D, W2, D, 1.0f, logits, K);
+        sfq_gemm(r->c->split, 1, 0, 1, n, K, D, 0.5f, in, P * D, W, D, 1.0f, logits, K);
+        sfq_gemm(r->c->split, 1, 0, 1, n, K, D, 0.5f, in + D, P * D, W2, D, 1.0f, logits, K);
     }
     if (r->chk && r->chk->steps[st - p->steps].mode == SFQ_IMODE_INT) {
         const sfq_istep *ci = &r->chk->steps[st - p->steps];
@@ -512,7 +512,7 @@ static sardfq_status linear_into(run *r, int i, const float *in, int64_t rows, f
     const sardfq_status s = step_weight(r, st, 0, &W);
     if (s)
         return s;
-    sfq_linear(r->c, in, W, st->b, y, (int)rows, K, N, accumulate);
+    sfq_linear(r->c, in, W, st->b, y, (int)rows, r->p->vars[st->out].rows, K, N, accumulate);
     return SARDFQ_OK;
 }
 
@@ -564,7 +564,7 @@ static sardfq_status step_fwd(run *r, int i, const float *images, float *logits)
             float *y = sfq_alloc_array((size_t)rows * vo->cols, sizeof(float));
             if (!y)
                 return sfq_fail(SARDFQ_E_NOMEM, "out of memory");
-            sfq_linear(c, in, W, st->b, y, (int)rows, vi->cols, vo->cols, 0);
+            sfq_linear(c, in, W, st->b, y, (int)rows, vo->rows, vi->cols, vo->cols, 0);
             s = check_step(r, &r->chk->steps[i], in, rows, vi->cols, vi->cols, y, vo->cols, st->b, 0, NULL);
             sfq_free(y);
         }
@@ -926,9 +926,9 @@ static void step_bwd(bwd *b, int i)
         memset(d, 0, sizeof(float) * (size_t)n * P * D);
         if (b->dlogits) {
             const float a = P == 2 ? 0.5f : 1.0f;
-            sfq_gemm(c->split, 0, 0, n, D, K, a, b->dlogits, K, st->w, D, 0.0f, d, P * D);
+            sfq_gemm(c->split, 1, 0, 0, n, D, K, a, b->dlogits, K, st->w, D, 0.0f, d, P * D);
             if (P == 2)
-                sfq_gemm(c->split, 0, 0, n, D, K, a, b->dlogits, K, st->w2, D, 0.0f, d + D, P * D);
+                sfq_gemm(c->split, 1, 0, 0, n, D, K, a, b->dlogits, K, st->w2, D, 0.0f, d + D, P * D);
         }
         b->live[st->in] = 1;
         return;
@@ -951,11 +951,11 @@ static void step_bwd(bwd *b, int i)
         float *dW = t && t->weight_grad ? t->weight_grad(t->ctx, st) : NULL;
         W = W ? W : st->w;
         if (dW)
-            sfq_gemm(c->split, 1, 0, vo->cols, vi->cols, (int)rows, 1.0f, dy, vo->cols, k->in, vi->cols, 0.0f, dW,
+            sfq_gemm(c->split, 0, 1, 0, vo->cols, vi->cols, (int)rows, 1.0f, dy, vo->cols, k->in, vi->cols, 0.0f, dW,
                      vi->cols);
         const int live = b->live[st->in];
         float *dx = grad(b, st->in);
-        sfq_gemm(c->split, 0, 0, (int)rows, vi->cols, vo->cols, 1.0f, dy, vo->cols, W, vi->cols,
+        sfq_gemm(c->split, vo->rows, 0, 0, (int)rows, vi->cols, vo->cols, 1.0f, dy, vo->cols, W, vi->cols,
                  live ? 1.0f : 0.0f, dx, vi->cols);
         b->live[st->in] = 1;
         break;

@@ -68,40 +68,62 @@ void sfq_end_compute(const sfq_compute *c)
 }
 
 typedef struct {
-    int transa, transb, M, N, K, lda, ldb, ldc;
+    int transa, transb, M, N, K, lda, ldb, ldc, item, per_item;
     float alpha, beta;
     const float *A, *B;
     float *C;
 } gemm_args;
 
-static void gemm_rows(void *vc, int64_t r0, int64_t r1)
+/* Blocks b0..b1-1: block j of item i covers the item's rows
+ * j*SFQ_GEMM_BLOCK.. (at most SFQ_GEMM_BLOCK of them), one call each. */
+static void gemm_blocks(void *vc, int64_t b0, int64_t b1)
 {
     const gemm_args *g = vc;
-    const float *A = g->transa ? g->A + r0 : g->A + r0 * g->lda;
-    cblas_sgemm(CblasRowMajor, g->transa ? CblasTrans : CblasNoTrans, g->transb ? CblasTrans : CblasNoTrans,
-                (int)(r1 - r0), g->N, g->K, g->alpha, A, g->lda, g->B, g->ldb, g->beta, g->C + r0 * g->ldc,
-                g->ldc);
+    for (int64_t blk = b0; blk < b1; blk++) {
+        const int64_t first = blk / g->per_item * g->item;
+        const int64_t r0 = first + blk % g->per_item * SFQ_GEMM_BLOCK;
+        int64_t r1 = r0 + SFQ_GEMM_BLOCK;
+        if (r1 > first + g->item)
+            r1 = first + g->item;
+        if (r1 > g->M)
+            r1 = g->M;
+        if (r1 <= r0)
+            continue;
+        const float *A = g->transa ? g->A + r0 : g->A + r0 * g->lda;
+        cblas_sgemm(CblasRowMajor, g->transa ? CblasTrans : CblasNoTrans, g->transb ? CblasTrans : CblasNoTrans,
+                    (int)(r1 - r0), g->N, g->K, g->alpha, A, g->lda, g->B, g->ldb, g->beta, g->C + r0 * g->ldc,
+                    g->ldc);
+    }
 }
 
-void sfq_gemm(int split, int transa, int transb, int M, int N, int K, float alpha, const float *A,
-              int lda, const float *B, int ldb, float beta, float *C, int ldc)
+void sfq_gemm(int split, int item, int transa, int transb, int M, int N, int K, float alpha,
+              const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
-    gemm_args g = {transa, transb, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C};
-    if (split > M / 64)
-        split = M / 64;
-    sfq_parallel_for(split > 1 ? split : 1, M, gemm_rows, &g);
+    if (M <= 0)
+        return;
+    if (item <= 0 || item > M)
+        item = M;
+    const int per_item = (item + SFQ_GEMM_BLOCK - 1) / SFQ_GEMM_BLOCK;
+    const int64_t items = ((int64_t)M + item - 1) / item, blocks = items * per_item;
+    gemm_args g = {transa, transb, M, N, K, lda, ldb, ldc, item, per_item, alpha, beta, A, B, C};
+    /* threads share whole blocks; tiny products stay on one thread */
+    if ((int64_t)M * N * K < (int64_t)1 << 18)
+        split = 1;
+    if (split > blocks)
+        split = (int)blocks;
+    sfq_parallel_for(split > 1 ? split : 1, blocks, gemm_blocks, &g);
 }
 
 void sfq_linear(const sfq_compute *c, const float *x, const float *W, const float *b, float *y,
-                int rows, int in, int out, int accumulate)
+                int rows, int item, int in, int out, int accumulate)
 {
     if (!b) {
-        sfq_gemm(c->split, 0, 1, rows, out, in, 1.0f, x, in, W, in, accumulate ? 1.0f : 0.0f, y, out);
+        sfq_gemm(c->split, item, 0, 1, rows, out, in, 1.0f, x, in, W, in, accumulate ? 1.0f : 0.0f, y, out);
         return;
     }
     if (!accumulate)
         sfq_fill_rows(y, b, rows, out, c->nt);
-    sfq_gemm(c->split, 0, 1, rows, out, in, 1.0f, x, in, W, in, 1.0f, y, out);
+    sfq_gemm(c->split, item, 0, 1, rows, out, in, 1.0f, x, in, W, in, 1.0f, y, out);
     if (accumulate)
         sfq_add_bias(y, b, rows, out, c->nt);
 }

@@ -24,15 +24,23 @@ int sfq_compute_threads(int n_threads);
 sfq_compute sfq_begin_compute(int n_threads);
 void sfq_end_compute(const sfq_compute *c);
 
-/* C = alpha op(A) op(B) + beta C (row-major), split in `split` row blocks
- * of at least 64 rows. */
-void sfq_gemm(int split, int transa, int transb, int M, int N, int K, float alpha, const float *A,
-              int lda, const float *B, int ldb, float beta, float *C, int ldc);
+/* C = alpha op(A) op(B) + beta C (row-major). The M rows are items of
+ * `item` rows each (an image's tokens, an image's logits; item <= 0 or
+ * > M: one item of M rows), and each item is cut into blocks of at most
+ * SFQ_GEMM_BLOCK rows counted from the item's first row; each block is one
+ * OpenBLAS call, and up to `split` threads share the blocks. A row's value
+ * thus depends only on its item, never on the batch around it, the shard
+ * or the thread count: some of OpenBLAS's kernels (Haswell's, which it
+ * picks on AVX2 cores and on Zen 5) round a row differently by its
+ * position in the call. */
+#define SFQ_GEMM_BLOCK 384
+void sfq_gemm(int split, int item, int transa, int transb, int M, int N, int K, float alpha,
+              const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
 /* y (rows x out) = x (rows x in) W^T + b, W [out][in]; accumulate adds to
- * y. b may be NULL (no bias). */
+ * y. b may be NULL (no bias). Rows are items of `item` rows (sfq_gemm). */
 void sfq_linear(const sfq_compute *c, const float *x, const float *W, const float *b, float *y,
-                int rows, int in, int out, int accumulate);
+                int rows, int item, int in, int out, int accumulate);
 
 /* patches[(b*G + gy*gw + gx)][(c*p + ky)*p + kx] = image[b][c][gy*p+ky][gx*p+kx]
  * for C x H x W images and a gh x gw grid of p x p patches (G = gh gw), and the inverse

@@ -1,8 +1,9 @@
 #!/bin/sh
 # The byte-identity check of a refactor: run the recorder (record.c) and
 # compare every line with the committed record, which names the machine it
-# was taken on (results depend on the CPU's OpenBLAS kernels and on the
-# compiler's code for the library's own loops).
+# was taken on (results depend on the CPU, on the kernel set OpenBLAS picks
+# for it, which OPENBLAS_CORETYPE can override, and on the compiler's code
+# for the library's own loops).
 #   check.sh RECORDER RECORD_FILE DATA_DIR MODELS_DIR        (compare)
 #   check.sh RECORDER RECORD_FILE DATA_DIR MODELS_DIR --write (re-record)
 # Exit 0 identical, 1 different, 77 (skip) on another kind of machine.
@@ -11,8 +12,9 @@ rec=$1 file=$2 data=$3 models=$4 mode=${5:-}
 machine() {
     cpu=$(grep -m1 '^model name' /proc/cpuinfo | sed 's/.*: //')
     blas=$(dpkg-query -W -f '${Version}' libopenblas0-pthread 2>/dev/null || echo unknown)
+    core=$("$rec" --blas-core 2>/dev/null || echo unknown)
     cc=$(cc -dumpfullversion 2>/dev/null || echo unknown)
-    echo "# machine: $cpu | openblas $blas | cc $cc"
+    echo "# machine: $cpu | openblas $blas ($core kernels) | cc $cc"
 }
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT

@@ -262,8 +262,16 @@ static void record_synth(const char *name, sardfq_model *m, int method, int micr
     sardfq_generator_free(g);
 }
 
+/* OpenBLAS's kernel set (its corename), part of the record's machine line:
+ * GEMM results depend on it (OPENBLAS_CORETYPE can change it on one CPU). */
+extern char *openblas_get_corename(void);
+
 int main(int argc, char **argv)
 {
+    if (argc == 2 && strcmp(argv[1], "--blas-core") == 0) {
+        printf("%s\n", openblas_get_corename());
+        return 0;
+    }
     if (argc != 4) {
         fprintf(stderr, "usage: record DATA_DIR MODELS_DIR TMP_DIR\n");
         return 2;
