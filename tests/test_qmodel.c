@@ -875,27 +875,34 @@ static void check_recon_gradients(const sardfq_model *m, sardfq_quantizer *q, co
         float *g = calloc(nw, sizeof(float)), *v0 = malloc(sizeof(float) * nw), *dir = calloc(nw, sizeof(float));
         memcpy(v0, rb.ada[2].v, sizeof(float) * nw);
         sfq_ada_reg(&rb.ada[2], nw, 4.0f, 0.01f, g);
-        double an = 0, r[2];
+        double an = 0, gabs = 0, r[2];
         int used = 0;
         for (size_t j = 0; j < nw; j++) {
             const float sg = 1.0f / (1.0f + expf(-v0[j])), h = sg * 1.2f - 0.1f;
             if (h > 0.05f && h < 0.95f && fabsf(2 * h - 1) > 0.1f) {
                 dir[j] = (j * 2654435761u >> 7) & 1 ? 1.0f : -1.0f;
                 an += dir[j] * g[j];
+                gabs += fabs(g[j]);
                 used++;
             }
         }
         for (int sgn = 0; sgn < 2; sgn++) {
             for (size_t j = 0; j < nw; j++)
-                rb.ada[2].v[j] = v0[j] + (sgn ? -1e-3f : 1e-3f) * dir[j];
+                rb.ada[2].v[j] = v0[j] + (sgn ? -2e-2f : 2e-2f) * dir[j];
             r[sgn] = sfq_ada_reg(&rb.ada[2], nw, 4.0f, 0.01f, NULL);
         }
         memcpy(rb.ada[2].v, v0, sizeof(float) * nw);
-        const double fd = (r[0] - r[1]) / 2e-3;
-        printf("rounding regulariser (%d entries): directional derivative %.6g, finite difference %.6g\n",
-                used, an, fd);
+        /* step 2e-2 (h moves by at most 0.006, inside the kink margins):
+         * at 1e-3 the float rounding of h over the ~1000 entries was 6% of
+         * the difference (failed under ASan with Haswell kernels) */
+        const double fd = (r[0] - r[1]) / 4e-2;
+        printf("rounding regulariser (%d entries): directional derivative %.6g, finite difference %.6g, "
+               "sum |g| %.6g\n", used, an, fd, gabs);
         ck_assert_int_ge(used, 1000);
-        ck_assert_double_le(fabs(fd - an), 1e-2 * fabs(fd));
+        /* the +-1 direction can cancel the terms down to 1e-5 of sum |g|,
+         * where the float h's rounding dominates the difference; measured
+         * error 8e-7 of sum |g| on the ViT block */
+        ck_assert_double_le(fabs(fd - an), 1e-2 * fmax(fabs(fd), 1e-3 * gabs));
         free(g);
         free(v0);
         free(dir);
